@@ -1,0 +1,138 @@
+"""The configuration schema: frozen dataclasses, built once by `controller.configfile.load`.
+
+No module other than `configfile` reads YAML. Secrets are resolved at load time and
+kept out of `repr` so they cannot reach a log line by accident.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+from controller.model import PoolRef
+
+DRIVES = ("ratio", "connection_limit", "both")
+WRITE_MODES = ("patch", "transaction")
+ENGINE_TYPES = ("vllm", "sglang", "trtllm", "triton", "llamacpp", "tgi")
+
+
+@dataclass(frozen=True)
+class F5Config:
+    host: str
+    port: int = 443
+    username: str = "admin"
+    password: str = field(default="", repr=False)
+    password_source: str = ""  # "env F5_PASSWORD" or "file /run/credentials/..", for messages
+    verify_tls: Union[bool, str] = True  # True, False, or a CA bundle path
+    timeout: float = 10.0  # seconds per iControl REST call
+    login_provider: str = "tmos"
+    write_mode: str = "patch"  # "patch": one PATCH per member; "transaction": one commit per pool
+    write_concurrency: int = 4
+    max_writes_per_minute: int = 600  # a cap across all pools; excess changes wait for the next tick
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+        return f"https://{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    metrics_fetch_interval_ms: int = 1000  # the tick period, as in the seed
+    pool_fetch_interval: float = 10.0  # seconds between re-reads of pool membership
+    scrape_concurrency: int = 32
+    tick_deadline: Optional[float] = None  # seconds for all scrapes of a tick; None = tick period
+
+    @property
+    def tick_seconds(self) -> float:
+        return self.metrics_fetch_interval_ms / 1000.0
+
+    @property
+    def scrape_deadline(self) -> float:
+        return self.tick_deadline if self.tick_deadline is not None else max(self.tick_seconds, 1.0)
+
+
+@dataclass(frozen=True)
+class ModeConfig:
+    """A scoring policy. `s1` is the seed's: w_a·(1 − norm_waiting) + w_b·(1 − cache_usage)."""
+
+    name: str = "s1"
+    w_a: float = 0.5
+    w_b: float = 0.5
+    w_g: float = 0.0
+
+
+@dataclass(frozen=True)
+class EngineKeys:
+    """Metric names for one engine type (the upstream `engines_metrics_keys`)."""
+
+    waiting_queue: str
+    cache_usage: Optional[str] = None
+    running_req: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    schema: str = "http"
+    port: Optional[int] = None  # None: the member's own port
+    path: str = "/metrics"
+    timeout: float = 3.0
+    api_key: Optional[str] = field(default=None, repr=False)
+    user: Optional[str] = None
+    password: Optional[str] = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class WeightsConfig:
+    """How scores become BIG-IP member settings, and how hard the controller damps changes."""
+
+    drive: str = "ratio"  # "ratio", "connection_limit" or "both"
+    scale: int = 100  # the best member's ratio; at most 65535
+    floor: int = 10  # the lowest ratio ever written; at least 1
+    dead_band: float = 0.1  # no write when |new − current| ≤ dead_band × current
+    max_step: float = 0.5  # largest change per tick, as a share of scale
+    smoothing: float = 0.0  # EWMA weight kept from the previous score; 0 = off
+    stale_after: float = 30.0  # seconds without fresh metrics before a member returns to neutral
+    max_floor_share: float = 0.5  # at most this share of a pool's members may be pushed to floor
+    max_connections: Optional[int] = None  # connection-limit mode: a fixed per-member ceiling
+    limit_headroom: float = 1.0  # connection-limit mode: multiplier on kv_cache_max_concurrency
+    describe: bool = True  # write a GUI note into the member description with each ratio change
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    ref: PoolRef
+    engine_type: str
+    metrics: MetricsConfig = MetricsConfig()
+    mode: ModeConfig = ModeConfig()
+    weights: WeightsConfig = WeightsConfig()
+
+
+@dataclass(frozen=True)
+class TelemetryConfig:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 9109
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    f5: F5Config
+    pools: tuple[PoolConfig, ...]
+    scheduler: SchedulerConfig = SchedulerConfig()
+    modes: tuple[ModeConfig, ...] = (ModeConfig(),)
+    engine_keys: tuple[tuple[str, EngineKeys], ...] = ()  # engine type -> custom metric names
+    telemetry: TelemetryConfig = TelemetryConfig()
+    log_level: str = "INFO"
+    source: str = ""  # the file it came from
+    notes: tuple[str, ...] = ()  # INFO lines for accepted-but-unused keys
+
+    def keys_for(self, engine_type: str) -> Optional[EngineKeys]:
+        return dict(self.engine_keys).get(engine_type)
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value, so output filters can redact them."""
+        out = [self.f5.password]
+        for p in self.pools:
+            out += [p.metrics.api_key or "", p.metrics.password or ""]
+        return tuple(s for s in out if s)

@@ -1,0 +1,75 @@
+"""The error tree. Library errors are translated into these at the I/O boundary.
+
+    RatioError
+    ├── ConfigError              bad config or missing secret; exit 2, before any network call
+    ├── BigIPError               anything BIG-IP answered or failed to answer
+    │   ├── RetryableBigIPError  500 mcpd lost, 503 HTML, 404 "not registered", timeouts, resets
+    │   │   └── BigIPUnreachable   no TCP/TLS connection at all
+    │   └── PermanentBigIPError  other 4xx: retrying will not help
+    │       ├── AuthError          login refused (bad credentials, 401 after re-login)
+    │       ├── TokenLimitError    400 "maximum active login tokens"
+    │       └── NotFoundError      pool or member does not exist (404 with a JSON body)
+    └── MetricsError             one member's /metrics could not be used this tick
+"""
+
+from __future__ import annotations
+
+
+class RatioError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class ConfigError(RatioError):
+    """The configuration is invalid. `problems` lists each one with its key path."""
+
+    def __init__(self, problems: list[str] | str):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("invalid configuration:\n  - " + "\n  - ".join(self.problems))
+
+
+class BigIPError(RatioError):
+    """A failed iControl REST call. `status` is the HTTP status, or None without a reply."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, status: int | None = None, method: str = "", path: str = ""):
+        self.status = status
+        self.method = method
+        self.path = path
+        where = f"{method} {path}: " if method else ""
+        code = f"HTTP {status}: " if status is not None else ""
+        super().__init__(f"{where}{code}{message}")
+        self.message = message
+
+
+class RetryableBigIPError(BigIPError):
+    retryable = True
+
+
+class BigIPUnreachable(RetryableBigIPError):
+    pass
+
+
+class PermanentBigIPError(BigIPError):
+    pass
+
+
+class AuthError(PermanentBigIPError):
+    pass
+
+
+class TokenLimitError(PermanentBigIPError):
+    pass
+
+
+class NotFoundError(PermanentBigIPError):
+    pass
+
+
+class MetricsError(RatioError):
+    """A member's metrics page was unusable. `reason` is a short stable slug for logs and counters."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)

@@ -1,0 +1,40 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="f5-llm-ratio",
+    version="0.1.0",
+    description="Drive F5 BIG-IP pool member ratios from LLM inference engine load, with no request path.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["controller", "controller.*"]),
+    package_data={"controller": ["data/*"]},
+    include_package_data=True,
+    install_requires=[
+        "requests>=2.28",
+        "APScheduler>=3.10,<4",
+        "PyYAML>=6.0",
+        "structlog>=23.1",
+        "prometheus_client>=0.17",
+        "cryptography>=41",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=7",
+            "requests-mock>=1.11",
+            "hypothesis>=6.80",
+            # F5's own client, only as an independent check of the emulator; it needs distutils (<3.12).
+            'f5-sdk>=3.0.21; python_version < "3.12"',
+        ],
+        "bench": ["matplotlib>=3.7"],
+        "lint": ["ruff>=0.5"],
+    },
+    entry_points={"console_scripts": ["f5-llm-ratio=controller.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
+    ],
+)
