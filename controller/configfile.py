@@ -1,0 +1,669 @@
+"""Read the YAML config file into the frozen dataclasses of `controller.config`.
+
+This is the only module that reads YAML. It accepts the sideband scheduler's config file
+unchanged (its request-path-only keys become `AppConfig.notes`), adds this project's keys,
+resolves secrets (environment variables, files, systemd credentials) and collects every
+problem, each prefixed with its key path, into one `ConfigError`. Secret values never
+appear in a message.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import yaml
+
+from controller.config import (
+    DRIVES,
+    ENGINE_TYPES,
+    WRITE_MODES,
+    AppConfig,
+    EngineKeys,
+    F5Config,
+    MetricsConfig,
+    ModeConfig,
+    PoolConfig,
+    SchedulerConfig,
+    TelemetryConfig,
+    WeightsConfig,
+)
+from controller.errors import ConfigError
+from controller.model import PoolRef
+
+__all__ = ["load", "parse", "normalize_engine_type", "LOG_LEVELS", "ENGINE_ALIASES"]
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+ENGINE_ALIASES = {
+    "trt-llm": "trtllm",
+    "tensorrt-llm": "trtllm",
+    "trtllm-serve": "trtllm",
+    "llama.cpp": "llamacpp",
+    "llama-cpp": "llamacpp",
+}
+DEFAULT_PASSWORD_ENV = "F5_PASSWORD"
+CREDENTIAL_NAME = "f5-password"  # systemd: LoadCredential=f5-password:/etc/...
+
+# Waiting-queue metric of each built-in engine whose series needs no label selector. An
+# `engines_metrics_keys` variant named after one of them ("vllm_ascend") that leaves out
+# `waiting_queue` inherits it, as upstream's variants do.
+_BASE_WAITING = {
+    "vllm": "vllm:num_requests_waiting",
+    "sglang": "sglang:num_queue_reqs",
+    "trtllm": "trtllm_num_requests_waiting",
+    "llamacpp": "llamacpp:requests_deferred",
+    "tgi": "tgi_queue_size",
+}
+
+_UNUSED = "is not used by f5-llm-ratio"
+_GLOBAL_NOTES = {
+    "interval": f"{_UNUSED} (no config file polling: reload by signal); ignored",
+    "api_port": f"{_UNUSED} (no request path); ignored",
+    "api_host": f"{_UNUSED} (no request path); ignored",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# value converters: each takes a YAML value and returns the typed value or raises _Bad
+
+
+class _Bad(ValueError):
+    """What is wrong with one value; the reader prefixes the key path."""
+
+
+Conv = Callable[[Any], Any]
+
+
+def _kind(value: Any) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+             list: "a list", dict: "a mapping", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (str, int, float)):
+        return repr(value)
+    return _kind(value)
+
+
+def _bounds(lo: Any, hi: Any, lo_open: bool, hi_open: bool) -> str:
+    if lo is not None and hi is not None and not (lo_open or hi_open):
+        return f"between {lo} and {hi}"
+    parts = [f"{'>' if lo_open else '>='} {lo}"] if lo is not None else []
+    parts += [f"{'<' if hi_open else '<='} {hi}"] if hi is not None else []
+    return " and ".join(parts)
+
+
+def _check_range(v: float, lo: Any = None, hi: Any = None, lo_open: bool = False, hi_open: bool = False) -> None:
+    low = lo is not None and (v <= lo if lo_open else v < lo)
+    high = hi is not None and (v >= hi if hi_open else v > hi)
+    if low or high:
+        raise _Bad(f"must be {_bounds(lo, hi, lo_open, hi_open)}, got {v:g}")
+
+
+def integer(lo: Optional[int] = None, hi: Optional[int] = None, unit: str = "", null: bool = False) -> Conv:
+    """Whole numbers; 3000.0 is accepted as 3000, true is not."""
+
+    def conv(v: Any) -> Optional[int]:
+        if v is None and null:
+            return None
+        integral = isinstance(v, int) or (isinstance(v, float) and v.is_integer())
+        if isinstance(v, bool) or not integral:
+            raise _Bad(f"expected an integer{unit}, got {_show(v)}")
+        _check_range(int(v), lo, hi)
+        return int(v)
+
+    return conv
+
+
+def number(lo: Optional[float] = None, hi: Optional[float] = None, *, lo_open: bool = False,
+           hi_open: bool = False, unit: str = "", null: bool = False) -> Conv:
+    def conv(v: Any) -> Optional[float]:
+        if v is None and null:
+            return None
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise _Bad(f"expected a number{unit}, got {_show(v)}")
+        _check_range(v, lo, hi, lo_open, hi_open)
+        return float(v)
+
+    return conv
+
+
+def boolean() -> Conv:
+    def conv(v: Any) -> bool:
+        if not isinstance(v, bool):
+            raise _Bad(f"expected true or false, got {_show(v)}")
+        return v
+
+    return conv
+
+
+def string(null: bool = False, secret: bool = False) -> Conv:
+    """A non-empty string. Numbers are refused (YAML mangles e.g. 0123), so the user quotes them."""
+
+    def conv(v: Any) -> Optional[str]:
+        if v is None and null:
+            return None
+        if not isinstance(v, str):
+            hint = " (put it in quotes)" if isinstance(v, (int, float)) and not isinstance(v, bool) else ""
+            raise _Bad(f"expected a string{hint}, got {_kind(v) if secret else _show(v)}")
+        if not v.strip():
+            raise _Bad("must not be empty")
+        return v
+
+    return conv
+
+
+def choice(options: Sequence[str], normalize: Callable[[str], str] = str.lower) -> Conv:
+    def conv(v: Any) -> str:
+        s = string()(v)
+        if normalize(s.strip()) not in options:
+            raise _Bad(f"{s!r} is not one of {', '.join(options)}")
+        return normalize(s.strip())
+
+    return conv
+
+
+def url_path() -> Conv:
+    def conv(v: Any) -> str:
+        s = string()(v)
+        if not s.startswith("/"):
+            raise _Bad(f"must start with '/', got {s!r}")
+        return s
+
+    return conv
+
+
+def host_name() -> Conv:
+    def conv(v: Any) -> str:
+        s = string()(v).strip()
+        if "://" in s or "/" in s:
+            raise _Bad(f"expected a host name or address, not a URL, got {s!r}")
+        return s
+
+    return conv
+
+
+def folder(allow_nested: bool) -> Conv:
+    """A partition (one name) or a sub_path (names joined by '/')."""
+
+    def conv(v: Any) -> str:
+        s = string()(v).strip().strip("/")
+        if "" in s.split("/") or (not allow_nested and "/" in s):
+            raise _Bad(f"{v!r} is not a valid {'folder path' if allow_nested else 'partition name'}")
+        return s
+
+    return conv
+
+
+def verify_tls(v: Any) -> Any:
+    if isinstance(v, bool):
+        return v
+    if not isinstance(v, str) or not v.strip():
+        raise _Bad(f"expected true, false or a CA bundle path, got {_show(v)}")
+    if v.strip().lower() in ("true", "false", "yes", "no", "on", "off"):
+        raise _Bad(f"expected true or false without quotes, got the string {v!r}")
+    path = os.path.expanduser(v)
+    if not os.path.exists(path):
+        raise _Bad(f"CA bundle {path} does not exist")
+    return path
+
+
+def normalize_engine_type(name: str) -> str:
+    """'vLLM' -> 'vllm', 'TensorRT-LLM' -> 'trtllm', 'llama.cpp' -> 'llamacpp'."""
+    low = name.strip().lower()
+    return ENGINE_ALIASES.get(low, low)
+
+
+# ---------------------------------------------------------------------------------------------
+# the reader: typed access to one mapping, problems recorded with key paths
+
+
+@dataclass
+class _Ctx:
+    environ: Mapping[str, str]
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(f"{path or '(top level)'}: {message}")
+
+
+Spec = Sequence[tuple]  # (yaml key, converter) or (yaml key, converter, dataclass attribute)
+
+
+def _keys(spec: Spec) -> tuple[str, ...]:
+    return tuple(entry[0] for entry in spec)
+
+
+class _Reader:
+    """One YAML mapping at key path `path`. A missing or null mapping reads as empty."""
+
+    def __init__(self, ctx: _Ctx, data: Any, path: str):
+        self.ctx = ctx
+        self.path = path
+        if data is not None and not isinstance(data, dict):
+            ctx.problem(path, f"expected a mapping, got {_kind(data)}")
+        self.data: dict = data if isinstance(data, dict) else {}
+
+    def at(self, key: Any) -> str:
+        return f"{self.path}.{key}" if self.path else str(key)
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def problem(self, key: str, message: str) -> None:
+        self.ctx.problem(self.at(key) if key else self.path, message)
+
+    def note(self, key: str, message: str) -> None:
+        self.ctx.notes.append(f"{self.at(key)} {message}")
+
+    def get(self, key: str, conv: Conv, default: Any = None, required: bool = False) -> Any:
+        if key not in self.data:
+            if required:
+                self.problem(key, "required")
+            return default
+        try:
+            return conv(self.data[key])
+        except _Bad as bad:
+            self.problem(key, str(bad))
+            return default
+
+    def pick(self, spec: Spec) -> dict:
+        """{attribute: value} for every key of `spec` present and valid, for dataclass(**...)."""
+        out = {}
+        for key, conv, *attr in spec:
+            if key in self.data:
+                value = self.get(key, conv, _Bad)
+                if value is not _Bad:
+                    out[attr[0] if attr else key] = value
+        return out
+
+    def section(self, key: str) -> "_Reader":
+        return _Reader(self.ctx, self.data.get(key), self.at(key))
+
+    def items(self, key: str) -> list["_Reader"]:
+        value = self.data.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.problem(key, f"expected a list, got {_kind(value)}")
+            return []
+        return [_Reader(self.ctx, item, f"{self.at(key)}[{i}]") for i, item in enumerate(value)]
+
+    def check_keys(self, known: Sequence[str]) -> None:
+        for key in self.data:
+            if key in known:
+                continue
+            close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
+            self.problem(str(key), f"unknown key ({hint})")
+
+
+# ---------------------------------------------------------------------------------------------
+# sections
+
+_F5 = (
+    ("host", host_name()),
+    ("port", integer(1, 65535)),
+    ("username", string()),
+    ("timeout", number(0, lo_open=True, unit=" (seconds)")),
+    ("login_provider", string()),
+    ("write_mode", choice(WRITE_MODES)),
+    ("write_concurrency", integer(1)),
+    ("max_writes_per_minute", integer(1)),
+    ("verify_tls", verify_tls),
+)
+_F5_EXTRA = ("password_env", "password_file", "password")
+
+_SCHEDULER = (
+    ("pool_fetch_interval", number(0, lo_open=True, unit=" (seconds)")),
+    ("metrics_fetch_interval", integer(100, unit=" (milliseconds)"), "metrics_fetch_interval_ms"),
+    ("scrape_concurrency", integer(1)),
+    ("tick_deadline", number(0, lo_open=True, unit=" (seconds)", null=True)),
+)
+
+_MODE = (
+    ("name", string()),
+    ("w_a", number(0)),
+    ("w_b", number(0)),
+    ("w_g", number()),
+)
+
+_WEIGHTS = (
+    ("drive", choice(DRIVES)),
+    ("scale", integer(1, 65535)),
+    ("floor", integer(1, 65535)),
+    ("dead_band", number(0, 1)),
+    ("max_step", number(0, 1, lo_open=True)),
+    ("smoothing", number(0, 1, hi_open=True)),
+    ("stale_after", number(0, lo_open=True, unit=" (seconds)")),
+    ("max_floor_share", number(0, 1, lo_open=True)),
+    ("max_connections", integer(1, null=True)),
+    ("limit_headroom", number(0, lo_open=True)),
+    ("describe", boolean()),
+)
+
+_METRICS = (
+    ("schema", choice(("http", "https"))),
+    ("port", integer(1, 65535, null=True)),
+    ("path", url_path()),
+    ("timeout", number(0, lo_open=True, unit=" (seconds)")),
+    ("APIkey", string(null=True, secret=True), "api_key"),
+    ("metric_user", string(null=True), "user"),
+)
+
+_TELEMETRY = (
+    ("enabled", boolean()),
+    ("host", host_name()),
+    ("port", integer(1, 65535)),
+)
+
+_ENGINE_KEYS = (("waiting_queue", string()), ("cache_usage", string()), ("running_req", string()))
+
+_GLOBAL = ("log_level", "log_debug", *_GLOBAL_NOTES)
+_POOL = ("name", "partition", "sub_path", "engine_type", "metrics", "mode", "weights", "fallback")
+_TOP = ("global", "f5", "scheduler", "modes", "pools", "engines_metrics_keys", "weights", "telemetry")
+
+
+def _section(parent: _Reader, key: str, spec: Spec, extra: Sequence[str] = ()) -> tuple[_Reader, dict]:
+    r = parent.section(key)
+    r.check_keys(_keys(spec) + tuple(extra))
+    return r, r.pick(spec)
+
+
+def _read_global(root: _Reader) -> str:
+    r = root.section("global")
+    r.check_keys(_GLOBAL)
+    for key, message in _GLOBAL_NOTES.items():
+        if r.has(key):
+            r.note(key, message)
+    debug = r.get("log_debug", boolean(), False)
+    if r.has("log_level"):
+        return r.get("log_level", choice(LOG_LEVELS, normalize=str.upper), "INFO")
+    return "DEBUG" if debug else "INFO"
+
+
+# secrets -------------------------------------------------------------------------------------
+
+
+def _strip_newline(text: str) -> str:
+    for end in ("\r\n", "\n"):
+        if text.endswith(end):
+            return text[: -len(end)]
+    return text
+
+
+def _secret_file(ctx: _Ctx, path_key: str, path: str) -> tuple[str, str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            secret = _strip_newline(f.read())
+    except OSError as exc:
+        ctx.problem(path_key, f"cannot read {path}: {exc.strerror or type(exc).__name__}")
+        return "", ""
+    except UnicodeDecodeError:
+        ctx.problem(path_key, f"{path} is not UTF-8 text")
+        return "", ""
+    if not secret:
+        ctx.problem(path_key, f"{path} is empty")
+    return secret, f"file {path}"
+
+
+def _secret_env(ctx: _Ctx, path_key: str, name: str, why: str = "") -> tuple[str, str]:
+    secret = ctx.environ.get(name, "")
+    if not secret:
+        ctx.problem(path_key, f"{why}environment variable {name} is not set (or empty)")
+    return secret, f"env {name}"
+
+
+def _credential_path(name: str, environ: Mapping[str, str]) -> str:
+    """A relative name is looked up under $CREDENTIALS_DIRECTORY (systemd LoadCredential=)."""
+    path = os.path.expanduser(name)
+    creds = environ.get("CREDENTIALS_DIRECTORY", "")
+    return os.path.join(creds, path) if creds and not os.path.isabs(path) else path
+
+
+def _f5_password(r: _Reader) -> tuple[str, str]:
+    """password_file, else password_env, else $CREDENTIALS_DIRECTORY/f5-password, else $F5_PASSWORD."""
+    environ = r.ctx.environ
+    if r.has("password"):
+        r.problem("password", "a password in the config file is not accepted; use password_env or password_file")
+    if r.has("password_file"):
+        name = r.get("password_file", string())
+        return _secret_file(r.ctx, r.at("password_file"), _credential_path(name, environ)) if name else ("", "")
+    if r.has("password_env"):
+        name = r.get("password_env", string())
+        return _secret_env(r.ctx, r.at("password_env"), name) if name else ("", "")
+    implicit = os.path.join(environ.get("CREDENTIALS_DIRECTORY", ""), CREDENTIAL_NAME)
+    if environ.get("CREDENTIALS_DIRECTORY") and os.path.isfile(implicit):
+        return _secret_file(r.ctx, r.at("password_file"), implicit)
+    why = "not configured (nor password_file), and the default "
+    return _secret_env(r.ctx, r.at("password_env"), DEFAULT_PASSWORD_ENV, why)
+
+
+def _read_f5(root: _Reader) -> F5Config:
+    r, kw = _section(root, "f5", _F5, _F5_EXTRA)
+    if not r.has("host"):
+        r.problem("host", "required (the BIG-IP management address)")
+    password, source = _f5_password(r)
+    return F5Config(**{"host": "", **kw}, password=password, password_source=source)
+
+
+# modes, weights, engines ---------------------------------------------------------------------
+
+
+def _read_mode(r: _Reader) -> ModeConfig:
+    r.check_keys(_KEYS_MODE)
+    mode = ModeConfig(**r.pick(_MODE))
+    if mode.w_a == 0 and mode.w_b == 0:
+        r.problem("", "w_a and w_b are both 0; at least one must be > 0")
+    if mode.w_g:
+        r.note("w_g", f"{_UNUSED} (reserved in the sideband scheduler too); ignored")
+    return mode
+
+
+_KEYS_MODE = _keys(_MODE)
+
+
+def _read_modes(root: _Reader) -> tuple[ModeConfig, ...]:
+    if not root.has("modes"):
+        return (ModeConfig(),)
+    readers = root.items("modes")
+    modes = tuple(_read_mode(r) for r in readers)
+    if not modes and isinstance(root.data.get("modes"), list):
+        root.problem("modes", "must list at least one mode")
+    seen: set[str] = set()
+    for r, mode in zip(readers, modes):
+        if mode.name in seen:
+            r.problem("name", f"duplicate mode name {mode.name!r}")
+        seen.add(mode.name)
+    return modes or (ModeConfig(),)
+
+
+def _read_weights(r: _Reader, base: WeightsConfig) -> WeightsConfig:
+    r.check_keys(_keys(_WEIGHTS))
+    picked = r.pick(_WEIGHTS)
+    weights = replace(base, **picked)
+    if ("floor" in picked or "scale" in picked) and weights.floor > weights.scale:
+        r.problem("floor", f"must be between 1 and scale ({weights.scale}), got {weights.floor}")
+    return weights
+
+
+def _base_engine(name: str) -> str:
+    matches = [base for base in _BASE_WAITING if name.startswith(base)]
+    return max(matches, key=len) if matches else ""
+
+
+def _read_engine_keys(root: _Reader) -> tuple[tuple[str, EngineKeys], ...]:
+    section = root.section("engines_metrics_keys")
+    out: dict[str, EngineKeys] = {}
+    for raw_name, value in section.data.items():
+        r = _Reader(root.ctx, value, section.at(raw_name))
+        name = normalize_engine_type(str(raw_name))
+        keys = _read_one_engine(r, name)
+        if name in out:
+            r.problem("", f"defined twice (as {name!r})")
+        elif keys is not None:
+            out[name] = keys
+    return tuple(out.items())
+
+
+def _read_one_engine(r: _Reader, name: str) -> Optional[EngineKeys]:
+    r.check_keys(_keys(_ENGINE_KEYS))
+    kw = r.pick(_ENGINE_KEYS)
+    if not r.data:
+        r.problem("", "no metric names given (waiting_queue, cache_usage, running_req)")
+        return None
+    if "waiting_queue" not in kw and not r.has("waiting_queue"):
+        base = _base_engine(name)
+        if not base:
+            r.problem("waiting_queue", f"required: {name!r} does not start with one of {', '.join(_BASE_WAITING)}")
+            return None
+        kw["waiting_queue"] = _BASE_WAITING[base]
+    return EngineKeys(**kw) if "waiting_queue" in kw else None
+
+
+# pools ---------------------------------------------------------------------------------------
+
+
+def _split_full_path(r: _Reader, name: str) -> Optional[PoolRef]:
+    parts = name.strip("/").split("/")
+    if len(parts) < 2 or "" in parts:
+        r.problem("name", f"{name!r} is not a full path like /Partition/pool or /Partition/folder/pool")
+        return None
+    ref = PoolRef(name=parts[-1], partition=parts[0], sub_path="/".join(parts[1:-1]))
+    for key, given in (("partition", ref.partition), ("sub_path", ref.sub_path)):
+        explicit = r.get(key, folder(key == "sub_path"))
+        if explicit is not None and explicit != given:
+            r.problem(key, f"{explicit!r} conflicts with the full path {name!r}")
+    return ref
+
+
+def _pool_ref(r: _Reader) -> Optional[PoolRef]:
+    name = r.get("name", string(), required=True)
+    if name is None:
+        return None
+    name = name.strip()
+    if name.startswith("/"):
+        return _split_full_path(r, name)
+    partition = r.get("partition", folder(False), "Common")
+    sub_path = r.get("sub_path", folder(True), "")
+    if "/" in name:
+        r.problem("name", f"{name!r} contains '/': give a full path starting with '/' (e.g. /Common/{name})")
+        return None
+    return PoolRef(name=name, partition=partition, sub_path=sub_path)
+
+
+def _read_metrics(pool: _Reader) -> MetricsConfig:
+    r, kw = _section(pool, "metrics", _METRICS, ("metric_pwd_env",))
+    if r.has("metric_pwd_env"):
+        var = r.get("metric_pwd_env", string(null=True))
+        if var:
+            kw["password"], _ = _secret_env(r.ctx, r.at("metric_pwd_env"), var)
+        if var and not kw.get("user") and not r.has("metric_user"):
+            r.problem("metric_pwd_env", "set, but metric_user is not (basic auth needs both)")
+    return MetricsConfig(**kw)
+
+
+@dataclass(frozen=True)
+class _PoolDefaults:
+    modes: tuple[ModeConfig, ...]
+    weights: WeightsConfig
+    engines: tuple[str, ...]
+
+
+def _read_pool(r: _Reader, d: _PoolDefaults) -> Optional[PoolConfig]:
+    r.check_keys(_POOL)
+    ref = _pool_ref(r)
+    engine = r.get("engine_type", choice(d.engines, normalize=normalize_engine_type), required=True)
+    metrics = _read_metrics(r)
+    by_name = {m.name: m for m in d.modes}
+    mode = by_name.get(r.get("mode", choice(tuple(by_name), normalize=str.strip), ""), d.modes[0])
+    weights = _read_weights(r.section("weights"), d.weights)
+    if r.has("fallback"):
+        r.note("fallback", f"{_UNUSED} (no request path: BIG-IP keeps balancing on its own); ignored")
+    if ref is None or engine is None:
+        return None
+    return PoolConfig(ref=ref, engine_type=engine, metrics=metrics, mode=mode, weights=weights)
+
+
+def _read_pools(root: _Reader, d: _PoolDefaults) -> tuple[PoolConfig, ...]:
+    if not root.has("pools"):
+        root.problem("pools", "required (at least one pool)")
+        return ()
+    readers = root.items("pools")
+    if not readers and isinstance(root.data.get("pools"), list):
+        root.problem("pools", "must list at least one pool")
+    pools, first = [], {}
+    for i, r in enumerate(readers):
+        pool = _read_pool(r, d)
+        if pool is None:
+            continue
+        path = pool.ref.full_path
+        if path in first:
+            r.problem("name", f"duplicate of pools[{first[path]}] ({path})")
+            continue
+        first[path] = i
+        pools.append(pool)
+    return tuple(pools)
+
+
+# ---------------------------------------------------------------------------------------------
+# entry points
+
+
+def parse(data: Any, environ: Mapping[str, str] = os.environ, source: str = "") -> AppConfig:
+    """Build an AppConfig from already-parsed YAML. Raises ConfigError listing every problem."""
+    where = source or "config"
+    if data is None:
+        raise ConfigError(f"{where}: the file is empty")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping at the top level, got {_kind(data)}")
+    ctx = _Ctx(environ)
+    root = _Reader(ctx, data, "")
+    root.check_keys(_TOP)
+    log_level = _read_global(root)
+    f5 = _read_f5(root)
+    scheduler = SchedulerConfig(**_section(root, "scheduler", _SCHEDULER)[1])
+    modes = _read_modes(root)
+    engine_keys = _read_engine_keys(root)
+    weights = _read_weights(root.section("weights"), WeightsConfig())
+    telemetry = TelemetryConfig(**_section(root, "telemetry", _TELEMETRY)[1])
+    engines = ENGINE_TYPES + tuple(name for name, _ in engine_keys if name not in ENGINE_TYPES)
+    pools = _read_pools(root, _PoolDefaults(modes, weights, engines))
+    if ctx.problems:
+        raise ConfigError(ctx.problems)
+    return AppConfig(f5=f5, pools=pools, scheduler=scheduler, modes=modes, engine_keys=engine_keys,
+                     telemetry=telemetry, log_level=log_level, source=source, notes=tuple(ctx.notes))
+
+
+def _read_yaml(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or type(exc).__name__}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        # Only the problem text, never the snippet: the offending line may hold an APIkey.
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else path
+        what = "; ".join(s for s in (exc.context, exc.problem) if s)
+        raise ConfigError(f"{where}: YAML syntax error: {what}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: YAML error ({type(exc).__name__})") from None
+
+
+def load(path: str, environ: Mapping[str, str] = os.environ) -> AppConfig:
+    """Read and validate the config file at `path`, resolving secrets from `environ` and files."""
+    return parse(_read_yaml(path), environ, source=path)

@@ -1,0 +1,136 @@
+"""The long-running loop: APScheduler ticks, signals, config reload, systemd notifications."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from datetime import datetime
+from typing import Callable, Optional
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from controller import configfile, logs, render, sdnotify
+from controller.bigip import BigIPClient
+from controller.clock import Clock, SystemClock
+from controller.config import AppConfig
+from controller.errors import ConfigError
+from controller.model import TickReport
+from controller.reconcile import Reconciler
+from controller.scrape import Scraper
+
+MAX_BACKOFF = 300.0
+
+
+def build(cfg: AppConfig, *, dry_run: bool, clock: Clock = SystemClock()) -> Reconciler:
+    """Wire the real edges to the reconciler."""
+    bigip = BigIPClient(cfg.f5, clock=clock)
+    scraper = Scraper(max_workers=cfg.scheduler.scrape_concurrency, clock=clock)
+    return Reconciler(cfg, bigip, scraper, clock=clock, dry_run=dry_run, log=logs.get())
+
+
+def close(rec: Reconciler) -> None:
+    """Release the token (BIG-IP allows ~100 per user) and the scrape pool."""
+    rec.bigip.close()
+    rec.scraper.close()
+
+
+def announce(cfg: AppConfig, log) -> None:
+    """Startup lines: what was loaded, what is ignored, and anything unsafe."""
+    log.info("config_loaded", source=cfg.source, pools=[str(p.ref) for p in cfg.pools], tick_seconds=cfg.scheduler.tick_seconds)
+    for note in cfg.notes:
+        log.info("config_note", note=note)
+    if cfg.f5.verify_tls is False:
+        log.warning("tls_verification_disabled", host=cfg.f5.host, hint="set f5.verify_tls to a CA bundle path")
+
+
+class Daemon:
+    def __init__(self, config_path: str, cfg: AppConfig, *, dry_run: bool = False, out=None, builder: Callable = build):
+        self.config_path = config_path
+        self.cfg = cfg
+        self.dry_run = dry_run
+        self.out = out
+        self.builder = builder
+        self.log = logs.get()
+        self.rec = builder(cfg, dry_run=dry_run)
+        self.lock = threading.Lock()  # one tick at a time, and no teardown mid-tick
+        self.reload_requested = False
+        self.scheduler: Optional[BlockingScheduler] = None
+        self.backoff = 0.0
+        self.skip_until = 0.0
+        self.on_tick: list[Callable[[TickReport], None]] = []
+
+    # -- one tick ---------------------------------------------------------------------------
+    def tick(self) -> Optional[TickReport]:
+        with self.lock:
+            if self.reload_requested:
+                self._reload()
+            if self.rec.clock.monotonic() < self.skip_until:
+                return None
+            report = self.rec.tick()
+            self._after(report)
+            return report
+
+    def _after(self, report: TickReport) -> None:
+        if self.dry_run and self.out is not None:
+            print(render.plan_table(report), file=self.out, flush=True)
+        all_failed = bool(report.errors) and not report.plans
+        self.backoff = min(MAX_BACKOFF, max(self.cfg.scheduler.tick_seconds, self.backoff * 2)) if all_failed else 0.0
+        self.skip_until = self.rec.clock.monotonic() + self.backoff if all_failed else 0.0
+        if all_failed:
+            self.log.warning("bigip_unavailable_backoff", retry_in_seconds=round(self.backoff, 1))
+        sdnotify.notify(f"WATCHDOG=1\nSTATUS=pools {len(report.plans)}/{len(self.cfg.pools)}, writes {report.applied}")
+        for hook in self.on_tick:
+            hook(report)
+
+    # -- reload -----------------------------------------------------------------------------
+    def request_reload(self, *_args) -> None:
+        self.reload_requested = True
+
+    def _reload(self) -> None:
+        self.reload_requested = False
+        try:
+            cfg = configfile.load(self.config_path)
+        except ConfigError as exc:
+            self.log.error("reload_rejected", problems=exc.problems, kept=self.cfg.source)
+            return
+        close(self.rec)
+        self.cfg = cfg
+        logs.REDACTOR.update(cfg.secrets())
+        self.rec = self.builder(cfg, dry_run=self.dry_run)
+        announce(cfg, self.log)
+        if self.scheduler is not None:
+            self.scheduler.reschedule_job("tick", trigger="interval", seconds=cfg.scheduler.tick_seconds)
+        self.log.info("config_reloaded", source=cfg.source)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def stop(self, *_args) -> None:
+        self.log.info("stopping", reason="signal")
+        sdnotify.notify("STOPPING=1")
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    def run_forever(self) -> int:
+        logging.getLogger("apscheduler").setLevel(logging.ERROR)
+        self.scheduler = BlockingScheduler()
+        self.scheduler.add_job(
+            self.tick, "interval", id="tick", seconds=self.cfg.scheduler.tick_seconds,
+            max_instances=1, coalesce=True, next_run_time=datetime.now(), misfire_grace_time=None,
+        )
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        signal.signal(signal.SIGHUP, self.request_reload)
+        sdnotify.notify("READY=1")
+        self.log.info("started", dry_run=self.dry_run)
+        self.scheduler.start()  # returns after stop()
+        with self.lock:  # let a running tick finish before the token goes
+            close(self.rec)
+        self.log.info("stopped")
+        return 0
+
+    def run_once(self) -> int:
+        try:
+            report = self.tick()
+        finally:
+            close(self.rec)
+        return 0 if report is not None and report.ok and not report.failed else 1

@@ -1,0 +1,204 @@
+"""BIG-IP token lifecycle: one token per process, logged in lazily, extended, refreshed, deleted.
+
+Every user may hold about 100 active tokens (F5 K44237337); a client that logs in per call or
+leaks tokens locks out itself and every other automation of that user for up to 20 minutes.
+So: log in once, extend the token to 36,000 s, re-login shortly before it expires, delete the
+old token after a refresh and the current one at exit.
+
+`TokenManager` does no HTTP itself. It is given the client's `request` function, which sends
+one unauthenticated call through the client's session (verify, timeout, error translation) and
+returns the decoded JSON or raises a `BigIPError`:
+
+    request(method, path, *, json=None, headers=None, timeout=None, redact=()) -> Any
+
+`redact` names values (tokens) that must be scrubbed from any error the call raises.
+
+Tokens and the password are credentials: they never appear in an exception message, a log
+line or a repr.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable, Mapping
+
+from controller.clock import Clock, SystemClock
+from controller.config import F5Config
+from controller.errors import AuthError, BigIPError, PermanentBigIPError, TokenLimitError
+
+log = logging.getLogger(__name__)
+
+LOGIN_PATH = "/mgmt/shared/authn/login"
+TOKENS_PATH = "/mgmt/shared/authz/tokens"
+HEADER = "X-F5-Auth-Token"
+
+EXTEND_TO = 36000  # seconds; the maximum BIG-IP accepts
+DEFAULT_TIMEOUT = 1200  # seconds; BIG-IP's default when the reply does not say
+REFRESH_MIN_LEFT = 60.0  # refresh when less than this many seconds are left ...
+REFRESH_SHARE_LEFT = 0.10  # ... or less than this share of the token's lifetime
+RELOGIN_BACKOFF = 30.0  # after a failed refresh, keep the old token and try again this much later
+DELETE_TIMEOUT = 3.0  # seconds; best-effort deletes must not hold up shutdown
+TOKEN_LIMIT_TEXT = "maximum active login tokens"
+
+Request = Callable[..., Any]
+
+
+def is_token_limit(text: str) -> bool:
+    return TOKEN_LIMIT_TEXT in text.lower()
+
+
+class TokenManager:
+    """Holds the process's one BIG-IP token. Thread-safe: concurrent callers share one login."""
+
+    def __init__(self, cfg: F5Config, request: Request, *, clock: Clock | None = None):
+        self._cfg = cfg
+        self._request = request
+        self._clock = clock or SystemClock()
+        self._lock = threading.RLock()
+        self._token: str | None = None
+        self._lifetime = 0.0  # seconds the current token lives, per BIG-IP's replies
+        self._expires_at = 0.0  # clock.monotonic() when it expires (counted from before the login)
+        self._refresh_at = 0.0  # clock.monotonic() when to replace it
+        self.logins = 0
+        self.extensions = 0
+        self.deletions = 0
+
+    def __repr__(self) -> str:
+        state = "active" if self._token else "none"
+        return f"TokenManager(user={self._cfg.username!r}, token={state}, logins={self.logins})"
+
+    # -- public ------------------------------------------------------------------------------
+
+    @property
+    def active(self) -> bool:
+        return self._token is not None
+
+    def expires_in(self) -> float | None:
+        """Seconds until the current token expires, or None without a token."""
+        with self._lock:
+            return self._expires_at - self._clock.monotonic() if self._token else None
+
+    def header(self) -> dict[str, str]:
+        """`{"X-F5-Auth-Token": token}`, logging in first or refreshing when needed."""
+        with self._lock:
+            if self._token is None:
+                self._login()
+            elif self._clock.monotonic() >= self._refresh_at:
+                self._refresh()
+            assert self._token is not None
+            return {HEADER: self._token}
+
+    def invalidate(self, sent: Mapping[str, str] | None = None) -> None:
+        """Forget the token after BIG-IP refused it (401), so the next `header()` logs in again.
+
+        `sent` is the header the refused call carried: when another thread has already replaced
+        that token, the new one is kept. The refused token is deleted best effort, in case the
+        401 was spurious: a live token left behind would count against the user's limit for hours.
+        """
+        with self._lock:
+            if self._token is None:
+                return
+            if sent is not None and sent.get(HEADER) != self._token:
+                return
+            old, self._token = self._token, None
+            log.info("bigip token refused; will log in again", extra={"user": self._cfg.username})
+            self._delete(old)
+
+    def close(self) -> None:
+        """Delete the token on BIG-IP (best effort, short timeout) and forget it. Never raises."""
+        with self._lock:
+            old, self._token = self._token, None
+            if old is not None:
+                self._delete(old)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _login(self) -> None:
+        user = self._cfg.username
+        started = self._clock.monotonic()
+        body = {"username": user, "password": self._cfg.password, "loginProviderName": self._cfg.login_provider}
+        try:
+            reply = self._request("POST", LOGIN_PATH, json=body)
+        except TokenLimitError as e:
+            raise TokenLimitError(
+                f"BIG-IP user {user} has reached its limit of active tokens (F5 K44237337); "
+                "tokens expire after up to 20 min; check for other automation leaking tokens",
+                status=e.status, method="POST", path=LOGIN_PATH,
+            ) from e
+        except AuthError as e:
+            source = f"; password from {self._cfg.password_source}" if self._cfg.password_source else ""
+            raise AuthError(
+                f"login refused for user {user} (login provider {self._cfg.login_provider!r}{source}): {e.message}",
+                status=e.status, method="POST", path=LOGIN_PATH,
+            ) from e
+        token, lifetime = _parse_login(reply)
+        self.logins += 1
+        self._token = token
+        self._lifetime = lifetime
+        log.info("bigip login", extra={"user": user, "token_timeout": lifetime})
+        if lifetime < EXTEND_TO:
+            self._extend(token)
+        self._expires_at = started + self._lifetime
+        self._refresh_at = self._expires_at - max(REFRESH_MIN_LEFT, REFRESH_SHARE_LEFT * self._lifetime)
+
+    def _extend(self, token: str) -> None:
+        """Raise the token's timeout to 36,000 s. A failure is not fatal: the token keeps its timeout."""
+        try:
+            reply = self._request(
+                "PATCH", f"{TOKENS_PATH}/{token}", json={"timeout": EXTEND_TO},
+                headers={HEADER: token}, redact=(token,),
+            )
+        except BigIPError as e:
+            log.warning("bigip token extension failed; keeping its timeout of %ss: %s", self._lifetime, e)
+            return
+        self.extensions += 1
+        self._lifetime = _timeout_of(reply, default=EXTEND_TO)
+
+    def _refresh(self) -> None:
+        old, old_expires = self._token, self._expires_at
+        assert old is not None
+        try:
+            self._login()
+        except BigIPError as e:
+            now = self._clock.monotonic()
+            if now >= old_expires:
+                self._token = None
+                raise
+            self._token, self._expires_at = old, old_expires
+            self._refresh_at = now + min(RELOGIN_BACKOFF, max(0.0, (old_expires - now) / 2))
+            log.warning("bigip token refresh failed; keeping the current token for %.0fs: %s", old_expires - now, e)
+            return
+        self._delete(old)
+
+    def _delete(self, token: str) -> None:
+        """DELETE a token, best effort. Never raises."""
+        try:
+            self._request(
+                "DELETE", f"{TOKENS_PATH}/{token}", headers={HEADER: token},
+                timeout=min(self._cfg.timeout, DELETE_TIMEOUT), redact=(token,),
+            )
+        except Exception as e:  # noqa: BLE001 - best effort by contract; the error text is already scrubbed
+            log.info("bigip token delete failed (it expires on its own): %s", e if isinstance(e, BigIPError) else type(e).__name__)
+            return
+        self.deletions += 1
+
+
+def _timeout_of(obj: Any, default: float) -> float:
+    value = obj.get("timeout") if isinstance(obj, dict) else None
+    if isinstance(value, dict):  # never seen, but do not trust shapes
+        value = None
+    try:
+        seconds = float(value) if value is not None and not isinstance(value, bool) else float(default)
+    except (TypeError, ValueError):
+        seconds = float(default)
+    return seconds if seconds > 0 else float(default)
+
+
+def _parse_login(reply: Any) -> tuple[str, float]:
+    """`token.token` and `token.timeout` from a login reply; the reply itself is never quoted."""
+    tok = reply.get("token") if isinstance(reply, dict) else None
+    value = tok.get("token") if isinstance(tok, dict) else None
+    if not isinstance(value, str) or not value:
+        raise PermanentBigIPError("login reply has no token.token", status=200, method="POST", path=LOGIN_PATH)
+    return value, _timeout_of(tok, default=DEFAULT_TIMEOUT)

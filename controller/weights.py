@@ -1,0 +1,89 @@
+"""Scores to BIG-IP member settings, and the damping that keeps config from churning.
+
+Pure functions. Ratios are integers in [floor, scale] and never 0 (BIG-IP rejects 0).
+Connection limits are never 0 either: on BIG-IP 0 means unlimited.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Mapping, Optional
+
+from controller.config import WeightsConfig
+from controller.model import Sample
+
+
+def clamp(value: float, lo: int, hi: int) -> int:
+    return int(max(lo, min(hi, value)))
+
+
+def ratios_from_scores(scores: Mapping[str, float], scale: int, floor: int) -> dict[str, int]:
+    """The best member gets `scale`; the others in proportion to their score, never below `floor`."""
+    if not scores:
+        return {}
+    top = max(scores.values())
+    if not top > 0:  # every member equally bad: no basis to prefer one
+        return {k: scale for k in scores}
+    return {k: clamp(round(scale * s / top), floor, scale) for k, s in scores.items()}
+
+
+def smooth(previous: Optional[float], current: float, keep: float) -> float:
+    """EWMA: `keep` is the weight of the previous value (0 disables smoothing)."""
+    if previous is None or keep <= 0:
+        return current
+    return keep * previous + (1.0 - keep) * current
+
+
+def within_dead_band(current: int, target: int, dead_band: float) -> bool:
+    """A change no larger than dead_band × current is noise, not signal (as HPA's tolerance)."""
+    return abs(target - current) <= dead_band * current
+
+
+def step_toward(current: int, target: int, w: WeightsConfig) -> int:
+    """Move at most max_step × scale per tick, and land inside [floor, scale]."""
+    step = max(1, round(w.max_step * w.scale))
+    moved = current + max(-step, min(step, target - current))
+    return clamp(moved, w.floor, w.scale)
+
+
+def damped_ratio(current: int, target: int, w: WeightsConfig) -> tuple[int, bool]:
+    """The ratio to write this tick, and whether the dead band held it back.
+
+    A current ratio outside [floor, scale] was not set by us (BIG-IP's default is 1): it goes
+    straight to target, so the first tick already orders members by load.
+    """
+    if not (w.floor <= current <= w.scale):
+        return clamp(target, w.floor, w.scale), False
+    if within_dead_band(current, target, w.dead_band):
+        return current, True
+    return step_toward(current, target, w), False
+
+
+def neutral_ratio(planned: Mapping[str, int], w: WeightsConfig) -> int:
+    """Where a member with stale metrics goes: the pool's median, so it neither starves nor floods."""
+    if not planned:
+        return w.scale
+    return clamp(round(statistics.median(planned.values())), w.floor, w.scale)
+
+
+def capacity_limit(sample: Optional[Sample], w: WeightsConfig) -> Optional[int]:
+    """Connection limit from KV capacity (vLLM's kv_cache_max_concurrency) and/or a fixed ceiling.
+
+    None when there is nothing to base a limit on: the caller then leaves the limit alone.
+    """
+    candidates = []
+    if w.max_connections:
+        candidates.append(w.max_connections)
+    if sample is not None and sample.kv_max_concurrency:
+        candidates.append(math.floor(sample.kv_max_concurrency * w.limit_headroom))
+    if not candidates:
+        return None
+    return max(1, min(candidates))
+
+
+def damped_limit(current: int, target: int, dead_band: float) -> int:
+    """Limits move straight to target (no step cap) but ignore changes inside the dead band."""
+    if current > 0 and within_dead_band(current, target, dead_band):
+        return current
+    return max(1, target)

@@ -1,0 +1,136 @@
+import pytest
+
+from controller import planner
+from controller.config import ModeConfig, PoolConfig, WeightsConfig
+from controller.model import Member, PoolRef, PoolState, Sample, ScrapeResult
+
+REF = PoolRef("llm")
+NOW, WALL = 1000.0, 1_790_000_000.0
+
+
+def member(name, ratio=100, limit=0, session="monitor-enabled", state="up", description=""):
+    addr, port = name.split(":")
+    return Member(name, "Common", addr, int(port), ratio, limit, session, state, description)
+
+
+def pool(*members, mode="ratio-least-connections-member"):
+    return PoolState(REF, mode, tuple(members))
+
+
+def ok(name, waiting, kv=None, running=None, kvmax=None):
+    return ScrapeResult(name, NOW, Sample(waiting, running, kv, kvmax))
+
+
+def bad(name, error="timeout"):
+    return ScrapeResult(name, NOW, error=error, detail="after 3s")
+
+
+def cfg(**w):
+    return PoolConfig(REF, "vllm", mode=ModeConfig("s1", 0.5, 0.5), weights=WeightsConfig(**w))
+
+
+def plan(state, results, c=None, memory=None, now=NOW):
+    scrapes = {r.member: r for r in results}
+    return planner.plan_pool(state, scrapes, c or cfg(), memory or {}, now, WALL)
+
+
+def by_key(p):
+    return {mp.member.key: mp for mp in p.members}
+
+
+def test_ratios_ordered_by_load():
+    state = pool(member("10.0.0.1:80", 1), member("10.0.0.2:80", 1), member("10.0.0.3:80", 1))
+    p, _ = plan(state, [ok("10.0.0.1:80", 0, 0.1), ok("10.0.0.2:80", 5, 0.5), ok("10.0.0.3:80", 10, 0.9)])
+    r = {k: mp.ratio for k, mp in by_key(p).items()}
+    assert r["10.0.0.1:80"] > r["10.0.0.2:80"] > r["10.0.0.3:80"] >= 10
+    assert all(mp.action == "write" for mp in p.members)
+
+
+def test_unchanged_load_writes_nothing_on_second_tick():
+    state = pool(member("10.0.0.1:80", 1), member("10.0.0.2:80", 1))
+    results = [ok("10.0.0.1:80", 0, 0.2), ok("10.0.0.2:80", 6, 0.7)]
+    first, memory = plan(state, results, cfg(max_step=1.0))
+    landed = pool(*[member(mp.member.key, mp.ratio) for mp in first.members])
+    second, _ = plan(landed, results, cfg(max_step=1.0), memory, NOW + 3)
+    assert first.writes and not second.writes
+
+
+def test_failed_scrape_keeps_ratio_until_stale_then_neutral():
+    state = pool(member("a:1", 100), member("b:1", 40), member("c:1", 77))
+    results = [ok("a:1", 0, 0.1), ok("b:1", 10, 0.9), bad("c:1")]
+    p, memory = plan(state, results, cfg(stale_after=30))
+    c = by_key(p)["c:1"]
+    assert (c.action, c.ratio, c.changes) == ("unknown-hold", 77, {})
+    assert "timeout" in c.reason
+    later, _ = plan(state, results, cfg(stale_after=30), memory, NOW + 31)
+    c = by_key(later)["c:1"]
+    targets = sorted([by_key(later)["a:1"].ratio, by_key(later)["b:1"].ratio])
+    assert c.action == "unknown-neutral"
+    assert targets[0] <= c.ratio <= targets[1]
+
+
+def test_no_fresh_member_writes_nothing():
+    state = pool(member("a:1", 5), member("b:1", 90))
+    p, _ = plan(state, [bad("a:1"), bad("b:1", "refused")])
+    assert not p.writes
+    assert "nothing written" in p.note
+    assert {mp.action for mp in p.members} == {"unknown-hold"}
+
+
+def test_inactive_members_are_skipped_and_not_normalised():
+    state = pool(member("a:1", 100), member("b:1", 100, session="user-disabled"), member("c:1", 100, state="down"))
+    p, _ = plan(state, [ok("a:1", 0, 0.5), ok("b:1", 50, 0.9), ok("c:1", 50, 0.9)])
+    m = by_key(p)
+    assert m["b:1"].action == m["c:1"].action == "skip-inactive"
+    assert not m["b:1"].changes and not m["c:1"].changes
+    assert m["a:1"].ratio == 100  # alone among active members: best by definition
+
+
+def test_dead_band_holds_small_changes():
+    state = pool(member("a:1", 100), member("b:1", 52))
+    p, _ = plan(state, [ok("a:1", 0, 0.0), ok("b:1", 10, 0.0)])  # b target 50: within 10% of 52
+    assert by_key(p)["b:1"].action == "dead-band" and not p.writes
+
+
+def test_max_step_bounds_one_tick():
+    state = pool(member("a:1", 100), member("b:1", 100))
+    p, _ = plan(state, [ok("a:1", 0, 0.0), ok("b:1", 10, 1.0)], cfg(max_step=0.25))
+    assert by_key(p)["b:1"].ratio == 75
+
+
+def test_smoothing_uses_observed_memory():
+    state = pool(member("a:1", 100), member("b:1", 100))
+    _, memory = plan(state, [ok("a:1", 0, 0.0), ok("b:1", 0, 0.0)], cfg(smoothing=0.5))
+    p, _ = plan(state, [ok("a:1", 0, 0.0), ok("b:1", 10, 1.0)], cfg(smoothing=0.5, max_step=1.0), memory, NOW + 3)
+    b = by_key(p)["b:1"]
+    assert b.score == pytest.approx(0.5)  # half of the jump from 1.0 to 0.0
+    assert b.ratio == 50
+
+
+@pytest.mark.parametrize(
+    "drive, expect_ratio_change, expect_limit",
+    [("ratio", True, 0), ("connection_limit", False, 42), ("both", True, 42)],
+)
+def test_drive_modes(drive, expect_ratio_change, expect_limit):
+    state = pool(member("a:1", 100), member("b:1", 100))
+    p, _ = plan(state, [ok("a:1", 0, 0.0, kvmax=42.1), ok("b:1", 10, 1.0, kvmax=42.1)], cfg(drive=drive))
+    b = by_key(p)["b:1"]
+    assert (b.ratio != 100) == expect_ratio_change
+    assert b.connection_limit == expect_limit
+    assert "connectionLimit" in b.changes if expect_limit else "connectionLimit" not in b.changes
+
+
+def test_gui_note_written_only_with_a_change_and_never_over_foreign_text():
+    state = pool(member("a:1", 100), member("b:1", 100, description="owned by the DBA team"), member("c:1", 100, description="f5-llm-ratio: old"))
+    p, _ = plan(state, [ok("a:1", 0, 0.0), ok("b:1", 10, 1.0), ok("c:1", 10, 1.0)])
+    m = by_key(p)
+    assert "description" not in m["a:1"].changes  # unchanged ratio: no note on its own
+    assert "description" not in m["b:1"].changes and "ratio" in m["b:1"].changes
+    assert m["c:1"].changes["description"].startswith("f5-llm-ratio: score 0.00 q=10 kv=100% 2026-")
+
+
+def test_departed_members_are_forgotten():
+    state = pool(member("a:1"), member("b:1"))
+    _, memory = plan(state, [ok("a:1", 0), ok("b:1", 1)])
+    _, memory = plan(pool(member("a:1")), [ok("a:1", 0)], memory=memory)
+    assert set(memory) == {"a:1"}
