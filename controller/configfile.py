@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import yaml
 
+from controller import engines
 from controller.config import (
     DRIVES,
     ENGINE_TYPES,
@@ -34,7 +35,7 @@ from controller.config import (
 from controller.errors import ConfigError
 from controller.model import PoolRef
 
-__all__ = ["load", "parse", "normalize_engine_type", "LOG_LEVELS", "ENGINE_ALIASES"]
+__all__ = ["load", "parse", "normalize_engine_type", "base_engine_type", "LOG_LEVELS", "ENGINE_ALIASES"]
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 ENGINE_ALIASES = {
@@ -46,17 +47,6 @@ ENGINE_ALIASES = {
 }
 DEFAULT_PASSWORD_ENV = "F5_PASSWORD"
 CREDENTIAL_NAME = "f5-password"  # systemd: LoadCredential=f5-password:/etc/...
-
-# Waiting-queue metric of each built-in engine whose series needs no label selector. An
-# `engines_metrics_keys` variant named after one of them ("vllm_ascend") that leaves out
-# `waiting_queue` inherits it, as upstream's variants do.
-_BASE_WAITING = {
-    "vllm": "vllm:num_requests_waiting",
-    "sglang": "sglang:num_queue_reqs",
-    "trtllm": "trtllm_num_requests_waiting",
-    "llamacpp": "llamacpp:requests_deferred",
-    "tgi": "tgi_queue_size",
-}
 
 _UNUSED = "is not used by f5-llm-ratio"
 _GLOBAL_NOTES = {
@@ -75,12 +65,24 @@ class _Bad(ValueError):
 
 
 Conv = Callable[[Any], Any]
+_MISSING = object()
 
 
 def _kind(value: Any) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-             list: "a list", dict: "a mapping", type(None): "null"}
+    names = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+        type(None): "null",
+    }
     return names.get(type(value), type(value).__name__)
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _show(value: Any) -> str:
@@ -89,7 +91,7 @@ def _show(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, (str, int, float)):
-        return repr(value)
+        return _clip(repr(value))
     return _kind(value)
 
 
@@ -105,7 +107,8 @@ def _check_range(v: float, lo: Any = None, hi: Any = None, lo_open: bool = False
     low = lo is not None and (v <= lo if lo_open else v < lo)
     high = hi is not None and (v >= hi if hi_open else v > hi)
     if low or high:
-        raise _Bad(f"must be {_bounds(lo, hi, lo_open, hi_open)}, got {v:g}")
+        got = f"{v:g}" if isinstance(v, float) else _clip(str(v))
+        raise _Bad(f"must be {_bounds(lo, hi, lo_open, hi_open)}, got {got}")
 
 
 def integer(lo: Optional[int] = None, hi: Optional[int] = None, unit: str = "", null: bool = False) -> Conv:
@@ -123,15 +126,26 @@ def integer(lo: Optional[int] = None, hi: Optional[int] = None, unit: str = "", 
     return conv
 
 
-def number(lo: Optional[float] = None, hi: Optional[float] = None, *, lo_open: bool = False,
-           hi_open: bool = False, unit: str = "", null: bool = False) -> Conv:
+def number(
+    lo: Optional[float] = None,
+    hi: Optional[float] = None,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = False,
+    unit: str = "",
+    null: bool = False,
+) -> Conv:
     def conv(v: Any) -> Optional[float]:
         if v is None and null:
             return None
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        try:
+            f = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+        except OverflowError:
+            f = math.nan
+        if not math.isfinite(f):
             raise _Bad(f"expected a number{unit}, got {_show(v)}")
-        _check_range(v, lo, hi, lo_open, hi_open)
-        return float(v)
+        _check_range(f, lo, hi, lo_open, hi_open)
+        return f
 
     return conv
 
@@ -198,6 +212,20 @@ def folder(allow_nested: bool) -> Conv:
         s = string()(v).strip().strip("/")
         if "" in s.split("/") or (not allow_nested and "/" in s):
             raise _Bad(f"{v!r} is not a valid {'folder path' if allow_nested else 'partition name'}")
+        return s
+
+    return conv
+
+
+def metric_key() -> Conv:
+    """`name` or `name{label="value",...}`, as controller.engines reads them."""
+
+    def conv(v: Any) -> str:
+        s = string()(v).strip()
+        try:
+            engines.parse_key(s)
+        except ValueError as exc:
+            raise _Bad(str(exc)) from None
         return s
 
     return conv
@@ -281,8 +309,8 @@ class _Reader:
         out = {}
         for key, conv, *attr in spec:
             if key in self.data:
-                value = self.get(key, conv, _Bad)
-                if value is not _Bad:
+                value = self.get(key, conv, _MISSING)
+                if value is not _MISSING:
                     out[attr[0] if attr else key] = value
         return out
 
@@ -296,7 +324,14 @@ class _Reader:
         if not isinstance(value, list):
             self.problem(key, f"expected a list, got {_kind(value)}")
             return []
-        return [_Reader(self.ctx, item, f"{self.at(key)}[{i}]") for i, item in enumerate(value)]
+        out = []
+        for i, item in enumerate(value):
+            path = f"{self.at(key)}[{i}]"
+            if isinstance(item, dict):
+                out.append(_Reader(self.ctx, item, path))
+            else:
+                self.ctx.problem(path, f"expected a mapping, got {_kind(item)}")
+        return out
 
     def check_keys(self, known: Sequence[str]) -> None:
         for key in self.data:
@@ -366,7 +401,7 @@ _TELEMETRY = (
     ("port", integer(1, 65535)),
 )
 
-_ENGINE_KEYS = (("waiting_queue", string()), ("cache_usage", string()), ("running_req", string()))
+_ENGINE_KEYS = (("waiting_queue", metric_key()), ("cache_usage", metric_key()), ("running_req", metric_key()))
 
 _GLOBAL = ("log_level", "log_debug", *_GLOBAL_NOTES)
 _POOL = ("name", "partition", "sub_path", "engine_type", "metrics", "mode", "weights", "fallback")
@@ -432,13 +467,13 @@ def _credential_path(name: str, environ: Mapping[str, str]) -> str:
 
 def _f5_password(r: _Reader) -> tuple[str, str]:
     """password_file, else password_env, else $CREDENTIALS_DIRECTORY/f5-password, else $F5_PASSWORD."""
-    environ = r.ctx.environ
-    if r.has("password"):
+    environ = r.ctx.environ  # a key given as null counts as not given (the seed's default is null)
+    if r.data.get("password") is not None:
         r.problem("password", "a password in the config file is not accepted; use password_env or password_file")
-    if r.has("password_file"):
+    if r.data.get("password_file") is not None:
         name = r.get("password_file", string())
         return _secret_file(r.ctx, r.at("password_file"), _credential_path(name, environ)) if name else ("", "")
-    if r.has("password_env"):
+    if r.data.get("password_env") is not None:
         name = r.get("password_env", string())
         return _secret_env(r.ctx, r.at("password_env"), name) if name else ("", "")
     implicit = os.path.join(environ.get("CREDENTIALS_DIRECTORY", ""), CREDENTIAL_NAME)
@@ -460,7 +495,7 @@ def _read_f5(root: _Reader) -> F5Config:
 
 
 def _read_mode(r: _Reader) -> ModeConfig:
-    r.check_keys(_KEYS_MODE)
+    r.check_keys(_keys(_MODE))
     mode = ModeConfig(**r.pick(_MODE))
     if mode.w_a == 0 and mode.w_b == 0:
         r.problem("", "w_a and w_b are both 0; at least one must be > 0")
@@ -469,18 +504,15 @@ def _read_mode(r: _Reader) -> ModeConfig:
     return mode
 
 
-_KEYS_MODE = _keys(_MODE)
-
-
 def _read_modes(root: _Reader) -> tuple[ModeConfig, ...]:
     if not root.has("modes"):
         return (ModeConfig(),)
     readers = root.items("modes")
     modes = tuple(_read_mode(r) for r in readers)
-    if not modes and isinstance(root.data.get("modes"), list):
+    if root.data["modes"] == []:
         root.problem("modes", "must list at least one mode")
     seen: set[str] = set()
-    for r, mode in zip(readers, modes):
+    for r, mode in zip(readers, modes, strict=True):
         if mode.name in seen:
             r.problem("name", f"duplicate mode name {mode.name!r}")
         seen.add(mode.name)
@@ -496,9 +528,9 @@ def _read_weights(r: _Reader, base: WeightsConfig) -> WeightsConfig:
     return weights
 
 
-def _base_engine(name: str) -> str:
-    matches = [base for base in _BASE_WAITING if name.startswith(base)]
-    return max(matches, key=len) if matches else ""
+def base_engine_type(name: str) -> str:
+    """The built-in engine type a variant's name starts with ("vllm_ascend" -> "vllm"), or ""."""
+    return max((t for t in ENGINE_TYPES if name.startswith(t)), key=len, default="")
 
 
 def _read_engine_keys(root: _Reader) -> tuple[tuple[str, EngineKeys], ...]:
@@ -516,18 +548,22 @@ def _read_engine_keys(root: _Reader) -> tuple[tuple[str, EngineKeys], ...]:
 
 
 def _read_one_engine(r: _Reader, name: str) -> Optional[EngineKeys]:
+    """Upstream's variant entry. Metrics it does not name keep its base engine's defaults."""
     r.check_keys(_keys(_ENGINE_KEYS))
     kw = r.pick(_ENGINE_KEYS)
+    base = base_engine_type(name)
     if not r.data:
         r.problem("", "no metric names given (waiting_queue, cache_usage, running_req)")
-        return None
-    if "waiting_queue" not in kw and not r.has("waiting_queue"):
-        base = _base_engine(name)
-        if not base:
-            r.problem("waiting_queue", f"required: {name!r} does not start with one of {', '.join(_BASE_WAITING)}")
-            return None
-        kw["waiting_queue"] = _BASE_WAITING[base]
-    return EngineKeys(**kw) if "waiting_queue" in kw else None
+    elif not base:
+        r.problem(
+            "",
+            f"{name!r} must start with a built-in engine type ({', '.join(ENGINE_TYPES)}), "
+            f"e.g. vllm_{name}: metrics it does not name keep that engine's defaults",
+        )
+    else:
+        kw.setdefault("waiting_queue", engines.SPECS[base].waiting)
+        return EngineKeys(**kw)
+    return None
 
 
 # pools ---------------------------------------------------------------------------------------
@@ -567,7 +603,7 @@ def _read_metrics(pool: _Reader) -> MetricsConfig:
         var = r.get("metric_pwd_env", string(null=True))
         if var:
             kw["password"], _ = _secret_env(r.ctx, r.at("metric_pwd_env"), var)
-        if var and not kw.get("user") and not r.has("metric_user"):
+        if var and r.data.get("metric_user") is None:
             r.problem("metric_pwd_env", "set, but metric_user is not (basic auth needs both)")
     return MetricsConfig(**kw)
 
@@ -599,18 +635,18 @@ def _read_pools(root: _Reader, d: _PoolDefaults) -> tuple[PoolConfig, ...]:
         root.problem("pools", "required (at least one pool)")
         return ()
     readers = root.items("pools")
-    if not readers and isinstance(root.data.get("pools"), list):
+    if root.data["pools"] is None or root.data["pools"] == []:
         root.problem("pools", "must list at least one pool")
     pools, first = [], {}
-    for i, r in enumerate(readers):
+    for r in readers:
         pool = _read_pool(r, d)
         if pool is None:
             continue
         path = pool.ref.full_path
         if path in first:
-            r.problem("name", f"duplicate of pools[{first[path]}] ({path})")
+            r.problem("name", f"duplicate of {first[path]} ({path})")
             continue
-        first[path] = i
+        first[path] = r.path
         pools.append(pool)
     return tuple(pools)
 
@@ -640,8 +676,17 @@ def parse(data: Any, environ: Mapping[str, str] = os.environ, source: str = "") 
     pools = _read_pools(root, _PoolDefaults(modes, weights, engines))
     if ctx.problems:
         raise ConfigError(ctx.problems)
-    return AppConfig(f5=f5, pools=pools, scheduler=scheduler, modes=modes, engine_keys=engine_keys,
-                     telemetry=telemetry, log_level=log_level, source=source, notes=tuple(ctx.notes))
+    return AppConfig(
+        f5=f5,
+        pools=pools,
+        scheduler=scheduler,
+        modes=modes,
+        engine_keys=engine_keys,
+        telemetry=telemetry,
+        log_level=log_level,
+        source=source,
+        notes=tuple(ctx.notes),
+    )
 
 
 def _read_yaml(path: str) -> Any:
@@ -660,8 +705,8 @@ def _read_yaml(path: str) -> Any:
         where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else path
         what = "; ".join(s for s in (exc.context, exc.problem) if s)
         raise ConfigError(f"{where}: YAML syntax error: {what}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: YAML error ({type(exc).__name__})") from None
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:  # e.g. a 5000-digit integer
+        raise ConfigError(f"{path}: YAML could not be read ({type(exc).__name__})") from None
 
 
 def load(path: str, environ: Mapping[str, str] = os.environ) -> AppConfig:

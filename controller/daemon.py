@@ -25,6 +25,7 @@ MAX_BACKOFF = 300.0
 def build(cfg: AppConfig, *, dry_run: bool, clock: Clock = SystemClock()) -> Reconciler:
     """Wire the real edges to the reconciler."""
     bigip = BigIPClient(cfg.f5, clock=clock)
+    logs.REDACTOR.sources[:] = [bigip.tokens.secrets]
     scraper = Scraper(max_workers=cfg.scheduler.scrape_concurrency, clock=clock)
     return Reconciler(cfg, bigip, scraper, clock=clock, dry_run=dry_run, log=logs.get())
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Iterable
+from typing import Callable, Iterable
 
 import structlog
 
@@ -16,14 +16,18 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str] = ()):
         self.secrets: tuple[str, ...] = ()
+        self.sources: list[Callable[[], Iterable[str]]] = []  # e.g. the live BIG-IP token
         self.update(secrets)
 
     def update(self, secrets: Iterable[str]) -> None:
-        # Longest first, so a secret that contains another is replaced whole.
-        self.secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+        self.secrets = tuple(s for s in secrets if s)
 
     def scrub(self, text: str) -> str:
-        for secret in self.secrets:
+        found = set(self.secrets)
+        for source in self.sources:
+            found.update(s for s in source() if s)
+        # Longest first, so a secret that contains another is replaced whole.
+        for secret in sorted(found, key=len, reverse=True):
             text = text.replace(secret, REDACTED)
         return text
 
@@ -34,12 +38,34 @@ class Redactor:
 REDACTOR = Redactor()
 
 
+def _route_stdlib(level: int, renderer, stream) -> None:
+    """Library loggers (ours on stdlib logging, urllib3) get the same format and redaction."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_logger_name,
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, REDACTOR, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("urllib3").setLevel(max(level, logging.INFO))
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+
+
 def setup(level: str = "INFO", secrets: Iterable[str] = (), stream=None, json: bool | None = None) -> None:
     stream = stream or sys.stdout
     REDACTOR.update(secrets)
     if json is None:
         json = not stream.isatty()
     renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    numeric = getattr(logging, level.upper(), logging.INFO)
+    _route_stdlib(numeric, renderer, stream)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -48,7 +74,7 @@ def setup(level: str = "INFO", secrets: Iterable[str] = (), stream=None, json: b
             REDACTOR,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper(), logging.INFO)),
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )

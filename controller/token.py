@@ -57,6 +57,7 @@ class TokenManager:
         self._clock = clock or SystemClock()
         self._lock = threading.RLock()
         self._token: str | None = None
+        self._held: tuple[str, ...] = ()  # recent tokens, for scrubbing error texts; replaced, never mutated
         self._lifetime = 0.0  # seconds the current token lives, per BIG-IP's replies
         self._expires_at = 0.0  # clock.monotonic() when it expires (counted from before the login)
         self._refresh_at = 0.0  # clock.monotonic() when to replace it
@@ -78,6 +79,10 @@ class TokenManager:
         """Seconds until the current token expires, or None without a token."""
         with self._lock:
             return self._expires_at - self._clock.monotonic() if self._token else None
+
+    def secrets(self) -> tuple[str, ...]:
+        """The password and the tokens this process held lately: values no message may contain."""
+        return tuple(s for s in (self._cfg.password, *self._held) if s)
 
     def header(self) -> dict[str, str]:
         """`{"X-F5-Auth-Token": token}`, logging in first or refreshing when needed."""
@@ -134,6 +139,7 @@ class TokenManager:
             ) from e
         token, lifetime = _parse_login(reply)
         self.logins += 1
+        self._held = (*self._held[-7:], token)
         self._token = token
         self._lifetime = lifetime
         log.info("bigip login", extra={"user": user, "token_timeout": lifetime})

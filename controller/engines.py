@@ -1,0 +1,252 @@
+"""What each inference engine calls its load figures, and how one /metrics page becomes a `Sample`.
+
+Metric names follow REFERENCE.md ("Inference engines' /metrics"). A metric key is a metric name,
+optionally with label matchers in the exposition syntax, e.g.
+`nv_trt_llm_request_metrics{request_type="waiting"}`; custom keys from the config may use the same form.
+
+Rules for pages with several series of one metric (vLLM data-parallel ranks, one series per
+`engine` label; several models on one Triton):
+
+* identical series (same metric, same labels) count once, and the last one on the page wins, as
+  prometheus_client would keep it when building a registry;
+* waiting and running are SUMMED over the distinct series: the member's queue is all of its ranks' queues;
+* KV-cache use is the MAXIMUM over the series: a request routed to a saturated rank waits (or preempts
+  others) whatever the other ranks hold, so the fullest rank is what limits new work on the member.
+  An average would call a member with one full and one empty rank "half full" and keep feeding it;
+* `ranks` is the number of distinct waiting series; `kv_max_concurrency` is the sum over ranks of the
+  `kv_cache_max_concurrency` label of `vllm:cache_config_info`, or None unless every rank reports it.
+
+Values: NaN, ±Inf or a negative number in a metric the score uses is "bad-value" (the engine is
+confused; better no number than a wrong one). KV use a little above 1 (float noise, or an engine that
+overcommits, e.g. SGLang's token_usage) is clamped to 1.0; above KV_CLAMP_LIMIT (1.5) it is most likely
+a percentage (0-100) from a custom key and is "bad-value" rather than silently read as "full".
+Values we do not use (llama.cpp's `nan` throughput, Triton's `request_type="max"`) are never checked.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Optional
+
+from controller import exposition
+from controller.config import ENGINE_TYPES, EngineKeys
+from controller.errors import MetricsError
+from controller.model import Sample
+
+#: KV use above 1.0 and up to this is clamped to 1.0; above it is a bad value.
+KV_CLAMP_LIMIT = 1.5
+
+VLLM_KV = "vllm:kv_cache_usage_perc"  # vLLM >= 0.10
+VLLM_KV_LEGACY = "vllm:gpu_cache_usage_perc"  # vLLM < 0.10 (hidden in 0.11, removed in 0.12)
+VLLM_CACHE_INFO = "vllm:cache_config_info"
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """Default metric keys for one engine type. `kv` is a tuple of candidates, first match wins."""
+
+    waiting: str
+    running: Optional[str]
+    kv: tuple[str, ...] = ()
+    info: Optional[str] = None  # vllm:cache_config_info, for kv_max_concurrency
+
+
+SPECS: dict[str, EngineSpec] = {
+    "vllm": EngineSpec("vllm:num_requests_waiting", "vllm:num_requests_running", (VLLM_KV, VLLM_KV_LEGACY), VLLM_CACHE_INFO),
+    "sglang": EngineSpec("sglang:num_queue_reqs", "sglang:num_running_reqs", ("sglang:token_usage",)),
+    "trtllm": EngineSpec("trtllm_num_requests_waiting", "trtllm_num_requests_running", ("trtllm_kv_cache_utilization",)),
+    "triton": EngineSpec(
+        'nv_trt_llm_request_metrics{request_type="waiting"}',
+        'nv_trt_llm_request_metrics{request_type="active"}',
+        ('nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="fraction"}',),
+    ),
+    "llamacpp": EngineSpec("llamacpp:requests_deferred", "llamacpp:requests_processing"),
+    "tgi": EngineSpec("tgi_queue_size", "tgi_batch_current_size"),
+}
+assert set(SPECS) == set(ENGINE_TYPES), "every configurable engine type needs metric names"
+
+#: Human names for `Sample.engine`, e.g. for the `check` command: "recognised as vLLM 0.10+".
+FLAVOURS = {
+    "vllm": "vLLM 0.10+",
+    "vllm-legacy": "vLLM < 0.10 (gpu_cache_usage_perc)",
+    "sglang": "SGLang",
+    "trtllm": "TensorRT-LLM (trtllm-serve)",
+    "triton": "TensorRT-LLM on Triton",
+    "llamacpp": "llama.cpp server",
+    "tgi": "Text Generation Inference",
+}
+
+# Name prefixes that betray an engine even when its queue metric is absent (detect()'s fallback).
+_PREFIXES = re.compile(r"^[ \t]*(vllm:|sglang:|trtllm_|nv_trt_llm_|llamacpp:|tgi_)", re.MULTILINE)
+_PREFIX_TYPES = {"vllm:": "vllm", "sglang:": "sglang", "trtllm_": "trtllm", "nv_trt_llm_": "triton", "llamacpp:": "llamacpp", "tgi_": "tgi"}
+
+_KEY = re.compile(r"\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?:\{(.*)\})?\s*\Z")
+_MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|\Z)')
+
+
+@dataclass(frozen=True)
+class Key:
+    """A parsed metric key: a name and the labels a series must carry."""
+
+    text: str
+    name: str
+    matchers: tuple[tuple[str, str], ...] = ()
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in self.matchers)
+
+
+def parse_key(text: str) -> Key:
+    """`name` or `name{label="value",...}` -> Key. Raises ValueError (a config error) otherwise."""
+    m = _KEY.match(text)
+    if m is None:
+        raise ValueError(f"not a metric key: {text!r} (want name or name{{label=\"value\"}})")
+    matchers: list[tuple[str, str]] = []
+    inner = (m.group(2) or "").strip().rstrip(",")
+    pos = 0
+    while pos < len(inner):
+        pair = _MATCHER.match(inner, pos)
+        if pair is None:
+            raise ValueError(f"bad label matcher in metric key {text!r}")
+        matchers.append((pair.group(1), pair.group(2).replace('\\"', '"').replace("\\\\", "\\")))
+        pos = pair.end()
+    return Key(text.strip(), m.group(1), tuple(matchers))
+
+
+@dataclass(frozen=True)
+class _Plan:
+    waiting: Key
+    running: Optional[Key]
+    kv: tuple[Key, ...]
+    info: Optional[str]
+
+    @property
+    def names(self) -> list[str]:
+        """The metric names read in the first pass: everything but the fallback KV candidates."""
+        keys = [self.waiting, self.running, *self.kv[:1]]
+        return [k.name for k in keys if k is not None] + ([self.info] if self.info else [])
+
+
+@lru_cache(maxsize=256)  # EngineKeys is frozen, so (type, keys) is a good cache key
+def _plan(engine_type: str, keys: Optional[EngineKeys]) -> _Plan:
+    """The keys to read: the engine's defaults, each replaced by a custom key when one is set."""
+    spec = SPECS.get(engine_type)
+    if spec is None:
+        raise ValueError(f"unknown engine type {engine_type!r}; expected one of {', '.join(ENGINE_TYPES)}")
+    waiting = keys.waiting_queue if keys and keys.waiting_queue else spec.waiting
+    running = keys.running_req if keys and keys.running_req else spec.running
+    kv = (keys.cache_usage,) if keys and keys.cache_usage else spec.kv
+    return _Plan(parse_key(waiting), parse_key(running) if running else None, tuple(parse_key(k) for k in kv), spec.info)
+
+
+def extract(text: str, engine_type: str, keys: Optional[EngineKeys] = None) -> Sample:
+    """Read one member's load from its /metrics page.
+
+    `keys` (the upstream `engines_metrics_keys`) override the default names field by field; a field
+    left None keeps the engine's default. Raises MetricsError with reason "not-prometheus",
+    "missing-metric" (no waiting series; no KV series for an engine that has a KV metric) or
+    "bad-value". Engines without a KV metric (llama.cpp, TGI) give kv_usage None.
+    See the module docstring for how data-parallel ranks and odd values are combined.
+    """
+    plan = _plan(engine_type, keys)
+    page = exposition.select(text, plan.names)
+
+    waiting_series = _series(page, plan.waiting)
+    if not waiting_series:
+        raise MetricsError("missing-metric", plan.waiting.text)
+    waiting = _total(waiting_series, plan.waiting)
+    running_series = _series(page, plan.running) if plan.running else []
+    running = _total(running_series, plan.running) if running_series else None
+
+    kv_usage, kv_key = None, None
+    if plan.kv:
+        kv_key, kv_series = _first_present(text, page, plan.kv)
+        if kv_key is None:
+            raise MetricsError("missing-metric", plan.kv[0].text)
+        kv_usage = _kv(kv_series, kv_key)
+
+    return Sample(
+        waiting=waiting,
+        running=running,
+        kv_usage=kv_usage,
+        kv_max_concurrency=_max_concurrency(page.get(plan.info, [])) if plan.info else None,
+        engine="vllm-legacy" if kv_key is not None and kv_key.text == VLLM_KV_LEGACY else engine_type,
+        ranks=len(waiting_series),
+    )
+
+
+def _series(page: dict[str, exposition.Series], key: Key) -> list[float]:
+    """The values of the distinct series matching `key`; identical label sets count once, last wins."""
+    distinct: dict[tuple, float] = {}
+    for labels, value in page.get(key.name, ()):
+        if key.matches(labels):
+            distinct[tuple(sorted(labels.items()))] = value
+    return list(distinct.values())
+
+
+def _first_present(text: str, page: dict, candidates: tuple[Key, ...]) -> tuple[Optional[Key], list[float]]:
+    """The first candidate key with any series: vLLM 0.10 exports both KV names, and the new one is right.
+    Later candidates are searched only when needed (each search is a pass over the page)."""
+    for key in candidates:
+        if key.name not in page:
+            page.update(exposition.select(text, [key.name]))
+        values = _series(page, key)
+        if values:
+            return key, values
+    return None, []
+
+
+def _check(value: float, key: Key) -> float:
+    if math.isnan(value) or math.isinf(value) or value < 0:
+        raise MetricsError("bad-value", f"{key.text} = {value}")
+    return value
+
+
+def _total(values: list[float], key: Key) -> float:
+    return sum(_check(v, key) for v in values)
+
+
+def _kv(values: list[float], key: Key) -> float:
+    worst = max(_check(v, key) for v in values)
+    if worst > KV_CLAMP_LIMIT:
+        raise MetricsError("bad-value", f"{key.text} = {worst:g}, expected a fraction 0..1")
+    return min(worst, 1.0)
+
+
+def _max_concurrency(series: exposition.Series) -> Optional[float]:
+    """Sum of `kv_cache_max_concurrency` over ranks; None unless every rank gives a usable number."""
+    per_rank: dict[tuple, str] = {}
+    for labels, _value in series:
+        per_rank[tuple(sorted(labels.items()))] = labels.get("kv_cache_max_concurrency", "")
+    total = 0.0
+    for raw in per_rank.values():
+        try:
+            value = float(raw)
+        except ValueError:
+            return None
+        if not math.isfinite(value) or value <= 0:
+            return None
+        total += value
+    return total if per_rank else None
+
+
+def detect(text: str) -> Optional[str]:
+    """Guess the engine type (one of ENGINE_TYPES) that served `text`; None when nothing fits.
+
+    The queue metric decides; failing that, a metric name prefix (`vllm:`, `sglang:`, ...) does, so a
+    page that lacks the queue metric is still recognised and `extract` can say what is missing.
+    Never raises. For the flavour (vLLM before/after 0.10) use `extract(...).engine` and FLAVOURS.
+    """
+    waiting = {engine: parse_key(spec.waiting) for engine, spec in SPECS.items()}
+    try:
+        page = exposition.select(text, {key.name for key in waiting.values()})
+    except MetricsError:
+        return None
+    for engine, key in waiting.items():
+        if _series(page, key):
+            return engine
+    found = _PREFIXES.search(text)
+    return _PREFIX_TYPES[found.group(1)] if found else None

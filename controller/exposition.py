@@ -1,0 +1,178 @@
+"""A fast filter over the Prometheus text exposition format (0.0.4): read only the named series.
+
+An engine's /metrics page is 5-100 KB, almost all of it histogram buckets the score never reads.
+`prometheus_client.parser` tokenises every line (about 8 ms for a 44 KB vLLM page); this module
+finds the few wanted names with `str.find` (C speed) and only parses the lines that start with one,
+so the cost is a few string searches plus a handful of small regex matches.
+
+For the lines it reads it gives the same labels and values as
+`prometheus_client.parser.text_string_to_metric_families`:
+
+* lines are stripped of surrounding whitespace (so CRLF endings and indentation are fine);
+* `# HELP`, `# TYPE` and other comments may appear anywhere and are never mistaken for samples;
+* label values unescape `\\\\`, `\\"` and `\\n` (any other backslash pair stays as written);
+* values go through `float()` (exponents, `NaN`, `+Inf`, `-Inf`), `_` digit separators are refused;
+* an optional timestamp after the value is checked and ignored;
+* every occurrence is kept, in page order, duplicates included: the caller decides what they mean.
+
+Two deliberate differences: a name is matched as written on the line (prometheus_client renames the
+samples of a `counter` family whose name lacks `_total`), and lines for names nobody asked for are
+never validated, so a malformed histogram line cannot make the queue length unreadable.
+The UTF-8 quoted-name form (`{"my.metric"} 1`) is not read: it is only served on request with
+`escaping=allow-utf-8`, which the scraper never sends.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+from controller.errors import MetricsError
+
+Series = list[tuple[dict[str, str], float]]
+
+METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_:")
+
+# One label pair inside `{...}`; whitespace around `=` and `,` is allowed as prometheus_client allows it.
+_PAIR = r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*'
+_LABEL_PAIR = re.compile(_PAIR)
+# The whole label block: pairs separated by commas, an optional trailing comma, nothing else.
+_LABEL_BLOCK = re.compile(r"\{((?:" + _PAIR + r",)*(?:" + _PAIR + r")?\s*,?\s*)\}")
+_LABEL_PAIR_CAPTURE = re.compile(_PAIR + r"(?:,|\Z)")
+# The shape nearly every engine writes: `{a="x",b="y"} 12.0`, no blanks, escapes or timestamp. Lines in
+# this shape take one regex; anything else goes the general way, which agrees on this shape.
+_SIMPLE_PAIR = r'[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*"'
+_SIMPLE_LINE = re.compile(r"\{((?:" + _SIMPLE_PAIR + r"(?:," + _SIMPLE_PAIR + r")*,?)?)\} ([^ \t]+)\Z")
+_SIMPLE_PAIRS = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"\\]*)"')
+_ESCAPE = re.compile(r'\\[\\n"]')
+_UNESCAPED = {"\\\\": "\\", "\\n": "\n", '\\"': '"'}
+
+# Something on the page that a Prometheus exposition would contain: a HELP/TYPE comment or a
+# `name{...} number` line. Used only to tell "not a metrics page at all" from "metric absent".
+_LOOKS_PROMETHEUS = re.compile(
+    r"^[ \t]*(?:#[ \t]*(?:HELP|TYPE)[ \t]"
+    r"|[a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^\n]*\})?[ \t]+[-+]?(?:\d|\.\d|nan|inf))",
+    re.MULTILINE | re.IGNORECASE,
+)
+
+
+def select(text: str, names: Iterable[str]) -> dict[str, Series]:
+    """Every sample line of `text` whose metric name is one of `names`, as (labels, value), in page order.
+
+    Each requested name is a key of the result, with an empty list when the page has no such line.
+    Raises MetricsError("not-prometheus") when a wanted line is malformed, or when nothing was found
+    and the page does not look like a Prometheus exposition at all (HTML, JSON, binary, empty).
+    """
+    wanted = list(dict.fromkeys(names))
+    for name in wanted:
+        if not METRIC_NAME.match(name):
+            raise ValueError(f"not a Prometheus metric name: {name!r}")
+    out = {name: _occurrences(text, name) for name in wanted}
+    if not any(out.values()):
+        _require_prometheus(text)
+    return out
+
+
+def _occurrences(text: str, name: str) -> Series:
+    """The parsed sample lines for one name, found by substring search rather than per-line work."""
+    found: Series = []
+    size = len(name)
+    pos = text.find(name)
+    while pos != -1:
+        after = pos + size
+        nxt = text[after] if after < len(text) else "\n"
+        if nxt not in _NAME_CHARS:  # else a longer name sharing this prefix, e.g. `..._waiting_by_reason`
+            start = text.rfind("\n", 0, pos) + 1
+            # Only a name at the start of a line (after optional blanks) is a sample; elsewhere it is
+            # inside a `# HELP`/`# TYPE` comment or a label value.
+            if start == pos or text[start:pos].isspace():
+                end = text.find("\n", after)
+                line = text[start:] if end == -1 else text[start:end]
+                found.append(_parse_line(line.strip(), size, name))
+        pos = text.find(name, after)
+    return found
+
+
+def _parse_line(line: str, size: int, name: str) -> tuple[dict[str, str], float]:
+    """Parse `name[{labels}] value [timestamp]`; `line` is stripped and starts with the name."""
+    rest = line[size:]
+    simple = _SIMPLE_LINE.match(rest)
+    if simple is not None:
+        pairs = _SIMPLE_PAIRS.findall(simple.group(1))
+        labels = dict(pairs)
+        if len(labels) == len(pairs) and not any(k.startswith("__") for k in labels):
+            return labels, _number(simple.group(2), name)
+    if not rest or rest[0] not in " \t{":
+        raise _malformed(name, "no value after the name")
+    body = rest.lstrip()
+    if body.startswith("{"):
+        labels, consumed = _parse_labels(body, name)
+        remainder = body[consumed:]
+    else:
+        brace = body.find("{")
+        # prometheus_client treats a later `{` as the start of labels, which makes the name invalid,
+        # unless it follows an exemplar separator ` # `.
+        if brace != -1 and " # " not in body[:brace]:
+            raise _malformed(name, "text between name and labels")
+        labels, remainder = {}, body
+    return labels, _parse_value(remainder, name)
+
+
+def _parse_labels(body: str, name: str) -> tuple[dict[str, str], int]:
+    """Parse a `{...}` block at the start of `body`; return the labels and the characters consumed."""
+    block = _LABEL_BLOCK.match(body)
+    if block is None:
+        raise _malformed(name, "bad label set")
+    labels: dict[str, str] = {}
+    inner = block.group(1).rstrip()
+    if inner.endswith(","):  # a trailing comma is allowed
+        inner = inner[:-1]
+    for key, raw in _LABEL_PAIR_CAPTURE.findall(inner):
+        if key in labels or key.startswith("__"):
+            raise _malformed(name, f"duplicate or reserved label {key!r}")
+        labels[key] = _ESCAPE.sub(lambda m: _UNESCAPED[m.group(0)], raw) if "\\" in raw else raw
+    return labels, block.end()
+
+
+def _parse_value(text: str, name: str) -> float:
+    """The value, then an optional timestamp, split the way prometheus_client splits them."""
+    text = text.lstrip()
+    separator = " " if " " in text else "\t"
+    parts = [p.strip() for p in text.split(separator) if p.strip()]
+    if not parts:
+        raise _malformed(name, "no value")
+    value = _number(parts[0], name)
+    if len(parts) > 1:
+        _number(parts[-1], name)  # the timestamp must be a number too; its value is not needed
+    return value
+
+
+def _number(token: str, name: str) -> float:
+    if "_" in token or token != token.strip():
+        raise _malformed(name, f"bad number {token[:20]!r}")
+    try:
+        return float(token)
+    except ValueError:
+        raise _malformed(name, f"bad number {token[:20]!r}") from None
+
+
+def _malformed(name: str, why: str) -> MetricsError:
+    return MetricsError("not-prometheus", f"malformed {name} line: {why}")
+
+
+def _require_prometheus(text: str) -> None:
+    """Raise not-prometheus unless some line looks like a sample or a HELP/TYPE comment."""
+    head = text[:4096]
+    if "\x00" in head or head.count("\ufffd") > 8:
+        raise MetricsError("not-prometheus", "binary data, not a text exposition")
+    if _LOOKS_PROMETHEUS.search(text):
+        return
+    stripped = text.lstrip()
+    if not stripped:
+        raise MetricsError("not-prometheus", "empty page")
+    if stripped[0] == "<":
+        raise MetricsError("not-prometheus", "HTML/XML page, not a text exposition")
+    if stripped[0] in "{[":
+        raise MetricsError("not-prometheus", "JSON document, not a text exposition")
+    raise MetricsError("not-prometheus", "no Prometheus sample or comment line")

@@ -1,0 +1,279 @@
+"""Serve simulated engines' /metrics pages over HTTP on loopback, with fault knobs for tests.
+
+One `EngineServer` is one engine endpoint (one pool member: its own port). `EngineFarm` starts many.
+Requests to the engines are submitted in-process (`RealtimeEngine.submit`); only /metrics is served.
+
+Faults (`server.fault = ...`, changeable while running):
+
+| fault      | behaviour                                                                          |
+| ---------- | ---------------------------------------------------------------------------------- |
+| None       | the page                                                                           |
+| "refuse"   | the listening socket is closed: connections are refused; clearing it listens again on the same port |
+| "timeout"  | the reply waits `hang_seconds` (default 30 s) before the page                      |
+| "trickle"  | the page, `trickle_bytes` every `trickle_interval` seconds (a slow-loris body)     |
+| "garbage"  | 200 text/plain with bytes that are not a Prometheus page                           |
+| "html200"  | 200 text/html: a login page, as a proxy or a wrong port would answer              |
+| "huge"     | the page padded with valid series to `huge_bytes` (default 10 MiB)                 |
+| "nan"      | the page with the load metrics' values NaN                                         |
+| "missing"  | the page without the load metrics                                                  |
+| "http500"  | 500 Internal Server Error                                                          |
+
+`latency` (seconds) delays every reply. Replies are gzip-compressed when the client accepts gzip.
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
+
+from controller.sim import pages
+from controller.sim.engine import EngineSnapshot
+
+FAULTS = (None, "refuse", "timeout", "trickle", "garbage", "html200", "huge", "nan", "missing", "http500")
+
+_HTML = (b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head>\n"
+         b"<body><form method=\"post\" action=\"/login\"><input name=\"user\"><input name=\"password\" type=\"password\">"
+         b"<button>Sign in</button></form></body></html>\n")
+_GARBAGE = b"\x00\x1f\x8b\xff}{ not a metrics page \xfe\xfd\n\x00" * 64
+
+#: Anything that yields snapshots: an Engine/RealtimeEngine (has .snapshot()), a callable, or a list of them (ranks).
+Source = Union[Any, Callable[[], Union[EngineSnapshot, Sequence[EngineSnapshot]]], Sequence[Any]]
+
+
+def _snapshots(source: Source) -> Union[EngineSnapshot, list]:
+    if isinstance(source, (list, tuple)):
+        return [_one(s) for s in source]
+    return _one(source)
+
+
+def _one(source: Any):
+    if hasattr(source, "snapshot"):
+        return source.snapshot()
+    return source()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: Tuple[str, int], owner: "EngineServer"):
+        self.owner = owner
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as uvicorn and the C++ servers do
+    server_version = "uvicorn"
+    sys_version = ""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        try:
+            self.server.owner._serve(self)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the scraper gave up (a timeout test); nothing to tell it
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002
+        pass
+
+
+class EngineServer:
+    """Serve one engine's page (or one page of several data-parallel ranks) at 127.0.0.1:<port>."""
+
+    def __init__(self, source: Source, flavour: str = "vllm", *, host: str = "127.0.0.1", port: int = 0,
+                 ranks: Optional[int] = None, model_name: Optional[str] = None, fault: Optional[str] = None,
+                 latency: float = 0.0, hang_seconds: float = 30.0, trickle_bytes: int = 64, trickle_interval: float = 0.5,
+                 huge_bytes: int = 10 * 1024 * 1024):
+        if flavour not in pages.FLAVOURS:
+            raise ValueError(f"unknown flavour {flavour!r}; expected one of {', '.join(pages.FLAVOURS)}")
+        self.source = source
+        self.flavour = flavour
+        self.host = host
+        self.port = port
+        self.ranks = ranks
+        self.model_name = model_name
+        self.latency = latency
+        self.hang_seconds = hang_seconds
+        self.trickle_bytes = trickle_bytes
+        self.trickle_interval = trickle_interval
+        self.huge_bytes = huge_bytes
+        self.scrapes = 0  # GETs of the metrics path answered or attempted, for tests
+        self._fault: Optional[str] = None
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._httpd: Optional[_Server] = None
+        self._thread: Optional[threading.Thread] = None
+        self._started = False
+        self.fault = fault
+
+    # -- lifecycle --
+
+    def start(self) -> int:
+        """Listen (on an ephemeral port unless one was given) and return the port."""
+        with self._lock:
+            self._stopping.clear()
+            self._started = True
+            if self._fault != "refuse":
+                self._listen()
+        return self.port
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            self._started = False
+            self._close()
+
+    def __enter__(self) -> "EngineServer":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def path(self) -> str:
+        return pages.PATHS[self.flavour]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}{self.path}"
+
+    # -- faults --
+
+    @property
+    def fault(self) -> Optional[str]:
+        return self._fault
+
+    @fault.setter
+    def fault(self, value: Optional[str]) -> None:
+        if value not in FAULTS:
+            raise ValueError(f"unknown fault {value!r}; expected one of {FAULTS}")
+        with self._lock:
+            self._fault = value
+            if not self._started:
+                return
+            if value == "refuse":
+                self._close()
+            elif self._httpd is None:
+                self._listen()  # same port again: a member that comes back
+
+    def page(self) -> str:
+        """The current page, without faults."""
+        return pages.render(_snapshots(self.source), self.flavour, ranks=self.ranks, model_name=self.model_name)
+
+    # -- internals --
+
+    def _listen(self) -> None:
+        self._httpd = _Server((self.host, self.port), self)
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"metrics-{self.port}", daemon=True)
+        self._thread.start()
+
+    def _close(self) -> None:
+        httpd, self._httpd = self._httpd, None
+        if httpd is not None:
+            httpd.shutdown()
+            httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _serve(self, h: BaseHTTPRequestHandler) -> None:
+        path = h.path.split("?", 1)[0]
+        if path not in (self.path, "/metrics"):
+            self._reply(h, 404, b"Not Found\n", "text/plain; charset=utf-8")
+            return
+        self.scrapes += 1
+        fault = self._fault
+        if self.latency > 0 and self._stopping.wait(self.latency):
+            return
+        if fault == "timeout" and self._stopping.wait(self.hang_seconds):
+            return
+        if fault == "http500":
+            self._reply(h, 500, b"Internal Server Error", "text/plain; charset=utf-8")
+        elif fault == "html200":
+            self._reply(h, 200, _HTML, "text/html; charset=utf-8")
+        elif fault == "garbage":
+            self._reply(h, 200, _GARBAGE, pages.CONTENT_TYPE)
+        else:
+            body = self._page_with(fault).encode("utf-8")
+            self._reply(h, 200, body, pages.CONTENT_TYPE, trickle=fault == "trickle")
+
+    def _page_with(self, fault: Optional[str]) -> str:
+        text = self.page()
+        if fault == "nan":
+            return pages.with_load_values(text, self.flavour, "NaN")
+        if fault == "missing":
+            return pages.without_load_metrics(text, self.flavour)
+        if fault == "huge":
+            return _pad(text, self.huge_bytes)
+        return text
+
+    def _reply(self, h: BaseHTTPRequestHandler, status: int, body: bytes, ctype: str, trickle: bool = False) -> None:
+        gzipped = "gzip" in h.headers.get("Accept-Encoding", "") and status == 200
+        if gzipped:
+            body = gzip.compress(body, compresslevel=5)
+        h.send_response(status)
+        h.send_header("Content-Type", ctype)
+        h.send_header("Content-Length", str(len(body)))
+        if gzipped:
+            h.send_header("Content-Encoding", "gzip")
+        if trickle:
+            h.send_header("Connection", "close")
+            h.close_connection = True
+        h.end_headers()
+        if not trickle:
+            h.wfile.write(body)
+            return
+        for i in range(0, len(body), self.trickle_bytes):
+            h.wfile.write(body[i:i + self.trickle_bytes])
+            h.wfile.flush()
+            if self._stopping.wait(self.trickle_interval):
+                return
+
+
+def _pad(text: str, size: int) -> str:
+    """The page followed by valid filler series up to `size` bytes (a page from a very busy exporter)."""
+    head = "# HELP sim_filler_info Filler series that make the page huge.\n# TYPE sim_filler_info gauge\n"
+    need = size - len(text) - len(head)
+    if need <= 0:
+        return text
+    line = 'sim_filler_info{series="%09d",padding="' + "x" * 40 + '"} 1.0\n'
+    n = need // len(line % 0) + 1
+    return text + head + "".join(line % i for i in range(n))
+
+
+class EngineFarm:
+    """Many EngineServers, one per member: `EngineFarm({"gpu1": (rt_engine, "vllm"), ...}).start() -> {name: port}`.
+
+    A value is `(source, flavour)` or `(source, flavour, {EngineServer keyword arguments})`.
+    """
+
+    def __init__(self, engines: Mapping[str, tuple], **defaults):
+        self.servers: Dict[str, EngineServer] = {}
+        for name, spec in engines.items():
+            source, flavour, *rest = spec
+            kwargs = {**defaults, **(rest[0] if rest else {})}
+            self.servers[name] = EngineServer(source, flavour, **kwargs)
+
+    def start(self) -> Dict[str, int]:
+        return {name: server.start() for name, server in self.servers.items()}
+
+    def stop(self) -> None:
+        for server in self.servers.values():
+            server.stop()
+
+    def __getitem__(self, name: str) -> EngineServer:
+        return self.servers[name]
+
+    def urls(self) -> Dict[str, str]:
+        return {name: server.url for name, server in self.servers.items()}
+
+    def __enter__(self) -> "EngineFarm":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

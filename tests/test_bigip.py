@@ -1,0 +1,633 @@
+"""BigIPClient against requests-mock, with the real BIG-IP JSON from the fixtures."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import warnings
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+import requests
+from hypothesis import given
+from hypothesis import strategies as st
+
+from controller.bigip import ATTEMPTS, BigIPClient, member_path
+from controller.clock import FakeClock
+from controller.config import F5Config
+from controller.errors import (
+    AuthError,
+    BigIPError,
+    BigIPUnreachable,
+    NotFoundError,
+    PermanentBigIPError,
+    RetryableBigIPError,
+    TokenLimitError,
+)
+from controller.model import Member, MemberPlan, PoolRef, split_member_name
+
+# The real BIG-IP JSON lives beside the repo (../shared/fixtures/bigip), as tests/conftest.py expects.
+FIX = Path(os.environ.get("F5_FIXTURES") or Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "bigip")
+if not (FIX / "load_ltm_pool.json").is_file():
+    pytest.skip(f"BIG-IP fixtures not found at {FIX} (set F5_FIXTURES)", allow_module_level=True)
+
+
+def fixture(name: str):
+    return json.loads((FIX / name).read_text())
+
+
+ERR = fixture("error_bodies.json")
+HOST = "bigip.example"
+BASE = f"https://{HOST}:443"
+PASSWORD = "pw-S3cret-Value"
+TOKEN = "TOKSECRETABCDEF0123"
+LOGIN = BASE + "/mgmt/shared/authn/login"
+TOKENS = re.compile(re.escape(BASE) + r"/mgmt/shared/authz/tokens/[^/?]+$")
+REF = PoolRef("test_pool")
+POOL_URL = BASE + "/mgmt/tm/ltm/pool/~Common~test_pool"
+
+
+def cfg(**kw) -> F5Config:
+    base = dict(host=HOST, username="ratio-bot", password=PASSWORD, verify_tls="/etc/f5/ca.pem", timeout=7.0)
+    base.update(kw)
+    return F5Config(**base)
+
+
+def pool_reply(*extra_members: dict, **pool_fields) -> dict:
+    """load_ltm_pool.json with the member subcollection merged in, as expandSubcollections=true returns it."""
+    pool = fixture("load_ltm_pool.json")
+    items = fixture("pool_members_subcollection.json") + [copy.deepcopy(m) for m in extra_members]
+    pool["membersReference"]["items"] = items
+    pool.update(pool_fields)
+    return pool
+
+
+def member_json(name: str, address: str, *, partition="Common", full_path=None, **fields) -> dict:
+    item = copy.deepcopy(fixture("pool_members_subcollection.json")[0])
+    item.update(name=name, address=address, partition=partition,
+                fullPath=full_path or f"/{partition}/{name}", session="monitor-enabled", state="up", **fields)
+    return item
+
+
+def member(name="1.1.1.1:80", address="1.1.1.1", port=80, **kw) -> Member:
+    return Member(name=name, partition=kw.pop("partition", "Common"), address=address, port=port, **kw)
+
+
+def plan(m: Member, ratio: int, limit: int | None = None, description: str | None = None) -> MemberPlan:
+    return MemberPlan(member=m, sample=None, score=None, ratio=ratio,
+                      connection_limit=m.connection_limit if limit is None else limit,
+                      action="write", description=description)
+
+
+class Recorder:
+    def __init__(self):
+        self.delays: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+@pytest.fixture
+def auth(requests_mock):
+    requests_mock.post(LOGIN, json={"token": {"token": TOKEN, "timeout": 1200}})
+    requests_mock.patch(TOKENS, json={"token": TOKEN, "timeout": 36000})
+    requests_mock.delete(TOKENS, json={})
+    return requests_mock
+
+
+@pytest.fixture
+def sleeps():
+    return Recorder()
+
+
+@pytest.fixture
+def client(auth, sleeps):
+    return BigIPClient(cfg(), clock=FakeClock(), sleep=sleeps)
+
+
+def non_auth(history):
+    return [r for r in history if "/mgmt/shared/auth" not in r.url]
+
+
+# -- reading a pool -------------------------------------------------------------------------------
+
+
+def test_read_pool_parses_fixture_in_one_get(client, auth):
+    auth.get(POOL_URL, json=pool_reply(member_json("10.0.0.2:8000", "10.0.0.2", ratio=37, connectionLimit=12,
+                                                   description="f5-llm-ratio: score 0.8")))
+    state = client.read_pool(REF)
+    gets = non_auth(auth.request_history)
+    assert len(gets) == 1 and gets[0].qs == {"expandsubcollections": ["true"]}
+    assert state.ref == REF and state.load_balancing_mode == "round-robin" and not state.honours_ratio
+    assert state.queue_on_connection_limit is False and state.metadata == ()
+    first, second = state.members
+    assert first == Member(name="1.1.1.1:80", partition="Common", address="1.1.1.1", port=80, ratio=1,
+                           connection_limit=0, session="user-disabled", state="up", description="",
+                           full_path="/Common/1.1.1.1:80")
+    assert not first.active
+    assert (second.port, second.ratio, second.connection_limit, second.description) == (8000, 37, 12, "f5-llm-ratio: score 0.8")
+
+
+def test_one_login_for_many_calls(client, auth):
+    auth.get(POOL_URL, json=pool_reply())
+    for _ in range(25):
+        client.read_pool(REF)
+    assert client.tokens.logins == 1 and client.tokens.extensions == 1
+    assert client.calls == 25 + 2  # 25 GETs, one login, one extension
+
+
+def test_pool_without_items_is_empty_and_metadata_and_queue_parsed(client, auth):
+    reply = fixture("load_ltm_pool_with_metadata.json")
+    reply["queueOnConnectionLimit"] = "enabled"
+    reply["loadBalancingMode"] = "ratio-least-connections-member"
+    auth.get(BASE + "/mgmt/tm/ltm/pool/~Common~asdasd", json=reply)
+    state = client.read_pool(PoolRef("asdasd"))
+    assert state.members == () and state.queue_on_connection_limit is True and state.honours_ratio
+    assert state.metadata == (("ansible", "2.4"),)
+
+
+def _mutate(fn):
+    reply = pool_reply()
+    fn(reply)
+    return reply
+
+
+@pytest.mark.parametrize(
+    "reply, words",
+    [
+        (_mutate(lambda r: r.pop("loadBalancingMode")), "loadBalancingMode"),
+        (_mutate(lambda r: r["membersReference"].update(items={"a": 1})), "items is not a list"),
+        (_mutate(lambda r: r["membersReference"]["items"][0].update(ratio="1")), "ratio"),
+        (_mutate(lambda r: r["membersReference"]["items"][0].update(ratio=True)), "ratio"),
+        (_mutate(lambda r: r["membersReference"]["items"][0].update(ratio=0)), "ratio"),
+        (_mutate(lambda r: r["membersReference"]["items"][0].update(connectionLimit=-1)), "connectionLimit"),
+        (_mutate(lambda r: r["membersReference"]["items"][0].pop("address")), "address"),
+        (_mutate(lambda r: r["membersReference"]["items"][0].update(name="1.1.1.1")), "port"),
+        (_mutate(lambda r: r["membersReference"]["items"].append("x")), "not an object"),
+        (_mutate(lambda r: r.update(fullPath="/Common/other")), "fullPath"),
+        (_mutate(lambda r: r.update(metadata="x")), "metadata"),
+        ([1, 2], "expected an object"),
+    ],
+)
+def test_malformed_pool_reply_is_permanent_and_not_retried(client, auth, sleeps, reply, words):
+    auth.get(POOL_URL, json=reply)
+    with pytest.raises(PermanentBigIPError, match="malformed pool reply") as info:
+        client.read_pool(REF)
+    assert words in str(info.value)
+    assert len(non_auth(auth.request_history)) == 1 and sleeps.delays == []
+
+
+# -- error translation and retries ---------------------------------------------------------------
+
+HTML_503 = ERR["restjavad_restarting_503_html"]
+
+
+@pytest.mark.parametrize(
+    "status, body, error, calls, text",
+    [
+        (500, ERR["mcpd_lost_500"], RetryableBigIPError, ATTEMPTS, "connection to mcpd has been lost"),
+        (503, HTML_503, RetryableBigIPError, ATTEMPTS, "Configuration Utility restarting..."),
+        (404, ERR["restjavad_not_ready_404"], RetryableBigIPError, ATTEMPTS, "not registered"),
+        (404, ERR["pool_not_found_404"], NotFoundError, 1, "The requested Pool (/Common/my-pool) was not found."),
+        (404, ERR["object_not_found_404"], NotFoundError, 1, "Object not found"),
+        (400, ERR["node_in_use_400"], PermanentBigIPError, 1, "is referenced by a member of pool"),
+        (400, ERR["transaction_header_left_on_commit_400"], PermanentBigIPError, 1, "not allowed to be added"),
+        (403, {"code": 403, "message": "Forbidden"}, PermanentBigIPError, 1, "Forbidden"),
+        (500, {"code": 500, "message": "java.lang.NullPointerException"}, BigIPError, 1, "NullPointerException"),
+        (200, "<html><body>hello</body></html>", RetryableBigIPError, ATTEMPTS, "unexpected non-JSON reply"),
+        (302, "", PermanentBigIPError, 1, "unexpected redirect"),
+    ],
+)
+def test_error_replies_are_translated(client, auth, sleeps, status, body, error, calls, text):
+    kw = {"text": body} if isinstance(body, str) else {"json": body}
+    auth.get(POOL_URL, status_code=status, headers={"Location": "/tmui/login.jsp"}, **kw)
+    with pytest.raises(error) as info:
+        client.read_pool(REF)
+    exc = info.value
+    assert type(exc) is error and exc.status == status
+    assert text in str(exc) and "<html" not in str(exc) and "<title" not in str(exc)
+    assert f"GET /mgmt/tm/ltm/pool/~Common~test_pool: HTTP {status}" in str(exc)
+    assert len(non_auth(auth.request_history)) == calls
+    assert len(sleeps.delays) == calls - 1
+
+
+def test_backoff_is_exponential_with_jitter_and_bounded(client, auth, sleeps):
+    auth.get(POOL_URL, status_code=503, text=HTML_503)
+    for _ in range(20):
+        with pytest.raises(RetryableBigIPError):
+            client.read_pool(REF)
+    firsts, seconds = sleeps.delays[0::2], sleeps.delays[1::2]
+    assert all(0 <= d <= 0.5 for d in firsts) and all(0 <= d <= 1.0 for d in seconds)
+    assert len(set(sleeps.delays)) > 1  # jittered
+
+
+@pytest.mark.parametrize("status, body", [(500, ERR["mcpd_lost_500"]), (503, HTML_503), (404, ERR["restjavad_not_ready_404"])])
+def test_transient_failure_then_success(client, auth, status, body):
+    kw = {"text": body} if isinstance(body, str) else {"json": body}
+    auth.get(POOL_URL, [dict(status_code=status, **kw), {"json": pool_reply()}])
+    assert len(client.read_pool(REF).members) == 1
+    assert len(non_auth(auth.request_history)) == 2
+
+
+def test_long_message_is_clipped_to_200_chars(client, auth):
+    auth.get(POOL_URL, status_code=400, json={"code": 400, "message": "x" * 5000})
+    with pytest.raises(PermanentBigIPError) as info:
+        client.read_pool(REF)
+    assert info.value.message == "x" * 200
+
+
+SSL_TEXT = ("HTTPSConnectionPool(host='bigip.example', port=443): Max retries exceeded with url: /mgmt/shared/authn/login "
+            "(Caused by SSLError(SSLCertVerificationError(1, '[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: "
+            "self-signed certificate in certificate chain (_ssl.c:1006)')))")
+
+
+@pytest.mark.parametrize(
+    "exc, error, text",
+    [
+        (requests.exceptions.SSLError(SSL_TEXT), BigIPUnreachable,
+         "TLS verification failed (self-signed certificate in certificate chain): set f5.verify_tls to a CA bundle path"),
+        (requests.exceptions.ConnectionError("refused"), BigIPUnreachable, "cannot connect to bigip.example:443"),
+        (requests.exceptions.ConnectTimeout("slow"), BigIPUnreachable, "no connection to bigip.example:443 within 7.0s"),
+        (requests.exceptions.ReadTimeout("slow"), RetryableBigIPError, "no reply within 7.0s"),
+        (requests.exceptions.ChunkedEncodingError("cut"), RetryableBigIPError, "request failed"),
+    ],
+)
+def test_library_exceptions_are_translated_with_cause(client, auth, exc, error, text):
+    auth.get(POOL_URL, exc=exc)
+    with pytest.raises(error) as info:
+        client.read_pool(REF)
+    assert type(info.value) is error and text in str(info.value)
+    assert isinstance(info.value.__cause__, requests.RequestException)
+    assert len(non_auth(auth.request_history)) == ATTEMPTS
+
+
+def test_tls_failure_at_login_is_unreachable(auth, sleeps):
+    auth.post(LOGIN, exc=requests.exceptions.SSLError(SSL_TEXT))
+    with pytest.raises(BigIPUnreachable, match="set f5.verify_tls to a CA bundle path"):
+        BigIPClient(cfg(), sleep=sleeps).read_pool(REF)
+    assert auth.call_count == ATTEMPTS
+
+
+# -- 401 and the token -----------------------------------------------------------------------------
+
+
+def test_expired_token_gives_one_relogin_and_one_retry(client, auth):
+    auth.get(POOL_URL, [{"status_code": 401, "json": ERR["token_expired_401"]}, {"json": pool_reply()}])
+    client.read_pool(REF)  # logs in, 401, re-login, retry
+    assert client.tokens.logins == 2
+    assert [r.method for r in non_auth(auth.request_history)] == ["GET", "GET"]
+
+
+@pytest.mark.parametrize("body", [ERR["token_expired_401"], ERR["token_missing_401"], ERR["no_auth_401"]])
+def test_second_401_is_auth_error(client, auth, sleeps, body):
+    auth.get(POOL_URL, status_code=401, json=body)
+    with pytest.raises(AuthError) as info:
+        client.read_pool(REF)
+    assert "refused again after a fresh login" in str(info.value) and body["message"][:40] in str(info.value)
+    assert client.tokens.logins == 2 and len(non_auth(auth.request_history)) == 2 and sleeps.delays == []
+
+
+def test_role_denied_401_does_not_relogin(client, auth):
+    denied = {"code": 401, "message": "Authorization failed: user=https://localhost/mgmt/shared/authz/users/ratio-bot "
+              "resource=/mgmt/tm/ltm/pool verb=PATCH uri:http://localhost:8100/mgmt/tm/ltm/pool referrer:1.2.3.4 sender:1.2.3.4"}
+    auth.patch(POOL_URL + "/members/~Common~1.1.1.1:80", status_code=401, json=denied)
+    with pytest.raises(AuthError, match="verb=PATCH") as info:
+        client.patch_member(REF, member(), {"ratio": 5})
+    assert "needs the Manager role" in str(info.value)
+    assert client.tokens.logins == 1
+
+
+def test_token_limit_on_login_is_clear(auth, sleeps):
+    auth.post(LOGIN, status_code=400, json=ERR["token_limit_400"])
+    with pytest.raises(TokenLimitError) as info:
+        BigIPClient(cfg(), sleep=sleeps).read_pool(REF)
+    assert "ratio-bot has reached its limit of active tokens (F5 K44237337)" in str(info.value)
+    assert auth.call_count == 1  # permanent: not retried, so no more tokens burnt
+
+
+def test_close_deletes_the_token(client, auth):
+    auth.get(POOL_URL, json=pool_reply())
+    client.read_pool(REF)
+    client.close()
+    last = auth.request_history[-1]
+    assert last.method == "DELETE" and last.url == f"{BASE}/mgmt/shared/authz/tokens/{TOKEN}"
+    assert last.headers["X-F5-Auth-Token"] == TOKEN and client.tokens.deletions == 1
+
+
+# -- verify and timeout on every request ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("verify", ["/etc/f5/ca.pem", False, True])
+def test_verify_and_timeout_passed_per_request_despite_requests_ca_bundle(auth, monkeypatch, verify):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/some/other/bundle.pem")
+    monkeypatch.setenv("CURL_CA_BUNDLE", "/some/other/bundle.pem")
+    session = requests.Session()
+    session.verify = "/ignored/by/requests.pem"
+    auth.get(POOL_URL, json=pool_reply())
+    client = BigIPClient(cfg(verify_tls=verify), session=session)
+    client.read_pool(REF)
+    client.close()
+    assert auth.call_count == 4  # login, extend, GET, DELETE
+    for req in auth.request_history:
+        assert req.timeout is not None and req.timeout <= 7.0
+        if verify is True:  # True means "the default trust store", which the env var may name
+            assert req.verify in (True, "/some/other/bundle.pem")
+        else:
+            assert req.verify == verify
+
+
+def test_insecure_warning_silenced_only_for_this_host(auth):
+    from urllib3.exceptions import InsecureRequestWarning
+
+    BigIPClient(cfg(host="lb-insecure.example", verify_tls=False))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        BigIPClient(cfg(host="lb-insecure.example", verify_tls=False))  # re-installs its filter first
+        for host in ("lb-insecure.example", "elsewhere.example"):
+            warnings.warn(f"Unverified HTTPS request is being made to host '{host}'. Adding certificate "
+                          "verification is strongly advised.", InsecureRequestWarning, stacklevel=1)
+    assert [str(w.message).split("'")[1] for w in caught] == ["elsewhere.example"]
+
+
+# -- member paths --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "ref, m, path",
+    [
+        (REF, member(), "/mgmt/tm/ltm/pool/~Common~test_pool/members/~Common~1.1.1.1:80"),
+        (REF, member("10.0.0.1%2:8000", "10.0.0.1%2", 8000),
+         "/mgmt/tm/ltm/pool/~Common~test_pool/members/~Common~10.0.0.1%252:8000"),
+        (REF, member("2001:db8::1.8000", "2001:db8::1", 8000),
+         "/mgmt/tm/ltm/pool/~Common~test_pool/members/~Common~2001:db8::1.8000"),
+        (PoolRef("llm", "Tenant", "app"), member("web1:8000", "10.1.1.1", 8000, partition="Tenant"),
+         "/mgmt/tm/ltm/pool/~Tenant~app~llm/members/~Tenant~web1:8000"),
+        (PoolRef("llm", "Tenant", "app"),
+         member("10.1.1.1:8000", "10.1.1.1", 8000, partition="Tenant", full_path="/Tenant/app/10.1.1.1:8000"),
+         "/mgmt/tm/ltm/pool/~Tenant~app~llm/members/~Tenant~app~10.1.1.1:8000"),
+    ],
+)
+def test_member_paths_on_the_wire(client, auth, ref, m, path):
+    assert member_path(ref, m) == path
+    auth.patch(BASE + path, json={})
+    client.patch_member(ref, m, {"ratio": 9})
+    assert auth.last_request.url == BASE + path and auth.last_request.json() == {"ratio": 9}
+
+
+_octet = st.integers(0, 255).map(str)
+_ipv4 = st.tuples(_octet, _octet, _octet, _octet).map(".".join)
+_ipv6 = st.ip_addresses(v=6).map(str)
+_rd = st.one_of(st.just(""), st.integers(1, 4094).map(lambda n: f"%{n}"))
+
+
+@given(st.one_of(st.tuples(_ipv4, _rd, st.integers(1, 65535)).map(lambda t: f"{t[0]}{t[1]}:{t[2]}"),
+                 st.tuples(_ipv6, _rd, st.integers(1, 65535)).map(lambda t: f"{t[0]}{t[1]}.{t[2]}")))
+def test_member_path_round_trips_any_address(name):
+    node, port = split_member_name(name)
+    path = member_path(REF, Member(name=name, partition="Common", address=node, port=port))
+    prefix = "/mgmt/tm/ltm/pool/~Common~test_pool/members/"
+    assert path.startswith(prefix) and unquote(path[len(prefix):]) == "~Common~" + name
+    assert "%" not in name or "%25" in path
+    assert "/" not in path[len(prefix):] and "?" not in path and "#" not in path
+
+
+def test_read_pool_route_domain_ipv6_and_subpath_members(client, auth):
+    ref = PoolRef("llm", "Tenant", "app")
+    reply = pool_reply(member_json("10.0.0.1%2:8000", "10.0.0.1%2", partition="Tenant"),
+                       member_json("2001:db8::1.8000", "2001:db8::1", partition="Tenant",
+                                   full_path="/Tenant/app/2001:db8::1.8000"),
+                       fullPath="/Tenant/app/llm")
+    auth.get(BASE + "/mgmt/tm/ltm/pool/~Tenant~app~llm", json=reply)
+    _, rd, v6 = client.read_pool(ref).members
+    assert (rd.address, rd.port, rd.scrape_host) == ("10.0.0.1%2", 8000, "10.0.0.1")
+    assert (v6.address, v6.port, v6.scrape_host) == ("2001:db8::1", 8000, "[2001:db8::1]")
+    assert member_path(ref, v6) == "/mgmt/tm/ltm/pool/~Tenant~app~llm/members/~Tenant~app~2001:db8::1.8000"
+
+
+# -- writes ----------------------------------------------------------------------------------------
+
+
+def test_patch_sends_only_the_given_fields_never_put(client, auth):
+    auth.patch(POOL_URL + "/members/~Common~1.1.1.1:80", json={})
+    client.patch_member(REF, member(), {"connectionLimit": 40, "description": "note"})
+    assert auth.last_request.method == "PATCH"
+    assert auth.last_request.json() == {"connectionLimit": 40, "description": "note"}
+    assert not any(r.method == "PUT" for r in auth.request_history)
+
+
+@pytest.mark.parametrize(
+    "fields, words",
+    [
+        ({"ratio": 0}, "ratio 0"),
+        ({"ratio": 65536}, "ratio 65536"),
+        ({"ratio": 2.5}, "ratio 2.5"),
+        ({"ratio": "10"}, "ratio '10'"),
+        ({"ratio": True}, "ratio True"),
+        ({"connectionLimit": -1}, "connectionLimit -1"),
+        ({"connectionLimit": 1.5}, "connectionLimit 1.5"),
+        ({"members": []}, "unknown field(s) members"),
+        ({"ratio": 5, "session": "user-disabled"}, "unknown field(s) session"),
+        ({"description": 7}, "description"),
+    ],
+)
+def test_bad_fields_refused_locally_with_no_http_call(auth, fields, words):
+    client = BigIPClient(cfg())
+    with pytest.raises(PermanentBigIPError, match="refused locally") as info:
+        client.patch_member(REF, member(), fields)
+    assert words in str(info.value)
+    assert auth.call_count == 0 and client.calls == 0
+
+
+def test_apply_patch_mode_isolates_failures(auth, sleeps):
+    client = BigIPClient(cfg(write_concurrency=2), sleep=sleeps)
+    a, b, c, d = (member(f"10.0.0.{i}:80", f"10.0.0.{i}", ratio=10) for i in range(1, 5))
+    for m in (a, c):
+        auth.patch(BASE + member_path(REF, m), json={})
+    auth.patch(BASE + member_path(REF, b), status_code=404, json=ERR["member_not_found_404"])  # removed since the read
+    plans = [plan(a, 20), plan(b, 30), plan(c, 10, limit=5), plan(d, 10)]  # d: no change
+    result = client.apply(REF, plans)
+    assert sorted(result.applied) == [a.key, c.key]
+    assert [(k, type(e)) for k, e in result.failed] == [(b.key, NotFoundError)]
+    patches = {r.url.rsplit("~", 1)[1]: r.json() for r in auth.request_history if r.method == "PATCH" and "/members/" in r.url}
+    assert patches == {"10.0.0.1:80": {"ratio": 20}, "10.0.0.2:80": {"ratio": 30}, "10.0.0.3:80": {"connectionLimit": 5}}
+    assert result.calls == 2 + 3  # login + extend + three PATCHes; nothing for d
+
+
+def test_apply_patch_mode_refuses_bad_plan_locally(client, auth):
+    good, bad = member("10.0.0.1:80", "10.0.0.1"), member("10.0.0.2:80", "10.0.0.2")
+    auth.patch(BASE + member_path(REF, good), json={})
+    result = client.apply(REF, [plan(good, 5), plan(bad, 70000)])
+    assert result.applied == [good.key]
+    assert result.failed[0][0] == bad.key and "refused locally" in str(result.failed[0][1])
+    assert not any(member_path(REF, bad) in r.url for r in auth.request_history)
+
+
+def test_apply_patch_mode_retries_transient_errors(client, auth):
+    m = member()
+    auth.patch(BASE + member_path(REF, m), [{"status_code": 500, "json": ERR["mcpd_lost_500"]}, {"json": {}}])
+    assert client.apply(REF, [plan(m, 4)]).applied == [m.key]
+
+
+TX = BASE + "/mgmt/tm/transaction"
+
+
+def tx_client(auth, sleeps) -> BigIPClient:
+    auth.post(TX, json={"transId": 1389812351, "state": "STARTED"})
+    auth.delete(TX + "/1389812351", json={})
+    return BigIPClient(cfg(write_mode="transaction"), sleep=sleeps)
+
+
+def test_transaction_flow_and_headers(auth, sleeps):
+    client = tx_client(auth, sleeps)
+    a, b = member("10.0.0.1:80", "10.0.0.1"), member("10.0.0.2:80", "10.0.0.2")
+    for m in (a, b):
+        auth.patch(BASE + member_path(REF, m), json={"transId": 1389812351})
+    auth.patch(TX + "/1389812351", json={"transId": 1389812351, "state": "COMPLETED"})
+    result = client.apply(REF, [plan(a, 7), plan(b, 9, description="why")])
+    assert result.applied == [a.key, b.key] and result.failed == []
+    calls = non_auth(auth.request_history)
+    assert [(r.method, r.path.split("/mgmt/tm/")[1]) for r in calls] == [
+        ("POST", "transaction"),
+        ("PATCH", "ltm/pool/~common~test_pool/members/~common~10.0.0.1:80"),
+        ("PATCH", "ltm/pool/~common~test_pool/members/~common~10.0.0.2:80"),
+        ("PATCH", "transaction/1389812351"),
+    ]
+    assert calls[0].json() == {}
+    assert all(r.headers["X-F5-REST-Coordination-Id"] == "1389812351" for r in calls[1:3])
+    assert calls[2].json() == {"ratio": 9, "description": "why"}
+    commit = calls[3]
+    assert commit.json() == {"state": "VALIDATING"} and "X-F5-REST-Coordination-Id" not in commit.headers
+    assert "X-F5-Auth-Token" in commit.headers
+
+
+def test_transaction_failure_fails_all_and_abandons(auth, sleeps):
+    client = tx_client(auth, sleeps)
+    a, b = member("10.0.0.1:80", "10.0.0.1"), member("10.0.0.2:80", "10.0.0.2")
+    auth.patch(BASE + member_path(REF, a), json={})
+    auth.patch(BASE + member_path(REF, b), status_code=404, json=ERR["member_not_found_404"])
+    result = client.apply(REF, [plan(a, 7), plan(b, 9)])
+    assert result.applied == [] and [k for k, _ in result.failed] == [a.key, b.key]
+    assert all(isinstance(e, NotFoundError) for _, e in result.failed)
+    assert auth.request_history[-1].method == "DELETE" and auth.request_history[-1].url == TX + "/1389812351"
+    assert not any(r.url == TX + "/1389812351" and r.method == "PATCH" for r in auth.request_history)
+
+
+@pytest.mark.parametrize(
+    "commit",
+    [
+        {"json": {"transId": 1389812351, "state": "FAILED", "failureReason": "01070734:3: invalid ratio"}},
+        {"status_code": 400, "json": ERR["transaction_header_left_on_commit_400"]},
+        {"status_code": 500, "json": ERR["mcpd_lost_500"]},  # a commit is never retried
+    ],
+)
+def test_transaction_commit_failure_fails_all(auth, sleeps, commit):
+    client = tx_client(auth, sleeps)
+    m = member()
+    auth.patch(BASE + member_path(REF, m), json={})
+    auth.patch(TX + "/1389812351", **commit)
+    result = client.apply(REF, [plan(m, 3)])
+    assert result.applied == [] and len(result.failed) == 1
+    assert sum(1 for r in auth.request_history if r.method == "PATCH" and r.url == TX + "/1389812351") == 1
+
+
+def test_transaction_polled_until_completed(auth, sleeps):
+    client = tx_client(auth, sleeps)
+    m = member()
+    auth.patch(BASE + member_path(REF, m), json={})
+    auth.patch(TX + "/1389812351", json={"transId": 1389812351, "state": "VALIDATING"})
+    auth.get(TX + "/1389812351", [{"json": {"state": "VALIDATING"}}, {"json": {"state": "COMPLETED"}}])
+    assert client.apply(REF, [plan(m, 3)]).applied == [m.key]
+
+
+def test_transaction_without_transid_fails_all(auth, sleeps):
+    client = BigIPClient(cfg(write_mode="transaction"), sleep=sleeps)
+    auth.post(TX, json={"state": "STARTED"})
+    result = client.apply(REF, [plan(member(), 3)])
+    assert result.applied == [] and "no transId" in str(result.failed[0][1])
+
+
+# -- system information ---------------------------------------------------------------------------
+
+
+def test_version(client, auth):
+    auth.get(BASE + "/mgmt/tm/sys/version", json={
+        "kind": "tm:sys:version:versionstats", "selfLink": "https://localhost/mgmt/tm/sys/version?ver=16.1.3",
+        "entries": {"https://localhost/mgmt/tm/sys/version/0": {"nestedStats": {"entries": {
+            "Build": {"description": "0.0.12"}, "Product": {"description": "BIG-IP"},
+            "Version": {"description": "16.1.3"}}}}}})
+    assert client.version() == "16.1.3"
+
+
+def test_version_malformed(client, auth):
+    auth.get(BASE + "/mgmt/tm/sys/version", json={"entries": {"x": {"nestedStats": []}}})
+    with pytest.raises(PermanentBigIPError, match="malformed version reply"):
+        client.version()
+
+
+def test_device_groups(client, auth):
+    auth.get(BASE + "/mgmt/tm/cm/device-group", json={"items": [fixture("load_device_group.json")]})
+    assert client.device_groups() == [
+        {"name": "datasync-device-sslo.ansible.lab.local-dg", "type": "sync-only", "autoSync": "enabled"}]
+
+
+def test_whoami_reads_roles_and_drops_password_hash(client, auth):
+    auth.get(BASE + "/mgmt/shared/authz/users/ratio-bot", json={"name": "ratio-bot", "displayName": "Ratio Bot"})
+    auth.get(BASE + "/mgmt/tm/auth/user/ratio-bot", json={
+        "name": "ratio-bot", "encryptedPassword": "$6$hash", "partitionAccess": [
+            {"name": "Common", "role": "manager", "nameReference": {"link": "x"}}]})
+    me = client.whoami()
+    assert me == {"name": "ratio-bot", "displayName": "Ratio Bot",
+                  "partitionAccess": [{"name": "Common", "role": "manager"}]}
+
+
+@pytest.mark.parametrize("status, body", [(404, ERR["object_not_found_404"]), (401, ERR["no_auth_401"])])
+def test_whoami_is_best_effort(client, auth, status, body):
+    auth.get(re.compile(re.escape(BASE) + r"/mgmt/(shared/authz/users|tm/auth/user)/"), status_code=status, json=body)
+    assert client.whoami() == {}
+
+
+# -- secrets ---------------------------------------------------------------------------------------
+
+
+def _scenarios():
+    def echo_token(auth):  # BIG-IP quoting the token and password back
+        auth.get(POOL_URL, status_code=400, json={"code": 400, "message": f"bad {TOKEN} {PASSWORD}"})
+
+    def html_echo(auth):
+        auth.get(POOL_URL, status_code=503, text=f"<html><title>down {TOKEN}</title></html>")
+
+    def nonjson(auth):
+        auth.get(POOL_URL, text=f"token={TOKEN}")
+
+    def bad_login(auth):
+        auth.post(LOGIN, status_code=401, json={"code": 401, "message": f"user ratio-bot password {PASSWORD} refused"})
+
+    def token_limit(auth):
+        auth.post(LOGIN, status_code=400, json=ERR["token_limit_400"])
+
+    def twice_401(auth):
+        auth.get(POOL_URL, status_code=401, json={"code": 401, "message": f"X-F5-Auth-Token {TOKEN} has expired."})
+
+    def conn(auth):
+        auth.get(POOL_URL, exc=requests.exceptions.ConnectionError(f"headers X-F5-Auth-Token: {TOKEN}"))
+
+    def malformed(auth):
+        auth.get(POOL_URL, json=pool_reply(member_json(f"{TOKEN}:80", "1.2.3.4", ratio=PASSWORD)))
+
+    return [echo_token, html_echo, nonjson, bad_login, token_limit, twice_401, conn, malformed]
+
+
+@pytest.mark.parametrize("scenario", _scenarios(), ids=lambda f: f.__name__)
+def test_token_and_password_never_in_errors(client, auth, scenario):
+    scenario(auth)
+    with pytest.raises(BigIPError) as info:
+        client.read_pool(REF)
+    exc = info.value
+    chain = [exc, exc.__cause__] if exc.__cause__ is not None and not exc.__suppress_context__ else [exc]
+    for e in chain:
+        for text in (str(e), repr(e), getattr(e, "message", ""), getattr(e, "path", "")):
+            assert TOKEN not in text and PASSWORD not in text, text
+    assert TOKEN not in repr(client) and PASSWORD not in repr(client) and PASSWORD not in repr(client.cfg)

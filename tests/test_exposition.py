@@ -1,0 +1,233 @@
+"""exposition.select: same values as prometheus_client for the selected names, read far more cheaply."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
+
+from controller.errors import MetricsError
+from controller.exposition import select
+
+FIXTURES = Path("/work/shared/fixtures/engines")
+
+
+def reference(text: str, names) -> dict:
+    """What prometheus_client reads for `names`: every sample with that name, in page order."""
+    out: dict = {n: [] for n in names}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name in out:
+                out[s.name].append((s.labels, float(s.value)))
+    return out
+
+
+def same(a: dict, b: dict) -> bool:
+    """Equality where NaN equals NaN (and -0.0 equals 0.0, as floats do)."""
+    if a.keys() != b.keys():
+        return False
+    for name in a:
+        if len(a[name]) != len(b[name]):
+            return False
+        for (la, va), (lb, vb) in zip(a[name], b[name]):
+            if la != lb or not (va == vb or (math.isnan(va) and math.isnan(vb))):
+                return False
+    return True
+
+
+# -- examples --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.txt")), ids=lambda p: p.stem)
+def test_fixtures_match_prometheus_client_for_every_name(path):
+    text = path.read_text()
+    names = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+    names = {n for n in names if re.search(rf"^{re.escape(n)}[ \t{{]", text, re.MULTILINE)}  # as written
+    assert same(select(text, names), reference(text, names))
+
+
+def test_counter_without_total_is_read_under_its_written_name():
+    """prometheus_client renames `foo` to `foo_total` under `# TYPE foo counter`; select() keeps the page's name."""
+    text = (FIXTURES / "llamacpp.txt").read_text()
+    assert select(text, ["llamacpp:n_busy_slots_per_decode"])["llamacpp:n_busy_slots_per_decode"] == [({}, 1.7)]
+    assert "llamacpp:n_busy_slots_per_decode_total" in {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+
+
+def test_prefix_names_help_lines_and_label_values_are_not_confused():
+    text = (
+        "# HELP q:waiting q:waiting 1 is not a sample\n"
+        "# TYPE q:waiting gauge\n"
+        'q:waiting_by_reason{reason="x"} 5\n'
+        'other{note="q:waiting 7"} 1\n'
+        "xq:waiting 9\n"
+        "q:waiting 3\n"
+    )
+    assert select(text, ["q:waiting"]) == {"q:waiting": [({}, 3.0)]}
+
+
+def test_escapes_crlf_timestamps_whitespace_and_specials():
+    text = (
+        "# TYPE m gauge\r\n"
+        'm{a="back\\\\slash",b="quo\\"te",c="new\\nline",d="tab\\t"} 1.5e3 1700000000000\r\n'
+        '  m {a = "sp" , b="x",} \t-Inf\r\n'
+        "m\tNaN\r\n"
+        'm{a="}{,="} +Inf\r\n'
+        "\r\n"
+    )
+    got = select(text, ["m"])["m"]
+    assert got[0] == ({"a": "back\\slash", "b": 'quo"te', "c": "new\nline", "d": "tab\\t"}, 1500.0)
+    assert got[1] == ({"a": "sp", "b": "x"}, -math.inf)
+    assert got[2][0] == {} and math.isnan(got[2][1])
+    assert got[3] == ({"a": "}{,="}, math.inf)
+    assert same(select(text, ["m"]), reference(text, ["m"]))
+
+
+def test_duplicates_are_all_kept_in_order():
+    text = 'm{e="0"} 1\nm{e="0"} 2\nm{e="1"} 3\n'
+    assert [v for _, v in select(text, ["m"])["m"]] == [1.0, 2.0, 3.0]
+
+
+def test_absent_name_gives_empty_list_on_a_real_page():
+    text = (FIXTURES / "tgi.txt").read_text()
+    assert select(text, ["tgi_queue_size", "nope"]) == {"tgi_queue_size": [({}, 7.0)], "nope": []}
+
+
+def test_lines_for_unwanted_names_are_not_validated():
+    text = "broken{{{ line\nhisto_bucket{le=} x\nm 4\n"
+    assert select(text, ["m"]) == {"m": [({}, 4.0)]}
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "m",
+        "m{a=\"1\" 5",
+        'm{a="1" b="2"} 5',
+        "m{a=1} 5",
+        "m 1_000",
+        "m five",
+        "m 1 tomorrow",
+        'm{a="1",a="2"} 5',
+        "m=5",
+    ],
+)
+def test_malformed_wanted_line_is_not_prometheus(line):
+    with pytest.raises(MetricsError) as err:
+        select(f"# TYPE m gauge\n{line}\n", ["m"])
+    assert err.value.reason == "not-prometheus" and "malformed m line" in err.value.detail
+
+
+@pytest.mark.parametrize(
+    "body,why",
+    [
+        ("<!DOCTYPE html>\n<html><body>Login</body></html>", "HTML"),
+        ('{"error": "not found"}', "JSON"),
+        ("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03garbage", "binary"),
+        ("", "empty"),
+        ("   \n\n", "empty"),
+        ("upstream connect error or disconnect/reset before headers", "no Prometheus"),
+    ],
+)
+def test_non_prometheus_pages(body, why):
+    with pytest.raises(MetricsError) as err:
+        select(body, ["vllm:num_requests_waiting"])
+    assert err.value.reason == "not-prometheus" and why in err.value.detail
+
+
+def test_invalid_requested_name_is_a_programming_error():
+    with pytest.raises(ValueError):
+        select("m 1\n", ["not a name"])
+
+
+# -- property: generated pages ----------------------------------------------------------------------
+# Names built from a few parts so that prefixes (`q`, `q_len`), colons and `_total` collide often.
+NAMES = st.builds(
+    lambda p, s, x: p + s + x,
+    st.sampled_from(["", "vllm:", "a:b:", "sglang:", "x_"]),
+    st.sampled_from(["q", "q_len", "kv", "kv_perc", "Q"]),
+    st.sampled_from(["", "_by_reason", "_x"]),
+)
+LABEL_NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True)
+# Label values written directly in escaped form: every backslash pair is complete.
+ESCAPED_VALUES = st.lists(
+    st.sampled_from(["a", "Z", " ", "\\\\", '\\"', "\\n", "\\t", "}", "{", ",", "=", "#", "é", "q:waiting 1", "0"]),
+    max_size=6,
+).map("".join)
+NUMBERS = st.one_of(
+    st.integers(-(10**20), 10**20).map(str),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.floats(allow_nan=False, allow_infinity=False, width=32).map(lambda f: f"{f:.3e}"),
+    st.floats(min_value=1e-300, max_value=1e300).map(lambda f: f"{f:E}"),
+    st.sampled_from(["NaN", "nan", "+Inf", "-Inf", "Inf", "inf", "-0", "0.0", ".5", "5.", "1e-3", "+7"]),
+)
+BLANK = st.sampled_from(["", " ", "\t", "  "])
+
+
+@st.composite
+def label_sets(draw):
+    names = draw(st.lists(LABEL_NAMES, unique=True, max_size=3))
+    if not names and draw(st.booleans()):
+        return ""
+    pairs = [f"{n}{draw(st.sampled_from(['=', ' = ']))}\"{draw(ESCAPED_VALUES)}\"" for n in names]
+    sep = draw(st.sampled_from([",", ", ", " ,"]))
+    trailing = draw(st.sampled_from(["", ","])) if pairs else ""
+    return draw(st.sampled_from(["", " "])) + "{" + sep.join(pairs) + trailing + "}"
+
+
+@st.composite
+def sample_lines(draw, name):
+    labels = draw(label_sets())
+    gap = draw(st.sampled_from([" ", "\t", "  "]))
+    stamp = draw(st.sampled_from(["", " 1700000000000", "\t-12", " 1.5e12"]))
+    if stamp and gap == "\t" and stamp[0] == " ":
+        stamp = "\t" + stamp[1:]  # prometheus_client splits on one kind of blank once a space is present
+    return draw(BLANK) + name + labels + gap + draw(NUMBERS) + stamp + draw(BLANK)
+
+
+@st.composite
+def families(draw):
+    name = draw(NAMES)
+    kind = draw(st.sampled_from(["gauge", "untyped", "counter", "histogram", "summary", None]))
+    if kind == "counter":
+        name += "_total"  # a counter without _total is renamed by prometheus_client; see select()'s doc
+    lines = []
+    if draw(st.booleans()):
+        lines.append(f"# HELP {name} {draw(st.sampled_from(['', 'help', 'mentions vllm:q 5', 'x{a=1}']))}")
+    if kind:
+        lines.append(f"# TYPE {name} {kind}")
+    if kind == "histogram":
+        for le in draw(st.lists(st.sampled_from(["0.1", "1.0", "+Inf", "2.5e-3"]), max_size=4)):
+            lines.append(f'{name}_bucket{{le="{le}"}} {draw(NUMBERS)}')
+        lines += [f"{name}_sum {draw(NUMBERS)}", f"{name}_count {draw(NUMBERS)}"]
+    else:
+        lines += [draw(sample_lines(name)) for _ in range(draw(st.integers(0, 4)))]
+    return lines
+
+
+@st.composite
+def pages(draw):
+    lines = []
+    for family in draw(st.lists(families(), min_size=1, max_size=6)):
+        lines += family
+        if draw(st.booleans()):
+            lines.append(draw(st.sampled_from(["", "# a note about vllm:q", "#", "   "])))
+    eol = draw(st.sampled_from(["\n", "\r\n"]))
+    return eol.join(lines) + draw(st.sampled_from([eol, ""]))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(page=pages(), data=st.data())
+def test_select_equals_prometheus_client(page, data):
+    present = sorted({s.name for f in text_string_to_metric_families(page) for s in f.samples})
+    names = data.draw(st.lists(st.sampled_from(present + ["vllm:q", "q"]), min_size=1, max_size=4, unique=True))
+    expected = reference(page, names)
+    try:
+        got = select(page, names)
+    except MetricsError as err:
+        # Only a page with no samples at all may be refused, and then prometheus_client found none either.
+        assert err.reason == "not-prometheus" and not any(expected.values()), (err, expected)
+        return
+    assert same(got, expected), (got, expected)
