@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from controller import __version__, configfile, daemon, logs, preflight, render
+from controller import __version__, configfile, daemon, logs, preflight, render, telemetry
 from controller.errors import ConfigError, RatioError
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
@@ -55,7 +55,12 @@ def cmd_run(args) -> int:
             for err in d.rec.last_report.errors:
                 print(f"f5-llm-ratio: {err}", file=sys.stderr)
         return code
-    return d.run_forever()
+    tel = telemetry.serve(d)  # None when telemetry.enabled is false
+    try:
+        return d.run_forever()
+    finally:
+        if tel is not None:
+            tel.stop()
 
 
 def cmd_plan(args) -> int:

@@ -82,7 +82,10 @@ class Daemon:
             self.log.warning("bigip_unavailable_backoff", retry_in_seconds=round(self.backoff, 1))
         sdnotify.notify(f"WATCHDOG=1\nSTATUS=pools {len(report.plans)}/{len(self.cfg.pools)}, writes {report.applied}")
         for hook in self.on_tick:
-            hook(report)
+            try:
+                hook(report)
+            except Exception as exc:  # noqa: BLE001 - an observer must not fail the tick
+                self.log.error("tick_hook_failed", hook=getattr(hook, "__name__", repr(hook)), error=str(exc))
 
     # -- reload -----------------------------------------------------------------------------
     def request_reload(self, *_args) -> None:

@@ -36,7 +36,6 @@ _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
 
 # One label pair inside `{...}`; whitespace around `=` and `,` is allowed as prometheus_client allows it.
 _PAIR = r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*'
-_LABEL_PAIR = re.compile(_PAIR)
 # The whole label block: pairs separated by commas, an optional trailing comma, nothing else.
 _LABEL_BLOCK = re.compile(r"\{((?:" + _PAIR + r",)*(?:" + _PAIR + r")?\s*,?\s*)\}")
 _LABEL_PAIR_CAPTURE = re.compile(_PAIR + r"(?:,|\Z)")

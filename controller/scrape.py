@@ -207,7 +207,7 @@ class Scraper:
                 raise _Failed("deadline", "cut off at the tick deadline")
         finally:
             response.close()
-        return body.decode("utf-8", errors="replace")
+        return body.decode("utf-8-sig", errors="replace")  # a BOM would hide the first line
 
     def _read_body(self, response: requests.Response, stop_at: float, budget: float, late: str) -> bytes:
         """Read the (decompressed) body in pieces, checking size and the total time between pieces."""

@@ -183,7 +183,7 @@ def member_view(p: MemberPlan, share: float, planned_share: float) -> dict:
         "state": m.state,
         "active": m.active,
         "up": s is not None,
-        "engine": s.engine if s else None,
+        "engine": (s.engine or None) if s else None,
         "ratio": m.ratio,
         "planned_ratio": p.ratio,
         "connection_limit": m.connection_limit,

@@ -218,7 +218,7 @@ def pages(draw):
     return eol.join(lines) + draw(st.sampled_from([eol, ""]))
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(page=pages(), data=st.data())
 def test_select_equals_prometheus_client(page, data):
     present = sorted({s.name for f in text_string_to_metric_families(page) for s in f.samples})

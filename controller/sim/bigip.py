@@ -1536,6 +1536,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         stop.set()
 
     signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)  # also when started with SIGINT ignored (background jobs)
     try:
         url = emu.start(args.host, args.port)
     except OSError as e:
