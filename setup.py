@@ -9,7 +9,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["controller", "controller.*"]),
-    package_data={"controller": ["data/*"]},
+    package_data={"controller": ["sim/data/*"]},
     include_package_data=True,
     install_requires=[
         "requests>=2.28",

@@ -36,6 +36,13 @@ TOKENS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50
 ITERATION = [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384]
 PARAMS_N = [1, 2, 5, 10, 20]
 
+COUNTERS = [
+    ("vllm:prefix_cache_queries", "Prefix cache queries"),
+    ("vllm:prefix_cache_hits", "Prefix cache hits"),
+    ("vllm:num_preemptions", "Cumulative number of preemption"),
+    ("vllm:prompt_tokens", "Number of prefill tokens processed."),
+    ("vllm:generation_tokens", "Number of generation tokens processed."),
+]
 HISTOGRAMS = [
     ("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", TTFT),
     ("vllm:time_per_output_token_seconds", "Histogram of time per output token in seconds.", TPOT),
@@ -70,12 +77,11 @@ def synthetic_page(ranks: int = 2, seed: int = 7) -> str:
         out.extend([f"# HELP {name} {doc}", f"# TYPE {name} gauge"])
         out.extend(f"{name}{_labels(r)} {v!r}" for r, v in enumerate(values))
 
-    gauge("vllm:num_requests_running", "Number of requests in model execution batches.", [float(rnd.randint(0, 64)) for _ in range(ranks)])
-    gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.", [float(rnd.randint(0, 20)) for _ in range(ranks)])
-    gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", [round(rnd.random(), 4) for _ in range(ranks)])
-    for name, doc in [("vllm:prefix_cache_queries", "Prefix cache queries"), ("vllm:prefix_cache_hits", "Prefix cache hits"),
-                      ("vllm:num_preemptions", "Cumulative number of preemption"), ("vllm:prompt_tokens", "Number of prefill tokens processed."),
-                      ("vllm:generation_tokens", "Number of generation tokens processed.")]:
+    per_rank = range(ranks)
+    gauge("vllm:num_requests_running", "Number of requests in model execution batches.", [float(rnd.randint(0, 64)) for _ in per_rank])
+    gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.", [float(rnd.randint(0, 20)) for _ in per_rank])
+    gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", [round(rnd.random(), 4) for _ in per_rank])
+    for name, doc in COUNTERS:
         out.extend([f"# HELP {name}_total {doc}", f"# TYPE {name}_total counter"])
         out.extend(f"{name}_total{_labels(r)} {float(rnd.randint(0, 10**7))}" for r in range(ranks))
     out.extend(["# HELP vllm:request_success_total Count of successfully processed requests.", "# TYPE vllm:request_success_total counter"])

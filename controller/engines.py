@@ -111,7 +111,7 @@ def parse_key(text: str) -> Key:
         pair = _MATCHER.match(inner, pos)
         if pair is None:
             raise ValueError(f"bad label matcher in metric key {text!r}")
-        matchers.append((pair.group(1), pair.group(2).replace('\\"', '"').replace("\\\\", "\\")))
+        matchers.append((pair.group(1), exposition.unescape(pair.group(2))))
         pos = pair.end()
     return Key(text.strip(), m.group(1), tuple(matchers))
 
@@ -165,7 +165,7 @@ def extract(text: str, engine_type: str, keys: Optional[EngineKeys] = None) -> S
     if plan.kv:
         kv_key, kv_series = _first_present(text, page, plan.kv)
         if kv_key is None:
-            raise MetricsError("missing-metric", plan.kv[0].text)
+            raise MetricsError("missing-metric", " or ".join(k.text for k in plan.kv))
         kv_usage = _kv(kv_series, kv_key)
 
     return Sample(

@@ -34,11 +34,12 @@ Series = list[tuple[dict[str, str], float]]
 METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_:")
 
-# One label pair inside `{...}`; whitespace around `=` and `,` is allowed as prometheus_client allows it.
-_PAIR = r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*'
-# The whole label block: pairs separated by commas, an optional trailing comma, nothing else.
-_LABEL_BLOCK = re.compile(r"\{((?:" + _PAIR + r",)*(?:" + _PAIR + r")?\s*,?\s*)\}")
-_LABEL_PAIR_CAPTURE = re.compile(_PAIR + r"(?:,|\Z)")
+# The general label scanner, one token at a time. Each pattern can match in only one way, so a hostile
+# line costs linear time (a single regex for the whole block backtracks badly on long blank runs).
+_LABEL_START = re.compile(r'\s*,?\s*')  # prometheus_client tolerates one leading comma
+_LABEL_NAME = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"')
+_LABEL_VALUE = re.compile(r'((?:[^"\\]|\\.)*)"')  # after the opening quote, up to the closing one
+_LABEL_SEP = re.compile(r"\s*([,}])\s*")
 # The shape nearly every engine writes: `{a="x",b="y"} 12.0`, no blanks, escapes or timestamp. Lines in
 # this shape take one regex; anything else goes the general way, which agrees on this shape.
 _SIMPLE_PAIR = r'[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*"'
@@ -74,22 +75,28 @@ def select(text: str, names: Iterable[str]) -> dict[str, Series]:
 
 
 def _occurrences(text: str, name: str) -> Series:
-    """The parsed sample lines for one name, found by substring search rather than per-line work."""
+    """The parsed sample lines for one name, found by substring search rather than per-line work.
+
+    Only the first occurrence in a line can start it, so after each hit the search resumes on the next
+    line: every character is looked at a bounded number of times, however often the name repeats.
+    """
     found: Series = []
     size = len(name)
+    line_from = 0  # always the start of a line
     pos = text.find(name)
     while pos != -1:
-        after = pos + size
-        nxt = text[after] if after < len(text) else "\n"
-        if nxt not in _NAME_CHARS:  # else a longer name sharing this prefix, e.g. `..._waiting_by_reason`
-            start = text.rfind("\n", 0, pos) + 1
-            # Only a name at the start of a line (after optional blanks) is a sample; elsewhere it is
-            # inside a `# HELP`/`# TYPE` comment or a label value.
-            if start == pos or text[start:pos].isspace():
-                end = text.find("\n", after)
-                line = text[start:] if end == -1 else text[start:end]
-                found.append(_parse_line(line.strip(), size, name))
-        pos = text.find(name, after)
+        newline = text.rfind("\n", line_from, pos)
+        start = line_from if newline == -1 else newline + 1
+        end = text.find("\n", pos + size)
+        # A sample only if the name opens the line (after blanks) and is not the prefix of a longer name
+        # (`..._waiting_by_reason`); elsewhere it sits in a `# HELP` comment or a label value.
+        if (start == pos or text[start:pos].isspace()) and text[pos + size : pos + size + 1] not in _NAME_CHARS:
+            line = text[start:] if end == -1 else text[start:end]
+            found.append(_parse_line(line.strip(), size, name))
+        if end == -1:
+            break
+        line_from = end + 1
+        pos = text.find(name, line_from)
     return found
 
 
@@ -120,18 +127,32 @@ def _parse_line(line: str, size: int, name: str) -> tuple[dict[str, str], float]
 
 def _parse_labels(body: str, name: str) -> tuple[dict[str, str], int]:
     """Parse a `{...}` block at the start of `body`; return the labels and the characters consumed."""
-    block = _LABEL_BLOCK.match(body)
-    if block is None:
-        raise _malformed(name, "bad label set")
     labels: dict[str, str] = {}
-    inner = block.group(1).rstrip()
-    if inner.endswith(","):  # a trailing comma is allowed
-        inner = inner[:-1]
-    for key, raw in _LABEL_PAIR_CAPTURE.findall(inner):
-        if key in labels or key.startswith("__"):
-            raise _malformed(name, f"duplicate or reserved label {key!r}")
-        labels[key] = _ESCAPE.sub(lambda m: _UNESCAPED[m.group(0)], raw) if "\\" in raw else raw
-    return labels, block.end()
+    pos = _LABEL_START.match(body, 1).end()
+    while True:
+        if body.startswith("}", pos):
+            return labels, pos + 1
+        key = _LABEL_NAME.match(body, pos)
+        value = key and _LABEL_VALUE.match(body, key.end())
+        sep = value and _LABEL_SEP.match(body, value.end())
+        if not sep:
+            raise _malformed(name, "bad label set")
+        label, raw = key.group(1), value.group(1)
+        if label in labels or label.startswith("__"):
+            raise _malformed(name, f"duplicate or reserved label {label!r}")
+        labels[label] = unescape(raw)
+        if sep.group(1) == "}":
+            return labels, sep.end()
+        pos = sep.end()
+
+
+def unescape(value: str) -> str:
+    """A label value as written between quotes -> its text (only \\\\, \\" and \\n are escapes)."""
+    return _ESCAPE.sub(_unescape, value) if "\\" in value else value
+
+
+def _unescape(match: re.Match) -> str:
+    return _UNESCAPED[match.group(0)]
 
 
 def _parse_value(text: str, name: str) -> float:

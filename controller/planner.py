@@ -23,6 +23,7 @@ class Observation:
     first_seen: float
     last_fresh: Optional[float] = None
     smoothed: Optional[float] = None
+    sample: Optional[Sample] = None  # the last fresh sample, for policies that use rates of counters
 
 
 Memory = Mapping[str, Observation]
@@ -56,7 +57,7 @@ def _remember(pool: PoolState, scrapes: Mapping[str, ScrapeResult], memory: Memo
     for m in pool.members:
         obs = memory.get(m.key) or Observation(first_seen=now)
         if m.active and m.key in scrapes and scrapes[m.key].ok:
-            obs = replace(obs, last_fresh=now)
+            obs = replace(obs, last_fresh=now, sample=scrapes[m.key].sample)
         out[m.key] = obs
     return out
 
@@ -117,7 +118,13 @@ def plan_pool(
         note = "no member has fresh metrics: nothing written" if any(m.active for m in pool.members) else "no active member"
         return PoolPlan(pool, plans, note), observed
 
-    raw = policy.score(fresh, cfg.mode)
+    ctx = policy.Context(
+        now=now,
+        current={m.key: m.ratio for m in pool.members},
+        previous={k: (o.sample, o.last_fresh) for k, o in memory.items() if o.sample is not None and o.last_fresh is not None},
+        scale=cfg.weights.scale,
+    )
+    raw = policy.score(fresh, cfg.mode, ctx)
     smoothed = {k: weights.smooth(observed[k].smoothed, s, cfg.weights.smoothing) for k, s in raw.items()}
     for k, s in smoothed.items():
         observed[k] = replace(observed[k], smoothed=s)

@@ -119,11 +119,11 @@ class Scraper:
         self,
         max_workers: int = 32,
         max_bytes: int = 8 * 1024 * 1024,
-        clock: Clock = SystemClock(),
+        clock: Optional[Clock] = None,  # SystemClock() when None
         session: Optional[requests.Session] = None,
     ):
         self.max_bytes = max_bytes
-        self.clock = clock
+        self.clock = clock or SystemClock()
         self._session = session or _session(max_workers)
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="scrape")
 

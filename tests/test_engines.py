@@ -168,7 +168,7 @@ def test_missing_kv_when_the_engine_has_one():
     assert (err.value.reason, err.value.detail) == ("missing-metric", "sglang:token_usage")
     with pytest.raises(MetricsError) as err:
         extract('vllm:num_requests_waiting{engine="0"} 1\n', "vllm")
-    assert (err.value.reason, err.value.detail) == ("missing-metric", "vllm:kv_cache_usage_perc")
+    assert (err.value.reason, err.value.detail) == ("missing-metric", "vllm:kv_cache_usage_perc or vllm:gpu_cache_usage_perc")
 
 
 def test_triton_without_the_waiting_request_type():

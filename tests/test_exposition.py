@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,7 @@ def same(a: dict, b: dict) -> bool:
     for name in a:
         if len(a[name]) != len(b[name]):
             return False
-        for (la, va), (lb, vb) in zip(a[name], b[name]):
+        for (la, va), (lb, vb) in zip(a[name], b[name], strict=True):
             if la != lb or not (va == vb or (math.isnan(va) and math.isnan(vb))):
                 return False
     return True
@@ -83,6 +84,31 @@ def test_escapes_crlf_timestamps_whitespace_and_specials():
     assert got[2][0] == {} and math.isnan(got[2][1])
     assert got[3] == ({"a": "}{,="}, math.inf)
     assert same(select(text, ["m"]), reference(text, ["m"]))
+
+
+def test_odd_but_valid_label_sets_match_prometheus_client():
+    text = 'm{} 1\nm{,} 2\nm{,a="b"} 3\nm{ a="b" , } 4\nm {a="b"}5\nm{a="b"} 6 # {trace="x"} 7\n'
+    assert same(select(text, ["m"]), reference(text, ["m"]))
+    assert len(select(text, ["m"])["m"]) == 6
+
+
+@pytest.mark.parametrize(
+    "line",
+    ['m{a="x"' + " " * 20000 + " 1", "m{" + 'a="x" ' * 5000, 'm{a="' + "\\" * 10001 + "} 1", "m{" + 'a="x",' * 5000],
+    ids=["blank-run", "no-commas", "backslashes", "unterminated"],
+)
+def test_hostile_wanted_lines_fail_fast(line):
+    started = time.perf_counter()
+    with pytest.raises(MetricsError):
+        select(line + "\n", ["m"])
+    assert time.perf_counter() - started < 0.5
+
+
+def test_a_name_repeated_inside_one_huge_line_costs_one_pass():
+    text = '{"doc": "' + "vllm:num_requests_waiting " * 200_000 + '"}\nvllm:num_requests_waiting 2\n'
+    started = time.perf_counter()
+    assert select(text, ["vllm:num_requests_waiting"]) == {"vllm:num_requests_waiting": [({}, 2.0)]}
+    assert time.perf_counter() - started < 0.5
 
 
 def test_duplicates_are_all_kept_in_order():

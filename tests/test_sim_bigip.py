@@ -674,3 +674,29 @@ def test_cli_serves_until_interrupted(tmp_path):
             proc.kill()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+
+
+def test_context_manager_serves_for_the_block():
+    with BigIPEmulator({"admin": "secret"}) as e:
+        e.add_pool(POOL, [M1])
+        url = e.base_url
+        r = requests.get(url + M1URI, auth=("admin", "secret"), verify=e.cert_path, timeout=10)
+        assert r.json()["name"] == M1
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(url + M1URI, auth=("admin", "secret"), verify=e.cert_path, timeout=10)
+
+
+def test_pool_patch_is_logged_and_members_list_replaces(c, emu):
+    r = c("PATCH", PURI, json={"loadBalancingMode": "ratio-member"})
+    assert r.status_code == 200 and r.json()["loadBalancingMode"] == "ratio-member"
+    c("PATCH", PURI, json={"members": [{"name": M1}]})
+    assert list(emu.ratios(POOL)) == [M1]  # what "never PATCH the members list" protects against
+    assert [w.kind for w in emu.writes] == ["PATCH-POOL", "PATCH-POOL"]
+
+
+def test_validate_only_commit_applies_nothing(c, emu):
+    tid = _begin(c)
+    c("PATCH", M1URI, json={"ratio": 5}, headers={"X-F5-REST-Coordination-Id": str(tid)})
+    r = c("PATCH", f"/mgmt/tm/transaction/{tid}", json={"state": "VALIDATING", "validateOnly": True})
+    assert r.status_code == 200 and r.json()["state"] == "VALIDATED"
+    assert emu.ratios(POOL)[M1] == 1 and emu.writes == []

@@ -158,7 +158,7 @@ def test_macro_steps_match_a_step_by_step_reference(spec, seed):
         ref_reqs.append(r)
     ref.advance(math.inf)
     assert engine.num_preemptions == ref.preemptions
-    for a, b in zip(reqs, ref_reqs):
+    for a, b in zip(reqs, ref_reqs, strict=True):
         assert a.first_scheduled == pytest.approx(b.first_scheduled, abs=1e-9)
         assert a.first_token == pytest.approx(b.first_token, abs=1e-9)
         assert a.finish == pytest.approx(b.finish, abs=1e-9)

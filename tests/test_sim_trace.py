@@ -10,7 +10,7 @@ import pytest
 from controller.sim import trace as tr
 from controller.sim.engine import Engine, EngineSpec, Request, preset
 
-SHARED = tr.find_traces_dir() if not tr.os.environ.get(tr.ENV_DIR) else None
+SHARED = tr.find_traces_dir()
 needs_shared = pytest.mark.skipif(SHARED is None or not (SHARED / tr.TRACE_FILES["conv"]).is_file(),
                                   reason="shared/traces not found above the repository (set F5LR_TRACES_DIR)")
 
@@ -25,7 +25,7 @@ def test_full_traces_load_with_their_row_counts():
     conv, code = tr.load_trace("conv"), tr.load_trace("code")
     assert len(conv) == 19_366 and len(code) == 8_819
     for trace in (conv, code):
-        assert trace[0].t == 0.0 and all(a.t <= b.t for a, b in zip(trace, trace[1:]))
+        assert trace[0].t == 0.0 and all(a.t <= b.t for a, b in zip(trace[:-1], trace[1:], strict=True))
         assert 3_400 < tr.duration(trace) < 3_600  # about an hour each
     assert conv[0] == tr.TraceRequest(0.0, 374, 44)
     assert conv[1].t == pytest.approx(4.3145789) and conv[1].prompt_tokens == 396
@@ -65,7 +65,7 @@ def test_scale_repeat_window(sample):
     assert tr.mean_rate(faster) == pytest.approx(2 * rate) and faster[5].prompt_tokens == sample[5].prompt_tokens
     assert tr.mean_rate(tr.scale_to_rate(sample, 40.0)) == pytest.approx(40.0)
     twice = tr.repeat(sample, 2)
-    assert len(twice) == 4000 and all(a.t <= b.t for a, b in zip(twice, twice[1:]))
+    assert len(twice) == 4000 and all(a.t <= b.t for a, b in zip(twice[:-1], twice[1:], strict=True))
     assert twice[2000].t > sample[-1].t and twice[2000][1:] == sample[0][1:]
     win = tr.window(sample, 100.0, 60.0)
     assert win and win[0].t >= 0.0 and win[-1].t < 60.0

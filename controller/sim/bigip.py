@@ -10,10 +10,9 @@ Bodies and shapes follow real BIG-IP replies (fixtures/bigip in the shared refer
 `selfLink` with `?ver=`, `generation`, `rateLimit` as a string, read-back session/state values.
 Error bodies come from one dict, `ERRORS`.
 
-    with BigIPEmulator(users={"admin": "secret"}) as bigip:
+    with BigIPEmulator(users={"admin": "secret"}) as bigip:          # serving on 127.0.0.1:<random>
         bigip.add_pool("/Common/llm-pool", members=["10.0.0.1:8000", "10.0.0.2:8000"])
-        url = bigip.start()
-        requests.get(url + "/mgmt/tm/ltm/pool", auth=("admin", "secret"), verify=bigip.cert_path)
+        requests.get(bigip.base_url + "/mgmt/tm/ltm/pool", auth=("admin", "secret"), verify=bigip.cert_path)
 
 Also runnable: `python -m controller.sim.bigip --port 8443 --pool /Common/llm-pool=127.0.0.1:8001,127.0.0.1:8002`.
 
@@ -436,6 +435,7 @@ class BigIPEmulator:
         self.max_ratio = max_ratio
         self.latency = latency
         self.down = False
+        self.expired_token_retention = 3600.0  # expired tokens answer "has expired" this long, then "does not exist"
         # clock: a callable, or an object with monotonic() (and optionally wall()), e.g. controller.clock.FakeClock
         if clock is None:
             self._mono: Callable[[], float] = time.monotonic
@@ -912,6 +912,8 @@ class BigIPEmulator:
             raise _err("login_failed_401", body=json.dumps(shown), client=req.client, op_id=self._next_op())
         with self._lock:
             now = self.now()
+            for old in [k for k, t in self._tokens.items() if t.expires + self.expired_token_retention < now]:
+                del self._tokens[old]
             live = sum(1 for t in self._tokens.values() if t.user == user and t.expires > now)
             if live >= self.token_limit and user not in self.token_limit_exempt:
                 raise _err("token_limit_400", user_id=self.user_id(user))
@@ -1232,8 +1234,7 @@ class BigIPEmulator:
     # ----------------------------------------------------------------------------- transactions
     def _purge_transactions(self) -> None:
         now = self.now()
-        for tid in [tid for tid, t in self._transactions.items()
-                    if t.state == "STARTED" and now - t.created >= t.timeout]:
+        for tid in [tid for tid, t in self._transactions.items() if now - t.created >= t.timeout]:
             del self._transactions[tid]
 
     def _find_trans(self, tid: Any) -> _Transaction:
@@ -1324,21 +1325,16 @@ class BigIPEmulator:
             self._pools, self._generation = saved_pools, saved_gen
             del self.writes[saved_writes:]
             self.commits = saved_commits
-            self._dataplane_rebind()
             reason = e.body.get("message", "") if isinstance(e.body, dict) else str(e.body)
             t.state, t.failure = "FAILED", reason
             raise _err("transaction_failed_400", reason=reason) from None
         if validate_only:
             self._pools, self._generation = saved_pools, saved_gen
             del self.writes[saved_writes:]
-            self._dataplane_rebind()
             t.state = "VALIDATED"
             return
         t.state = "COMPLETED"
         self.commits = saved_commits + 1
-
-    def _dataplane_rebind(self) -> None:
-        pass  # the data plane reads pools through _pool_view by key, so a restored dict needs nothing
 
     # ----------------------------------------------------------------------------------- HTTPS
     @property
@@ -1351,7 +1347,8 @@ class BigIPEmulator:
         if self._server is not None:
             return self.base_url  # type: ignore[return-value]
         if self._certs is None:
-            self._certs = tls.make_self_signed(self._cert_dir, dns_names=("localhost", self.hostname))
+            self._certs = (tls.make_self_signed(self._cert_dir, dns_names=("localhost", self.hostname))
+                           if self._cert_dir else tls.shared_pair())
         ctx = tls.server_context(self._certs)
         self._server = _Server((host, port), self, ctx)
         actual = self._server.server_address[1]
@@ -1379,6 +1376,8 @@ class BigIPEmulator:
         self._thread = None
 
     def __enter__(self) -> "BigIPEmulator":
+        """`with BigIPEmulator(...) as bigip:` serves on 127.0.0.1 (random port) until the block ends."""
+        self.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:

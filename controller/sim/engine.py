@@ -146,7 +146,7 @@ def preset(kind: str, **changes) -> EngineSpec:
 _rids = itertools.count(1)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)  # slots: a benchmark keeps hundreds of thousands
 class Request:
     """One request and its lifecycle. Times are in the engine's clock (virtual seconds or monotonic).
 

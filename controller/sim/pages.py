@@ -20,6 +20,7 @@ C++/Rust servers (Triton, llama.cpp, TGI) print integers bare ("8") and NaN as "
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import replace
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
@@ -148,10 +149,34 @@ def _labels(labels: Mapping[str, str]) -> str:
     return "{" + ",".join(f'{k}="{_escape(str(v))}"' for k, v in sorted(labels.items())) + "}"
 
 
+def _go_number(v: float) -> str:
+    """floatToGoString, with a shortcut for the small integers that fill most of a page."""
+    if type(v) is int and 0 <= v < 1_000_000:
+        return f"{v}.0"
+    return floatToGoString(v)
+
+
+_PREFIXES: Dict[tuple, Tuple[str, ...]] = {}
+
+
+def _histogram_prefixes(name: str, labels: Mapping[str, str], buckets: Tuple[float, ...]) -> Tuple[str, ...]:
+    """The text before the value of each line of one histogram series, cached: pages are rendered every scrape."""
+    key = (name, tuple(sorted(labels.items())), buckets)
+    found = _PREFIXES.get(key)
+    if found is None:
+        les = [floatToGoString(b) for b in buckets] + ["+Inf"]
+        found = tuple(f"{name}_bucket{_labels({**labels, 'le': le})} " for le in les) + (
+            f"{name}_count{_labels(labels)} ", f"{name}_sum{_labels(labels)} ")
+        if len(_PREFIXES) > 20_000:  # many model names or ranks over a long run: start again
+            _PREFIXES.clear()
+        _PREFIXES[key] = found
+    return found
+
+
 class _Page:
     def __init__(self, cpp: bool = False):
         self.lines: List[str] = []
-        self.num: Callable[[float], str] = _cpp_number if cpp else floatToGoString
+        self.num: Callable[[float], str] = _cpp_number if cpp else _go_number
 
     def head(self, name: str, help_text: Optional[str], kind: str) -> None:
         if help_text is not None:
@@ -168,14 +193,11 @@ class _Page:
 
     def histogram(self, name: str, help_text: str, series: Iterable[Tuple[Mapping[str, str], HistogramData]]) -> None:
         self.head(name, help_text, "histogram")
+        num = self.num
         for labels, h in series:
-            cumulative = 0
-            for bound, count in zip(h.buckets, h.counts):
-                cumulative += count
-                self.sample(name + "_bucket", {**labels, "le": floatToGoString(bound)}, cumulative)
-            self.sample(name + "_bucket", {**labels, "le": "+Inf"}, h.count)
-            self.sample(name + "_count", labels, h.count)
-            self.sample(name + "_sum", labels, h.sum)
+            prefixes = _histogram_prefixes(name, labels, h.buckets)
+            values = [*itertools.accumulate(h.counts[:-1]), h.count, h.count, h.sum]
+            self.lines.extend(prefix + num(v) for prefix, v in zip(prefixes, values, strict=True))
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"

@@ -6,10 +6,13 @@ its subjectAltName, so a client can verify the server against it: `requests.get(
 
 from __future__ import annotations
 
+import atexit
 import datetime as _dt
 import ipaddress
 import os
+import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
@@ -82,6 +85,21 @@ def make_self_signed(
         f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                   serialization.NoEncryption()))
     return CertPair(cert=cert_path, key=key_path)
+
+
+_shared: Optional[CertPair] = None
+_shared_lock = threading.Lock()
+
+
+def shared_pair() -> CertPair:
+    """One certificate per process in a temp dir removed at exit (for servers started without a cert dir)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None or not os.path.exists(_shared.cert):
+            directory = tempfile.mkdtemp(prefix="f5-llm-ratio-tls-")
+            atexit.register(shutil.rmtree, directory, True)
+            _shared = make_self_signed(directory)
+        return _shared
 
 
 def server_context(pair: CertPair):
