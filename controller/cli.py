@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -105,4 +106,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"f5-llm-ratio: {logs.REDACTOR.scrub(str(exc))}", file=sys.stderr)
         return EXIT_FAIL
     except KeyboardInterrupt:
+        return EXIT_FAIL
+    except Exception as exc:  # noqa: BLE001 - a bug must still not greet the user with a traceback
+        if os.environ.get("F5LR_DEBUG"):
+            raise
+        print(f"f5-llm-ratio: internal error: {type(exc).__name__}: {logs.REDACTOR.scrub(str(exc))} "
+              "(set F5LR_DEBUG=1 for the traceback, and please report it)", file=sys.stderr)
         return EXIT_FAIL

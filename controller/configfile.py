@@ -35,7 +35,7 @@ from controller.config import (
 from controller.errors import ConfigError
 from controller.model import PoolRef
 
-__all__ = ["load", "parse", "normalize_engine_type", "base_engine_type", "LOG_LEVELS", "ENGINE_ALIASES"]
+__all__ = ["load", "parse", "normalize_engine_type", "LOG_LEVELS", "ENGINE_ALIASES"]
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 ENGINE_ALIASES = {
@@ -528,11 +528,6 @@ def _read_weights(r: _Reader, base: WeightsConfig) -> WeightsConfig:
     return weights
 
 
-def base_engine_type(name: str) -> str:
-    """The built-in engine type a variant's name starts with ("vllm_ascend" -> "vllm"), or ""."""
-    return max((t for t in ENGINE_TYPES if name.startswith(t)), key=len, default="")
-
-
 def _read_engine_keys(root: _Reader) -> tuple[tuple[str, EngineKeys], ...]:
     section = root.section("engines_metrics_keys")
     out: dict[str, EngineKeys] = {}
@@ -551,7 +546,7 @@ def _read_one_engine(r: _Reader, name: str) -> Optional[EngineKeys]:
     """Upstream's variant entry. Metrics it does not name keep its base engine's defaults."""
     r.check_keys(_keys(_ENGINE_KEYS))
     kw = r.pick(_ENGINE_KEYS)
-    base = base_engine_type(name)
+    base = engines.base_engine_type(name)
     if not r.data:
         r.problem("", "no metric names given (waiting_queue, cache_usage, running_req)")
     elif not base:

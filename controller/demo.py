@@ -1,12 +1,239 @@
-"""`f5-llm-ratio demo`: placeholder until the emulator lands."""
+"""`f5-llm-ratio demo`: the real controller loop against a BIG-IP emulator and simulated engines.
+
+Everything runs in this process on 127.0.0.1: the HTTPS BIG-IP emulator, one /metrics server per
+simulated engine, a load generator replaying an Azure LLM trace through the emulator's LTM data
+plane, and the controller (the same Daemon.tick as `run`). With --compare, an identical cluster
+without the controller runs side by side on plain least-connections.
+"""
 
 from __future__ import annotations
 
+import secrets
+import sys
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import Optional
+
+from controller import configfile, daemon, logs, render, telemetry
+from controller.sim.bigip import BigIPEmulator
+from controller.sim.dataplane import QUEUED
+from controller.sim.engine import Engine, RealtimeEngine, Request, preset
+from controller.sim.engine_server import EngineServer
+from controller.sim.trace import capacity_estimate, load_trace, scale_to_rate
+
+POOL = "/Common/llm-demo"
+#: Unequal on purpose: the controller has something to find. (preset, name)
+FLEET = (("a100-40g", "a100-a"), ("a100-40g", "a100-b"), ("h100-80g", "h100"), ("l40s-48g", "l40s"))
+
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds to run, then stop")
+    parser.add_argument("--duration", type=float, default=60.0, metavar="SECONDS", help="stop after this long (default 60)")
+    parser.add_argument("--load", type=float, default=0.85, help="offered load as a share of pool capacity (default 0.85)")
+    parser.add_argument("--trace", default="conv", help="conv, code, sample (built in) or a CSV path (default conv)")
+    parser.add_argument("--compare", action="store_true", help="also run plain least-connections on the same trace")
+    parser.add_argument("--mode", default=None, help="scoring mode (default: the controller's default policy)")
+    parser.add_argument("--interval", type=int, default=1000, metavar="MS", help="metrics_fetch_interval in ms (default 1000)")
+    parser.add_argument("--telemetry-port", type=int, default=9109, help="port for /metrics, /healthz, /status (0: any)")
+    parser.add_argument("--verbose", action="store_true", help="show the controller's log lines")
+
+
+def percentile(values: list[float], q: float) -> Optional[float]:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@dataclass
+class MemberStats:
+    sent: int = 0
+    ttfts: list[float] = field(default_factory=list)
+
+
+class Cluster:
+    """One emulated BIG-IP pool in front of simulated engines, fed by a trace in real time."""
+
+    def __init__(self, label: str, lb_mode: str, trace, password: str):
+        self.label = label
+        self.emulator = BigIPEmulator(users={"admin": password})
+        self.engines: dict[str, RealtimeEngine] = {}
+        self.servers: dict[str, EngineServer] = {}
+        self.names: dict[str, str] = {}  # member name -> engine name
+        self.stats: dict[str, MemberStats] = {}
+        self.arrivals: dict[object, float] = {}
+        self.lb_mode = lb_mode
+        self.trace = trace
+        self.stop_event = threading.Event()
+        self.lock = threading.Lock()
+
+    def start(self) -> str:
+        members = []
+        for kind, name in FLEET:
+            rt = RealtimeEngine(Engine(preset(kind, name=name)), on_finish=self._finished).start()
+            server = EngineServer(rt, "vllm")
+            member = f"127.0.0.1:{server.start()}"
+            self.engines[member], self.servers[member], self.names[member] = rt, server, name
+            self.stats[member] = MemberStats()
+            members.append(member)
+        url = self.emulator.start()
+        self.emulator.add_pool(POOL, members, lb_mode=self.lb_mode)
+        threading.Thread(target=self._generate, name=f"load-{self.label}", daemon=True).start()
+        return url
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for member in self.engines:
+            self.engines[member].stop()
+            self.servers[member].stop()
+        self.emulator.stop()
+
+    # -- traffic ------------------------------------------------------------------------------
+    def _generate(self) -> None:
+        start = time.monotonic()
+        for r in self.trace:
+            if self.stop_event.wait(max(0.0, start + r.t - time.monotonic())):
+                return
+            req = Request(r.prompt_tokens, r.output_tokens)
+            self.arrivals[req.rid] = time.monotonic()
+            member = self.emulator.dataplane.pick(POOL, req)
+            if member not in (None, QUEUED):
+                self._send(req, member)
+
+    def _send(self, req: Request, member: str) -> None:
+        with self.lock:
+            self.stats[member].sent += 1
+        self.engines[member].submit(req)
+
+    def _finished(self, req: Request) -> None:
+        member = next(m for m, n in self.names.items() if n == req.engine)
+        arrived = self.arrivals.pop(req.rid, req.arrival)
+        if req.first_token is not None:
+            with self.lock:
+                self.stats[member].ttfts.append(req.first_token - arrived)
+        for ticket, other in self.emulator.dataplane.release(POOL, member):
+            self._send(ticket, other)
+
+    # -- figures ------------------------------------------------------------------------------
+    def all_ttfts(self) -> list[float]:
+        with self.lock:
+            return [t for s in self.stats.values() for t in s.ttfts]
+
+
+def demo_config(cluster: Cluster, args, password: str):
+    """The controller's config, in the sideband scheduler's format plus our keys."""
+    data = {
+        "global": {"log_level": "INFO" if args.verbose else "WARNING"},
+        "f5": {"host": "127.0.0.1", "port": cluster.emulator.port, "username": "admin", "password_env": "F5_PASSWORD",
+               "verify_tls": cluster.emulator.cert_path},
+        "scheduler": {"pool_fetch_interval": 10, "metrics_fetch_interval": args.interval},
+        "pools": [{"name": "llm-demo", "partition": "Common", "engine_type": "vllm", "metrics": {"timeout": 2}}],
+        "telemetry": {"port": args.telemetry_port},
+    }
+    if args.mode:
+        data["modes"] = [{"name": args.mode}]
+    return configfile.parse(data, {"F5_PASSWORD": password}, source="demo")
+
+
+def view(cluster: Cluster, report, elapsed: float, baseline: Optional[Cluster]) -> str:
+    plans = {p.member.key: p for plan in (report.plans if report else ()) for p in plan.members}
+    total_sent = sum(s.sent for s in cluster.stats.values()) or 1
+    rows = []
+    for member, rt in cluster.engines.items():
+        snap, stats, plan = rt.snapshot(), cluster.stats[member], plans.get(member)
+        rows.append([
+            f"{cluster.names[member]} ({member})", snap.waiting, snap.running, f"{snap.kv_usage:.0%}",
+            None if plan is None or plan.score is None else f"{plan.score:.2f}",
+            cluster.emulator.member(POOL, member)["ratio"], f"{stats.sent / total_sent:.0%}",
+            _ms(percentile(stats.ttfts, 0.5)), _ms(percentile(stats.ttfts, 0.99)),
+        ])
+    out = [f"f5-llm-ratio demo  t={elapsed:5.1f}s  pool {POOL}  mode ratio-least-connections-member",
+           render.table(("member", "queue", "running", "kv", "score", "ratio", "share", "ttft p50", "ttft p99"), rows),
+           _summary_line("controller", cluster)]
+    if baseline is not None:
+        out.append(_summary_line("least-conn", baseline))
+    return "\n".join(out)
+
+
+def _ms(seconds: Optional[float]) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.0f}ms"
+
+
+def _summary_line(label: str, cluster: Cluster) -> str:
+    t = cluster.all_ttfts()
+    return f"{label:<11} requests done {len(t):5d}  TTFT p50 {_ms(percentile(t, 0.5))}  p99 {_ms(percentile(t, 0.99))}"
+
+
+def _start_telemetry(d: daemon.Daemon, port: int):
+    try:
+        return telemetry.serve(d)
+    except Exception:  # noqa: BLE001 - a busy port must not spoil the demo: fall back to any port
+        d.cfg = replace(d.cfg, telemetry=replace(d.cfg.telemetry, port=0))
+        return telemetry.serve(d)
+
+
+def _loop(d: daemon.Daemon, stop: threading.Event) -> None:
+    while not stop.is_set():
+        started = time.monotonic()
+        d.tick()
+        stop.wait(max(0.0, d.cfg.scheduler.tick_seconds - (time.monotonic() - started)))
+
+
+def build_trace(args):
+    trace = load_trace(args.trace)
+    capacity = sum(capacity_estimate(preset(kind), trace, method="analytic") for kind, _ in FLEET)
+    scaled = scale_to_rate(trace, args.load * capacity)
+    return [r for r in scaled if r.t < args.duration], capacity
 
 
 def run(args) -> int:
-    print("f5-llm-ratio demo: not available yet")
-    return 1
+    password = secrets.token_urlsafe(16)
+    trace, capacity = build_trace(args)
+    main = Cluster("controller", "ratio-least-connections-member", trace, password)
+    baseline = Cluster("least-conn", "least-connections-member", trace, password) if args.compare else None
+    main.start()
+    if baseline:
+        baseline.start()
+    cfg = demo_config(main, args, password)
+    logs.setup(cfg.log_level, cfg.secrets(), stream=sys.stderr)
+    d = daemon.Daemon("demo", cfg)
+    tel = _start_telemetry(d, args.telemetry_port)
+    stop = threading.Event()
+    ticker = threading.Thread(target=_loop, args=(d, stop), name="controller", daemon=True)
+    ticker.start()
+    tty = sys.stdout.isatty()
+    print(f"trace {args.trace}: {len(trace)} requests in {args.duration:.0f}s, {args.load:.0%} of pool capacity "
+          f"({capacity:.1f} req/s); BIG-IP emulator {cfg.f5.base_url}"
+          + (f"; telemetry http://{tel.address[0]}:{tel.address[1]}/status" if tel else ""), flush=True)
+    began = time.monotonic()
+    try:
+        while (elapsed := time.monotonic() - began) < args.duration:
+            time.sleep(min(2.0, max(0.1, args.duration - elapsed)))
+            frame = view(main, d.rec.last_report, time.monotonic() - began, baseline)
+            print(("\x1b[H\x1b[2J" if tty else "") + frame + ("" if tty else "\n"), flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        ticker.join(timeout=10)
+        daemon.close(d.rec)
+        if tel:
+            tel.stop()
+        for c in (main, baseline):
+            if c:
+                c.stop()
+    print(final_summary(main, baseline))
+    return 0
+
+
+def final_summary(main: Cluster, baseline: Optional[Cluster]) -> str:
+    lines = ["", "final ratios: " + ", ".join(f"{main.names[m]}={main.emulator.member(POOL, m)['ratio']}" for m in main.engines)]
+    lines.append(_summary_line("controller", main))
+    if baseline is None:
+        return "\n".join(lines)
+    lines.append(_summary_line("least-conn", baseline))
+    ours, theirs = percentile(main.all_ttfts(), 0.99), percentile(baseline.all_ttfts(), 0.99)
+    if ours and theirs:
+        lines.append(f"p99 TTFT: controller {_ms(ours)} vs least-connections {_ms(theirs)} ({ours / theirs:.2f}x)")
+    return "\n".join(lines)
+

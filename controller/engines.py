@@ -131,9 +131,17 @@ class _Plan:
 
 
 @lru_cache(maxsize=256)  # EngineKeys is frozen, so (type, keys) is a good cache key
+def base_engine_type(name: str) -> str:
+    """The built-in engine type a variant's name starts with ("vllm_ascend" -> "vllm"), or ""."""
+    return max((t for t in ENGINE_TYPES if name.startswith(t)), key=len, default="")
+
+
 def _plan(engine_type: str, keys: Optional[EngineKeys]) -> _Plan:
-    """The keys to read: the engine's defaults, each replaced by a custom key when one is set."""
-    spec = SPECS.get(engine_type)
+    """The keys to read: the engine's defaults, each replaced by a custom key when one is set.
+
+    A variant from engines_metrics_keys (e.g. "vllm_ascend") falls back to its base engine's names.
+    """
+    spec = SPECS.get(engine_type) or SPECS.get(base_engine_type(engine_type))
     if spec is None:
         raise ValueError(f"unknown engine type {engine_type!r}; expected one of {', '.join(ENGINE_TYPES)}")
     waiting = keys.waiting_queue if keys and keys.waiting_queue else spec.waiting

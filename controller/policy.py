@@ -6,6 +6,7 @@ decides what happens to the others.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional
 
@@ -57,6 +58,84 @@ def s1(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[Context] =
 
 
 POLICIES: dict[str, Policy] = {"s1": s1}
+
+
+# --- closed-loop policies -----------------------------------------------------------------------
+#
+# S1 scores each member on its own figures and knows nothing of how much traffic its ratio already
+# sends it, so with ratio-least-connections-member (which keeps conns/ratio equal in real time) an
+# S1 ratio is an open-loop guess. The policies below are feedback loops: they start from the ratio
+# just read from BIG-IP (ctx.current) and move it multiplicatively so that a *pressure* signal
+# becomes equal across the pool. The ratio then encodes "how many concurrent requests this member
+# should hold relative to the others", which is exactly what ratio-least-connections enforces.
+# See docs/policy.md for the evidence (docs/benchmarks.md).
+
+#: exponent gain of the multiplicative update: a member whose pressure is 0.1 above the pool mean
+#: has its ratio cut by e^(-0.1 * GAIN) (~18% at gain 2) this tick, before the planner's damping.
+BALANCE_GAIN = 2.0
+
+
+def _base_ratios(keys, ctx: Context) -> dict[str, float]:
+    """The ratio each member has on BIG-IP now. A ratio this tool did not set (BIG-IP's default 1, or
+    out of [2, scale]) counts as the median of the others, so a new member starts neutral."""
+    cur = {k: float(ctx.current.get(k, 0)) for k in keys}
+    valid = sorted(v for v in cur.values() if 1 < v <= ctx.scale)
+    neutral = valid[len(valid) // 2] if valid else float(ctx.scale)
+    return {k: (v if 1 < v <= ctx.scale else neutral) for k, v in cur.items()}
+
+
+def pressure(s: Sample, mode: ModeConfig) -> float:
+    """How loaded a member is, comparable across unequal engines: w_a * queued share + w_b * KV use.
+
+    The queued share waiting/(running+1) is 0 while the engine admits everything it is sent; KV use
+    is the fraction of its cache in use (engines without it: running/(running+waiting+1) stands in).
+    """
+    running = s.running or 0.0
+    queued = s.waiting / (running + 1.0)
+    kv = s.kv_usage if s.kv_usage is not None else running / (running + s.waiting + 1.0)
+    wa, wb = mode.w_a, mode.w_b
+    total = wa + wb
+    if total <= 0:
+        wa, wb, total = 1.0, 0.0, 1.0
+    return (wa * queued + wb * kv) / total
+
+
+def balance(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[Context] = None) -> Scores:
+    """Closed loop: ratio_i <- current_i * exp(-GAIN * (pressure_i - mean pressure)).
+
+    Members above the pool's mean pressure lose share, members below gain it; at equilibrium every
+    member is equally pressed, whatever its speed or KV size. Scores are ratios (the planner rescales
+    so the best is `scale`). With one member, or equal pressures, the current ratios are kept.
+    """
+    if not samples:
+        return {}
+    ctx = ctx or Context()
+    base = _base_ratios(samples, ctx)
+    p = {k: pressure(s, mode) for k, s in samples.items()}
+    mean = sum(p.values()) / len(p)
+    return {k: base[k] * math.exp(-BALANCE_GAIN * (p[k] - mean)) for k in samples}
+
+
+def queue_balance(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[Context] = None) -> Scores:
+    """`balance` on the queued share alone (KV use ignored): only members with a queue lose share."""
+    return balance(samples, ModeConfig(mode.name, w_a=1.0, w_b=0.0), ctx)
+
+
+def kv_capacity(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[Context] = None) -> Scores:
+    """Open loop, for comparison: ratio proportional to KV capacity (vLLM's kv_cache_max_concurrency,
+    else the concurrency the member holds per unit of KV use). The benchmark shows why this is not enough."""
+    out = {}
+    for k, s in samples.items():
+        if s.kv_max_concurrency:
+            out[k] = float(s.kv_max_concurrency)
+        elif s.kv_usage and s.running:
+            out[k] = s.running / s.kv_usage
+        else:
+            out[k] = 1.0
+    return out
+
+
+POLICIES.update({"balance": balance, "queue-balance": queue_balance, "kv-capacity": kv_capacity})
 
 
 def score(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[Context] = None) -> Scores:

@@ -247,6 +247,7 @@ def _session(max_workers: int) -> requests.Session:
     session.mount("https://", adapter)
     session.max_redirects = 3  # vLLM versions that mount /metrics as an ASGI app redirect to /metrics/
     session.headers["User-Agent"] = f"f5-llm-ratio/{__version__}"
+    session.headers["Accept"] = ACCEPT  # also for hand-built targets that carry no Accept of their own
     return session
 
 

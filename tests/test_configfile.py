@@ -497,14 +497,13 @@ def test_bad_engine_variants(name, entry, expected):
 
 
 def test_every_engine_type_a_pool_can_name_is_one_engines_can_read():
-    """Variants resolve to a built-in spec by name prefix: engines.extract must accept the pool's keys."""
+    """Variants resolve to a built-in spec by name prefix: engines.extract accepts the variant name itself."""
     from controller import engines
-    from controller.configfile import base_engine_type
 
     data = setting(minimal(), "engines_metrics_keys.vllm_ascend", {"cache_usage": "vllm:npu_cache_usage_perc"})
     cfg = parse(data, ENV)
     page = "vllm:num_requests_waiting 3\nvllm:num_requests_running 1\nvllm:npu_cache_usage_perc 0.25\n"
-    sample = engines.extract(page, base_engine_type("vllm_ascend"), cfg.keys_for("vllm_ascend"))
+    sample = engines.extract(page, "vllm_ascend", cfg.keys_for("vllm_ascend"))
     assert (sample.waiting, sample.kv_usage) == (3.0, 0.25)
 
 
