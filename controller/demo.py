@@ -20,7 +20,7 @@ from controller.sim.bigip import BigIPEmulator
 from controller.sim.dataplane import QUEUED
 from controller.sim.engine import Engine, RealtimeEngine, Request, preset
 from controller.sim.engine_server import EngineServer
-from controller.sim.trace import capacity_estimate, load_trace, scale_to_rate
+from controller.sim.trace import TraceNotFoundError, capacity_estimate, duration, load_trace, repeat, scale_to_rate
 
 POOL = "/Common/llm-demo"
 #: Unequal on purpose: the controller has something to find. (preset, name)
@@ -179,16 +179,32 @@ def _loop(d: daemon.Daemon, stop: threading.Event) -> None:
         stop.wait(max(0.0, d.cfg.scheduler.tick_seconds - (time.monotonic() - started)))
 
 
+def _load(name: str):
+    """The named trace; the built-in sample when the full traces are not beside the install."""
+    try:
+        return load_trace(name), name
+    except TraceNotFoundError:
+        if name not in ("conv", "code"):
+            raise
+        return load_trace("sample"), "sample"
+
+
 def build_trace(args):
-    trace = load_trace(args.trace)
+    trace, name = _load(args.trace)
     capacity = sum(capacity_estimate(preset(kind), trace, method="analytic") for kind, _ in FLEET)
     scaled = scale_to_rate(trace, args.load * capacity)
-    return [r for r in scaled if r.t < args.duration], capacity
+    while duration(scaled) < args.duration:  # loop a short trace to fill the run
+        scaled = repeat(scaled, 2)
+    return [r for r in scaled if r.t < args.duration], capacity, name
 
 
 def run(args) -> int:
     password = secrets.token_urlsafe(16)
-    trace, capacity = build_trace(args)
+    try:
+        trace, capacity, trace_name = build_trace(args)
+    except (TraceNotFoundError, ValueError) as exc:
+        print(f"f5-llm-ratio demo: {exc}", file=sys.stderr)
+        return 2
     main = Cluster("controller", "ratio-least-connections-member", trace, password)
     baseline = Cluster("least-conn", "least-connections-member", trace, password) if args.compare else None
     main.start()
@@ -202,7 +218,7 @@ def run(args) -> int:
     ticker = threading.Thread(target=_loop, args=(d, stop), name="controller", daemon=True)
     ticker.start()
     tty = sys.stdout.isatty()
-    print(f"trace {args.trace}: {len(trace)} requests in {args.duration:.0f}s, {args.load:.0%} of pool capacity "
+    print(f"trace {trace_name}: {len(trace)} requests in {args.duration:.0f}s, {args.load:.0%} of pool capacity "
           f"({capacity:.1f} req/s); BIG-IP emulator {cfg.f5.base_url}"
           + (f"; telemetry http://{tel.address[0]}:{tel.address[1]}/status" if tel else ""), flush=True)
     began = time.monotonic()

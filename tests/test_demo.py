@@ -1,0 +1,56 @@
+"""The main job, as a new user runs it: `f5-llm-ratio demo`, with its telemetry answering meanwhile."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str):
+    with urllib.request.urlopen(url, timeout=2) as r:
+        return r.status, r.read().decode()
+
+
+def poll(url: str, deadline: float):
+    while time.monotonic() < deadline:
+        try:
+            status, body = get(url)
+            if status == 200:
+                return body
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{url} never answered 200")
+
+
+def test_demo_runs_the_controller_and_serves_telemetry():
+    port = free_port()
+    cmd = [sys.executable, "-m", "controller", "demo", "--duration", "10", "--compare", "--telemetry-port", str(port), "--interval", "500"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        health = json.loads(poll(f"{base}/healthz", time.monotonic() + 9))
+        assert health["status"] == "healthy"
+        status = json.loads(poll(f"{base}/status", time.monotonic() + 3))
+        members = status["pools"][0]["members"]
+        assert len(members) == 4 and all(m["ratio"] >= 1 for m in members)
+        assert abs(sum(m["share"] for m in members) - 1.0) < 1e-6
+        assert "f5lr_member_ratio" in poll(f"{base}/metrics", time.monotonic() + 3)
+        out, err = proc.communicate(timeout=40)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in out + err
+    assert "final ratios:" in out and "least-conn" in out
+    ratios = dict(kv.split("=") for kv in out.split("final ratios: ")[1].splitlines()[0].split(", "))
+    assert set(ratios) == {"a100-a", "a100-b", "h100", "l40s"}
+    # Ratios were written: at least one member moved off BIG-IP's default of 1.
+    assert any(int(v) != 1 for v in ratios.values())
