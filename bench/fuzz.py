@@ -258,7 +258,7 @@ yaml_text = st.one_of(
 )
 
 
-def targets(slow: float) -> dict:
+def targets(slow: float, opts: settings) -> tuple[dict, dict]:
     tmpdir = tempfile.mkdtemp(prefix="f5lr-fuzz-")
     counts = {"select": 0, "extract": 0, "config": 0}
 
@@ -270,21 +270,25 @@ def targets(slow: float) -> dict:
 
     sel = counted("select", prop_select)
     ext = counted("extract", prop_extract)
-    cfg = counted("config", prop_config)
+    conf = counted("config", prop_config)
     ld = counted("config", lambda t: prop_load(t, tmpdir))
 
+    @opts
     @given(any_page, st.lists(st.sampled_from(NAMES), min_size=1, max_size=4, unique=True))
     def t_select(text, names):
         sel(text, names)
 
+    @opts
     @given(any_page, st.sampled_from(sorted(engines.SPECS) + ["vllm_ascend"]))
     def t_extract(text, engine_type):
         ext(text, engine_type)
 
+    @opts
     @given(st.one_of(mutated_config(), mutated_config(), yaml_value))
     def t_config(data):
-        cfg(data)
+        conf(data)
 
+    @opts
     @given(yaml_text)
     def t_load(text):
         ld(text)
@@ -300,25 +304,26 @@ def main(argv=None) -> int:
     ap.add_argument("--slow", type=float, default=2.0, help="seconds one example may take (default 2)")
     args = ap.parse_args(argv)
 
-    tests, counts = targets(args.slow)
-    chosen = [t for name, ts in tests.items() if args.target in ("all", name) for t in ts]
     cfg = settings(max_examples=args.batch, deadline=None, database=None, derandomize=False,
                    suppress_health_check=list(HealthCheck), phases=[Phase.generate, Phase.shrink],
                    print_blob=False)
+    tests, counts = targets(args.slow, cfg)
+    chosen = [t for name, ts in tests.items() if args.target in ("all", name) for t in ts]
     failures: list[dict] = []
     started = time.monotonic()
     rounds = 0
-    while time.monotonic() - started < args.seconds:
+    while chosen and time.monotonic() - started < args.seconds:
         rounds += 1
-        for test in chosen:
+        for test in list(chosen):
             if time.monotonic() - started >= args.seconds:
                 break
             try:
-                cfg(test)()
+                test()
             except BaseException as exc:  # noqa: BLE001 - a fuzz finding: record it (shrunk) and go on
                 if isinstance(exc, KeyboardInterrupt):
                     raise
                 failures.append({"target": test.__name__, "error": f"{type(exc).__name__}: {exc}"[:2000]})
+                chosen.remove(test)  # one shrunk finding per target is enough; fix it and run again
                 print(f"FAIL {test.__name__}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         if rounds % 10 == 0:
             print(f"{time.monotonic() - started:6.0f}s examples {counts} failures {len(failures)}",

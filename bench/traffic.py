@@ -299,8 +299,14 @@ class Sim:
         while True:
             t_arr = reqs[i].t if i < n else math.inf
             t_ev = self.heap[0][0] if self.heap else math.inf
-            if t_arr == math.inf and (t_ev == math.inf or not any(self.outstanding) and not self.ltm_queue):
+            if t_arr == math.inf and not any(self.outstanding) and not self.ltm_queue:
                 break
+            if t_arr == math.inf and t_ev == math.inf:  # arrivals over: step the engines to their next finishes
+                busy = [e.t for e in self.engines if e._running or e._waiting]
+                if not busy or min(busy) > horizon:
+                    break
+                self.advance_all(min(busy) + 0.5)
+                continue
             if t_arr <= t_ev:
                 self.advance_all(t_arr)
                 while self.heap and self.heap[0][0] <= t_arr:
@@ -486,3 +492,290 @@ def run_one(args) -> dict:
     sim = Sim(SCENARIOS[sc_key], load, CONTENDERS[con_name], duration=duration, seed=seed, timing=timing,
               weights=weights)
     return sim.run().summary()
+
+
+# --- the matrix, the doc and the plot ---------------------------------------------------------------
+
+SMALL_SET = ("lc", "sideband", "s1-rlc", "connlimit", "qbal-rlc", "balance-rlc", "oracle")
+TUNE_GRID = [  # (label, weights changes, timing changes) around the chosen defaults
+    ("dead_band 0", dict(dead_band=0.0), {}),
+    ("dead_band 0.05", dict(dead_band=0.05), {}),
+    ("dead_band 0.1 (default)", {}, {}),
+    ("dead_band 0.2", dict(dead_band=0.2), {}),
+    ("max_step 0.25", dict(max_step=0.25), {}),
+    ("max_step 1.0", dict(max_step=1.0), {}),
+    ("smoothing 0.3", dict(smoothing=0.3), {}),
+    ("smoothing 0.6", dict(smoothing=0.6), {}),
+    ("scrape interval 0.5 s", {}, dict(scrape_interval=0.5)),
+    ("scrape interval 2 s", {}, dict(scrape_interval=2.0)),
+    ("scrape interval 5 s", {}, dict(scrape_interval=5.0)),
+    ("write latency 1 s", {}, dict(write_latency=1.0)),
+]
+TUNE_CASES = (("hetero4-conv", 0.85), ("hetero4-code", 0.85), ("homo4-conv", 0.95))
+
+
+def contenders_for(sc: Scenario, chosen: Sequence[str]) -> List[str]:
+    if sc.pool.endswith("16"):
+        return [c for c in chosen if c in SMALL_SET]
+    return list(chosen)
+
+
+def build_jobs(scenarios: Sequence[str], chosen: Sequence[str], duration: float, seed: int) -> list:
+    jobs = []
+    for key in scenarios:
+        sc = SCENARIOS[key]
+        for load in sc.loads:
+            for c in contenders_for(sc, chosen):
+                jobs.append((key, load, c, duration, seed, Timing(), None))
+    return jobs
+
+
+def run_jobs(jobs: list, workers: int) -> List[dict]:
+    # biggest first, so the two workers finish together
+    order = sorted(range(len(jobs)), key=lambda i: -(SCENARIOS[jobs[i][0]].pool.endswith("16") * 4 + jobs[i][1]))
+    todo = [jobs[i] for i in order]
+    if workers <= 1:
+        out = [run_one(j) for j in todo]
+    else:
+        import multiprocessing as mp
+        with mp.get_context("fork").Pool(workers) as p:
+            out = []
+            for k, r in enumerate(p.imap_unordered(run_one, todo, chunksize=1), 1):
+                out.append(r)
+                if k % 20 == 0 or k == len(todo):
+                    print(f"  {k}/{len(todo)} runs", flush=True)
+    return out
+
+
+def run_tuning(duration: float, seed: int, workers: int, pol: str = "queue-balance") -> List[dict]:
+    jobs = []
+    for sc_key, load in TUNE_CASES:
+        for label, wch, tch in TUNE_GRID:
+            jobs.append((sc_key, load, CONTENDERS_DEFAULT, duration, seed, replace(Timing(), **tch),
+                         replace(CONTENDERS[CONTENDERS_DEFAULT].weights, **wch), label))
+    def strip(j):
+        return j[:7]
+    labels = {(j[0], j[1], id_): j[7] for id_, j in enumerate(jobs)}
+    import multiprocessing as mp
+    with mp.get_context("fork").Pool(max(1, workers)) as p:
+        res = p.map(run_one, [strip(j) for j in jobs], chunksize=1)
+    for r, j in zip(res, jobs):
+        r["tune"] = j[7]
+    return res
+
+
+def fmt(x: float, nd: int = 2) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{x:.{nd}f}"
+
+
+def plot(results: List[dict], scenario: str, path: Path, seed: int, duration: float) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = [r for r in results if r["scenario"] == scenario]
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for c in [c for c in CONTENDERS if any(r["contender"] == c for r in rows)]:
+        pts = sorted((r["load"], r["p99"]) for r in rows if r["contender"] == c)
+        style = "--" if c.startswith("oracle") else "-"
+        ax.plot([100 * x for x, _ in pts], [y for _, y in pts], style, marker="o", label=c)
+    ax.set_yscale("log")
+    ax.set_xlabel("offered load, % of pool capacity")
+    ax.set_ylabel("p99 TTFT, s (log)")
+    ax.set_title(f"{scenario}: p99 TTFT vs load (seed {seed}, {duration / 60:.0f} simulated min per point)", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.text(0.01, 0.01, "Trace: Azure LLM inference 2023 (Patel et al., Splitwise, ISCA 2024), CC-BY 4.0", fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def goal_lines(results: List[dict], default: str) -> List[str]:
+    """Check the issue's acceptance goals for the default contender."""
+    by = {(r["scenario"], r["load"], r["contender"]): r for r in results}
+    out = ["| scenario | load | default p99 | vs LC (goal ≤ 0.6) | vs sideband (goal ≤ 0.8) | vs best oracle (goal ≤ 1.3) |",
+           "| --- | --- | --- | --- | --- | --- |"]
+    homo = ["| scenario | load | default p99 | LC p99 | ratio (goal ≤ 1.05) |", "| --- | --- | --- | --- | --- |"]
+    for key, sc in SCENARIOS.items():
+        for load in sc.loads:
+            d = by.get((key, load, default))
+            if not d:
+                continue
+            if sc.goal == "hetero" and 0.7 <= load <= 0.95:
+                lc, sb = by.get((key, load, "lc")), by.get((key, load, "sideband"))
+                ors = [by[(key, load, o)]["p99"] for o in ("oracle", "oracle-work") if (key, load, o) in by]
+                orc = min(ors) if ors else math.nan
+                def ratio(ref):
+                    return d["p99"] / ref["p99"] if ref else math.nan
+                r_lc, r_sb, r_or = ratio(lc), ratio(sb), d["p99"] / orc if ors else math.nan
+                mark = lambda v, g: f"{fmt(v)} {'✅' if v <= g else '❌'}" if not math.isnan(v) else "–"
+                out.append(f"| {key} | {load:.0%} | {fmt(d['p99'])} | {mark(r_lc, 0.6)} | {mark(r_sb, 0.8)} | {mark(r_or, 1.3)} |")
+            elif sc.goal == "homo":
+                lc = by.get((key, load, "lc"))
+                if lc:
+                    v = d["p99"] / lc["p99"]
+                    homo.append(f"| {key} | {load:.0%} | {fmt(d['p99'])} | {fmt(lc['p99'])} | {fmt(v)} {'✅' if v <= 1.05 else '❌'} |")
+    return out + [""] + homo
+
+
+def write_doc(results: List[dict], tuning: List[dict], args, wall: float, default: str) -> None:
+    docs = ROOT / "docs"
+    cmd = "python bench/traffic.py" + (" --quick" if args.quick else "") + (f" --seed {args.seed}" if args.seed != SEED else "")
+    L = []
+    L.append("# Traffic benchmark: do the ratios help?\n")
+    L.append(f"Generated by `{cmd}` (seed {args.seed}, {args.duration / 60:.0f} simulated minutes per run, "
+             f"{len(results)} runs, {wall / 60:.1f} min of wall time on {args.workers} worker processes). "
+             "Do not edit by hand: the text between the tables is in `bench/traffic.py`, the model and the "
+             "reasoning are in [policy.md](policy.md).\n")
+    L.append(DOC_MODEL.format(slo=TTFT_SLO, seed=args.seed, **Timing().__dict__, sideband_ms=Timing().sideband_delay * 1000))
+    L.append("\n## Acceptance goals (issue #4), for the default policy `" + default + "`\n")
+    L.extend(goal_lines(results, default))
+    L.append("")
+    L.append(GOAL_NOTE)
+    legend = "\n".join(f"| `{c.name}` | {c.label} |" for c in CONTENDERS.values())
+    L.append("\n## Contenders\n\n| name | what |\n| --- | --- |\n" + legend + "\n")
+    for key, sc in SCENARIOS.items():
+        rows = [r for r in results if r["scenario"] == key]
+        if not rows:
+            continue
+        cap = pool_capacity(sc.pool, sc.trace)
+        L.append(f"\n## {key}: {sc.title}\n")
+        L.append(f"Pool capacity {cap:.1f} requests/s (saturated throughput, `trace.capacity_estimate`); seed {args.seed}.\n")
+        if len(sc.loads) > 1:
+            png = f"benchmarks-{key}.png"
+            plot(results, key, docs / png, args.seed, args.duration)
+            L.append(f"![p99 TTFT vs load, {key}, seed {args.seed}]({png})\n")
+        for load in sc.loads:
+            lr = [r for r in rows if r["load"] == load]
+            if not lr:
+                continue
+            L.append(f"\n**Load {load:.0%}** ({lr[0]['n']} requests, {load * cap:.1f}/s offered)\n")
+            L.append("| contender | TTFT p50 s | p90 s | p99 s | mean queue wait s | p99 queue s | completed/s | TTFT > "
+                     f"{TTFT_SLO:g} s | BIG-IP writes/min | preemptions |")
+            L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+            for c in CONTENDERS:
+                r = next((x for x in lr if x["contender"] == c), None)
+                if r is None:
+                    continue
+                name = f"**{c}**" if c == CONTENDERS_DEFAULT else c
+                L.append(f"| {name} | {fmt(r['p50'])} | {fmt(r['p90'])} | {fmt(r['p99'])} | {fmt(r['queue_mean'])} | "
+                         f"{fmt(r['queue_p99'])} | {fmt(r['throughput'], 1)} | {r['slo']:.1%} | {fmt(r['writes_per_min'], 1)} | {r['preemptions']} |")
+    if tuning:
+        L.append("\n## Damping and scrape-interval tuning (default policy, `balance-rlc`)\n")
+        L.append(f"Each row changes one setting from the defaults; {args.tune_duration / 60:.0f} simulated minutes per run, seed {args.seed}.\n")
+        cases = [f"{k} @ {l:.0%}" for k, l in TUNE_CASES]
+        L.append("| setting | " + " | ".join(f"{c} p99 / writes/min" for c in cases) + " |")
+        L.append("| --- | " + " | ".join("---:" for _ in cases) + " |")
+        for label, _, _ in TUNE_GRID:
+            cells = []
+            for k, l in TUNE_CASES:
+                r = next((x for x in tuning if x["tune"] == label and x["scenario"] == k and x["load"] == l), None)
+                cells.append(f"{fmt(r['p99'])} / {fmt(r['writes_per_min'], 1)}" if r else "–")
+            L.append(f"| {label} | " + " | ".join(cells) + " |")
+    L.append(DOC_LIMITS)
+    (docs / "benchmarks.md").write_text("\n".join(L) + "\n", encoding="utf-8")
+
+
+CONTENDERS_DEFAULT = "balance-rlc"
+
+DOC_MODEL = """
+## The model
+
+A discrete-event simulation in virtual time (`bench/traffic.py`). Nothing is copied from the code it
+judges: it drives
+
+* **engines**: `controller.sim.engine.Engine` (vLLM-V1-like continuous batching, paged KV cache,
+  chunked prefill, recompute preemption; presets and assumptions in [engine-model.md](engine-model.md));
+* **BIG-IP LTM**: the selection models of the emulator's data plane (`controller.sim.dataplane.make_selector`
+  and `decide`, including `QUEUED` for `queueOnConnectionLimit`). A connection is held from a request's
+  arrival to its last token; queued connections are served FIFO as connections close or limits rise;
+* **the controller**: the real `controller.planner.plan_pool` (policy, EWMA smoothing, dead band, max step,
+  floor, connection limits), with the shipped `WeightsConfig` defaults, fed every scrape interval by a
+  `Sample` (waiting, running, KV use, kv_cache_max_concurrency) of each engine's state at the scrape.
+  The pool state it plans from carries the ratios LTM currently uses (as read from BIG-IP).
+
+**Staleness.** Scrapes every {scrape_interval:g} s (the seed's `metrics_fetch_interval` default), random
+phase; the plan is made {scrape_latency:g} s after the scrape (scrape latency) and the written ratios
+take effect {write_latency:g} s later (iControl REST write latency). So a ratio is based on figures
+0.3–1.3 s old when LTM uses it. The sideband scheduler refreshes its S1 scores on the same
+{scrape_interval:g} s schedule and adds {sideband_ms:g} ms to every request's TTFT for its per-request
+sideband call (one LAN round trip plus its HTTP handling; it waits up to 500 ms).
+
+**Arrivals.** The Azure LLM inference traces (conv: mean 1,155 prompt / 211 output tokens; code: 2,048 /
+28), compressed in time to the target share of the pool's capacity and repeated to fill the run, so
+the token mix and the burstiness of the original are kept. Capacity is the engines' summed *saturated*
+throughput (`trace.capacity_estimate`): at 85–95% of it a pool runs with deep batches and, during the
+trace's own bursts, above capacity, so tail latencies there are seconds for every contender. Every run
+of a scenario sees exactly the same arrivals; the only randomness (the sideband scheduler's weighted
+random picks, the controller's scrape phase) comes from `random.Random(seed)`, seed {seed}.
+
+**Metrics.** TTFT from arrival at LTM to the first token (LTM queueing and sideband delay included);
+queue wait from arrival at LTM to the first scheduled step (LTM queue + engine queue); completed/s:
+requests finished inside the run's window divided by its length (arrivals stop at the end of the window;
+the stragglers are drained for the latency figures); TTFT SLO {slo:g} s; BIG-IP writes: member PATCHes
+per minute (a ratio or limit change of one member is one write).
+
+Traces: Azure Public Dataset (AzureLLMInferenceTrace_conv and _code, 2023), CC-BY 4.0. **Attribution:
+Patel et al., "Splitwise: Efficient generative LLM inference using phase splitting", ISCA 2024.**
+"""
+
+GOAL_NOTE = """Where a cell is ❌ the goal is not met; the ratio says by how much. See "Why the goals are or are not
+met" in [policy.md](policy.md) for the reasons and for what design change would close the gap."""
+
+DOC_LIMITS = """
+## What the simulation does not capture
+
+* Everything [engine-model.md](engine-model.md) lists (no prefix caching, no step-time noise, attention
+  cost independent of context length, TTFT measured inside the engine plus LTM queueing).
+* LTM is one TMM with exact connection counts; real BIG-IPs run several TMMs, each with its own view of
+  connections (CMP), which makes least-connections noisier than modelled here.
+* Clients never give up; nothing is retried or cancelled; `queueDepthLimit`/`queueTimeLimit` are unlimited.
+* Scrapes and writes never fail and take a fixed time; the sideband scheduler never times out.
+* The oracles are heuristics with perfect, instant knowledge (exact queues, KV blocks, decode progress),
+  not proofs of optimality: `oracle-work` is the issue's "least outstanding work", `oracle` estimates the
+  time to this request's first token (prefill backlog ahead of it, plus the wait for KV blocks or batch
+  slots). A contender can beat them at some points.
+* One seed per figure; differences of a few percent between contenders are within run-to-run noise.
+"""
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="10 simulated minutes per run instead of 60")
+    ap.add_argument("--duration", type=float, default=None, help="simulated seconds per run")
+    ap.add_argument("--seed", type=int, default=SEED)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--only", default="", help="comma-separated scenario keys")
+    ap.add_argument("--contenders", default="", help="comma-separated contender names")
+    ap.add_argument("--no-doc", action="store_true", help="print the results, do not write docs/")
+    ap.add_argument("--no-tune", action="store_true", help="skip the damping sweep")
+    ap.add_argument("--tune-duration", type=float, default=600.0)
+    args = ap.parse_args(argv)
+    args.duration = args.duration or (600.0 if args.quick else 3600.0)
+    scenarios = [s for s in args.only.split(",") if s] or list(SCENARIOS)
+    chosen = [c for c in args.contenders.split(",") if c] or list(DEFAULT_CONTENDERS)
+    t0 = time.perf_counter()
+    for key in scenarios:  # warm the capacity cache before forking
+        pool_capacity(SCENARIOS[key].pool, SCENARIOS[key].trace)
+    jobs = build_jobs(scenarios, chosen, args.duration, args.seed)
+    print(f"{len(jobs)} runs of {args.duration:.0f} simulated s, {args.workers} workers", flush=True)
+    results = run_jobs(jobs, args.workers)
+    tuning = [] if (args.no_tune or args.no_doc) else run_tuning(args.tune_duration, args.seed, args.workers)
+    wall = time.perf_counter() - t0
+    results.sort(key=lambda r: (list(SCENARIOS).index(r["scenario"]), r["load"], list(CONTENDERS).index(r["contender"])))
+    for r in results:
+        print(f"{r['scenario']:14s} {r['load']:.2f} {r['contender']:12s} p50 {r['p50']:7.3f} p90 {r['p90']:7.3f} "
+              f"p99 {r['p99']:7.3f} q {r['queue_mean']:6.3f} thr {r['throughput']:6.1f} slo {r['slo']:6.1%} "
+              f"w/min {r['writes_per_min']:6.1f} wall {r['wall']:5.1f}s")
+    slowest = max(r["wall"] for r in results)
+    print(f"total wall time {wall:.1f} s (slowest single run {slowest:.1f} s)")
+    if not args.no_doc:
+        write_doc(results, tuning, args, wall, CONTENDERS_DEFAULT)
+        print("wrote docs/benchmarks.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -54,9 +54,12 @@ class SchedulerConfig:
 
 @dataclass(frozen=True)
 class ModeConfig:
-    """A scoring policy. `s1` is the seed's: w_a·(1 − norm_waiting) + w_b·(1 − cache_usage)."""
+    """A scoring policy. `s1` is the seed's: w_a·(1 − norm_waiting) + w_b·(1 − cache_usage).
 
-    name: str = "s1"
+    The default without a `modes:` section is `balance`, chosen by the traffic benchmark (docs/policy.md).
+    """
+
+    name: str = "balance"
     w_a: float = 0.5
     w_b: float = 0.5
     w_g: float = 0.0

@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import yaml
 
-from controller import engines
+from controller import engines, policy
 from controller.config import (
     DRIVES,
     ENGINE_TYPES,
@@ -496,7 +496,11 @@ def _read_f5(root: _Reader) -> F5Config:
 
 def _read_mode(r: _Reader) -> ModeConfig:
     r.check_keys(_keys(_MODE))
-    mode = ModeConfig(**r.pick(_MODE))
+    fields = r.pick(_MODE)
+    fields.setdefault("name", "s1")  # the seed's default for a listed mode without a name
+    if fields["name"] not in policy.POLICIES:
+        r.problem("name", f"{fields['name']!r} is not one of {', '.join(policy.POLICIES)}")
+    mode = ModeConfig(**fields)
     if mode.w_a == 0 and mode.w_b == 0:
         r.problem("", "w_a and w_b are both 0; at least one must be > 0")
     if mode.w_g:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import re
 import signal
+import socket
 import threading
 from datetime import datetime
 from typing import Callable, Optional
@@ -19,15 +23,30 @@ from controller.model import TickReport
 from controller.reconcile import Reconciler
 from controller.scrape import Scraper
 
-MAX_BACKOFF = 300.0
+# While BIG-IP fails every read, ticks are spaced out: one tick, then twice as long each time, up to this.
+# Kept short so that recovery comes at most this long after BIG-IP answers again.
+MAX_BACKOFF = 30.0
 
 
-def build(cfg: AppConfig, *, dry_run: bool, clock: Clock = SystemClock()) -> Reconciler:
+def instance_id(config_path: str = "", hostname: str | None = None) -> str:
+    """This controller's id for GUI notes: short host name + a hash of the config file's absolute path.
+
+    Stable across restarts (so a restarted daemon recognises its own notes), different for two daemons
+    on two hosts or with two config files on one host.
+    """
+    host = (hostname if hostname is not None else socket.gethostname()).split(".")[0]
+    host = re.sub(r"[^A-Za-z0-9-]", "", host)[:24] or "host"
+    path = os.path.abspath(config_path) if config_path else ""
+    return f"{host}-{hashlib.sha256(path.encode()).hexdigest()[:6]}"
+
+
+def build(cfg: AppConfig, *, dry_run: bool, clock: Optional[Clock] = None) -> Reconciler:
     """Wire the real edges to the reconciler."""
+    clock = clock or SystemClock()
     bigip = BigIPClient(cfg.f5, clock=clock)
     logs.REDACTOR.sources[:] = [bigip.tokens.secrets]
     scraper = Scraper(max_workers=cfg.scheduler.scrape_concurrency, clock=clock)
-    return Reconciler(cfg, bigip, scraper, clock=clock, dry_run=dry_run, log=logs.get())
+    return Reconciler(cfg, bigip, scraper, clock=clock, dry_run=dry_run, log=logs.get(), instance=instance_id(cfg.source))
 
 
 def close(rec: Reconciler) -> None:
@@ -67,8 +86,19 @@ class Daemon:
             if self.reload_requested:
                 self._reload()
             if self.rec.clock.monotonic() < self.skip_until:
+                # Backing off from a BIG-IP that fails every read: alive and well, so keep the watchdog fed.
+                sdnotify.notify(f"WATCHDOG=1\nSTATUS=waiting for BIG-IP, next try in "
+                                f"{self.skip_until - self.rec.clock.monotonic():.0f}s")
                 return None
-            report = self.rec.tick()
+            try:
+                report = self.rec.tick()
+            except Exception as exc:  # noqa: BLE001 - a bug in one tick must not end the daemon
+                now = self.rec.clock.monotonic()
+                error = f"internal error: {type(exc).__name__}: {exc}"
+                self.rec.faults.fault("tick", "tick_failed", error=error)
+                report = TickReport(now, now, (), 0, 0, self.dry_run, (error,))
+            else:
+                self.rec.faults.clear("tick", "tick_recovered")
             self._after(report)
             return report
 
@@ -76,10 +106,14 @@ class Daemon:
         if self.dry_run and self.out is not None:
             print(render.plan_table(report), file=self.out, flush=True)
         all_failed = bool(report.errors) and not report.plans
+        was = self.backoff
         self.backoff = min(MAX_BACKOFF, max(self.cfg.scheduler.tick_seconds, self.backoff * 2)) if all_failed else 0.0
         self.skip_until = self.rec.clock.monotonic() + self.backoff if all_failed else 0.0
-        if all_failed:
-            self.log.warning("bigip_unavailable_backoff", retry_in_seconds=round(self.backoff, 1))
+        if all_failed and not was:  # once per outage; each pool's error was logged once by the reconciler
+            self.log.warning("bigip_unavailable_backoff", retry_in_seconds=round(self.backoff, 1),
+                             max_backoff_seconds=MAX_BACKOFF, error=report.errors[0])
+        elif was and not all_failed:
+            self.log.info("bigip_available_again", pools=len(report.plans))
         sdnotify.notify(f"WATCHDOG=1\nSTATUS=pools {len(report.plans)}/{len(self.cfg.pools)}, writes {report.applied}")
         for hook in self.on_tick:
             try:

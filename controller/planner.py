@@ -7,6 +7,9 @@ comes from the PoolState just read from BIG-IP.
 
 from __future__ import annotations
 
+import calendar
+import math
+import re
 import time
 from dataclasses import dataclass, replace
 from typing import Mapping, Optional
@@ -16,6 +19,11 @@ from controller.config import PoolConfig, WeightsConfig
 from controller.model import Member, MemberPlan, PoolPlan, PoolState, Sample, ScrapeResult
 
 NOTE_PREFIX = "f5-llm-ratio:"
+#: How long a member's GUI note written by *another* instance keeps this one off that member (seconds).
+#: Longer than any steady state without writes is not possible to know, so this is a lease: the last
+#: writer owns the member for this long; after it, another instance may take the member over.
+OWNER_WINDOW = 600.0
+_OWNED_NOTE = re.compile(r"^f5-llm-ratio\[([^\]]*)\]:.*\s(\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d)?)Z\s*$")
 
 
 @dataclass(frozen=True)
@@ -40,15 +48,47 @@ def describe_sample(sample: Optional[Sample]) -> str:
     return " ".join(parts)
 
 
-def gui_note(score: float, sample: Sample, wall: float) -> str:
+def note_prefix(instance: str = "") -> str:
+    """`f5-llm-ratio[<instance id>]:`, or the plain `f5-llm-ratio:` when no instance id is set."""
+    return f"f5-llm-ratio[{instance}]:" if instance else NOTE_PREFIX
+
+
+def gui_note(score: float, sample: Sample, wall: float, instance: str = "") -> str:
     """The member description an F5 admin sees in the GUI next to the ratio."""
     stamp = time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(wall))
-    return f"{NOTE_PREFIX} score {score:.2f} {describe_sample(sample)} {stamp}"
+    return f"{note_prefix(instance)} score {score:.2f} {describe_sample(sample)} {stamp}"
 
 
 def may_describe(member: Member, w: WeightsConfig) -> bool:
     """Never overwrite a description this tool did not write."""
-    return w.describe and (not member.description or member.description.startswith(NOTE_PREFIX))
+    return w.describe and (not member.description or member.description.startswith(("f5-llm-ratio:", "f5-llm-ratio[")))
+
+
+def note_owner(description: str) -> Optional[tuple[str, float]]:
+    """(instance id, wall time written) from a GUI note of an instance with an id; None for anything else."""
+    found = _OWNED_NOTE.match(description or "")
+    if not found:
+        return None
+    stamp = found.group(2)
+    try:
+        written = calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%S" if stamp.count(":") == 2 else "%Y-%m-%dT%H:%M"))
+    except ValueError:
+        return None
+    return found.group(1), float(written)
+
+
+def other_owner(member: Member, instance: str, wall: float, window: float = OWNER_WINDOW) -> Optional[tuple[str, float]]:
+    """The (id, age in seconds) of another live instance whose note is on `member`, or None.
+
+    Live: the note was written less than `window` ago (a note stamped in the future by a skewed clock
+    counts as live for up to `window` too). Our own id, legacy notes without an id and foreign text
+    are never another owner.
+    """
+    owner = note_owner(member.description)
+    if owner is None or owner[0] == instance:
+        return None
+    age = wall - owner[1]
+    return (owner[0], age) if -window < age < window else None
 
 
 def _remember(pool: PoolState, scrapes: Mapping[str, ScrapeResult], memory: Memory, now: float) -> dict:
@@ -66,7 +106,7 @@ def _fresh(pool: PoolState, scrapes: Mapping[str, ScrapeResult]) -> dict[str, Sa
     return {m.key: scrapes[m.key].sample for m in pool.members if m.active and m.key in scrapes and scrapes[m.key].ok}
 
 
-def _known_plan(m: Member, sample: Sample, score: float, target: int, cfg: PoolConfig, wall: float) -> MemberPlan:
+def _known_plan(m: Member, sample: Sample, score: float, target: int, cfg: PoolConfig, wall: float, instance: str = "") -> MemberPlan:
     w = cfg.weights
     ratio, held = m.ratio, False
     if w.drive in ("ratio", "both"):
@@ -79,7 +119,7 @@ def _known_plan(m: Member, sample: Sample, score: float, target: int, cfg: PoolC
     changed = ratio != m.ratio or limit != m.connection_limit
     action = "write" if changed else ("dead-band" if held else "hold")
     reason = f"score {score:.2f} ({describe_sample(sample)}) target {target}"
-    note = gui_note(score, sample, wall) if changed and may_describe(m, w) else None
+    note = gui_note(score, sample, wall, instance) if changed and may_describe(m, w) else None
     return MemberPlan(m, sample, score, ratio, limit, action, reason, note)
 
 
@@ -109,8 +149,13 @@ def plan_pool(
     memory: Memory,
     now: float,
     wall: float,
+    instance: str = "",
 ) -> tuple[PoolPlan, dict[str, Observation]]:
-    """Decide every member of one pool. Returns the plan and the observations to carry forward."""
+    """Decide every member of one pool. Returns the plan and the observations to carry forward.
+
+    `instance` is this controller's id: it goes into the GUI notes it writes, and a member whose note
+    carries another instance's id, written less than OWNER_WINDOW ago, is left alone ("owned-by-other").
+    """
     observed = _remember(pool, scrapes, memory, now)
     fresh = _fresh(pool, scrapes)
     if not fresh:
@@ -136,10 +181,61 @@ def plan_pool(
         if not m.active:
             plans.append(_hold(m, "inactive on BIG-IP", action="skip-inactive"))
         elif m.key in fresh:
-            plans.append(_known_plan(m, fresh[m.key], smoothed[m.key], targets[m.key], cfg, wall))
+            plans.append(_known_plan(m, fresh[m.key], smoothed[m.key], targets[m.key], cfg, wall, instance))
         else:
             plans.append(_unknown_plan(m, scrapes.get(m.key), observed[m.key], neutral, cfg, now))
+    plans = _cap_floor(plans, cfg)
+    plans = [_owned(p, instance, wall) for p in plans]
     return PoolPlan(pool, tuple(plans)), observed
+
+
+def _owned(p: MemberPlan, instance: str, wall: float) -> MemberPlan:
+    """Hold a member another live instance wrote last: two controllers must not fight over it."""
+    if not p.member.active:
+        return p
+    other = other_owner(p.member, instance, wall)
+    if other is None:
+        return p
+    return MemberPlan(p.member, p.sample, p.score, p.member.ratio, p.member.connection_limit, "owned-by-other",
+                      f"owned by f5-llm-ratio instance {other[0]!r} (note written {other[1]:.0f}s ago); not written")
+
+
+def floor_allowance(active: int, w: WeightsConfig) -> int:
+    """How many of `active` members may be planned at the floor: max_floor_share of them, rounded down."""
+    return math.floor(w.max_floor_share * active + 1e-9)
+
+
+def _cap_floor(plans: list[MemberPlan], cfg: PoolConfig) -> list[MemberPlan]:
+    """At most max_floor_share of the active members at the floor ratio.
+
+    When more would be, the excess among those the plan *moves* to the floor this tick is held above it
+    (at the current ratio, brought into (floor, scale]): unknown members first, then the least loaded
+    (highest score), ties by name, so the outcome is deterministic. Members already at the floor stay.
+    """
+    w = cfg.weights
+    if w.drive not in ("ratio", "both") or w.floor >= w.scale:
+        return plans
+    active = [p for p in plans if p.member.active]
+    allowed = floor_allowance(len(active), w)
+    at_floor = [p for p in active if p.ratio == w.floor]
+    excess = len(at_floor) - allowed
+    if excess <= 0:
+        return plans
+    moving = [p for p in at_floor if p.member.ratio != w.floor]
+    moving.sort(key=lambda p: (p.score is not None, -(p.score or 0.0), p.member.key))
+    held = {p.member.key for p in moving[:excess]}
+    out = []
+    for p in plans:
+        if p.member.key not in held:
+            out.append(p)
+            continue
+        ratio = min(w.scale, max(w.floor + 1, p.member.ratio))
+        changed = ratio != p.member.ratio or p.connection_limit != p.member.connection_limit
+        why = (f"{p.reason}; held above floor: {len(at_floor)} of {len(active)} active members would be at floor "
+               f"{w.floor}, max_floor_share {w.max_floor_share:g} allows {allowed}")
+        out.append(replace(p, ratio=ratio, action="floor-cap" if changed else "floor-hold", reason=why,
+                           description=p.description if changed else None))
+    return out
 
 
 def _hold(m: Member, reason: str, action: str = "hold") -> MemberPlan:

@@ -41,7 +41,8 @@ def check_role(bigip, username: str) -> Row:
 
 
 def check_sync(bigip) -> Row:
-    auto = [g["name"] for g in bigip.device_groups() if g.get("autoSync") == "enabled" and g.get("type") != "sync-only-trust"]
+    # Only sync-failover groups carry LTM pools; the built-in sync-only groups always auto-sync.
+    auto = [g["name"] for g in bigip.device_groups() if g.get("autoSync") == "enabled" and g.get("type") == "sync-failover"]
     if auto:
         return Row("config sync", WARN, f"auto-sync on in {', '.join(auto)}: every ratio write starts a config sync")
     return Row("config sync", OK, "no device group with auto-sync")

@@ -13,7 +13,7 @@ from typing import Callable, Mapping, Optional, Protocol, Sequence
 from controller import planner
 from controller.clock import Clock, SystemClock
 from controller.config import AppConfig, PoolConfig
-from controller.errors import BigIPError, NotFoundError
+from controller.errors import AuthError, BigIPError, NotFoundError, TokenLimitError
 from controller.faults import FaultLog
 from controller.model import MemberPlan, PoolPlan, PoolRef, PoolState, ScrapeResult, TickReport
 from controller.ratelimit import WriteBudget
@@ -49,32 +49,43 @@ class Reconciler:
         bigip: BigIP,
         scraper: Scraper,
         *,
-        clock: Clock = SystemClock(),
+        clock: Optional[Clock] = None,
         dry_run: bool = False,
         log=None,
         target_for: Optional[Callable] = None,
+        instance: str = "",
     ):
         self.cfg = cfg
         self.bigip = bigip
         self.scraper = scraper
-        self.clock = clock
+        self.clock = clock or SystemClock()
         self.dry_run = dry_run
         self.faults = FaultLog(log)
         self.log = self.faults.log
         self.target_for = target_for or default_target_for
-        self.budget = WriteBudget(cfg.f5.max_writes_per_minute, clock)
+        self.instance = instance  # this controller's id, written into GUI notes (see planner.other_owner)
+        self._silent: Optional[str] = None  # set when BIG-IP gave no reply at all during the current tick
+        self.budget = WriteBudget(cfg.f5.max_writes_per_minute, self.clock)
         self.memory: dict[str, dict[str, planner.Observation]] = {}
         self.cache: dict[str, _Cached] = {}
         self.last_report: Optional[TickReport] = None
 
     # -- reading -------------------------------------------------------------------------------
     def _read(self, ref: PoolRef, errors: list[str]) -> Optional[PoolState]:
+        if self._silent is not None:  # BIG-IP did not answer at all this tick: do not wait on it again
+            errors.append(f"{ref}: not read: {self._silent}")
+            self.cache.pop(ref.full_path, None)
+            return None
         try:
             state = self.bigip.read_pool(ref)
         except BigIPError as exc:
             self.faults.fault(f"pool:{ref}", "bigip_read_failed", error=str(exc), pool=str(ref), retryable=exc.retryable)
             errors.append(f"{ref}: {exc}")
             self.cache.pop(ref.full_path, None)
+            if exc.retryable and exc.status is None:  # no reply at all (refused, timeout, reset)
+                self._silent = "BIG-IP gave no reply earlier in this tick"
+            elif isinstance(exc, (AuthError, TokenLimitError)):  # trying again per pool could lock the account
+                self._silent = f"login failed earlier in this tick ({type(exc).__name__})"
             return None
         self.faults.clear(f"pool:{ref}", "bigip_read_recovered", pool=str(ref))
         self.cache[ref.full_path] = _Cached(state, self.clock.monotonic())
@@ -113,7 +124,7 @@ class Reconciler:
     # -- planning and writing ------------------------------------------------------------------
     def _plan(self, pool_cfg: PoolConfig, state: PoolState, scrapes) -> tuple[PoolPlan, dict]:
         memory = self.memory.get(pool_cfg.ref.full_path, {})
-        return planner.plan_pool(state, scrapes, pool_cfg, memory, self.clock.monotonic(), self.clock.wall())
+        return planner.plan_pool(state, scrapes, pool_cfg, memory, self.clock.monotonic(), self.clock.wall(), self.instance)
 
     def _reconcile_pool(self, pool_cfg: PoolConfig, state: PoolState, scrapes, errors: list[str]) -> tuple[PoolPlan, int, int]:
         plan, memory = self._plan(pool_cfg, state, scrapes)
@@ -123,9 +134,22 @@ class Reconciler:
                 return plan, 0, 0
             plan, memory = self._plan(pool_cfg, fresh, scrapes)
         self.memory[pool_cfg.ref.full_path] = memory
+        self._note_owners(pool_cfg.ref, plan)
         if self.dry_run or not plan.writes:
             return plan, 0, 0
         return plan, *self._apply(pool_cfg.ref, plan, errors)
+
+    def _note_owners(self, ref: PoolRef, plan: PoolPlan) -> None:
+        """Once per member and owner: another live instance wrote it last, so this one keeps off it."""
+        for p in plan.members:
+            key = f"owner:{ref}|{p.member.key}"
+            if p.action == "owned-by-other":
+                owner = planner.note_owner(p.member.description)
+                self.faults.fault(key, "owned_by_other_instance", pool=str(ref), member=p.member.key,
+                                  owner=owner[0] if owner else "", error=owner[0] if owner else "",
+                                  instance=self.instance, reason="owned-by-other", detail=p.reason)
+            elif p.member.active:
+                self.faults.clear(key, "ownership_released", pool=str(ref), member=p.member.key)
 
     def _apply(self, ref: PoolRef, plan: PoolPlan, errors: list[str]) -> tuple[int, int]:
         writes = self.budget.take(sorted(plan.writes, key=_urgency, reverse=True))
@@ -167,6 +191,7 @@ class Reconciler:
     # -- the tick ------------------------------------------------------------------------------
     def tick(self) -> TickReport:
         self._tick_start = self.clock.monotonic()
+        self._silent: Optional[str] = None
         errors: list[str] = []
         states = {}
         for pool_cfg in self.cfg.pools:

@@ -19,6 +19,7 @@ are redacted from them anyway.
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
 import threading
@@ -40,6 +41,7 @@ from controller.model import Member, ScrapeResult
 #: The classic text format. Never ask for OpenMetrics: some servers then escape colons in names.
 ACCEPT = "text/plain;version=0.0.4"
 _CHUNK = 64 * 1024
+_POOLS_MIN = 128  # keep-alive host pools to start with; grown to the number of members scraped
 _DETAIL_MAX = 200
 
 
@@ -124,7 +126,13 @@ class Scraper:
     ):
         self.max_bytes = max_bytes
         self.clock = clock or SystemClock()
-        self._session = session or _session(max_workers)
+        self._max_workers = max_workers
+        self._hosts = 0  # endpoints the session's connection pools are sized for (0: a session we were given)
+        self._env: dict[str, tuple[dict, object, object]] = {}  # url -> (proxies, verify, netrc auth)
+        if session is None:
+            session, self._hosts = _session(max_workers), _POOLS_MIN
+            session.trust_env = False  # the environment is read once per URL instead (`_environment`)
+        self._session = session
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="scrape")
 
     def __enter__(self) -> "Scraper":
@@ -140,6 +148,7 @@ class Scraper:
     def scrape(self, targets: Sequence[Target], deadline: float) -> dict[str, ScrapeResult]:
         """Scrape every target; return by `deadline` seconds from now with one result per member."""
         end = time.monotonic() + max(0.0, deadline)
+        self._fit_pools(len(targets))
         flights: dict[Future, _Flight] = {}
         for target in targets:
             flight = _Flight(target)
@@ -152,6 +161,35 @@ class Scraper:
         for future, flight in flights.items():
             results[flight.target.member] = self._collect(future, flight, deadline)
         return results
+
+    def _environment(self, url: str) -> tuple[Optional[dict], object, object]:
+        """What requests would take from the environment for `url` (proxies and no_proxy, REQUESTS_CA_BUNDLE /
+        CURL_CA_BUNDLE, ~/.netrc), read once per URL: requests reads it on every request, which costs
+        more than parsing the page when the environment is large. A session we were given is left to
+        requests (proxies None, verify True: its own per-request merge applies)."""
+        if self._session.trust_env:
+            return None, True, None
+        hit = self._env.get(url)
+        if hit is None:
+            if len(self._env) > 4 * max(self._hosts, _POOLS_MIN):
+                self._env.clear()
+            proxies = requests.utils.get_environ_proxies(url)
+            verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+            hit = self._env[url] = (proxies, verify, requests.utils.get_netrc_auth(url))
+        return hit
+
+    def _fit_pools(self, endpoints: int) -> None:
+        """Keep one keep-alive pool per endpoint. urllib3 keeps at most `pool_connections` host pools and
+        closes the least recently used beyond that: with more members than pools, every scrape would open
+        a new TCP connection (and close another member's). So the pools grow with the fleet."""
+        if not self._hosts or endpoints <= self._hosts:
+            return
+        self._hosts = max(endpoints + endpoints // 4, 2 * self._hosts)
+        old = self._session.get_adapter("http://")
+        adapter = _adapter(self._hosts, self._max_workers)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        old.close()  # its idle connections; a request still holding one closes it when done
 
     # -- one target --------------------------------------------------------------------------------
     def _collect(self, future: Future, flight: _Flight, deadline: float) -> ScrapeResult:
@@ -189,13 +227,15 @@ class Scraper:
     def _get(self, flight: _Flight, stop_at: float, budget: float, late: str) -> str:
         """GET the page and return its text, within `stop_at` (monotonic) in total."""
         target = flight.target
+        proxies, verify, netrc = self._environment(target.url)
         response = self._session.get(
             target.url,
             headers=dict(target.headers),
-            auth=target.auth,
+            auth=target.auth or netrc,
             timeout=(budget, budget),
             stream=True,
-            verify=True,  # per request, so REQUESTS_CA_BUNDLE still applies (requests merges it for True)
+            proxies=proxies,
+            verify=verify,  # per request, so REQUESTS_CA_BUNDLE still applies
         )
         try:
             if not flight.attach(response):
@@ -239,16 +279,21 @@ class Scraper:
 
 
 def _session(max_workers: int) -> requests.Session:
-    """One keep-alive pool per engine host (many hosts), up to max_workers connections each; no retries:
-    a retry inside one tick only eats the deadline, and the next tick is the retry."""
+    """One keep-alive pool per engine host (many hosts; `Scraper._fit_pools` grows their number with the
+    fleet), up to max_workers connections each; no retries: a retry inside one tick only eats the
+    deadline, and the next tick is the retry."""
     session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=max(max_workers, 128), pool_maxsize=max_workers, max_retries=0)
+    adapter = _adapter(_POOLS_MIN, max_workers)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.max_redirects = 3  # vLLM versions that mount /metrics as an ASGI app redirect to /metrics/
     session.headers["User-Agent"] = f"f5-llm-ratio/{__version__}"
     session.headers["Accept"] = ACCEPT  # also for hand-built targets that carry no Accept of their own
     return session
+
+
+def _adapter(hosts: int, max_workers: int) -> HTTPAdapter:
+    return HTTPAdapter(pool_connections=hosts, pool_maxsize=max_workers, max_retries=0)
 
 
 def _pieces(raw, stop_at: float) -> Iterator[bytes]:

@@ -61,6 +61,8 @@ class TokenManager:
         self._lifetime = 0.0  # seconds the current token lives, per BIG-IP's replies
         self._expires_at = 0.0  # clock.monotonic() when it expires (counted from before the login)
         self._refresh_at = 0.0  # clock.monotonic() when to replace it
+        self._refused: AuthError | None = None  # a refused login, remembered until _refused_until
+        self._refused_until = 0.0
         self.logins = 0
         self.extensions = 0
         self.deletions = 0
@@ -88,7 +90,7 @@ class TokenManager:
         """`{"X-F5-Auth-Token": token}`, logging in first or refreshing when needed."""
         with self._lock:
             if self._token is None:
-                self._login()
+                self._login_unless_refused()
             elif self._clock.monotonic() >= self._refresh_at:
                 self._refresh()
             assert self._token is not None
@@ -119,6 +121,17 @@ class TokenManager:
 
     # -- internals ---------------------------------------------------------------------------
 
+    def _login_unless_refused(self) -> None:
+        """A refused password is not retried for RELOGIN_BACKOFF: BIG-IP may lock the account out."""
+        if self._refused is not None and self._clock.monotonic() < self._refused_until:
+            raise self._refused
+        try:
+            self._login()
+        except AuthError as e:
+            self._refused, self._refused_until = e, self._clock.monotonic() + RELOGIN_BACKOFF
+            raise
+        self._refused = None
+
     def _login(self) -> None:
         user = self._cfg.username
         started = self._clock.monotonic()
@@ -146,7 +159,10 @@ class TokenManager:
         if lifetime < EXTEND_TO:
             self._extend(token)
         self._expires_at = started + self._lifetime
-        self._refresh_at = self._expires_at - max(REFRESH_MIN_LEFT, REFRESH_SHARE_LEFT * self._lifetime)
+        # Refresh with a margin, but never sooner than half-way: a short-lived token whose extension
+        # was refused would otherwise be "due" at once and cost a login per call.
+        margin = max(REFRESH_MIN_LEFT, REFRESH_SHARE_LEFT * self._lifetime)
+        self._refresh_at = self._expires_at - min(margin, self._lifetime / 2)
 
     def _extend(self, token: str) -> None:
         """Raise the token's timeout to 36,000 s. A failure is not fatal: the token keeps its timeout."""

@@ -92,7 +92,7 @@ class Stack:
         self.bigip.start()
         ports = [s.start() for s in self.servers]
         self.members = [f"127.0.0.1:{p}" for p in ports]
-        self.bigip.add_pool(POOL, members=[{"name": m, "ratio": r} for m, r in zip(self.members, self.initial_ratios)],
+        self.bigip.add_pool(POOL, members=[{"name": m, "ratio": r} for m, r in zip(self.members, self.initial_ratios, strict=True)],
                             lb_mode=self.lb_mode)
         return self
 

@@ -42,7 +42,9 @@ class FakeBigIP:
                 result.failed.append((p.member.key, NotFoundError("member not found", status=404)))
                 continue
             self.writes.append((ref.full_path, p.member.key, p.changes))
-            members[p.member.key] = replace(members[p.member.key], ratio=p.ratio, connection_limit=p.connection_limit, description=p.changes.get("description", members[p.member.key].description))
+            old = members[p.member.key]
+            note = p.changes.get("description", old.description)
+            members[p.member.key] = replace(old, ratio=p.ratio, connection_limit=p.connection_limit, description=note)
             result.applied.append(p.member.key)
         self.pools[ref.full_path] = replace(state, members=tuple(members[m.key] for m in state.members))
         return result

@@ -124,7 +124,7 @@ def test_example_yaml_loads():
     cfg = load(str(EXAMPLE_YAML), ENV)
     assert cfg.f5.host == "192.0.2.10"
     assert [p.ref.full_path for p in cfg.pools] == ["/Common/llm-pool-1", "/tenant-1/llm/sglang-pool", "/tenant-2/npu/ascend-pool"]
-    assert cfg.pools[1].mode.name == "cache-heavy" and cfg.pools[1].weights.drive == "both"
+    assert cfg.pools[1].mode.name == "balance" and cfg.pools[1].weights.drive == "both"
     assert cfg.pools[2].engine_type == "vllm_ascend" and cfg.keys_for("vllm_ascend") is not None
 
 
@@ -321,7 +321,7 @@ def test_all_problems_are_collected_in_one_error():
         ("pools[0].name", "Common/p", "pools[0].name: 'Common/p' contains '/'"),
         ("pools[0].name", "/p", "pools[0].name: '/p' is not a full path"),
         ("pools[0].engine_type", "vllmm", "pools[0].engine_type: 'vllmm' is not one of vllm, sglang, trtllm, triton, llamacpp, tgi"),
-        ("pools[0].mode", "s9", "pools[0].mode: 's9' is not one of s1"),
+        ("pools[0].mode", "s9", "pools[0].mode: 's9' is not one of balance"),
         ("pools[0].metrcis", {}, "pools[0].metrcis: unknown key (did you mean 'metrics'?)"),
         ("pools[0].metrics.schema", "ftp", "pools[0].metrics.schema: 'ftp' is not one of http, https"),
         ("pools[0].metrics.port", 0, "pools[0].metrics.port: must be between 1 and 65535, got 0"),
@@ -512,10 +512,18 @@ def test_every_engine_type_a_pool_can_name_is_one_engines_can_read():
 
 def test_pool_mode_defaults_to_first_and_can_name_another():
     data = minimal()
-    data["modes"] = [{"name": "s1", "w_a": 0.7, "w_b": 0.3}, {"name": "cache", "w_a": 0.2, "w_b": 0.8}]
-    data["pools"].append({"name": "p2", "engine_type": "sglang", "mode": "cache"})
+    data["modes"] = [{"name": "s1", "w_a": 0.7, "w_b": 0.3}, {"name": "balance", "w_a": 0.2, "w_b": 0.8}]
+    data["pools"].append({"name": "p2", "engine_type": "sglang", "mode": "balance"})
     cfg = parse(data, ENV)
-    assert [(p.mode.name, p.mode.w_b) for p in cfg.pools] == [("s1", 0.3), ("cache", 0.8)]
+    assert [(p.mode.name, p.mode.w_b) for p in cfg.pools] == [("s1", 0.3), ("balance", 0.8)]
+
+
+def test_mode_names_are_policies_and_unnamed_means_s1():
+    data = minimal()
+    data["modes"] = [{"w_a": 0.7, "w_b": 0.3}]
+    assert parse(data, ENV).pools[0].mode.name == "s1"
+    data["modes"] = [{"name": "s2"}]
+    assert problems(data) == ["modes[0].name: 's2' is not one of s1, balance, queue-balance, kv-capacity"]
 
 
 def test_weights_merge_per_pool():

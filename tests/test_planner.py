@@ -121,7 +121,8 @@ def test_drive_modes(drive, expect_ratio_change, expect_limit):
 
 
 def test_gui_note_written_only_with_a_change_and_never_over_foreign_text():
-    state = pool(member("a:1", 100), member("b:1", 100, description="owned by the DBA team"), member("c:1", 100, description="f5-llm-ratio: old"))
+    foreign, ours = "owned by the DBA team", "f5-llm-ratio: old"
+    state = pool(member("a:1", 100), member("b:1", 100, description=foreign), member("c:1", 100, description=ours))
     p, _ = plan(state, [ok("a:1", 0, 0.0), ok("b:1", 10, 1.0), ok("c:1", 10, 1.0)])
     m = by_key(p)
     assert "description" not in m["a:1"].changes  # unchanged ratio: no note on its own

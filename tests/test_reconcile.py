@@ -1,5 +1,3 @@
-import pytest
-
 from controller.clock import FakeClock
 from controller.config import AppConfig, F5Config, ModeConfig, PoolConfig, SchedulerConfig, WeightsConfig
 from controller.errors import BigIPUnreachable

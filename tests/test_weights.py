@@ -47,7 +47,10 @@ def test_damped_ratio(current, target, expected, held):
     assert weights.damped_ratio(current, target, W) == (expected, held)
 
 
-@pytest.mark.parametrize("prev, cur, keep, expected", [(None, 0.8, 0.7, 0.8), (0.2, 0.8, 0.0, 0.8), (0.2, 0.8, 0.5, 0.5), (1.0, 0.0, 0.7, 0.7)])
+@pytest.mark.parametrize(
+    "prev, cur, keep, expected",
+    [(None, 0.8, 0.7, 0.8), (0.2, 0.8, 0.0, 0.8), (0.2, 0.8, 0.5, 0.5), (1.0, 0.0, 0.7, 0.7)],
+)
 def test_smooth(prev, cur, keep, expected):
     assert weights.smooth(prev, cur, keep) == pytest.approx(expected)
 
