@@ -93,8 +93,9 @@ class _Samples:
         pass
 
 
-def economy(per_minute: int) -> None:
-    """The reconciler's own economy: reads per tick, writes only when something changed, the cap."""
+def economy(per_minute: int, shift_at: int = 6, ticks: int = 10) -> None:
+    """The reconciler's own economy: reads per tick, writes only when something changed, the cap.
+    The fake clock moves 60 s per tick, so each tick has a fresh minute of write budget."""
     clock = FakeClock()
     with BigIPEmulator({"admin": PASSWORD}, clock=clock) as emu:
         pools = [f"/Common/eco-{i}" for i in range(4)]
@@ -112,10 +113,10 @@ def economy(per_minute: int) -> None:
         rec.scraper.close()
         rec.scraper = _Samples(clock, load)
         print(f"\n# reconciler economy: 4 pools x 250 members, pool_fetch_interval 0 (a read every tick), "
-              f"max_writes_per_minute {per_minute}, tick 1 s (fake clock)")
-        print(f"{'tick':>4} | {'what':<32} | {'GET pool':>8} | {'writes':>6} | {'other calls':>11} | deferred by cap")
-        for tick in range(1, 9):
-            if tick == 6:
+              f"max_writes_per_minute {per_minute}, 60 s between ticks (fake clock)")
+        print(f"{'tick':>4} | {'what':<24} | {'GET pool':>8} | {'PATCH member':>12} | {'other calls':>11} | {'held back by cap':>16}")
+        for tick in range(1, ticks + 1):
+            if tick == shift_at:
                 phase["shift"] = 3  # the load moves: some members' ratios must change
             emu.clear_logs()
             report = rec.tick()
@@ -123,10 +124,10 @@ def economy(per_minute: int) -> None:
             gets = sum(1 for r in log if r.method == "GET" and "/ltm/pool/" in r.path)
             writes = sum(1 for r in log if r.method == "PATCH" and "/members/" in r.path)
             other = len(log) - gets - writes
-            deferred = sum(len(p.writes) for p in report.plans) - report.applied - report.failed
-            what = {1: "first tick (login + initial ratios)", 6: "load shifts"}.get(tick, "")
-            print(f"{tick:>4} | {what:<32} | {gets:>8} | {writes:>6} | {other:>11} | {max(0, deferred)}")
-            clock.advance(1.0 if tick != 2 else 60.0)  # after tick 2, a minute passes: the cap refills
+            held = sum(len(p.writes) for p in report.plans) - report.applied - report.failed
+            what = {1: "first (login, ratios)", shift_at: "load shifts"}.get(tick, "")
+            print(f"{tick:>4} | {what:<24} | {gets:>8} | {writes:>12} | {other:>11} | {max(0, held):>16}")
+            clock.advance(60.0)
         daemon.close(rec)
         print(f"# live tokens after close: {len(emu.live_tokens())}")
 
@@ -148,7 +149,8 @@ def main() -> int:
     for n in sizes:
         p, t = walls[(n, "patch")], walls[(n, "transaction")]
         print(f"# {n} changed: {'patch' if p <= t else 'transaction'} faster ({min(p, t):.3f} s vs {max(p, t):.3f} s)")
-    economy(args.cap)
+    economy(args.cap, shift_at=17, ticks=26)
+    economy(100, shift_at=99, ticks=5)
     return 0
 
 

@@ -53,8 +53,7 @@ def cmd_run(args) -> int:
     if args.once:
         code = d.run_once()
         if code and d.rec.last_report is not None:
-            for err in d.rec.last_report.errors:
-                print(f"f5-llm-ratio: {err}", file=sys.stderr)
+            _explain_failure(d.rec.last_report)
         return code
     tel = telemetry.serve(d)  # None when telemetry.enabled is false
     try:
@@ -62,6 +61,14 @@ def cmd_run(args) -> int:
     finally:
         if tel is not None:
             tel.stop()
+
+
+def _explain_failure(report) -> None:
+    for err in report.errors:
+        print(f"f5-llm-ratio: {err}", file=sys.stderr)
+    for plan in report.plans:
+        if plan.blind:
+            print(f"f5-llm-ratio: {plan.pool.ref}: no member's /metrics could be used; nothing written", file=sys.stderr)
 
 
 def cmd_plan(args) -> int:

@@ -171,4 +171,6 @@ class Daemon:
             report = self.tick()
         finally:
             close(self.rec)
-        return 0 if report is not None and report.ok and not report.failed else 1
+        if report is None or not report.ok or report.failed:
+            return 1
+        return 1 if any(plan.blind for plan in report.plans) else 0

@@ -163,6 +163,11 @@ class PoolPlan:
     def writes(self) -> tuple[MemberPlan, ...]:
         return tuple(m for m in self.members if m.changes)
 
+    @property
+    def blind(self) -> bool:
+        """Active members, but not one with fresh metrics: the controller could not see this pool."""
+        return any(m.member.active for m in self.members) and all(m.sample is None for m in self.members)
+
 
 @dataclass(frozen=True)
 class TickReport:

@@ -19,6 +19,7 @@ from controller.config import PoolConfig, WeightsConfig
 from controller.model import Member, MemberPlan, PoolPlan, PoolState, Sample, ScrapeResult
 
 NOTE_PREFIX = "f5-llm-ratio:"
+NO_FRESH_METRICS = "no member has fresh metrics: nothing written"
 #: How long a member's GUI note written by *another* instance keeps this one off that member (seconds).
 #: Longer than any steady state without writes is not possible to know, so this is a lease: the last
 #: writer owns the member for this long; after it, another instance may take the member over.
@@ -117,7 +118,7 @@ def _known_plan(m: Member, sample: Sample, score: float, target: int, cfg: PoolC
         if wanted is not None:
             limit = weights.damped_limit(m.connection_limit, wanted, w.dead_band)
     changed = ratio != m.ratio or limit != m.connection_limit
-    action = "write" if changed else ("dead-band" if held else "hold")
+    action = "write" if changed else ("dead-band" if held and target != m.ratio else "hold")
     reason = f"score {score:.2f} ({describe_sample(sample)}) target {target}"
     note = gui_note(score, sample, wall, instance) if changed and may_describe(m, w) else None
     return MemberPlan(m, sample, score, ratio, limit, action, reason, note)
@@ -160,7 +161,7 @@ def plan_pool(
     fresh = _fresh(pool, scrapes)
     if not fresh:
         plans = tuple(_hold(m, _why(scrapes.get(m.key)), action="unknown-hold") for m in pool.members)
-        note = "no member has fresh metrics: nothing written" if any(m.active for m in pool.members) else "no active member"
+        note = NO_FRESH_METRICS if any(m.active for m in pool.members) else "no active member"
         return PoolPlan(pool, plans, note), observed
 
     ctx = policy.Context(

@@ -100,6 +100,39 @@ def pressure(s: Sample, mode: ModeConfig) -> float:
     return (wa * queued + wb * kv) / total
 
 
+def shrink(x: float, dead_zone: float) -> float:
+    """Soft threshold: 0 inside ±dead_zone, and x moved toward 0 by dead_zone outside it (continuous)."""
+    if x > dead_zone:
+        return x - dead_zone
+    if x < -dead_zone:
+        return x + dead_zone
+    return 0.0
+
+
+def balance_step(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[Context], *,
+                 gain: float = BALANCE_GAIN, leak: float = 0.0, dead_zone: float = 0.0,
+                 max_move: float = math.inf, relative: bool = False) -> Scores:
+    """ratio_i <- current_i^(1-leak) * geomean(current)^leak * exp(-gain * shrink(p_i - mean p, dead_zone)).
+
+    `leak` pulls every ratio a little toward the pool's geometric mean each tick, so differences that the
+    pressure does not keep renewing decay (equal engines drift back to equal ratios = least-connections);
+    `dead_zone` ignores pressure differences smaller than it (noise on equal engines).
+    """
+    if not samples:
+        return {}
+    ctx = ctx or Context()
+    base = _base_ratios(samples, ctx)
+    p = {k: pressure(s, mode) for k, s in samples.items()}
+    if relative:
+        p = {k: math.log1p(v) for k, v in p.items()}
+    mean = sum(p.values()) / len(p)
+    logs = {k: math.log(v) for k, v in base.items()}
+    centre = sum(logs.values()) / len(logs)
+    def move(k):
+        return max(-max_move, min(max_move, gain * shrink(p[k] - mean, dead_zone)))
+    return {k: math.exp((1.0 - leak) * logs[k] + leak * centre - move(k)) for k in samples}
+
+
 def balance(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[Context] = None) -> Scores:
     """Closed loop: ratio_i <- current_i * exp(-GAIN * (pressure_i - mean pressure)).
 
@@ -107,13 +140,7 @@ def balance(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[Conte
     member is equally pressed, whatever its speed or KV size. Scores are ratios (the planner rescales
     so the best is `scale`). With one member, or equal pressures, the current ratios are kept.
     """
-    if not samples:
-        return {}
-    ctx = ctx or Context()
-    base = _base_ratios(samples, ctx)
-    p = {k: pressure(s, mode) for k, s in samples.items()}
-    mean = sum(p.values()) / len(p)
-    return {k: base[k] * math.exp(-BALANCE_GAIN * (p[k] - mean)) for k in samples}
+    return balance_step(samples, mode, ctx)
 
 
 def queue_balance(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[Context] = None) -> Scores:

@@ -63,6 +63,14 @@ class NotifySocket:
         os.rmdir(self.dir)
 
 
+def wait_count(n: NotifySocket, key: str, count: int, timeout: float = 2.0) -> list[float]:
+    deadline = time.monotonic() + timeout
+    while len(n.times(key)) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.05)  # and nothing more arrives
+    return n.times(key)
+
+
 @pytest.fixture
 def notify(monkeypatch):
     n = NotifySocket()
@@ -145,6 +153,9 @@ def test_ready_then_watchdog_per_tick_and_no_watchdog_while_a_tick_hangs(notify)
     assert seen["ticking"] >= 4
     assert seen["while_hung"] == 0, "WATCHDOG=1 pings went on while a tick hung"
     assert seen["after"] >= 2, "pings resume when the tick completes"
+    deadline = time.monotonic() + 2
+    while not notify.times("STOPPING=1") and time.monotonic() < deadline:  # the listener reads asynchronously
+        time.sleep(0.02)
     assert notify.times("STOPPING=1")
     assert all("STATUS=" in m for _, m in notify.messages if "WATCHDOG=1" in m.split("\n"))
 
@@ -162,8 +173,7 @@ def test_watchdog_stays_fed_while_backing_off_from_a_dead_bigip(notify):
         for _ in range(40):
             clock.advance(1.0)
             reports.append(d.tick())
-    time.sleep(0.1)
-    pings = notify.times("WATCHDOG=1")
+    pings = wait_count(notify, "WATCHDOG=1", 40)
     assert len(pings) == 40, "one ping per scheduled tick, skipped or not"
     assert sum(r is None for r in reports) > 30
     assert any("STATUS=waiting for BIG-IP" in m for _, m in notify.messages)
@@ -186,8 +196,7 @@ def test_a_tick_that_raises_is_logged_once_and_the_daemon_carries_on(notify):
     report = d.tick()
     assert report is not None and report.ok
     assert len(d.rec.log.named("tick_recovered")) == 1
-    time.sleep(0.1)
-    assert len(notify.times("WATCHDOG=1")) == 4
+    assert len(wait_count(notify, "WATCHDOG=1", 4)) == 4
 
 
 # ------------------------------------------------------------------------------------ two instances

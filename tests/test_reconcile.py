@@ -90,6 +90,15 @@ def test_bigip_down_writes_nothing_and_reports():
     assert scraper.calls == 0  # nobody to scrape without membership
 
 
+def test_a_pool_without_any_fresh_metrics_is_blind_and_untouched():
+    rec, bigip, scraper, _ = make(100, 40)
+    load(scraper, "timeout", "refused")
+    plan = rec.tick().plans[0]
+    assert plan.blind and bigip.writes == []
+    load(scraper, Sample(0, kv_usage=0.1), "refused")
+    assert not rec.tick().plans[0].blind
+
+
 def test_failed_scrape_member_keeps_ratio():
     rec, bigip, scraper, _ = make(100, 100, 37)
     load(scraper, Sample(0, kv_usage=0.0), Sample(10, kv_usage=1.0), "timeout")
