@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import socket
+import sys
 import threading
 from datetime import datetime
 from typing import Callable, Optional
@@ -26,6 +27,8 @@ from controller.scrape import Scraper
 # While BIG-IP fails every read, ticks are spaced out: one tick, then twice as long each time, up to this.
 # Kept short so that recovery comes at most this long after BIG-IP answers again.
 MAX_BACKOFF = 30.0
+#: On SIGTERM, how long a running tick may take to finish before the token is deleted regardless.
+STOP_GRACE = 3.0
 
 
 def instance_id(config_path: str = "", hostname: str | None = None) -> str:
@@ -161,10 +164,20 @@ class Daemon:
         sdnotify.notify("READY=1")
         self.log.info("started", dry_run=self.dry_run)
         self.scheduler.start()  # returns after stop()
-        with self.lock:  # let a running tick finish before the token goes
-            close(self.rec)
-        self.log.info("stopped")
-        return 0
+        return self._shutdown()
+
+    def _shutdown(self) -> int:
+        """Let a running tick finish, but not for long: the token must go and systemd is waiting."""
+        finished = self.lock.acquire(timeout=STOP_GRACE)
+        close(self.rec)
+        if finished:
+            self.lock.release()
+            self.log.info("stopped")
+            return 0
+        self.log.warning("stopped_during_tick", grace_seconds=STOP_GRACE, note="the running tick's writes may be incomplete")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)  # the hung tick's worker thread would otherwise hold the interpreter open
 
     def run_once(self) -> int:
         try:

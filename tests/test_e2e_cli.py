@@ -274,6 +274,26 @@ def test_daemon_keeps_one_token_past_its_original_timeout_and_deletes_it_on_sigt
         s.stop()
 
 
+def test_sigterm_during_a_hung_tick_still_deletes_the_token_and_exits_within_5s(tmp_path, daemons):
+    """A scrape that hangs for 30 s holds the tick; SIGTERM must not wait for it."""
+    s = Stack(LOADS).start()
+    try:
+        slow = {"scheduler": {"tick_deadline": 30}, "pools": [{**seed_config(s)["pools"][0], "metrics": {"timeout": 30}}]}
+        d = daemons(write_config(tmp_path / "d.yaml", daemon_config(s, **slow)))
+        wait_for(lambda: strictly_decreasing(s.ratios()), 10, what="first ratios")
+        s.servers[0].hang_seconds = 60
+        s.servers[0].fault = "timeout"
+        before = s.servers[0].scrapes
+        wait_for(lambda: s.servers[0].scrapes > before, 10, what="a scrape that hangs")
+        code, seconds = d.stop()
+        assert code == 0 and seconds < 5
+        assert s.bigip.live_tokens() == []
+        assert d.events("stopped_during_tick")
+    finally:
+        s.servers[0].fault = None
+        s.stop()
+
+
 def test_daemon_refreshes_a_token_it_cannot_extend_without_piling_up_tokens(tmp_path, daemons):
     """BIG-IP refuses the extension (e.g. a capped timeout): the client must re-login before expiry,
     delete the old token, and never hold more than one (two only during the swap)."""
