@@ -84,11 +84,14 @@ CONTENDERS: Dict[str, Contender] = {c.name: c for c in [
               label="f5-llm-ratio connection limits (KV x4) + LTM queue"),
     Contender("kvcap-rlc", "ctl", "ratio-least-connections-member", "kv-capacity", label="KV-capacity weights, ratio-least-conns"),
     Contender("qbal-rlc", "ctl", "ratio-least-connections-member", "queue-balance", label="queue-balance, ratio-least-conns"),
-    Contender("balance-rlc", "ctl", "ratio-least-connections-member", "balance", label="balance (closed loop), ratio-least-conns"),
+    Contender("balance1-rlc", "ctl", "ratio-least-connections-member", "balance-v1",
+              label="balance v1 (the previous default: no leak, dead zone or clip), ratio-least-conns"),
+    Contender("balance-rlc", "ctl", "ratio-least-connections-member", "balance",
+              label="balance (closed loop, the default), ratio-least-conns"),
     Contender("oracle-work", "oracle-work", label="oracle: least outstanding work (perfect knowledge)"),
     Contender("oracle", "oracle", label="oracle: soonest expected first token (perfect knowledge)"),
 ]}
-DEFAULT_CONTENDERS = tuple(CONTENDERS)
+DEFAULT_CONTENDERS = tuple(CONTENDERS)  # (the ablation rows registered below are not in the matrix)
 
 # --- pools and scenarios ----------------------------------------------------------------------------
 
@@ -182,6 +185,18 @@ def arrivals(sc: Scenario, load: float, duration: float) -> List[tr.TraceRequest
     if sc.bursts:
         reqs = _warp(reqs, *sc.bursts)
     return reqs
+
+
+def busiest_minutes(reqs: List[tr.TraceRequest], duration: float, capacity: float) -> Tuple[float, float]:
+    """(p90, max) over the run's 60-s windows of the offered rate, as a share of pool capacity."""
+    n = max(1, int(duration // 60))
+    counts = [0] * n
+    for r in reqs:
+        i = int(r.t // 60)
+        if i < n:
+            counts[i] += 1
+    rates = sorted(c / 60.0 / capacity for c in counts)
+    return rates[min(n - 1, int(0.9 * n))], rates[-1]
 
 
 def _warp(reqs, period: float, length: float, mult: float):
@@ -514,6 +529,47 @@ TUNE_GRID = [  # (label, weights changes, timing changes) around the chosen defa
 TUNE_CASES = (("hetero4-conv", 0.85), ("hetero4-code", 0.85), ("homo4-conv", 0.95))
 
 
+# Ablation of the default policy: each row turns one ingredient of `balance` off (docs/policy.md).
+ABLATION = [  # (label, balance_step keyword changes, weights changes)
+    ("default (leak 0.1, dead zone 0.03, clip 0.1, log pressure)", {}, {}),
+    ("no leak", dict(leak=0.0), {}),
+    ("no dead zone", dict(dead_zone=0.0), {}),
+    ("no clip", dict(max_move=math.inf), {}),
+    ("linear pressure (not log1p)", dict(log_pressure=False), {}),
+    ("leak 0.2", dict(leak=0.2), {}),
+    ("gain 4", dict(gain=4.0), {}),
+    ("+ smoothing 0.3", {}, dict(smoothing=0.3)),
+    ("balance v1 (previous default)", None, {}),
+]
+ABLATION_CASES = (("hetero4-conv", 0.7), ("hetero4-conv", 0.95), ("hetero4-code", 0.85),
+                  ("homo4-conv", 0.95), ("homo4-code", 0.7), ("homo4-code", 0.95))
+
+
+def _ablation_contender(i: int) -> str:
+    """Register ablation row i as a bench-only policy and contender; returns the contender name."""
+    label, kw, wch = ABLATION[i]
+    name = f"ablation-{i}"
+    if kw is None:
+        pol = "balance-v1"
+    else:
+        pol = f"bench:{name}"
+        policy.POLICIES[pol] = lambda s, m, c, kw=kw: policy.balance_step(s, m, c, **kw)
+    CONTENDERS[name] = Contender(name, "ctl", "ratio-least-connections-member", pol, replace(W, **wch), label=label)
+    return name
+
+
+ABLATION_NAMES = [f"ablation-{i}" for i in range(len(ABLATION))]
+
+
+def run_ablation(duration: float, seed: int, workers: int) -> List[dict]:
+    """Registers the ablation policies only now (not on import: tests import this module and check the
+    policy registry), before the worker processes fork."""
+    for i in range(len(ABLATION)):
+        _ablation_contender(i)
+    jobs = [(k, l, n, duration, seed, Timing(), None) for k, l in ABLATION_CASES for n in ABLATION_NAMES + ["lc", "oracle"]]
+    return run_jobs(jobs, workers)
+
+
 def contenders_for(sc: Scenario, chosen: Sequence[str]) -> List[str]:
     if sc.pool.endswith("16"):
         return [c for c in chosen if c in SMALL_SET]
@@ -595,14 +651,16 @@ def plot(results: List[dict], scenario: str, path: Path, seed: int, duration: fl
 def goal_lines(results: List[dict], default: str) -> List[str]:
     """Check the issue's acceptance goals for the default contender."""
     by = {(r["scenario"], r["load"], r["contender"]): r for r in results}
-    out = ["| scenario | load | default p99 | vs LC (goal ≤ 0.6) | vs sideband (goal ≤ 0.8) | vs best oracle (goal ≤ 1.3) |",
-           "| --- | --- | --- | --- | --- | --- |"]
-    homo = ["| scenario | load | default p99 | LC p99 | ratio (goal ≤ 1.05) |", "| --- | --- | --- | --- | --- |"]
+    out = ["| scenario | load | default p99 | vs LC (goal ≤ 0.6) | vs sideband (goal ≤ 0.8) | vs best oracle (goal ≤ 1.3) | previous default (`balance1-rlc`) p99 |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
+    homo = ["| scenario | load | default p99 | LC p99 | ratio (goal ≤ 1.05) | previous default p99 / ratio |",
+            "| --- | --- | --- | --- | --- | --- |"]
     for key, sc in SCENARIOS.items():
         for load in sc.loads:
             d = by.get((key, load, default))
             if not d:
                 continue
+            v1 = by.get((key, load, "balance1-rlc"))
             if sc.goal == "hetero" and 0.7 <= load <= 0.95:
                 lc, sb = by.get((key, load, "lc")), by.get((key, load, "sideband"))
                 ors = [by[(key, load, o)]["p99"] for o in ("oracle", "oracle-work") if (key, load, o) in by]
@@ -611,18 +669,20 @@ def goal_lines(results: List[dict], default: str) -> List[str]:
                     return d["p99"] / ref["p99"] if ref else math.nan
                 r_lc, r_sb, r_or = ratio(lc), ratio(sb), d["p99"] / orc if ors else math.nan
                 mark = lambda v, g: f"{fmt(v)} {'✅' if v <= g else '❌'}" if not math.isnan(v) else "–"
-                out.append(f"| {key} | {load:.0%} | {fmt(d['p99'])} | {mark(r_lc, 0.6)} | {mark(r_sb, 0.8)} | {mark(r_or, 1.3)} |")
+                out.append(f"| {key} | {load:.0%} | {fmt(d['p99'])} | {mark(r_lc, 0.6)} | {mark(r_sb, 0.8)} | {mark(r_or, 1.3)} | {fmt(v1['p99']) if v1 else '–'} |")
             elif sc.goal == "homo":
                 lc = by.get((key, load, "lc"))
                 if lc:
                     v = d["p99"] / lc["p99"]
-                    homo.append(f"| {key} | {load:.0%} | {fmt(d['p99'])} | {fmt(lc['p99'])} | {fmt(v)} {'✅' if v <= 1.05 else '❌'} |")
+                    homo.append(f"| {key} | {load:.0%} | {fmt(d['p99'])} | {fmt(lc['p99'])} | {fmt(v)} {'✅' if v <= 1.05 else '❌'} | {(fmt(v1['p99']) + ' / ' + fmt(v1['p99'] / lc['p99'])) if v1 else '–'} |")
     return out + [""] + homo
 
 
-def write_doc(results: List[dict], tuning: List[dict], args, wall: float, default: str) -> None:
+def write_doc(results: List[dict], tuning: List[dict], args, wall: float, default: str, ablation=()) -> None:
     docs = ROOT / "docs"
     cmd = "python bench/traffic.py" + (" --quick" if args.quick else "") + (f" --seed {args.seed}" if args.seed != SEED else "")
+    cmd += (f" --only {args.only}" if args.only else "") + (f" --contenders {args.contenders}" if args.contenders else "")
+    cmd += (" --no-tune" if args.no_tune else "") + (f" --out {args.out}" if args.out != "benchmarks.md" else "")
     L = []
     L.append("# Traffic benchmark: do the ratios help?\n")
     L.append(f"Generated by `{cmd}` (seed {args.seed}, {args.duration / 60:.0f} simulated minutes per run, "
@@ -634,7 +694,7 @@ def write_doc(results: List[dict], tuning: List[dict], args, wall: float, defaul
     L.extend(goal_lines(results, default))
     L.append("")
     L.append(GOAL_NOTE)
-    legend = "\n".join(f"| `{c.name}` | {c.label} |" for c in CONTENDERS.values())
+    legend = "\n".join(f"| `{CONTENDERS[c].name}` | {CONTENDERS[c].label} |" for c in DEFAULT_CONTENDERS)
     L.append("\n## Contenders\n\n| name | what |\n| --- | --- |\n" + legend + "\n")
     for key, sc in SCENARIOS.items():
         rows = [r for r in results if r["scenario"] == key]
@@ -644,14 +704,16 @@ def write_doc(results: List[dict], tuning: List[dict], args, wall: float, defaul
         L.append(f"\n## {key}: {sc.title}\n")
         L.append(f"Pool capacity {cap:.1f} requests/s (saturated throughput, `trace.capacity_estimate`); seed {args.seed}.\n")
         if len(sc.loads) > 1:
-            png = f"benchmarks-{key}.png"
+            png = f"{Path(args.out).stem}-{key}.png"
             plot(results, key, docs / png, args.seed, args.duration)
             L.append(f"![p99 TTFT vs load, {key}, seed {args.seed}]({png})\n")
         for load in sc.loads:
             lr = [r for r in rows if r["load"] == load]
             if not lr:
                 continue
-            L.append(f"\n**Load {load:.0%}** ({lr[0]['n']} requests, {load * cap:.1f}/s offered)\n")
+            p90m, maxm = busiest_minutes(arrivals(sc, load, args.duration), args.duration, cap)
+            L.append(f"\n**Load {load:.0%}** ({lr[0]['n']} requests, {load * cap:.1f}/s offered; busiest 10% of minutes "
+                     f"at ≥ {p90m:.0%} of capacity, busiest minute {maxm:.0%})\n")
             L.append("| contender | TTFT p50 s | p90 s | p99 s | mean queue wait s | p99 queue s | completed/s | TTFT > "
                      f"{TTFT_SLO:g} s | BIG-IP writes/min | preemptions |")
             L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -674,8 +736,23 @@ def write_doc(results: List[dict], tuning: List[dict], args, wall: float, defaul
                 r = next((x for x in tuning if x["tune"] == label and x["scenario"] == k and x["load"] == l), None)
                 cells.append(f"{fmt(r['p99'])} / {fmt(r['writes_per_min'], 1)}" if r else "–")
             L.append(f"| {label} | " + " | ".join(cells) + " |")
+    if ablation:
+        L.append("\n## Ablation of the default policy (`balance`, ratio-least-conns)\n")
+        L.append(f"Each row changes one ingredient of `controller.policy.balance_step` (or the planner's smoothing); "
+                 f"{args.tune_duration / 60:.0f} simulated minutes per run, seed {args.seed}. Cells: p99 TTFT s / BIG-IP "
+                 "writes per minute; the `lc` and `oracle` rows are the references.\n")
+        cases = [f"{k} @ {l:.0%}" for k, l in ABLATION_CASES]
+        L.append("| variant | " + " | ".join(cases) + " |")
+        L.append("| --- | " + " | ".join("---:" for _ in cases) + " |")
+        for name in ABLATION_NAMES + ["lc", "oracle"]:
+            cells = []
+            for k, l in ABLATION_CASES:
+                r = next((x for x in ablation if x["contender"] == name and x["scenario"] == k and x["load"] == l), None)
+                cells.append(f"{fmt(r['p99'])} / {fmt(r['writes_per_min'], 0)}" if r else "–")
+            label = CONTENDERS[name].label if name.startswith("ablation-") else f"`{name}`"
+            L.append(f"| {label} | " + " | ".join(cells) + " |")
     L.append(DOC_LIMITS)
-    (docs / "benchmarks.md").write_text("\n".join(L) + "\n", encoding="utf-8")
+    (docs / args.out).write_text("\n".join(L) + "\n", encoding="utf-8")
 
 
 CONTENDERS_DEFAULT = "balance-rlc"
@@ -752,6 +829,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-doc", action="store_true", help="print the results, do not write docs/")
     ap.add_argument("--no-tune", action="store_true", help="skip the damping sweep")
     ap.add_argument("--tune-duration", type=float, default=600.0)
+    ap.add_argument("--out", default="benchmarks.md", help="file name under docs/ (PNGs are named after it)")
     args = ap.parse_args(argv)
     args.duration = args.duration or (600.0 if args.quick else 3600.0)
     scenarios = [s for s in args.only.split(",") if s] or list(SCENARIOS)
@@ -763,6 +841,7 @@ def main(argv=None) -> int:
     print(f"{len(jobs)} runs of {args.duration:.0f} simulated s, {args.workers} workers", flush=True)
     results = run_jobs(jobs, args.workers)
     tuning = [] if (args.no_tune or args.no_doc) else run_tuning(args.tune_duration, args.seed, args.workers)
+    ablation = [] if (args.no_tune or args.no_doc) else run_ablation(args.tune_duration, args.seed, args.workers)
     wall = time.perf_counter() - t0
     results.sort(key=lambda r: (list(SCENARIOS).index(r["scenario"]), r["load"], list(CONTENDERS).index(r["contender"])))
     for r in results:
@@ -772,8 +851,8 @@ def main(argv=None) -> int:
     slowest = max(r["wall"] for r in results)
     print(f"total wall time {wall:.1f} s (slowest single run {slowest:.1f} s)")
     if not args.no_doc:
-        write_doc(results, tuning, args, wall, CONTENDERS_DEFAULT)
-        print("wrote docs/benchmarks.md")
+        write_doc(results, tuning, args, wall, CONTENDERS_DEFAULT, ablation)
+        print(f"wrote docs/{args.out}")
     return 0
 
 

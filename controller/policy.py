@@ -70,9 +70,18 @@ POLICIES: dict[str, Policy] = {"s1": s1}
 # should hold relative to the others", which is exactly what ratio-least-connections enforces.
 # See docs/policy.md for the evidence (docs/benchmarks.md).
 
-#: exponent gain of the multiplicative update: a member whose pressure is 0.1 above the pool mean
-#: has its ratio cut by e^(-0.1 * GAIN) (~18% at gain 2) this tick, before the planner's damping.
+#: exponent gain of the multiplicative update: a member whose pressure is 0.01 above the pool mean
+#: (outside the dead zone) has its ratio cut by e^(-0.01 * GAIN) this tick, before the planner's damping.
 BALANCE_GAIN = 2.0
+#: share of the way each ratio moves toward the pool's geometric mean every tick (in log space): a
+#: difference the pressure does not keep renewing halves in ~7 ticks, so equal engines end up with equal
+#: ratios (= least-connections) while a persistent pressure difference keeps unequal engines apart.
+BALANCE_LEAK = 0.1
+#: pressure differences (in log(1 + pressure)) smaller than this are noise and ignored.
+BALANCE_DEAD_ZONE = 0.03
+#: largest pressure-driven change of a ratio per tick, in log space (0.1 = ~10%). Together with the
+#: planner's 10% dead band a ratio only moves when the pressure points the same way for 2+ ticks.
+BALANCE_MAX_MOVE = 0.1
 
 
 def _base_ratios(keys, ctx: Context) -> dict[str, float]:
@@ -110,37 +119,45 @@ def shrink(x: float, dead_zone: float) -> float:
 
 
 def balance_step(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[Context], *,
-                 gain: float = BALANCE_GAIN, leak: float = 0.0, dead_zone: float = 0.0,
-                 max_move: float = math.inf, relative: bool = False) -> Scores:
-    """ratio_i <- current_i^(1-leak) * geomean(current)^leak * exp(-gain * shrink(p_i - mean p, dead_zone)).
+                 gain: float = BALANCE_GAIN, leak: float = BALANCE_LEAK, dead_zone: float = BALANCE_DEAD_ZONE,
+                 max_move: float = BALANCE_MAX_MOVE, log_pressure: bool = True) -> Scores:
+    """One tick of the closed loop, in log space:
 
-    `leak` pulls every ratio a little toward the pool's geometric mean each tick, so differences that the
-    pressure does not keep renewing decay (equal engines drift back to equal ratios = least-connections);
-    `dead_zone` ignores pressure differences smaller than it (noise on equal engines).
+        log r_i <- (1 - leak) * log current_i + leak * mean_j log current_j - clip(gain * shrink(q_i - mean q))
+
+    with q = log(1 + pressure) (or the pressure itself when log_pressure is False), shrink() a soft
+    dead zone and clip() at ±max_move. Members more pressed than the pool's mean lose share, less
+    pressed ones gain it; the leak makes differences that the pressure does not renew decay.
     """
     if not samples:
         return {}
     ctx = ctx or Context()
     base = _base_ratios(samples, ctx)
-    p = {k: pressure(s, mode) for k, s in samples.items()}
-    if relative:
-        p = {k: math.log1p(v) for k, v in p.items()}
-    mean = sum(p.values()) / len(p)
+    q = {k: pressure(s, mode) for k, s in samples.items()}
+    if log_pressure:
+        q = {k: math.log1p(max(0.0, v)) for k, v in q.items()}
+    mean = sum(q.values()) / len(q)
     logs = {k: math.log(v) for k, v in base.items()}
     centre = sum(logs.values()) / len(logs)
-    def move(k):
-        return max(-max_move, min(max_move, gain * shrink(p[k] - mean, dead_zone)))
+
+    def move(k: str) -> float:
+        return max(-max_move, min(max_move, gain * shrink(q[k] - mean, dead_zone)))
+
     return {k: math.exp((1.0 - leak) * logs[k] + leak * centre - move(k)) for k in samples}
 
 
 def balance(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[Context] = None) -> Scores:
-    """Closed loop: ratio_i <- current_i * exp(-GAIN * (pressure_i - mean pressure)).
-
-    Members above the pool's mean pressure lose share, members below gain it; at equilibrium every
-    member is equally pressed, whatever its speed or KV size. Scores are ratios (the planner rescales
-    so the best is `scale`). With one member, or equal pressures, the current ratios are kept.
-    """
+    """The default closed loop (balance_step with the BALANCE_* constants): equalise log(1 + pressure)
+    across the pool, ignoring differences under the dead zone, at most ~10% per tick, with a 10% leak
+    toward equal ratios. Scores are ratios (the planner rescales so the best is `scale`)."""
     return balance_step(samples, mode, ctx)
+
+
+def balance_v1(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[Context] = None) -> Scores:
+    """The first `balance` (until this change the default): ratio_i <- current_i * exp(-2 (p_i - mean p)),
+    no leak, no dead zone, no clip. Kept for comparison (`balance-v1`); it chases noise on equal engines."""
+    return balance_step(samples, mode, ctx, gain=2.0, leak=0.0, dead_zone=0.0, max_move=math.inf,
+                        log_pressure=False)
 
 
 def queue_balance(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[Context] = None) -> Scores:
@@ -162,7 +179,7 @@ def kv_capacity(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[C
     return out
 
 
-POLICIES.update({"balance": balance, "queue-balance": queue_balance, "kv-capacity": kv_capacity})
+POLICIES.update({"balance": balance, "balance-v1": balance_v1, "queue-balance": queue_balance, "kv-capacity": kv_capacity})
 
 
 def score(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[Context] = None) -> Scores:

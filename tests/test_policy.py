@@ -62,8 +62,8 @@ def _ctx(**current):
         ({"a": Sample(0, running=1, kv_usage=0.1), "b": Sample(0, running=1, kv_usage=0.1)}, {"a": 50, "b": 1}, {"a": 50, "b": 50}),
     ],
 )
-def test_balance_table(samples, current, expect):
-    got = policy.score(samples, BAL, _ctx(**current))
+def test_balance_v1_table(samples, current, expect):
+    got = policy.score(samples, ModeConfig("balance-v1", w_a=0.5, w_b=0.5), _ctx(**current))
     assert got == pytest.approx(expect, rel=1e-6)
 
 
@@ -76,8 +76,10 @@ def test_balance_pressure_uses_kv_and_queue_share():
 
 def test_queue_balance_ignores_kv():
     s = {"a": Sample(0, running=4, kv_usage=0.9), "b": Sample(0, running=4, kv_usage=0.1)}
+    same_kv = {"a": Sample(0, running=4, kv_usage=0.5), "b": Sample(0, running=4, kv_usage=0.5)}
     got = policy.score(s, ModeConfig("queue-balance"), _ctx(a=80, b=60))
-    assert got == pytest.approx({"a": 80, "b": 60})
+    assert got == pytest.approx(policy.score(same_kv, ModeConfig("queue-balance"), _ctx(a=80, b=60)))
+    assert got["a"] / got["b"] < 80 / 60  # only the leak toward equal ratios acts
 
 
 def test_kv_capacity_is_proportional_to_kv_concurrency():
@@ -86,6 +88,76 @@ def test_kv_capacity_is_proportional_to_kv_concurrency():
 
 
 def test_new_policies_are_registered_and_empty_is_empty():
-    for name in ("balance", "queue-balance", "kv-capacity"):
+    for name in ("balance", "balance-v1", "queue-balance", "kv-capacity"):
         assert name in policy.POLICIES
         assert policy.score({}, ModeConfig(name)) == {}
+
+
+# --- the default `balance`: log pressure, dead zone, per-tick clip, leak toward equal ratios -----------
+
+E = 2.718281828459045
+LEAK, DZ, CLIP, GAIN = policy.BALANCE_LEAK, policy.BALANCE_DEAD_ZONE, policy.BALANCE_MAX_MOVE, policy.BALANCE_GAIN
+
+
+def _q(s):
+    import math
+    return math.log1p(policy.pressure(s, BAL))
+
+
+@pytest.mark.parametrize(
+    "samples, current, expect",
+    [
+        # Equal pressure and equal ratios: nothing moves.
+        ({"a": Sample(0, running=4, kv_usage=0.2), "b": Sample(0, running=4, kv_usage=0.2)}, {"a": 100, "b": 100},
+         {"a": 100, "b": 100}),
+        # Equal pressure, unequal ratios: only the leak acts, 10% of the way (in logs) to the geometric mean.
+        ({"a": Sample(0, running=4, kv_usage=0.2), "b": Sample(0, running=4, kv_usage=0.2)}, {"a": 100, "b": 25},
+         {"a": 100 * (50 / 100) ** LEAK, "b": 25 * (50 / 25) ** LEAK}),
+        # A pressure difference inside the dead zone (log1p(0.2) vs log1p(0.16): 0.033 apart, each 0.017 from
+        # the mean) is ignored.
+        ({"a": Sample(0, running=4, kv_usage=0.4), "b": Sample(0, running=4, kv_usage=0.32)}, {"a": 100, "b": 100},
+         {"a": 100, "b": 100}),
+        # A large queue on a: the move is clipped at ±BALANCE_MAX_MOVE (~10% per tick), whatever the gap.
+        ({"a": Sample(40, running=4, kv_usage=1.0), "b": Sample(0, running=4, kv_usage=0.1)}, {"a": 100, "b": 100},
+         {"a": 100 * E ** -CLIP, "b": 100 * E ** CLIP}),
+        # BIG-IP's default ratio 1 (not ours) still counts as neutral.
+        ({"a": Sample(0, running=1, kv_usage=0.1), "b": Sample(0, running=1, kv_usage=0.1)}, {"a": 1, "b": 1},
+         {"a": 100, "b": 100}),
+    ],
+)
+def test_balance_table(samples, current, expect):
+    got = policy.score(samples, BAL, _ctx(**current))
+    assert got == pytest.approx(expect, rel=1e-6)
+
+
+def test_balance_small_gap_outside_dead_zone_is_gain_times_excess():
+    s = {"a": Sample(0, running=4, kv_usage=0.5), "b": Sample(0, running=4, kv_usage=0.3)}
+    gap = (_q(s["a"]) - _q(s["b"])) / 2  # each member's distance from the mean
+    assert DZ < gap and GAIN * (gap - DZ) < CLIP
+    got = policy.score(s, BAL, _ctx(a=100, b=100))
+    assert got == pytest.approx({"a": 100 * E ** (-GAIN * (gap - DZ)), "b": 100 * E ** (GAIN * (gap - DZ))})
+
+
+def test_balance_persistent_gap_holds_ratios_apart_and_noise_decays():
+    """Iterate the policy alone (no planner): a persistent pressure gap settles at a fixed spread set by
+    clip/leak; alternating noise of the same size leaves the ratios near equal."""
+    import math
+    hot, cold = Sample(20, running=4, kv_usage=0.9), Sample(0, running=4, kv_usage=0.2)
+    cur = {"a": 100.0, "b": 100.0}
+    for _ in range(200):
+        cur = policy.balance_step({"a": hot, "b": cold}, BAL, policy.Context(current=cur, scale=10**6))
+    spread = math.log(cur["b"] / cur["a"])
+    assert spread == pytest.approx(2 * CLIP / LEAK, rel=1e-3)  # fixed point of leak vs clipped push
+    cur = {"a": 100.0, "b": 100.0}
+    for i in range(201):
+        pair = {"a": hot, "b": cold} if i % 2 else {"a": cold, "b": hot}
+        cur = policy.balance_step(pair, BAL, policy.Context(current=cur, scale=10**6))
+    assert abs(math.log(cur["b"] / cur["a"])) <= 2 * CLIP + 1e-9
+
+
+def test_balance_steps_are_pure_and_registered():
+    s = {"a": Sample(3, running=4, kv_usage=0.6), "b": Sample(0, running=4, kv_usage=0.2)}
+    ctx = _ctx(a=70, b=90)
+    assert policy.score(s, BAL, ctx) == policy.score(s, BAL, ctx)
+    assert policy.POLICIES["balance"] is policy.balance
+    assert policy.score({"a": s["a"]}, BAL, _ctx(a=70)) == pytest.approx({"a": 70})  # one member: kept
