@@ -16,3 +16,7 @@ def engine_page():
         return path.read_text()
 
     return read
+
+
+# The fault rig's fixture, shared by the fault-matrix, lifecycle and security tests.
+from tests.fault_rig import rig_factory  # noqa: E402,F401

@@ -1,5 +1,5 @@
 """BIG-IP fault matrix (issue #6): the real Reconciler/Daemon, BigIPClient and Scraper against the HTTPS
-BIG-IP emulator and loopback engines (see `Rig` in test_faults_engines.py).
+BIG-IP emulator and loopback engines (see `Rig` in tests/fault_rig.py).
 
 For every fault: the tick returns; nothing is written from a failed or partial read; the fault is
 logged once, not once per tick; the first tick after the fault clears succeeds (logging in again
@@ -11,14 +11,13 @@ from __future__ import annotations
 import socket
 import time
 
-import pytest
 import structlog
 
 from controller import daemon as daemon_mod
 from controller.clock import FakeClock
 from controller.daemon import Daemon
 from controller.sim.bigip import BigIPEmulator
-from test_faults_engines import PASSWORD, USER, Rig, rig_factory  # noqa: F401 - rig_factory is a fixture
+from tests.fault_rig import PASSWORD, USER, Rig
 
 LOGIN = "/mgmt/shared/authn/login"
 
@@ -76,7 +75,7 @@ def test_down_at_start_daemon_backs_off_then_resumes_within_one_tick(rig_factory
             if report is not None:
                 attempts.append(rig.clock.monotonic())
                 assert not report.ok and report.plans == () and "Connection refused" in report.errors[0]
-    gaps = [b - a for a, b in zip(attempts, attempts[1:])]
+    gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
     assert gaps[:6] == [1.0, 2.0, 4.0, 8.0, 16.0, daemon_mod.MAX_BACKOFF]  # doubling, capped
     assert max(gaps) <= daemon_mod.MAX_BACKOFF + 1
     assert len(attempts) < 15

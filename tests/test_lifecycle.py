@@ -22,8 +22,8 @@ from controller.daemon import Daemon
 from controller.errors import BigIPUnreachable
 from controller.model import Member, PoolRef, PoolState, Sample
 from controller.reconcile import Reconciler
-from test_faults_engines import CapLog, rig_factory  # noqa: F401 - rig_factory is a fixture
 from tests.fakes import FakeBigIP, FakeScraper, fake_target_for
+from tests.fault_rig import CapLog
 
 REF = PoolRef("llm")
 

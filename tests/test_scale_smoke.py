@@ -11,7 +11,7 @@ import pytest
 
 from controller import daemon
 from controller.clock import FakeClock
-from controller.config import AppConfig, F5Config, MetricsConfig, PoolConfig, SchedulerConfig
+from controller.config import AppConfig, F5Config, PoolConfig, SchedulerConfig
 from controller.model import PoolRef, Sample, ScrapeResult
 from controller.scrape import Scraper, Target
 from controller.sim.bigip import BigIPEmulator

@@ -24,7 +24,7 @@ from controller.config import F5Config, MetricsConfig, TelemetryConfig
 from controller.errors import AuthError, BigIPUnreachable
 from controller.sim.bigip import BigIPEmulator
 from controller.telemetry import Telemetry
-from test_faults_engines import PASSWORD, USER, Rig, rig_factory  # noqa: F401 - rig_factory is a fixture
+from tests.fault_rig import PASSWORD, USER
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 UNIT = REPO / "systemd" / "f5-llm-ratio.service"

@@ -9,6 +9,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
 import traffic as T  # noqa: E402
+
 from controller.sim import trace as tr  # noqa: E402
 
 TINY = T.Scenario("tiny-hetero", "tiny", "hetero4", "sample", (0.7,), goal="hetero")
