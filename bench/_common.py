@@ -24,7 +24,6 @@ import resource
 import statistics
 import sys
 import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -51,7 +50,7 @@ def make_pages(count: int, seed: int = 11) -> list[bytes]:
     engine = Engine(preset("a100-40g"))
     snaps = []
     t = 0.0
-    for step in range(8):
+    for _step in range(8):
         for _ in range(60):
             engine.submit(Request(rnd.randint(100, 3000), rnd.randint(20, 600)), t)
             t += rnd.expovariate(20.0)

@@ -13,7 +13,8 @@ so wall time, CPU time and peak RSS are the controller's own. Per configuration 
   with pool_fetch_interval 0 so every tick reads every pool (the worst case);
 - BIG-IP requests per steady tick, and writes;
 - the floor: fetching the same pages with the same concurrency and nothing else (a thread pool and a
-  requests.Session, warm connections, same headers), and the ideal ceil(members / concurrency) x latency.
+  bare urllib3.PoolManager, warm connections, same headers; "fl.rq": the same with a requests.Session,
+  what the Scraper was built on before it moved to urllib3), and the ideal ceil(members / concurrency) x latency.
 
 Targets (issue #5): steady tick wall <= 2 s, and <= 1.5x the floor.
 """
@@ -54,8 +55,8 @@ def variant_target_for(gzip: bool, reuse: bool):
 
 def floor(urls: list[str], concurrency: int, headers: dict, passes: int = 3, lean: bool = True) -> tuple[float, float]:
     """(cold, warm median) seconds to GET every page (body read and decompressed) with `concurrency`
-    threads and nothing else. lean: urllib3's PoolManager, the cheapest client in this environment;
-    else a requests.Session (what the Scraper is built on)."""
+    threads and nothing else. lean: urllib3's PoolManager, the cheapest client in this environment (and
+    what the Scraper is built on); else a requests.Session, for comparison."""
     if lean:
         pm = urllib3.PoolManager(num_pools=len(urls) * 2, maxsize=4, retries=False)
 

@@ -128,11 +128,12 @@ def demo_config(cluster: Cluster, args, password: str):
                "verify_tls": cluster.emulator.cert_path},
         "scheduler": {"pool_fetch_interval": 10, "metrics_fetch_interval": args.interval},
         "pools": [{"name": "llm-demo", "partition": "Common", "engine_type": "vllm", "metrics": {"timeout": 2}}],
-        "telemetry": {"port": args.telemetry_port},
     }
     if args.mode:
         data["modes"] = [{"name": args.mode}]
-    return configfile.parse(data, {"F5_PASSWORD": password}, source="demo")
+    cfg = configfile.parse(data, {"F5_PASSWORD": password}, source="demo")
+    # Port 0 (any free port) suits the demo but not a daemon's config, so it is set here, not in the file.
+    return replace(cfg, telemetry=replace(cfg.telemetry, port=args.telemetry_port))
 
 
 def view(cluster: Cluster, report, elapsed: float, baseline: Optional[Cluster]) -> str:

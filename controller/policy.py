@@ -73,10 +73,15 @@ POLICIES: dict[str, Policy] = {"s1": s1}
 #: exponent gain of the multiplicative update: a member whose pressure is 0.01 above the pool mean
 #: (outside the dead zone) has its ratio cut by e^(-0.01 * GAIN) this tick, before the planner's damping.
 BALANCE_GAIN = 2.0
-#: share of the way each ratio moves toward the pool's geometric mean every tick (in log space): a
-#: difference the pressure does not keep renewing halves in ~7 ticks, so equal engines end up with equal
-#: ratios (= least-connections) while a persistent pressure difference keeps unequal engines apart.
-BALANCE_LEAK = 0.1
+#: share of the way each ratio moves toward its neutral every tick (in log space): a difference the
+#: pressure does not keep renewing decays by 20% a tick, so equal engines end up with equal ratios
+#: (= least-connections), while a persistent pressure difference holds ratios up to
+#: BALANCE_MAX_MOVE / BALANCE_LEAK (= 0.5 in log, x1.65) away from the neutral.
+BALANCE_LEAK = 0.2
+#: the neutral the leak pulls toward: ratios proportional to KV capacity^BALANCE_PRIOR (vLLM's
+#: kv_cache_max_concurrency; 0 = equal ratios). Used only when every member exports the figure; equal
+#: engines have equal capacity, so on a homogeneous pool the neutral is "all equal" either way.
+BALANCE_PRIOR = 1.0
 #: pressure differences (in log(1 + pressure)) smaller than this are noise and ignored.
 BALANCE_DEAD_ZONE = 0.03
 #: largest pressure-driven change of a ratio per tick, in log space (0.1 = ~10%). Together with the
@@ -120,14 +125,17 @@ def shrink(x: float, dead_zone: float) -> float:
 
 def balance_step(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[Context], *,
                  gain: float = BALANCE_GAIN, leak: float = BALANCE_LEAK, dead_zone: float = BALANCE_DEAD_ZONE,
-                 max_move: float = BALANCE_MAX_MOVE, log_pressure: bool = True) -> Scores:
+                 max_move: float = BALANCE_MAX_MOVE, log_pressure: bool = True,
+                 prior: float = BALANCE_PRIOR) -> Scores:
     """One tick of the closed loop, in log space:
 
-        log r_i <- (1 - leak) * log current_i + leak * mean_j log current_j - clip(gain * shrink(q_i - mean q))
+        log r_i <- (1 - leak) * log current_i + leak * neutral_i - clip(gain * shrink(q_i - mean q))
 
     with q = log(1 + pressure) (or the pressure itself when log_pressure is False), shrink() a soft
-    dead zone and clip() at ±max_move. Members more pressed than the pool's mean lose share, less
-    pressed ones gain it; the leak makes differences that the pressure does not renew decay.
+    dead zone and clip() at ±max_move. neutral_i = mean_j log current_j + prior * (log cap_i - mean_j
+    log cap_j), cap = kv_max_concurrency (prior 0, or a member without it: all neutrals equal).
+    Members more pressed than the pool's mean lose share, less pressed ones gain it; the leak makes
+    differences the pressure does not renew decay back to the neutral.
     """
     if not samples:
         return {}
@@ -138,18 +146,26 @@ def balance_step(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[
         q = {k: math.log1p(max(0.0, v)) for k, v in q.items()}
     mean = sum(q.values()) / len(q)
     logs = {k: math.log(v) for k, v in base.items()}
-    centre = sum(logs.values()) / len(logs)
+    level = sum(logs.values()) / len(logs)
+    centre = {k: level for k in logs}
+    caps = {k: s.kv_max_concurrency for k, s in samples.items()}
+    if prior and all(c and c > 0 for c in caps.values()):
+        # leak toward ratios proportional to KV capacity (same geometric mean as now), not toward equal
+        cl = {k: math.log(c) for k, c in caps.items()}
+        cmean = sum(cl.values()) / len(cl)
+        centre = {k: level + prior * (cl[k] - cmean) for k in logs}
 
     def move(k: str) -> float:
         return max(-max_move, min(max_move, gain * shrink(q[k] - mean, dead_zone)))
 
-    return {k: math.exp((1.0 - leak) * logs[k] + leak * centre - move(k)) for k in samples}
+    return {k: math.exp((1.0 - leak) * logs[k] + leak * centre[k] - move(k)) for k in samples}
 
 
 def balance(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[Context] = None) -> Scores:
     """The default closed loop (balance_step with the BALANCE_* constants): equalise log(1 + pressure)
-    across the pool, ignoring differences under the dead zone, at most ~10% per tick, with a 10% leak
-    toward equal ratios. Scores are ratios (the planner rescales so the best is `scale`)."""
+    across the pool, ignoring differences under the dead zone, at most ~10% per tick, with a 20% leak
+    toward ratios proportional to KV capacity. Scores are ratios (the planner rescales so the best is
+    `scale`)."""
     return balance_step(samples, mode, ctx)
 
 
@@ -157,7 +173,7 @@ def balance_v1(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[Co
     """The first `balance` (until this change the default): ratio_i <- current_i * exp(-2 (p_i - mean p)),
     no leak, no dead zone, no clip. Kept for comparison (`balance-v1`); it chases noise on equal engines."""
     return balance_step(samples, mode, ctx, gain=2.0, leak=0.0, dead_zone=0.0, max_move=math.inf,
-                        log_pressure=False)
+                        log_pressure=False, prior=0.0)
 
 
 def queue_balance(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[Context] = None) -> Scores:

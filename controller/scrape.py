@@ -1,17 +1,26 @@
 """Fetch the engines' /metrics pages concurrently, each within its own timeout and the tick's deadline.
 
-One `Scraper` lives as long as the daemon: a persistent requests.Session keeps connections to the
-engines alive between ticks, and a fixed thread pool bounds the concurrency. `scrape()` never raises
-and always returns by the deadline; every member gets a `ScrapeResult` with either a Sample or a
-short error slug:
+One `Scraper` lives as long as the daemon: a urllib3 PoolManager keeps one keep-alive connection pool
+per engine (grown with the fleet), and a fixed thread pool bounds the concurrency. It talks to urllib3
+directly rather than through requests, whose per-request work (preparing, merging and wrapping) cost
+more CPU than the page itself at 1,000 members (docs/performance.md). `scrape()` never raises and
+always returns by the deadline; every member gets a `ScrapeResult` with either a Sample or a short
+error slug:
 
     refused, timeout, deadline, http-<status>, too-large, tls, not-prometheus, missing-metric,
     bad-value, error
 
-A requests timeout only bounds each socket wait, so a server that trickles one byte a second would
+A socket timeout only bounds each socket wait, so a server that trickles one byte a second would
 hold a request for ever. The body is therefore read in small pieces against a total per-request
 budget of min(target.timeout, time left in the tick), and at the deadline any read still in flight
 is shut down from the calling thread.
+
+What requests used to provide is kept: no retries (the next tick is the retry); up to 3 redirects
+(vLLM versions that mount /metrics as an ASGI app redirect to /metrics/), the Authorization header
+dropped when a redirect leaves the host; https verified against REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE
+when set, else certifi's bundle; HTTP_PROXY / HTTPS_PROXY / ALL_PROXY / NO_PROXY and ~/.netrc
+honoured. The environment is read once per URL (a change while the daemon runs applies to URLs seen
+after it), not on every request.
 
 Details never carry credentials: they are built here from fixed phrases, and the target's secrets
 are redacted from them anyway.
@@ -27,10 +36,13 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Iterator, Optional, Sequence
+from urllib.parse import urljoin, urlsplit
 
-import requests
+import certifi
+import requests.utils
+import urllib3
 import urllib3.exceptions as u3
-from requests.adapters import HTTPAdapter
+from urllib3.util import make_headers
 
 from controller import __version__, engines
 from controller.clock import Clock, SystemClock
@@ -43,6 +55,16 @@ ACCEPT = "text/plain;version=0.0.4"
 _CHUNK = 64 * 1024
 _POOLS_MIN = 128  # keep-alive host pools to start with; grown to the number of members scraped
 _DETAIL_MAX = 200
+_MAX_REDIRECTS = 3  # vLLM versions that mount /metrics as an ASGI app redirect to /metrics/
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_REDIRECT_BODY_MAX = 64 * 1024  # read (to reuse the connection) up to this; else close it
+#: requests' default headers, with ours: the target's own headers override these.
+_DEFAULT_HEADERS = {
+    "User-Agent": f"f5-llm-ratio/{__version__}",
+    "Accept-Encoding": ", ".join(v.strip() for v in make_headers(accept_encoding=True)["accept-encoding"].split(",")),
+    "Accept": ACCEPT,  # also for hand-built targets that carry no Accept of their own
+    "Connection": "keep-alive",
+}
 
 
 @dataclass(frozen=True)
@@ -92,11 +114,11 @@ class _Flight:
 
     def __init__(self, target: Target):
         self.target = target
-        self.response: Optional[requests.Response] = None
+        self.response: Optional[urllib3.BaseHTTPResponse] = None
         self.aborted = False
         self.lock = threading.Lock()
 
-    def attach(self, response: requests.Response) -> bool:
+    def attach(self, response: urllib3.BaseHTTPResponse) -> bool:
         """Register the response; False when the deadline already passed."""
         with self.lock:
             self.response = response
@@ -108,6 +130,68 @@ class _Flight:
             response = self.response
         if response is not None:
             _shutdown(response)
+
+
+class _Pools:
+    """The Scraper's connection pools: one urllib3 PoolManager per (proxy, CA bundle), in practice one.
+
+    Each keeps one keep-alive pool per endpoint (`hosts` of them; urllib3 closes the least recently used
+    pool beyond that, so `Scraper._fit_pools` grows them with the fleet), up to `maxsize` connections per
+    endpoint. No retries: a retry inside one tick only eats the deadline, and the next tick is the retry.
+    `close()` drops every idle connection; the pools stay usable (new connections)."""
+
+    def __init__(self, hosts: int, maxsize: int):
+        self.hosts = hosts
+        self.maxsize = maxsize
+        self._managers: dict[tuple[Optional[str], str], urllib3.PoolManager] = {}
+        self._lock = threading.Lock()
+
+    def manager(self, proxy: Optional[str], verify: str) -> urllib3.PoolManager:
+        key = (proxy, verify)
+        found = self._managers.get(key)
+        if found is None:
+            with self._lock:
+                found = self._managers.get(key)
+                if found is None:
+                    found = self._managers[key] = _manager(proxy, verify, self.hosts, self.maxsize)
+        return found
+
+    def resize(self, hosts: int) -> None:
+        with self._lock:
+            old, self._managers, self.hosts = self._managers, {}, hosts
+        for m in old.values():
+            m.clear()  # its idle connections; a request still holding one closes it when done
+
+    def close(self) -> None:
+        with self._lock:
+            managers = list(self._managers.values())
+        for m in managers:
+            m.clear()
+
+
+def _manager(proxy: Optional[str], verify: str, hosts: int, maxsize: int) -> urllib3.PoolManager:
+    """A PoolManager that verifies https against `verify` (a CA file or directory), through `proxy` if any."""
+    kw: dict = {"num_pools": hosts, "maxsize": maxsize, "block": False, "retries": False, "cert_reqs": "CERT_REQUIRED"}
+    kw["ca_cert_dir" if os.path.isdir(verify) else "ca_certs"] = verify
+    if proxy is None:
+        return urllib3.PoolManager(**kw)
+    user, password = requests.utils.get_auth_from_url(proxy)
+    if proxy.lower().startswith("socks"):
+        try:
+            from urllib3.contrib.socks import SOCKSProxyManager
+        except ImportError:  # PySocks is not installed: requests refused these too
+            raise _Failed("error", "SOCKS proxy support is not installed") from None
+        return SOCKSProxyManager(proxy, username=user or None, password=password or None, **kw)
+    headers = make_headers(proxy_basic_auth=f"{user}:{password}") if user else None
+    return urllib3.ProxyManager(proxy, proxy_headers=headers, **kw)
+
+
+@dataclass(frozen=True)
+class _Route:
+    """How to reach one URL, from the environment: the pool manager and ~/.netrc credentials."""
+
+    manager: urllib3.PoolManager
+    netrc: Optional[tuple[str, str]]
 
 
 class Scraper:
@@ -122,17 +206,15 @@ class Scraper:
         max_workers: int = 32,
         max_bytes: int = 8 * 1024 * 1024,
         clock: Optional[Clock] = None,  # SystemClock() when None
-        session: Optional[requests.Session] = None,
     ):
         self.max_bytes = max_bytes
         self.clock = clock or SystemClock()
         self._max_workers = max_workers
-        self._hosts = 0  # endpoints the session's connection pools are sized for (0: a session we were given)
-        self._env: dict[str, tuple[dict, object, object]] = {}  # url -> (proxies, verify, netrc auth)
-        if session is None:
-            session, self._hosts = _session(max_workers), _POOLS_MIN
-            session.trust_env = False  # the environment is read once per URL instead (`_environment`)
-        self._session = session
+        self._env: dict[str, tuple[dict, str, Optional[tuple[str, str]]]] = {}  # url -> (proxies, CA, netrc auth)
+        self._routes: dict[str, _Route] = {}
+        # Up to max_workers connections per endpoint, as before: a member listed in several pools is
+        # fetched once per pool in the same tick, and a full pool would discard (and log) connections.
+        self._session = _Pools(_POOLS_MIN, max_workers)
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="scrape")
 
     def __enter__(self) -> "Scraper":
@@ -162,34 +244,47 @@ class Scraper:
             results[flight.target.member] = self._collect(future, flight, deadline)
         return results
 
-    def _environment(self, url: str) -> tuple[Optional[dict], object, object]:
-        """What requests would take from the environment for `url` (proxies and no_proxy, REQUESTS_CA_BUNDLE /
-        CURL_CA_BUNDLE, ~/.netrc), read once per URL: requests reads it on every request, which costs
-        more than parsing the page when the environment is large. A session we were given is left to
-        requests (proxies None, verify True: its own per-request merge applies)."""
-        if self._session.trust_env:
-            return None, True, None
+    def _environment(self, url: str) -> tuple[dict, str, Optional[tuple[str, str]]]:
+        """What requests would take from the environment for `url`: the proxies (HTTP_PROXY, HTTPS_PROXY,
+        ALL_PROXY, less NO_PROXY), the CA bundle (REQUESTS_CA_BUNDLE, else CURL_CA_BUNDLE, else certifi's)
+        and ~/.netrc credentials. Read once per URL: reading it costs more than parsing the page when the
+        environment is large."""
         hit = self._env.get(url)
         if hit is None:
-            if len(self._env) > 4 * max(self._hosts, _POOLS_MIN):
-                self._env.clear()
+            self._trim(self._env)
             proxies = requests.utils.get_environ_proxies(url)
-            verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+            verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
             hit = self._env[url] = (proxies, verify, requests.utils.get_netrc_auth(url))
         return hit
 
+    def _route(self, url: str) -> _Route:
+        route = self._routes.get(url)
+        if route is None:
+            scheme = url.partition("://")[0].lower()
+            if scheme not in ("http", "https"):
+                raise _Failed("error", "invalid metrics URL")
+            proxies, verify, netrc = self._environment(url)
+            if scheme == "https" and not os.path.exists(verify):
+                raise _Failed("error", f"CA bundle not found: {verify}")
+            proxy = requests.utils.select_proxy(url, proxies)
+            if proxy:
+                proxy = requests.utils.prepend_scheme_if_needed(proxy, "http")
+            self._trim(self._routes)
+            route = self._routes[url] = _Route(self._session.manager(proxy or None, verify), netrc)
+        return route
+
+    def _trim(self, cache: dict) -> None:
+        if len(cache) > 4 * self._session.hosts:
+            cache.clear()
+
     def _fit_pools(self, endpoints: int) -> None:
-        """Keep one keep-alive pool per endpoint. urllib3 keeps at most `pool_connections` host pools and
-        closes the least recently used beyond that: with more members than pools, every scrape would open
-        a new TCP connection (and close another member's). So the pools grow with the fleet."""
-        if not self._hosts or endpoints <= self._hosts:
+        """Keep one keep-alive pool per endpoint. urllib3 keeps at most `num_pools` host pools and closes
+        the least recently used beyond that: with more members than pools, every scrape would open a new
+        TCP connection (and close another member's). So the pools grow with the fleet."""
+        if endpoints <= self._session.hosts:
             return
-        self._hosts = max(endpoints + endpoints // 4, 2 * self._hosts)
-        old = self._session.get_adapter("http://")
-        adapter = _adapter(self._hosts, self._max_workers)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
-        old.close()  # its idle connections; a request still holding one closes it when done
+        self._session.resize(max(endpoints + endpoints // 4, 2 * self._session.hosts))
+        self._routes.clear()  # they point at the old managers
 
     # -- one target --------------------------------------------------------------------------------
     def _collect(self, future: Future, flight: _Flight, deadline: float) -> ScrapeResult:
@@ -227,29 +322,59 @@ class Scraper:
     def _get(self, flight: _Flight, stop_at: float, budget: float, late: str) -> str:
         """GET the page and return its text, within `stop_at` (monotonic) in total."""
         target = flight.target
-        proxies, verify, netrc = self._environment(target.url)
-        response = self._session.get(
-            target.url,
-            headers=dict(target.headers),
-            auth=target.auth or netrc,
-            timeout=(budget, budget),
-            stream=True,
-            proxies=proxies,
-            verify=verify,  # per request, so REQUESTS_CA_BUNDLE still applies
-        )
-        try:
-            if not flight.attach(response):
-                raise _Failed("deadline", "cut off at the tick deadline")
-            if not 200 <= response.status_code < 300:
-                raise _Failed(f"http-{response.status_code}", (response.reason or "")[:80])
-            body = self._read_body(response, stop_at, budget, late)
-            if flight.aborted:  # a shutdown read ends like EOF: never parse a truncated page
-                raise _Failed("deadline", "cut off at the tick deadline")
-        finally:
-            response.close()
-        return body.decode("utf-8-sig", errors="replace")  # a BOM would hide the first line
+        url = target.url
+        route = self._route(url)
+        headers = _headers(target, target.auth or route.netrc)
+        for hop in range(_MAX_REDIRECTS + 1):
+            left = stop_at - time.monotonic()
+            if left <= 0:
+                raise _Failed(late, f"no response within {budget:.2g}s")
+            response = route.manager.urlopen(
+                "GET", url, headers=headers, timeout=urllib3.Timeout(connect=left, read=left),
+                retries=False, redirect=False, preload_content=False, decode_content=True,
+            )
+            consumed = False
+            try:
+                if not flight.attach(response):
+                    raise _Failed("deadline", "cut off at the tick deadline")
+                status = response.status
+                location = response.headers.get("Location") if status in _REDIRECTS else None
+                if location:
+                    if hop == _MAX_REDIRECTS:
+                        raise _Failed("error", "too many redirects")
+                    consumed = self._skip_body(response, stop_at, budget, late)
+                    url, headers = _redirect(url, location, headers)
+                    route = self._route(url)
+                    continue
+                if not 200 <= status < 300:
+                    raise _Failed(f"http-{status}", (response.reason or "")[:80])
+                body = self._read_body(response, stop_at, budget, late)
+                consumed = True
+                if flight.aborted:  # a shutdown read ends like EOF: never parse a truncated page
+                    raise _Failed("deadline", "cut off at the tick deadline")
+            finally:
+                if not consumed:  # never hand a half-read connection back to the pool
+                    response.close()
+                response.release_conn()
+            return body.decode("utf-8-sig", errors="replace")  # a BOM would hide the first line
+        raise AssertionError("unreachable")
 
-    def _read_body(self, response: requests.Response, stop_at: float, budget: float, late: str) -> bytes:
+    def _skip_body(self, response: urllib3.BaseHTTPResponse, stop_at: float, budget: float, late: str) -> bool:
+        """Read a redirect's (small) body so its connection can be reused; True when read to the end."""
+        length = response.headers.get("Content-Length", "")
+        if not length.isdigit() or int(length) > _REDIRECT_BODY_MAX:
+            return False
+        size = 0
+        try:
+            for chunk in _pieces(response, stop_at):
+                size += len(chunk)
+                if size > _REDIRECT_BODY_MAX or time.monotonic() > stop_at:
+                    return False
+        except (TimeoutError, u3.ReadTimeoutError):
+            raise _Failed(late, f"no response within {budget:.2g}s") from None
+        return True
+
+    def _read_body(self, response: urllib3.BaseHTTPResponse, stop_at: float, budget: float, late: str) -> bytes:
         """Read the (decompressed) body in pieces, checking size and the total time between pieces."""
         length = response.headers.get("Content-Length", "")
         if length.isdigit() and int(length) > self.max_bytes and not response.headers.get("Content-Encoding"):
@@ -257,7 +382,7 @@ class Scraper:
         chunks: list[bytes] = []
         size = 0
         try:
-            for chunk in _pieces(response.raw, stop_at):
+            for chunk in _pieces(response, stop_at):
                 size += len(chunk)
                 if size > self.max_bytes:  # counted after decompression, so a gzip bomb stops here too
                     raise _Failed("too-large", f"body over {self.max_bytes} bytes")
@@ -278,22 +403,43 @@ class Scraper:
         )
 
 
-def _session(max_workers: int) -> requests.Session:
-    """One keep-alive pool per engine host (many hosts; `Scraper._fit_pools` grows their number with the
-    fleet), up to max_workers connections each; no retries: a retry inside one tick only eats the
-    deadline, and the next tick is the retry."""
-    session = requests.Session()
-    adapter = _adapter(_POOLS_MIN, max_workers)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.max_redirects = 3  # vLLM versions that mount /metrics as an ASGI app redirect to /metrics/
-    session.headers["User-Agent"] = f"f5-llm-ratio/{__version__}"
-    session.headers["Accept"] = ACCEPT  # also for hand-built targets that carry no Accept of their own
-    return session
+def _headers(target: Target, auth: Optional[tuple[str, str]]) -> dict[str, str]:
+    """The request headers, as requests built them: its defaults (with our User-Agent and Accept), then
+    the target's (matched case-insensitively), then basic auth, which replaces a bearer header."""
+    headers = dict(_DEFAULT_HEADERS)
+    for name, value in target.headers:
+        for have in [h for h in headers if h.lower() == name.lower()]:
+            del headers[have]
+        headers[name] = value
+    if auth:
+        for have in [h for h in headers if h.lower() == "authorization"]:
+            del headers[have]
+        headers["Authorization"] = make_headers(basic_auth=f"{auth[0]}:{auth[1]}")["authorization"]
+    return headers
 
 
-def _adapter(hosts: int, max_workers: int) -> HTTPAdapter:
-    return HTTPAdapter(pool_connections=hosts, pool_maxsize=max_workers, max_retries=0)
+def _redirect(url: str, location: str, headers: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """The next URL, and the headers to send it: Authorization is dropped when the redirect leaves the
+    origin, by requests' rule (`_strip_auth`)."""
+    new = urljoin(url, location)
+    if _strip_auth(url, new):
+        headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+    return new, headers
+
+
+def _strip_auth(old_url: str, new_url: str) -> bool:
+    """requests' Session.should_strip_auth: another host, port or scheme, except http -> https on the
+    default ports, and a default port written out or left implicit."""
+    old, new = urlsplit(old_url), urlsplit(new_url)
+    if old.hostname != new.hostname:
+        return True
+    if old.scheme == "http" and old.port in (80, None) and new.scheme == "https" and new.port in (443, None):
+        return False
+    changed_port, changed_scheme = old.port != new.port, old.scheme != new.scheme
+    default = ({"http": 80, "https": 443}.get(old.scheme), None)
+    if not changed_scheme and old.port in default and new.port in default:
+        return False
+    return changed_port or changed_scheme
 
 
 def _pieces(raw, stop_at: float) -> Iterator[bytes]:
@@ -317,12 +463,12 @@ def _set_read_timeout(raw, remaining: float) -> None:
             pass
 
 
-def _shutdown(response: requests.Response) -> None:
+def _shutdown(response: urllib3.BaseHTTPResponse) -> None:
     """Unblock a read in another thread (urllib3 >= 2.3 has HTTPResponse.shutdown for exactly this)."""
     try:
-        response.raw.shutdown()
+        response.shutdown()
     except Exception:
-        sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+        sock = getattr(getattr(response, "connection", None), "sock", None)
         try:
             if sock is not None:
                 sock.shutdown(socket.SHUT_RD)
@@ -337,7 +483,7 @@ def _done(result: ScrapeResult) -> Future:
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """The exception and everything it wraps (requests -> urllib3 -> socket/ssl)."""
+    """The exception and everything it wraps (urllib3 -> socket/ssl)."""
     seen: set[int] = set()
     stack = [exc]
     while stack:
@@ -351,16 +497,20 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 
 def _classify(exc: Exception, budget: float, late: str) -> tuple[str, str]:
-    """Map a requests/urllib3/socket exception to (reason slug, safe detail)."""
+    """Map a urllib3/socket exception to (reason slug, safe detail)."""
     chain = list(_chain(exc))
     for e in chain:
-        if isinstance(e, ssl.SSLError) or isinstance(e, (requests.exceptions.SSLError, u3.SSLError)):
+        if isinstance(e, (ssl.SSLError, u3.SSLError)):
             return "tls", _tls_detail(chain)
     if any(isinstance(e, ConnectionRefusedError) for e in chain):
         return "refused", "connection refused"
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
+    if isinstance(exc, (u3.LocationValueError, u3.URLSchemeUnknown)):  # before the timeouts: ProxySchemeUnknown
+        return "error", "invalid metrics URL"
+    # urllib3's NewConnectionError (refused, unreachable, no such name) is a ConnectTimeoutError too
+    if isinstance(exc, u3.ConnectTimeoutError) and not isinstance(exc, u3.NewConnectionError):
         return late, f"no connection within {budget:.2g}s"
-    if any(isinstance(e, (requests.exceptions.Timeout, u3.TimeoutError, socket.timeout, TimeoutError)) for e in chain):
+    if any(isinstance(e, (u3.TimeoutError, socket.timeout, TimeoutError)) and not isinstance(e, u3.NewConnectionError)
+           for e in chain):
         return late, f"no response within {budget:.2g}s"
     if any(isinstance(e, socket.gaierror) for e in chain):
         return "error", "name resolution failed"
@@ -370,10 +520,6 @@ def _classify(exc: Exception, budget: float, late: str) -> tuple[str, str]:
         return "error", "connection reset"
     if any(isinstance(e, u3.ProtocolError) for e in chain):
         return "error", "connection closed mid-response"
-    if isinstance(exc, requests.exceptions.TooManyRedirects):
-        return "error", "too many redirects"
-    if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema)):
-        return "error", "invalid metrics URL"
     return "error", type(exc).__name__
 
 

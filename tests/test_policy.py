@@ -147,7 +147,7 @@ def test_balance_persistent_gap_holds_ratios_apart_and_noise_decays():
     for _ in range(200):
         cur = policy.balance_step({"a": hot, "b": cold}, BAL, policy.Context(current=cur, scale=10**6))
     spread = math.log(cur["b"] / cur["a"])
-    assert spread == pytest.approx(2 * CLIP / LEAK, rel=1e-3)  # fixed point of leak vs clipped push
+    assert spread == pytest.approx(2 * CLIP / LEAK, rel=1e-3)  # fixed point of leak vs clipped push (no KV figure: equal neutral)
     cur = {"a": 100.0, "b": 100.0}
     for i in range(201):
         pair = {"a": hot, "b": cold} if i % 2 else {"a": cold, "b": hot}
@@ -161,3 +161,17 @@ def test_balance_steps_are_pure_and_registered():
     assert policy.score(s, BAL, ctx) == policy.score(s, BAL, ctx)
     assert policy.POLICIES["balance"] is policy.balance
     assert policy.score({"a": s["a"]}, BAL, _ctx(a=70)) == pytest.approx({"a": 70})  # one member: kept
+
+
+def test_balance_leaks_toward_kv_capacity_prior():
+    """Equal pressure: each ratio moves LEAK of the way (in logs) toward ratios proportional to KV capacity,
+    at the pool's current geometric mean; without the figure on every member, toward equal ratios."""
+    s = {"a": Sample(0, running=2, kv_usage=0.2, kv_max_concurrency=10.0),
+         "b": Sample(0, running=2, kv_usage=0.2, kv_max_concurrency=40.0)}
+    got = policy.score(s, BAL, _ctx(a=100, b=100))
+    assert got == pytest.approx({"a": 100 * 0.5 ** LEAK, "b": 100 * 2.0 ** LEAK})  # neutral 50 / 200
+    s["a"] = Sample(0, running=2, kv_usage=0.2)
+    assert policy.score(s, BAL, _ctx(a=100, b=100)) == pytest.approx({"a": 100, "b": 100})
+    # equal capacities (a homogeneous pool): the prior changes nothing
+    same = {k: Sample(0, running=2, kv_usage=0.2, kv_max_concurrency=24.0) for k in "ab"}
+    assert policy.score(same, BAL, _ctx(a=100, b=25)) == pytest.approx({"a": 100 * 0.5 ** LEAK, "b": 25 * 2.0 ** LEAK})
