@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import heapq
 import math
-import os
 import random
 import sys
 import time
@@ -615,7 +614,6 @@ def run_tuning(duration: float, seed: int, workers: int, pol: str = "queue-balan
                          replace(CONTENDERS[CONTENDERS_DEFAULT].weights, **wch), label))
     def strip(j):
         return j[:7]
-    labels = {(j[0], j[1], id_): j[7] for id_, j in enumerate(jobs)}
     import multiprocessing as mp
     with mp.get_context("fork").Pool(max(1, workers)) as p:
         res = p.map(run_one, [strip(j) for j in jobs], chunksize=1)
@@ -669,7 +667,7 @@ def goal_lines(results: List[dict], default: str) -> List[str]:
                 lc, sb = by.get((key, load, "lc")), by.get((key, load, "sideband"))
                 ors = [by[(key, load, o)]["p99"] for o in ("oracle", "oracle-work") if (key, load, o) in by]
                 orc = min(ors) if ors else math.nan
-                def ratio(ref):
+                def ratio(ref, d=d):
                     return d["p99"] / ref["p99"] if ref else math.nan
                 r_lc, r_sb, r_or = ratio(lc), ratio(sb), d["p99"] / orc if ors else math.nan
                 mark = lambda v, g: f"{fmt(v)} {'✅' if v <= g else '❌'}" if not math.isnan(v) else "–"
@@ -731,13 +729,13 @@ def write_doc(results: List[dict], tuning: List[dict], args, wall: float, defaul
     if tuning:
         L.append("\n## Damping and scrape-interval tuning (default policy, `balance-rlc`)\n")
         L.append(f"Each row changes one setting from the defaults; {args.tune_duration / 60:.0f} simulated minutes per run, seed {args.seed}.\n")
-        cases = [f"{k} @ {l:.0%}" for k, l in TUNE_CASES]
+        cases = [f"{k} @ {ld:.0%}" for k, ld in TUNE_CASES]
         L.append("| setting | " + " | ".join(f"{c} p99 / writes/min" for c in cases) + " |")
         L.append("| --- | " + " | ".join("---:" for _ in cases) + " |")
         for label, _, _ in TUNE_GRID:
             cells = []
-            for k, l in TUNE_CASES:
-                r = next((x for x in tuning if x["tune"] == label and x["scenario"] == k and x["load"] == l), None)
+            for k, ld in TUNE_CASES:
+                r = next((x for x in tuning if x["tune"] == label and x["scenario"] == k and x["load"] == ld), None)
                 cells.append(f"{fmt(r['p99'])} / {fmt(r['writes_per_min'], 1)}" if r else "–")
             L.append(f"| {label} | " + " | ".join(cells) + " |")
     if ablation:
