@@ -1,4 +1,4 @@
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 setup(
     name="f5-llm-ratio",
@@ -8,8 +8,9 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["controller", "controller.*"]),
-    package_data={"controller": ["sim/data/*"]},
+    # Namespace discovery so controller/sim/data (the built-in trace sample) ships as package data.
+    packages=find_namespace_packages(include=["controller", "controller.*"], exclude=["*.__pycache__"]),
+    package_data={"controller.sim.data": ["*.csv", "*.md"]},
     include_package_data=True,
     install_requires=[
         "requests>=2.28",
