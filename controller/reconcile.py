@@ -65,6 +65,7 @@ class Reconciler:
         self.target_for = target_for or default_target_for
         self.instance = instance  # this controller's id, written into GUI notes (see planner.other_owner)
         self._silent: Optional[str] = None  # set when BIG-IP gave no reply at all during the current tick
+        self._tick_start = 0.0  # a cached membership read before this may not be written against
         self.budget = WriteBudget(cfg.f5.max_writes_per_minute, self.clock)
         self.memory: dict[str, dict[str, planner.Observation]] = {}
         self.cache: dict[str, _Cached] = {}
@@ -191,7 +192,7 @@ class Reconciler:
     # -- the tick ------------------------------------------------------------------------------
     def tick(self) -> TickReport:
         self._tick_start = self.clock.monotonic()
-        self._silent: Optional[str] = None
+        self._silent = None
         errors: list[str] = []
         states = {}
         for pool_cfg in self.cfg.pools:
