@@ -16,6 +16,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from controller.sim import pages
 from controller.sim.engine import Engine, Request, preset
 from controller.sim.trace import capacity_estimate, duration, load_trace, repeat, scale_to_rate
 
@@ -51,6 +52,18 @@ def main() -> None:
     print(f"load {load:.0%} of {sum(caps):.1f} req/s: {len(trace)} requests in one simulated hour, "
           f"{sum(s.num_finished for s in snaps)} finished, {sum(s.num_steps for s in snaps)} steps")
     print(f"CPU {cpu:.2f} s -> {len(trace) / cpu:,.0f} simulated requests per CPU second")
+    page_and_snapshot_cost(engines[0])
+
+
+def page_and_snapshot_cost(engine: Engine, n: int = 200) -> None:
+    t0 = time.perf_counter()
+    for _ in range(n):
+        snap = engine.snapshot()
+    t1 = time.perf_counter()
+    for _ in range(n):
+        page = pages.render(snap, "vllm")
+    t2 = time.perf_counter()
+    print(f"snapshot {(t1 - t0) / n * 1e6:.0f} us; vLLM page ({len(page):,} bytes) renders in {(t2 - t1) / n * 1e3:.2f} ms")
 
 
 if __name__ == "__main__":
