@@ -87,6 +87,13 @@ BALANCE_DEAD_ZONE = 0.03
 #: largest pressure-driven change of a ratio per tick, in log space (0.1 = ~10%). Together with the
 #: planner's 10% dead band a ratio only moves when the pressure points the same way for 2+ ticks.
 BALANCE_MAX_MOVE = 0.1
+#: in a pool of at least BALANCE_LARGE_POOL members the queued-share term of the pressure weighs
+#: BALANCE_LARGE_POOL_QUEUE_BOOST times its configured w_a (the default 0.5/0.5 becomes 0.75/0.25).
+#: Empirical (docs/policy.md): with 16 members the KV-use differences kept the loop from following
+#: queue bursts (p99 1.32-1.35x the oracle at hetero16-conv 95%, 1.02-1.04x with the boost, seeds 4-6);
+#: pools of fewer members are scored exactly as before (`balance-v2`).
+BALANCE_LARGE_POOL = 8
+BALANCE_LARGE_POOL_QUEUE_BOOST = 3.0
 
 
 def _base_ratios(keys, ctx: Context) -> dict[str, float]:
@@ -126,7 +133,8 @@ def shrink(x: float, dead_zone: float) -> float:
 def balance_step(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[Context], *,
                  gain: float = BALANCE_GAIN, leak: float = BALANCE_LEAK, dead_zone: float = BALANCE_DEAD_ZONE,
                  max_move: float = BALANCE_MAX_MOVE, log_pressure: bool = True,
-                 prior: float = BALANCE_PRIOR) -> Scores:
+                 prior: float = BALANCE_PRIOR, large_pool: int = BALANCE_LARGE_POOL,
+                 large_pool_queue_boost: float = BALANCE_LARGE_POOL_QUEUE_BOOST) -> Scores:
     """One tick of the closed loop, in log space:
 
         log r_i <- (1 - leak) * log current_i + leak * neutral_i - clip(gain * shrink(q_i - mean q))
@@ -135,11 +143,14 @@ def balance_step(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[
     dead zone and clip() at ±max_move. neutral_i = mean_j log current_j + prior * (log cap_i - mean_j
     log cap_j), cap = kv_max_concurrency (prior 0, or a member without it: all neutrals equal).
     Members more pressed than the pool's mean lose share, less pressed ones gain it; the leak makes
-    differences the pressure does not renew decay back to the neutral.
+    differences the pressure does not renew decay back to the neutral. In a pool of `large_pool` or
+    more members the queue weight w_a is multiplied by `large_pool_queue_boost` (1 = off).
     """
     if not samples:
         return {}
     ctx = ctx or Context()
+    if len(samples) >= large_pool and large_pool_queue_boost != 1.0:
+        mode = ModeConfig(mode.name, w_a=mode.w_a * large_pool_queue_boost, w_b=mode.w_b, w_g=mode.w_g)
     base = _base_ratios(samples, ctx)
     q = {k: pressure(s, mode) for k, s in samples.items()}
     if log_pressure:
@@ -164,16 +175,22 @@ def balance_step(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[
 def balance(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[Context] = None) -> Scores:
     """The default closed loop (balance_step with the BALANCE_* constants): equalise log(1 + pressure)
     across the pool, ignoring differences under the dead zone, at most ~10% per tick, with a 20% leak
-    toward ratios proportional to KV capacity. Scores are ratios (the planner rescales so the best is
-    `scale`)."""
+    toward ratios proportional to KV capacity; in pools of 8+ members the queue term weighs 3x. Scores
+    are ratios (the planner rescales so the best is `scale`)."""
     return balance_step(samples, mode, ctx)
 
 
+def balance_v2(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[Context] = None) -> Scores:
+    """The second `balance` (the default until the large-pool queue boost): the same loop with the
+    configured w_a/w_b at every pool size. Kept for comparison (`balance-v2`); identical below 8 members."""
+    return balance_step(samples, mode, ctx, large_pool_queue_boost=1.0)
+
+
 def balance_v1(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[Context] = None) -> Scores:
-    """The first `balance` (until this change the default): ratio_i <- current_i * exp(-2 (p_i - mean p)),
+    """The first `balance` (the first default): ratio_i <- current_i * exp(-2 (p_i - mean p)),
     no leak, no dead zone, no clip. Kept for comparison (`balance-v1`); it chases noise on equal engines."""
     return balance_step(samples, mode, ctx, gain=2.0, leak=0.0, dead_zone=0.0, max_move=math.inf,
-                        log_pressure=False, prior=0.0)
+                        log_pressure=False, prior=0.0, large_pool_queue_boost=1.0)
 
 
 def queue_balance(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[Context] = None) -> Scores:
@@ -195,7 +212,13 @@ def kv_capacity(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[C
     return out
 
 
-POLICIES.update({"balance": balance, "balance-v1": balance_v1, "queue-balance": queue_balance, "kv-capacity": kv_capacity})
+POLICIES.update({
+    "balance": balance,
+    "balance-v1": balance_v1,
+    "balance-v2": balance_v2,
+    "queue-balance": queue_balance,
+    "kv-capacity": kv_capacity,
+})
 
 
 def score(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[Context] = None) -> Scores:

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 
 from controller import policy
@@ -88,7 +90,7 @@ def test_kv_capacity_is_proportional_to_kv_concurrency():
 
 
 def test_new_policies_are_registered_and_empty_is_empty():
-    for name in ("balance", "balance-v1", "queue-balance", "kv-capacity"):
+    for name in ("balance", "balance-v1", "balance-v2", "queue-balance", "kv-capacity"):
         assert name in policy.POLICIES
         assert policy.score({}, ModeConfig(name)) == {}
 
@@ -100,7 +102,6 @@ LEAK, DZ, CLIP, GAIN = policy.BALANCE_LEAK, policy.BALANCE_DEAD_ZONE, policy.BAL
 
 
 def _q(s):
-    import math
     return math.log1p(policy.pressure(s, BAL))
 
 
@@ -141,7 +142,6 @@ def test_balance_small_gap_outside_dead_zone_is_gain_times_excess():
 def test_balance_persistent_gap_holds_ratios_apart_and_noise_decays():
     """Iterate the policy alone (no planner): a persistent pressure gap settles at a fixed spread set by
     clip/leak; alternating noise of the same size leaves the ratios near equal."""
-    import math
     hot, cold = Sample(20, running=4, kv_usage=0.9), Sample(0, running=4, kv_usage=0.2)
     cur = {"a": 100.0, "b": 100.0}
     for _ in range(200):
@@ -175,3 +175,54 @@ def test_balance_leaks_toward_kv_capacity_prior():
     # equal capacities (a homogeneous pool): the prior changes nothing
     same = {k: Sample(0, running=2, kv_usage=0.2, kv_max_concurrency=24.0) for k in "ab"}
     assert policy.score(same, BAL, _ctx(a=100, b=25)) == pytest.approx({"a": 100 * 0.5 ** LEAK, "b": 25 * 2.0 ** LEAK})
+
+
+# --- large pools: the queue term weighs BALANCE_LARGE_POOL_QUEUE_BOOST times more ---------------------
+
+HOT = Sample(4, running=4, kv_usage=0.2)
+
+
+def _pool(n, hot=HOT):
+    """n members at running 4, KV 0.2 and no queue, except m0 (`hot`)."""
+    s = {f"m{i}": Sample(0, running=4, kv_usage=0.2) for i in range(n)}
+    s["m0"] = hot
+    return s
+
+
+def _expected_other(n, w_a, w_b):
+    """The ratio (from 50) of a member without a queue, by the formula, for pressure weights w_a, w_b."""
+    p_hot = (w_a * 4 / 5 + w_b * 0.2) / (w_a + w_b)
+    p_cold = (w_b * 0.2) / (w_a + w_b)
+    q_hot, q_cold = math.log1p(p_hot), math.log1p(p_cold)
+    mean = (q_hot + (n - 1) * q_cold) / n
+    return 50 * math.exp(-max(-CLIP, min(CLIP, GAIN * policy.shrink(q_cold - mean, DZ))))
+
+
+@pytest.mark.parametrize(
+    "n, name, w_a, w_b",
+    [
+        (7, "balance", 0.5, 0.5),     # below BALANCE_LARGE_POOL: configured weights
+        (8, "balance", 1.5, 0.5),     # 8+ members: w_a x 3 (0.75 / 0.25 after normalising)
+        (8, "balance-v2", 0.5, 0.5),  # the previous default: configured weights at every size
+        (2, "balance-v2", 0.5, 0.5),
+    ],
+)
+def test_balance_large_pool_queue_boost_table(n, name, w_a, w_b):
+    got = policy.score(_pool(n), ModeConfig(name, w_a=0.5, w_b=0.5), _ctx(**{f"m{i}": 50 for i in range(n)}))
+    assert got["m1"] == pytest.approx(_expected_other(n, w_a, w_b), rel=1e-9)
+    assert got["m0"] == pytest.approx(50 * E ** -CLIP)  # the queued member: clipped cut either way
+
+
+def test_balance_equals_v2_below_large_pool_and_differs_from_it_above():
+    assert policy.BALANCE_LARGE_POOL == 8 and policy.BALANCE_LARGE_POOL_QUEUE_BOOST == 3.0
+    for n in range(1, 8):
+        s, ctx = _pool(n), _ctx(**{f"m{i}": 40 + i for i in range(n)})
+        assert policy.score(s, BAL, ctx) == policy.score(s, ModeConfig("balance-v2"), ctx)
+    s, ctx = _pool(8), _ctx(**{f"m{i}": 50 for i in range(8)})
+    assert policy.score(s, BAL, ctx)["m1"] != pytest.approx(policy.score(s, ModeConfig("balance-v2"), ctx)["m1"])
+    # a KV-only mode (w_a = 0) has no queue term to boost; queue-balance (w_b = 0) is unchanged by scaling
+    kv_only = ModeConfig("balance", w_a=0.0, w_b=1.0)
+    assert policy.score(s, kv_only, ctx) == policy.score(s, ModeConfig("balance-v2", w_a=0.0, w_b=1.0), ctx)
+    assert policy.score(s, ModeConfig("queue-balance"), ctx) == pytest.approx(
+        policy.balance_v2(s, ModeConfig("queue-balance", w_a=1.0, w_b=0.0), ctx))
+    assert policy.POLICIES["balance-v2"] is policy.balance_v2
