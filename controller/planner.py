@@ -19,6 +19,7 @@ from controller.config import PoolConfig, WeightsConfig
 from controller.model import Member, MemberPlan, PoolPlan, PoolState, Sample, ScrapeResult
 
 NOTE_PREFIX = "f5-llm-ratio:"
+OWNED_PREFIX = "f5-llm-ratio["  # followed by the instance id and "]:"
 NO_FRESH_METRICS = "no member has fresh metrics: nothing written"
 #: How long a member's GUI note written by *another* instance keeps this one off that member (seconds).
 #: Longer than any steady state without writes is not possible to know, so this is a lease: the last
@@ -32,7 +33,6 @@ class Observation:
     first_seen: float
     last_fresh: Optional[float] = None
     smoothed: Optional[float] = None
-    sample: Optional[Sample] = None  # the last fresh sample, for policies that use rates of counters
 
 
 Memory = Mapping[str, Observation]
@@ -51,7 +51,7 @@ def describe_sample(sample: Optional[Sample]) -> str:
 
 def note_prefix(instance: str = "") -> str:
     """`f5-llm-ratio[<instance id>]:`, or the plain `f5-llm-ratio:` when no instance id is set."""
-    return f"f5-llm-ratio[{instance}]:" if instance else NOTE_PREFIX
+    return f"{OWNED_PREFIX}{instance}]:" if instance else NOTE_PREFIX
 
 
 def gui_note(score: float, sample: Sample, wall: float, instance: str = "") -> str:
@@ -62,7 +62,7 @@ def gui_note(score: float, sample: Sample, wall: float, instance: str = "") -> s
 
 def may_describe(member: Member, w: WeightsConfig) -> bool:
     """Never overwrite a description this tool did not write."""
-    return w.describe and (not member.description or member.description.startswith(("f5-llm-ratio:", "f5-llm-ratio[")))
+    return w.describe and (not member.description or member.description.startswith((NOTE_PREFIX, OWNED_PREFIX)))
 
 
 def note_owner(description: str) -> Optional[tuple[str, float]]:
@@ -98,7 +98,7 @@ def _remember(pool: PoolState, scrapes: Mapping[str, ScrapeResult], memory: Memo
     for m in pool.members:
         obs = memory.get(m.key) or Observation(first_seen=now)
         if m.active and m.key in scrapes and scrapes[m.key].ok:
-            obs = replace(obs, last_fresh=now, sample=scrapes[m.key].sample)
+            obs = replace(obs, last_fresh=now)
         out[m.key] = obs
     return out
 
@@ -164,12 +164,7 @@ def plan_pool(
         note = NO_FRESH_METRICS if any(m.active for m in pool.members) else "no active member"
         return PoolPlan(pool, plans, note), observed
 
-    ctx = policy.Context(
-        now=now,
-        current={m.key: m.ratio for m in pool.members},
-        previous={k: (o.sample, o.last_fresh) for k, o in memory.items() if o.sample is not None and o.last_fresh is not None},
-        scale=cfg.weights.scale,
-    )
+    ctx = policy.Context(current={m.key: m.ratio for m in pool.members}, scale=cfg.weights.scale)
     raw = policy.score(fresh, cfg.mode, ctx)
     smoothed = {k: weights.smooth(observed[k].smoothed, s, cfg.weights.smoothing) for k, s in raw.items()}
     for k, s in smoothed.items():
@@ -180,7 +175,7 @@ def plan_pool(
     plans = []
     for m in pool.members:
         if not m.active:
-            plans.append(_hold(m, "inactive on BIG-IP", action="skip-inactive"))
+            plans.append(_hold(m))
         elif m.key in fresh:
             plans.append(_known_plan(m, fresh[m.key], smoothed[m.key], targets[m.key], cfg, wall, instance))
         else:
@@ -239,7 +234,8 @@ def _cap_floor(plans: list[MemberPlan], cfg: PoolConfig) -> list[MemberPlan]:
     return out
 
 
-def _hold(m: Member, reason: str, action: str = "hold") -> MemberPlan:
+def _hold(m: Member, reason: str = "", action: str = "hold") -> MemberPlan:
+    """Leave a member as it is; an inactive one says why it is skipped."""
     if not m.active:
         action, reason = "skip-inactive", f"{m.session}/{m.state} on BIG-IP: takes no new traffic"
     return MemberPlan(m, None, None, m.ratio, m.connection_limit, action, reason)

@@ -20,13 +20,10 @@ Scores = dict[str, float]
 class Context:
     """What a policy may know besides this tick's samples: all of it read or observed, none of it written.
 
-    `current` is each member's ratio as just read from BIG-IP; `previous` its last fresh sample and
-    when it was taken (for rates from counters); `now` the clock time of this tick.
+    `current` is each member's ratio as just read from BIG-IP; `scale` the ratio of the best member.
     """
 
-    now: float = 0.0
     current: Mapping[str, int] = field(default_factory=dict)
-    previous: Mapping[str, tuple[Sample, float]] = field(default_factory=dict)
     scale: int = 100
 
 
