@@ -180,6 +180,7 @@ class TickReport:
     failed: int = 0
     dry_run: bool = False
     errors: tuple[str, ...] = field(default_factory=tuple)
+    pool_writes: tuple[tuple[str, int, int], ...] = ()  # (pool full path, applied, failed) per written pool
 
     @property
     def ok(self) -> bool:

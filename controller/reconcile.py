@@ -200,12 +200,15 @@ class Reconciler:
             if state is not None:
                 states[pool_cfg.ref.full_path] = (pool_cfg, state)
         scrapes = self._scrape(states)
-        plans, applied, failed = [], 0, 0
+        plans, writes = [], []
         for path, (pool_cfg, state) in states.items():
             plan, ok, bad = self._reconcile_pool(pool_cfg, state, scrapes.get(path, {}), errors)
             plans.append(plan)
-            applied, failed = applied + ok, failed + bad
-        report = TickReport(self._tick_start, self.clock.monotonic(), tuple(plans), applied, failed, self.dry_run, tuple(errors))
+            if ok or bad:
+                writes.append((path, ok, bad))
+        applied, failed = sum(w[1] for w in writes), sum(w[2] for w in writes)
+        report = TickReport(self._tick_start, self.clock.monotonic(), tuple(plans), applied, failed, self.dry_run,
+                            tuple(errors), tuple(writes))
         self.last_report = report
         return report
 

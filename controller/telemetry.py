@@ -121,22 +121,9 @@ def shares(plan: PoolPlan, planned: bool = True) -> dict[str, float]:
 
 
 def writes_per_pool(report: TickReport) -> dict[str, tuple[int, int]]:
-    """{pool: (applied, failed)} reconstructed from a TickReport, which only carries totals.
-
-    Failures are exact: the reconciler records each as "<pool> <member>: <error>". Applied writes
-    are handed out to pools in plan order, which is exact because the reconciler writes pools in
-    that order and its write budget grants a prefix. A pool whose re-read failed ("<pool>: ...")
-    wrote nothing.
-    """
-    out: dict[str, tuple[int, int]] = {}
-    remaining = 0 if report.dry_run else report.applied
-    for plan in report.plans:
-        path = plan.pool.ref.full_path
-        failed = sum(1 for e in report.errors if e.startswith(path + " "))
-        read_failed = any(e.startswith(path + ":") for e in report.errors)
-        applied = 0 if read_failed else max(0, min(len(plan.writes) - failed, remaining))
-        remaining -= applied
-        out[path] = (applied, failed)
+    """{pool: (applied, failed)} for every planned pool, as the reconciler counted them."""
+    out = {plan.pool.ref.full_path: (0, 0) for plan in report.plans}
+    out.update({path: (applied, failed) for path, applied, failed in report.pool_writes})
     return out
 
 

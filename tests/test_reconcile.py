@@ -113,6 +113,7 @@ def test_member_vanished_between_read_and_write_is_not_fatal():
     load(scraper, Sample(0, kv_usage=0.0), Sample(10, kv_usage=1.0))
     report = rec.tick()
     assert report.applied == 1 and report.failed == 1
+    assert report.pool_writes == ((REF.full_path, 1, 1),)  # per pool, for telemetry
     assert REF.full_path not in rec.cache  # re-read membership next tick
 
 

@@ -52,8 +52,8 @@ def pool(*plans: MemberPlan, ref: PoolRef = REF, mode: str = "ratio-member") -> 
     return PoolPlan(PoolState(ref, mode, tuple(p.member for p in plans)), plans)
 
 
-def report(*plans: PoolPlan, errors=(), applied=0, failed=0, dry_run=False, took=0.25) -> TickReport:
-    return TickReport(100.0, 100.0 + took, plans, applied, failed, dry_run, tuple(errors))
+def report(*plans: PoolPlan, errors=(), applied=0, failed=0, dry_run=False, took=0.25, pool_writes=()) -> TickReport:
+    return TickReport(100.0, 100.0 + took, plans, applied, failed, dry_run, tuple(errors), tuple(pool_writes))
 
 
 def three_members() -> PoolPlan:
@@ -107,7 +107,7 @@ def members_in(smp: dict) -> set[str]:
 # -- /metrics ----------------------------------------------------------------------------------
 
 def test_metrics_carry_member_values(tel):
-    tel.observe(report(three_members(), applied=1))
+    tel.observe(report(three_members(), applied=1, pool_writes=((REF.full_path, 1, 0),)))
     smp = samples(tel)
     m1, m3 = {"pool": REF.full_path, "member": "10.0.0.1:8000"}, {"pool": REF.full_path, "member": "10.0.0.3:8000"}
     assert value(smp, "f5lr_member_ratio", **m1) == 50
@@ -138,7 +138,8 @@ def test_counters_accumulate_across_ticks(tel, clock):
     for _ in range(3):
         tel.observe(report(three_members()))
         clock.advance(TICK)
-    tel.observe(report(three_members(), errors=("/Common/llm-pool-1 10.0.0.1:8000: HTTP 400",), failed=1))
+    tel.observe(report(three_members(), errors=("/Common/llm-pool-1 10.0.0.1:8000: HTTP 400",), failed=1,
+                       pool_writes=((REF.full_path, 0, 1),)))
     smp = samples(tel)
     assert value(smp, "f5lr_scrape_errors_total", pool=REF.full_path, member="10.0.0.3:8000", reason="timeout") == 4
     assert value(smp, "f5lr_ticks_total", result="ok") == 3
@@ -227,13 +228,15 @@ def test_scrape_reason_is_a_bounded_slug(text, slug):
     assert scrape_reason(text) == slug
 
 
-def test_writes_per_pool_splits_totals_in_plan_order():
+def test_writes_per_pool_reports_the_reconcilers_counts_and_zero_for_unwritten_pools():
     a = pool(fresh(member(1), 0.9, 80), fresh(member(2), 0.1, 10))
     b = pool(fresh(member(3), 0.9, 80), ref=REF_B)
-    rep = report(a, b, applied=2, failed=1, errors=("/Common/llm-pool-1 10.0.0.2:8000: HTTP 400: bad ratio",))
+    rep = report(a, b, applied=2, failed=1, errors=("/Common/llm-pool-1 10.0.0.2:8000: HTTP 400: bad ratio",),
+                 pool_writes=((REF.full_path, 1, 1), (REF_B.full_path, 1, 0)))
     assert writes_per_pool(rep) == {REF.full_path: (1, 1), REF_B.full_path: (1, 0)}
     # write budget: a prefix of the writes went out, the rest waits
-    assert writes_per_pool(report(a, b, applied=1)) == {REF.full_path: (1, 0), REF_B.full_path: (0, 0)}
+    one = report(a, b, applied=1, pool_writes=((REF.full_path, 1, 0),))
+    assert writes_per_pool(one) == {REF.full_path: (1, 0), REF_B.full_path: (0, 0)}
     assert writes_per_pool(report(a, b, dry_run=True)) == {REF.full_path: (0, 0), REF_B.full_path: (0, 0)}
 
 
