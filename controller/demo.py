@@ -60,6 +60,7 @@ class Cluster:
         self.engines: dict[str, RealtimeEngine] = {}
         self.servers: dict[str, EngineServer] = {}
         self.names: dict[str, str] = {}  # member name -> engine name
+        self.members: dict[str, str] = {}  # engine name -> member name (finished requests carry the engine)
         self.stats: dict[str, MemberStats] = {}
         self.arrivals: dict[object, float] = {}
         self.lb_mode = lb_mode
@@ -74,6 +75,7 @@ class Cluster:
             server = EngineServer(rt, "vllm")
             member = f"127.0.0.1:{server.start()}"
             self.engines[member], self.servers[member], self.names[member] = rt, server, name
+            self.members[name] = member
             self.stats[member] = MemberStats()
             members.append(member)
         url = self.emulator.start()
@@ -106,7 +108,7 @@ class Cluster:
         self.engines[member].submit(req)
 
     def _finished(self, req: Request) -> None:
-        member = next(m for m, n in self.names.items() if n == req.engine)
+        member = self.members[req.engine]
         arrived = self.arrivals.pop(req.rid, req.arrival)
         if req.first_token is not None:
             with self.lock:
