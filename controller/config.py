@@ -101,6 +101,14 @@ class WeightsConfig:
     limit_headroom: float = 1.0  # connection-limit mode: multiplier on kv_cache_max_concurrency
     describe: bool = True  # write a GUI note into the member description with each ratio change
 
+    @property
+    def drives_ratio(self) -> bool:
+        return self.drive in ("ratio", "both")
+
+    @property
+    def drives_limit(self) -> bool:
+        return self.drive in ("connection_limit", "both")
+
 
 @dataclass(frozen=True)
 class PoolConfig:

@@ -110,10 +110,10 @@ def _fresh(pool: PoolState, scrapes: Mapping[str, ScrapeResult]) -> dict[str, Sa
 def _known_plan(m: Member, sample: Sample, score: float, target: int, cfg: PoolConfig, wall: float, instance: str = "") -> MemberPlan:
     w = cfg.weights
     ratio, held = m.ratio, False
-    if w.drive in ("ratio", "both"):
+    if w.drives_ratio:
         ratio, held = weights.damped_ratio(m.ratio, target, w)
     limit = m.connection_limit
-    if w.drive in ("connection_limit", "both"):
+    if w.drives_limit:
         wanted = weights.capacity_limit(sample, w)
         if wanted is not None:
             limit = weights.damped_limit(m.connection_limit, wanted, w.dead_band)
@@ -137,7 +137,7 @@ def _unknown_plan(m: Member, result: Optional[ScrapeResult], obs: Observation, n
     if age < cfg.weights.stale_after:
         return MemberPlan(m, None, None, m.ratio, m.connection_limit, "unknown-hold", f"{why}; holding ratio ({age:.0f}s without metrics)")
     ratio = m.ratio
-    if cfg.weights.drive in ("ratio", "both"):
+    if cfg.weights.drives_ratio:
         ratio, _ = weights.damped_ratio(m.ratio, neutral, cfg.weights)
     action = "unknown-neutral" if ratio != m.ratio else "unknown-hold"
     return MemberPlan(m, None, None, ratio, m.connection_limit, action, f"{why}; stale {age:.0f}s, neutral ratio {neutral}")
@@ -209,7 +209,7 @@ def _cap_floor(plans: list[MemberPlan], cfg: PoolConfig) -> list[MemberPlan]:
     (highest score), ties by name, so the outcome is deterministic. Members already at the floor stay.
     """
     w = cfg.weights
-    if w.drive not in ("ratio", "both") or w.floor >= w.scale:
+    if not w.drives_ratio or w.floor >= w.scale:
         return plans
     active = [p for p in plans if p.member.active]
     allowed = floor_allowance(len(active), w)

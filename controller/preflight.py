@@ -57,7 +57,7 @@ def check_pool(bigip, pool_cfg) -> tuple[Row, object]:
     members = f"{len(state.members)} member(s), {sum(m.active for m in state.members)} active"
     if not state.honours_ratio:
         return Row(item, WARN, f"{members}; mode {state.load_balancing_mode} ignores ratios: use ratio-least-connections-member"), state
-    if pool_cfg.weights.drive != "ratio" and not state.queue_on_connection_limit:
+    if pool_cfg.weights.drives_limit and not state.queue_on_connection_limit:
         return Row(item, WARN, f"{members}; connection limits without queueOnConnectionLimit reject excess requests"), state
     return Row(item, OK, f"{members}; mode {state.load_balancing_mode}"), state
 
