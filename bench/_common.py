@@ -26,12 +26,13 @@ import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from controller.config import AppConfig, F5Config, MetricsConfig, PoolConfig, SchedulerConfig  # noqa: E402
-from controller.model import PoolRef  # noqa: E402
+from controller.config import AppConfig, F5Config, MetricsConfig, PoolConfig, SchedulerConfig
+from controller.model import PoolRef
 
 PASSWORD = "bench-secret-password"
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
@@ -66,7 +67,7 @@ def make_pages(count: int, seed: int = 11) -> list[bytes]:
 
 
 class _PageProtocol(asyncio.Protocol):
-    def __init__(self, farm: "_PageFarm", index: int):
+    def __init__(self, farm: _PageFarm, index: int):
         self.farm = farm
         self.index = index
         self.buf = b""
@@ -233,7 +234,7 @@ class Edges:
         if self.proc.is_alive():
             self.proc.terminate()
 
-    def __enter__(self) -> "Edges":
+    def __enter__(self) -> Edges:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -38,13 +38,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
-from controller import configfile, engines, exposition  # noqa: E402
-from controller.config import AppConfig  # noqa: E402
-from controller.errors import ConfigError, MetricsError  # noqa: E402
-from controller.model import Sample  # noqa: E402
+from controller import configfile, engines, exposition
+from controller.config import AppConfig
+from controller.errors import ConfigError, MetricsError
+from controller.model import Sample
 
 PASSWORD = "fuzz-Secret-Pw-4f9Qz"
 API_KEY = "fuzz-ApiKey-Zx81"
@@ -319,7 +319,7 @@ def main(argv=None) -> int:
                 break
             try:
                 test()
-            except BaseException as exc:  # noqa: BLE001 - a fuzz finding: record it (shrunk) and go on
+            except BaseException as exc:
                 if isinstance(exc, KeyboardInterrupt):
                     raise
                 failures.append({"target": test.__name__, "error": f"{type(exc).__name__}: {exc}"[:2000]})

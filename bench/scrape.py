@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families
 
-from controller import engines  # noqa: E402
+from controller import engines
 
 TARGET_RATIO = 30.0
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"

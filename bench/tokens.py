@@ -87,12 +87,12 @@ def scenario(name: str, hours: float, step: float) -> dict:
             clock.advance(step)
             if i % 500 == 0:
                 emu.clear_logs()
-        lifetime = rec.bigip.tokens._lifetime  # noqa: SLF001 - what BIG-IP granted, for the figure
+        lifetime = rec.bigip.tokens._lifetime
         daemon.close(rec)
         elapsed = clock.monotonic() - start
         live_after = len(emu.live_tokens("admin"))
-        with emu._lock:  # noqa: SLF001 - tokens still on record, live or expired: not deleted
-            undeleted = [t for t in issued if t in emu._tokens]  # noqa: SLF001
+        with emu._lock:
+            undeleted = [t for t in issued if t in emu._tokens]
         gaps = [b - a for k, (a, b) in enumerate(zip(login_times, login_times[1:]), 1) if k not in forced]
         return {
             "min_gap": min(gaps) if gaps else float("inf"),

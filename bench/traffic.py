@@ -28,18 +28,18 @@ import time
 from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from controller import planner, policy  # noqa: E402
-from controller.config import ModeConfig, PoolConfig, WeightsConfig  # noqa: E402
-from controller.model import Member, PoolRef, PoolState, Sample, ScrapeResult  # noqa: E402
-from controller.sim import trace as tr  # noqa: E402
-from controller.sim.dataplane import QUEUED, MemberView, decide, make_selector  # noqa: E402
-from controller.sim.engine import Engine, EngineSpec, Request, preset  # noqa: E402
+from controller import planner, policy
+from controller.config import ModeConfig, PoolConfig, WeightsConfig
+from controller.model import Member, PoolRef, PoolState, Sample, ScrapeResult
+from controller.sim import trace as tr
+from controller.sim.dataplane import QUEUED, MemberView, decide, make_selector
+from controller.sim.engine import Engine, EngineSpec, Request, preset
 
 SEED = 4  # the issue number; every figure states it
 TTFT_SLO = 2.0  # seconds: "share of requests over a TTFT SLO"
@@ -74,7 +74,7 @@ class Contender:
 W = WeightsConfig(describe=False)  # the shipped defaults (see controller/config.py)
 CL_WEIGHTS = replace(W, drive="connection_limit", limit_headroom=4.0)
 
-CONTENDERS: Dict[str, Contender] = {c.name: c for c in [
+CONTENDERS: dict[str, Contender] = {c.name: c for c in [
     Contender("rr", "lb", "round-robin", label="round-robin"),
     Contender("lc", "lb", "least-connections-member", label="least-connections-member"),
     Contender("sideband", "sideband", label="sideband scheduler (S1 weighted random)"),
@@ -102,7 +102,7 @@ def _engine(kind: str, i: int, **changes) -> EngineSpec:
     return preset(kind, name=f"m{i}", **changes)
 
 
-def pool_specs(name: str) -> List[EngineSpec]:
+def pool_specs(name: str) -> list[EngineSpec]:
     """homo: 4 x A100-40GB. hetero: speeds 1, 1, 2, 4 with KV 172k, 172k, 400k, 800k tokens (A100-40GB,
     A100-40GB, H100-80GB, and a 2-GPU H100 engine). A 16-member pool repeats the 4."""
     base = name.rstrip("0123456789")
@@ -127,15 +127,15 @@ class Scenario:
     title: str
     pool: str
     trace: str
-    loads: Tuple[float, ...]
-    slowdown: Optional[Tuple[int, float, float, float]] = None  # member index, speed factor, start, end (share of duration)
-    bursts: Optional[Tuple[float, float, float]] = None  # period s, burst length s, rate multiplier in the burst
+    loads: tuple[float, ...]
+    slowdown: tuple[int, float, float, float] | None = None  # member index, speed factor, start, end (share of duration)
+    bursts: tuple[float, float, float] | None = None  # period s, burst length s, rate multiplier in the burst
     goal: str = ""  # "hetero" or "homo": which acceptance test applies
 
 
 LOADS = (0.5, 0.7, 0.85, 0.95)
 
-SCENARIOS: Dict[str, Scenario] = {s.key: s for s in [
+SCENARIOS: dict[str, Scenario] = {s.key: s for s in [
     Scenario("homo4-conv", "Homogeneous pool of 4 (A100-40GB), conv trace", "homo4", "conv", LOADS, goal="homo"),
     Scenario("homo4-code", "Homogeneous pool of 4 (A100-40GB), code trace", "homo4", "code", LOADS, goal="homo"),
     Scenario("hetero4-conv", "Heterogeneous pool of 4 (speeds 1,1,2,4; KV 172k,172k,400k,800k), conv trace", "hetero4", "conv", LOADS, goal="hetero"),
@@ -151,8 +151,8 @@ SCENARIOS: Dict[str, Scenario] = {s.key: s for s in [
 
 # --- arrivals ---------------------------------------------------------------------------------------
 
-_TRACES: Dict[str, list] = {}
-_CAPS: Dict[Tuple[str, str], float] = {}
+_TRACES: dict[str, list] = {}
+_CAPS: dict[tuple[str, str], float] = {}
 
 
 def base_trace(name: str) -> list:
@@ -165,7 +165,7 @@ def pool_capacity(pool: str, trace_name: str) -> float:
     """Summed saturated throughput (requests/s) of the pool's engines for the trace's token mix."""
     key = (pool, trace_name)
     if key not in _CAPS:
-        cache: Dict[EngineSpec, float] = {}
+        cache: dict[EngineSpec, float] = {}
         total = 0.0
         for spec in pool_specs(pool):
             s = spec.with_(name="x")
@@ -176,7 +176,7 @@ def pool_capacity(pool: str, trace_name: str) -> float:
     return _CAPS[key]
 
 
-def arrivals(sc: Scenario, load: float, duration: float) -> List[tr.TraceRequest]:
+def arrivals(sc: Scenario, load: float, duration: float) -> list[tr.TraceRequest]:
     """The trace compressed to `load` x pool capacity, repeated to fill `duration` seconds (token mix and
     burstiness kept). With bursts, time is warped so the mean rate is unchanged."""
     base = base_trace(sc.trace)
@@ -189,7 +189,7 @@ def arrivals(sc: Scenario, load: float, duration: float) -> List[tr.TraceRequest
     return reqs
 
 
-def overload_share(reqs: List[tr.TraceRequest], duration: float, capacity: float, window: float = 10.0) -> Tuple[float, float]:
+def overload_share(reqs: list[tr.TraceRequest], duration: float, capacity: float, window: float = 10.0) -> tuple[float, float]:
     """(share of requests that arrive in a `window`-second window whose rate is above pool capacity,
     the busiest window's rate as a multiple of capacity): how bursty a load level really is."""
     n = max(1, int(duration // window))
@@ -229,8 +229,8 @@ class Result:
     seed: int
     duration: float
     n: int
-    ttft: List[float] = field(default_factory=list, repr=False)
-    queue: List[float] = field(default_factory=list, repr=False)
+    ttft: list[float] = field(default_factory=list, repr=False)
+    queue: list[float] = field(default_factory=list, repr=False)
     completed_in_window: int = 0
     writes: int = 0
     rejected: int = 0
@@ -262,7 +262,7 @@ class Sim:
     """One run: one scenario at one load, one contender, one seed."""
 
     def __init__(self, sc: Scenario, load: float, con: Contender, *, duration: float, seed: int = SEED,
-                 timing: Timing = Timing(), weights: Optional[WeightsConfig] = None):
+                 timing: Timing = Timing(), weights: WeightsConfig | None = None):
         self.sc, self.load, self.con, self.duration, self.timing = sc, load, con, duration, timing
         self.rng = random.Random(seed)
         self.seed = seed
@@ -277,14 +277,14 @@ class Sim:
         self.ltm_queue: deque = deque()
         self.outstanding = [0] * len(self.specs)
         self.res = Result(sc.key, load, con.name, seed, duration, 0)
-        self.meta: Dict[int, Tuple[float, float]] = {}  # rid -> (LTM arrival, extra TTFT)
+        self.meta: dict[int, tuple[float, float]] = {}  # rid -> (LTM arrival, extra TTFT)
         self.weights = weights or con.weights
         if con.kind == "ctl":
             self.cfg = PoolConfig(PoolRef("bench"), "vllm", mode=ModeConfig(con.policy, con.w_a, con.w_b),
                                   weights=self.weights)
             self.memory: dict = {}
-        self.sideband_scores: Optional[List[float]] = None
-        self.pending_sideband: Optional[List[float]] = None
+        self.sideband_scores: list[float] | None = None
+        self.pending_sideband: list[float] | None = None
         # oracle bookkeeping: generation tokens produced by requests already finished, per engine
         self.fin_gen = [0] * len(self.specs)
         self.out_tokens = [0] * len(self.specs)  # output tokens of outstanding requests
@@ -568,7 +568,7 @@ def _ablation_contender(i: int) -> str:
 ABLATION_NAMES = [f"ablation-{i}" for i in range(len(ABLATION))]
 
 
-def run_ablation(duration: float, seed: int, workers: int) -> List[dict]:
+def run_ablation(duration: float, seed: int, workers: int) -> list[dict]:
     """Registers the ablation policies only now (not on import: tests import this module and check the
     policy registry), before the worker processes fork."""
     for i in range(len(ABLATION)):
@@ -577,7 +577,7 @@ def run_ablation(duration: float, seed: int, workers: int) -> List[dict]:
     return run_jobs(jobs, workers)
 
 
-def contenders_for(sc: Scenario, chosen: Sequence[str]) -> List[str]:
+def contenders_for(sc: Scenario, chosen: Sequence[str]) -> list[str]:
     if sc.pool.endswith("16"):
         return [c for c in chosen if c in SMALL_SET]
     return list(chosen)
@@ -593,7 +593,7 @@ def build_jobs(scenarios: Sequence[str], chosen: Sequence[str], duration: float,
     return jobs
 
 
-def run_jobs(jobs: list, workers: int) -> List[dict]:
+def run_jobs(jobs: list, workers: int) -> list[dict]:
     # biggest first, so the two workers finish together
     order = sorted(range(len(jobs)), key=lambda i: -(SCENARIOS[jobs[i][0]].pool.endswith("16") * 4 + jobs[i][1]))
     todo = [jobs[i] for i in order]
@@ -610,7 +610,7 @@ def run_jobs(jobs: list, workers: int) -> List[dict]:
     return out
 
 
-def run_tuning(duration: float, seed: int, workers: int, pol: str = "queue-balance") -> List[dict]:
+def run_tuning(duration: float, seed: int, workers: int, pol: str = "queue-balance") -> list[dict]:
     jobs = []
     for sc_key, load in TUNE_CASES:
         for label, wch, tch in TUNE_GRID:
@@ -632,7 +632,7 @@ def fmt(x: float, nd: int = 2) -> str:
     return f"{x:.{nd}f}"
 
 
-def plot(results: List[dict], scenario: str, path: Path, seed: int, duration: float) -> None:
+def plot(results: list[dict], scenario: str, path: Path, seed: int, duration: float) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -654,7 +654,7 @@ def plot(results: List[dict], scenario: str, path: Path, seed: int, duration: fl
     plt.close(fig)
 
 
-def goal_lines(results: List[dict], default: str) -> List[str]:
+def goal_lines(results: list[dict], default: str) -> list[str]:
     """Check the issue's acceptance goals for the default contender."""
     by = {(r["scenario"], r["load"], r["contender"]): r for r in results}
     out = ["| scenario | load | default p99 | vs LC (goal ≤ 0.6) | vs sideband (goal ≤ 0.8) | vs best oracle (goal ≤ 1.3) | previous default (`" + PREVIOUS_DEFAULT + "`) p99 |",
@@ -684,7 +684,7 @@ def goal_lines(results: List[dict], default: str) -> List[str]:
     return out + [""] + homo
 
 
-def write_doc(results: List[dict], tuning: List[dict], args, wall: float, default: str, ablation=()) -> None:
+def write_doc(results: list[dict], tuning: list[dict], args, wall: float, default: str, ablation=()) -> None:
     docs = ROOT / "docs"
     cmd = "python bench/traffic.py" + (" --quick" if args.quick else "") + (f" --seed {args.seed}" if args.seed != SEED else "")
     cmd += (f" --only {args.only}" if args.only else "") + (f" --contenders {args.contenders}" if args.contenders else "")

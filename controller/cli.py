@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from controller import __version__, configfile, daemon, logs, preflight, render, telemetry
 from controller.errors import ConfigError, RatioError
@@ -99,7 +99,7 @@ def cmd_demo(args) -> int:
 COMMANDS = {"run": cmd_run, "plan": cmd_plan, "check": cmd_check, "demo": cmd_demo}
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if not args.command:
         _parser().print_help()
@@ -114,7 +114,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_FAIL
     except KeyboardInterrupt:
         return EXIT_FAIL
-    except Exception as exc:  # noqa: BLE001 - a bug must still not greet the user with a traceback
+    except Exception as exc:
         if os.environ.get("F5LR_DEBUG"):
             raise
         print(f"f5-llm-ratio: internal error: {type(exc).__name__}: {logs.REDACTOR.scrub(str(exc))} "

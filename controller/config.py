@@ -7,7 +7,6 @@ kept out of `repr` so they cannot reach a log line by accident.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Union
 
 from controller.model import PoolRef
 
@@ -23,7 +22,7 @@ class F5Config:
     username: str = "admin"
     password: str = field(default="", repr=False)
     password_source: str = ""  # "env F5_PASSWORD" or "file /run/credentials/..", for messages
-    verify_tls: Union[bool, str] = True  # True, False, or a CA bundle path
+    verify_tls: bool | str = True  # True, False, or a CA bundle path
     timeout: float = 10.0  # seconds per iControl REST call
     login_provider: str = "tmos"
     write_mode: str = "patch"  # "patch": one PATCH per member; "transaction": one commit per pool
@@ -41,7 +40,7 @@ class SchedulerConfig:
     metrics_fetch_interval_ms: int = 1000  # the tick period, as in the seed
     pool_fetch_interval: float = 10.0  # seconds between re-reads of pool membership
     scrape_concurrency: int = 32
-    tick_deadline: Optional[float] = None  # seconds for all scrapes of a tick; None = tick period
+    tick_deadline: float | None = None  # seconds for all scrapes of a tick; None = tick period
 
     @property
     def tick_seconds(self) -> float:
@@ -70,19 +69,19 @@ class EngineKeys:
     """Metric names for one engine type (the upstream `engines_metrics_keys`)."""
 
     waiting_queue: str
-    cache_usage: Optional[str] = None
-    running_req: Optional[str] = None
+    cache_usage: str | None = None
+    running_req: str | None = None
 
 
 @dataclass(frozen=True)
 class MetricsConfig:
     schema: str = "http"
-    port: Optional[int] = None  # None: the member's own port
+    port: int | None = None  # None: the member's own port
     path: str = "/metrics"
     timeout: float = 3.0
-    api_key: Optional[str] = field(default=None, repr=False)
-    user: Optional[str] = None
-    password: Optional[str] = field(default=None, repr=False)
+    api_key: str | None = field(default=None, repr=False)
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,7 @@ class WeightsConfig:
     smoothing: float = 0.0  # EWMA weight kept from the previous score; 0 = off
     stale_after: float = 30.0  # seconds without fresh metrics before a member returns to neutral
     max_floor_share: float = 0.5  # at most this share of a pool's members may be pushed to floor
-    max_connections: Optional[int] = None  # connection-limit mode: a fixed per-member ceiling
+    max_connections: int | None = None  # connection-limit mode: a fixed per-member ceiling
     limit_headroom: float = 1.0  # connection-limit mode: multiplier on kv_cache_max_concurrency
     describe: bool = True  # write a GUI note into the member description with each ratio change
 
@@ -138,7 +137,7 @@ class AppConfig:
     source: str = ""  # the file it came from
     notes: tuple[str, ...] = ()  # INFO lines for accepted-but-unused keys
 
-    def keys_for(self, engine_type: str) -> Optional[EngineKeys]:
+    def keys_for(self, engine_type: str) -> EngineKeys | None:
         return dict(self.engine_keys).get(engine_type)
 
     def secrets(self) -> tuple[str, ...]:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import difflib
 import math
 import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any
 
 import yaml
 
@@ -111,10 +112,10 @@ def _check_range(v: float, lo: Any = None, hi: Any = None, lo_open: bool = False
         raise _Bad(f"must be {_bounds(lo, hi, lo_open, hi_open)}, got {got}")
 
 
-def integer(lo: Optional[int] = None, hi: Optional[int] = None, unit: str = "", null: bool = False) -> Conv:
+def integer(lo: int | None = None, hi: int | None = None, unit: str = "", null: bool = False) -> Conv:
     """Whole numbers; 3000.0 is accepted as 3000, true is not."""
 
-    def conv(v: Any) -> Optional[int]:
+    def conv(v: Any) -> int | None:
         if v is None and null:
             return None
         integral = isinstance(v, int) or (isinstance(v, float) and v.is_integer())
@@ -127,15 +128,15 @@ def integer(lo: Optional[int] = None, hi: Optional[int] = None, unit: str = "", 
 
 
 def number(
-    lo: Optional[float] = None,
-    hi: Optional[float] = None,
+    lo: float | None = None,
+    hi: float | None = None,
     *,
     lo_open: bool = False,
     hi_open: bool = False,
     unit: str = "",
     null: bool = False,
 ) -> Conv:
-    def conv(v: Any) -> Optional[float]:
+    def conv(v: Any) -> float | None:
         if v is None and null:
             return None
         try:
@@ -162,7 +163,7 @@ def boolean() -> Conv:
 def string(null: bool = False, secret: bool = False) -> Conv:
     """A non-empty string. Numbers are refused (YAML mangles e.g. 0123), so the user quotes them."""
 
-    def conv(v: Any) -> Optional[str]:
+    def conv(v: Any) -> str | None:
         if v is None and null:
             return None
         if not isinstance(v, str):
@@ -314,10 +315,10 @@ class _Reader:
                     out[attr[0] if attr else key] = value
         return out
 
-    def section(self, key: str) -> "_Reader":
+    def section(self, key: str) -> _Reader:
         return _Reader(self.ctx, self.data.get(key), self.at(key))
 
-    def items(self, key: str) -> list["_Reader"]:
+    def items(self, key: str) -> list[_Reader]:
         value = self.data.get(key)
         if value is None:
             return []
@@ -546,7 +547,7 @@ def _read_engine_keys(root: _Reader) -> tuple[tuple[str, EngineKeys], ...]:
     return tuple(out.items())
 
 
-def _read_one_engine(r: _Reader, name: str) -> Optional[EngineKeys]:
+def _read_one_engine(r: _Reader, name: str) -> EngineKeys | None:
     """Upstream's variant entry. Metrics it does not name keep its base engine's defaults."""
     r.check_keys(_keys(_ENGINE_KEYS))
     kw = r.pick(_ENGINE_KEYS)
@@ -568,7 +569,7 @@ def _read_one_engine(r: _Reader, name: str) -> Optional[EngineKeys]:
 # pools ---------------------------------------------------------------------------------------
 
 
-def _split_full_path(r: _Reader, name: str) -> Optional[PoolRef]:
+def _split_full_path(r: _Reader, name: str) -> PoolRef | None:
     parts = name.strip("/").split("/")
     if len(parts) < 2 or "" in parts:
         r.problem("name", f"{name!r} is not a full path like /Partition/pool or /Partition/folder/pool")
@@ -581,7 +582,7 @@ def _split_full_path(r: _Reader, name: str) -> Optional[PoolRef]:
     return ref
 
 
-def _pool_ref(r: _Reader) -> Optional[PoolRef]:
+def _pool_ref(r: _Reader) -> PoolRef | None:
     name = r.get("name", string(), required=True)
     if name is None:
         return None
@@ -614,7 +615,7 @@ class _PoolDefaults:
     engines: tuple[str, ...]
 
 
-def _read_pool(r: _Reader, d: _PoolDefaults) -> Optional[PoolConfig]:
+def _read_pool(r: _Reader, d: _PoolDefaults) -> PoolConfig | None:
     r.check_keys(_POOL)
     ref = _pool_ref(r)
     engine = r.get("engine_type", choice(d.engines, normalize=normalize_engine_type), required=True)

@@ -10,8 +10,8 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from datetime import datetime
-from typing import Callable, Optional
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
@@ -43,7 +43,7 @@ def instance_id(config_path: str = "", hostname: str | None = None) -> str:
     return f"{host}-{hashlib.sha256(path.encode()).hexdigest()[:6]}"
 
 
-def build(cfg: AppConfig, *, dry_run: bool, clock: Optional[Clock] = None) -> Reconciler:
+def build(cfg: AppConfig, *, dry_run: bool, clock: Clock | None = None) -> Reconciler:
     """Wire the real edges to the reconciler."""
     clock = clock or SystemClock()
     bigip = BigIPClient(cfg.f5, clock=clock)
@@ -78,13 +78,13 @@ class Daemon:
         self.rec = builder(cfg, dry_run=dry_run)
         self.lock = threading.Lock()  # one tick at a time, and no teardown mid-tick
         self.reload_requested = False
-        self.scheduler: Optional[BlockingScheduler] = None
+        self.scheduler: BlockingScheduler | None = None
         self.backoff = 0.0
         self.skip_until = 0.0
         self.on_tick: list[Callable[[TickReport], None]] = []
 
     # -- one tick ---------------------------------------------------------------------------
-    def tick(self) -> Optional[TickReport]:
+    def tick(self) -> TickReport | None:
         with self.lock:
             if self.reload_requested:
                 self._reload()

@@ -13,7 +13,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Optional
 
 from controller import configfile, daemon, logs, render, telemetry
 from controller.sim.bigip import BigIPEmulator
@@ -38,7 +37,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--verbose", action="store_true", help="show the controller's log lines")
 
 
-def percentile(values: list[float], q: float) -> Optional[float]:
+def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
@@ -138,7 +137,7 @@ def demo_config(cluster: Cluster, args, password: str):
     return replace(cfg, telemetry=replace(cfg.telemetry, port=args.telemetry_port))
 
 
-def view(cluster: Cluster, report, elapsed: float, baseline: Optional[Cluster]) -> str:
+def view(cluster: Cluster, report, elapsed: float, baseline: Cluster | None) -> str:
     plans = {p.member.key: p for plan in (report.plans if report else ()) for p in plan.members}
     total_sent = sum(s.sent for s in cluster.stats.values()) or 1
     rows = []
@@ -158,7 +157,7 @@ def view(cluster: Cluster, report, elapsed: float, baseline: Optional[Cluster]) 
     return "\n".join(out)
 
 
-def _ms(seconds: Optional[float]) -> str:
+def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.0f}ms"
 
 
@@ -245,7 +244,7 @@ def run(args) -> int:
     return 0
 
 
-def final_summary(main: Cluster, baseline: Optional[Cluster]) -> str:
+def final_summary(main: Cluster, baseline: Cluster | None) -> str:
     lines = ["", "final ratios: " + ", ".join(f"{main.names[m]}={main.emulator.member(POOL, m)['ratio']}" for m in main.engines)]
     lines.append(_summary_line("controller", main))
     if baseline is None:

@@ -29,7 +29,6 @@ import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Optional
 
 from controller import exposition
 from controller.config import ENGINE_TYPES, EngineKeys
@@ -49,9 +48,9 @@ class EngineSpec:
     """Default metric keys for one engine type. `kv` is a tuple of candidates, first match wins."""
 
     waiting: str
-    running: Optional[str]
+    running: str | None
     kv: tuple[str, ...] = ()
-    info: Optional[str] = None  # vllm:cache_config_info, for kv_max_concurrency
+    info: str | None = None  # vllm:cache_config_info, for kv_max_concurrency
 
 
 SPECS: dict[str, EngineSpec] = {
@@ -119,9 +118,9 @@ def parse_key(text: str) -> Key:
 @dataclass(frozen=True)
 class _Plan:
     waiting: Key
-    running: Optional[Key]
+    running: Key | None
     kv: tuple[Key, ...]
-    info: Optional[str]
+    info: str | None
 
     @property
     def names(self) -> list[str]:
@@ -136,7 +135,7 @@ def base_engine_type(name: str) -> str:
     return max((t for t in ENGINE_TYPES if name.startswith(t)), key=len, default="")
 
 
-def _plan(engine_type: str, keys: Optional[EngineKeys]) -> _Plan:
+def _plan(engine_type: str, keys: EngineKeys | None) -> _Plan:
     """The keys to read: the engine's defaults, each replaced by a custom key when one is set.
 
     A variant from engines_metrics_keys (e.g. "vllm_ascend") falls back to its base engine's names.
@@ -150,7 +149,7 @@ def _plan(engine_type: str, keys: Optional[EngineKeys]) -> _Plan:
     return _Plan(parse_key(waiting), parse_key(running) if running else None, tuple(parse_key(k) for k in kv), spec.info)
 
 
-def extract(text: str, engine_type: str, keys: Optional[EngineKeys] = None) -> Sample:
+def extract(text: str, engine_type: str, keys: EngineKeys | None = None) -> Sample:
     """Read one member's load from its /metrics page.
 
     `keys` (the upstream `engines_metrics_keys`) override the default names field by field; a field
@@ -195,7 +194,7 @@ def _series(page: dict[str, exposition.Series], key: Key) -> list[float]:
     return list(distinct.values())
 
 
-def _first_present(text: str, page: dict, candidates: tuple[Key, ...]) -> tuple[Optional[Key], list[float]]:
+def _first_present(text: str, page: dict, candidates: tuple[Key, ...]) -> tuple[Key | None, list[float]]:
     """The first candidate key with any series: vLLM 0.10 exports both KV names, and the new one is right.
     Later candidates are searched only when needed (each search is a pass over the page)."""
     for key in candidates:
@@ -224,7 +223,7 @@ def _kv(values: list[float], key: Key) -> float:
     return min(worst, 1.0)
 
 
-def _max_concurrency(series: exposition.Series) -> Optional[float]:
+def _max_concurrency(series: exposition.Series) -> float | None:
     """Sum of `kv_cache_max_concurrency` over ranks; None unless every rank gives a usable number."""
     per_rank: dict[tuple, str] = {}
     for labels, _value in series:
@@ -241,7 +240,7 @@ def _max_concurrency(series: exposition.Series) -> Optional[float]:
     return total if per_rank else None
 
 
-def detect(text: str) -> Optional[str]:
+def detect(text: str) -> str | None:
     """Guess the engine type (one of ENGINE_TYPES) that served `text`; None when nothing fits.
 
     The queue metric decides; failing that, a metric name prefix (`vllm:`, `sglang:`, ...) does, so a

@@ -25,7 +25,7 @@ The UTF-8 quoted-name form (`{"my.metric"} 1`) is not read: it is only served on
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from controller.errors import MetricsError
 

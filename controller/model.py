@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Optional
 
 #: Sessions and states in which LTM sends a member no new traffic whatever its ratio.
 INACTIVE_SESSIONS = frozenset({"user-disabled"})
@@ -104,9 +103,9 @@ class Sample:
     """The load figures read from one member's /metrics page. None means the engine does not export it."""
 
     waiting: float
-    running: Optional[float] = None
-    kv_usage: Optional[float] = None  # 0..1
-    kv_max_concurrency: Optional[float] = None  # from vllm:cache_config_info, summed over ranks
+    running: float | None = None
+    kv_usage: float | None = None  # 0..1
+    kv_max_concurrency: float | None = None  # from vllm:cache_config_info, summed over ranks
     engine: str = ""  # detected flavour, e.g. "vllm", "vllm-legacy", "sglang"
     ranks: int = 1
 
@@ -117,8 +116,8 @@ class ScrapeResult:
 
     member: str  # Member.key
     at: float  # clock time the page was read
-    sample: Optional[Sample] = None
-    error: Optional[str] = None  # short reason slug, e.g. "timeout", "not-prometheus", "missing-metric"
+    sample: Sample | None = None
+    error: str | None = None  # short reason slug, e.g. "timeout", "not-prometheus", "missing-metric"
     detail: str = ""
     duration: float = 0.0
 
@@ -132,13 +131,13 @@ class MemberPlan:
     """What the policy decided for one member this tick, with everything needed to explain it."""
 
     member: Member
-    sample: Optional[Sample]
-    score: Optional[float]
+    sample: Sample | None
+    score: float | None
     ratio: int  # planned ratio (equal to member.ratio when nothing changes)
     connection_limit: int  # planned limit (equal to member.connection_limit when nothing changes)
     action: str  # "hold", "write", "skip-inactive", "unknown-hold", "unknown-neutral", "dead-band"
     reason: str = ""
-    description: Optional[str] = None  # new GUI note when written with the ratio
+    description: str | None = None  # new GUI note when written with the ratio
 
     @property
     def changes(self) -> dict:

@@ -11,8 +11,8 @@ import calendar
 import math
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Mapping, Optional
 
 from controller import policy, weights
 from controller.config import PoolConfig, WeightsConfig
@@ -31,14 +31,14 @@ _OWNED_NOTE = re.compile(r"^f5-llm-ratio\[([^\]]*)\]:.*\s(\d{4}-\d\d-\d\dT\d\d:\
 @dataclass(frozen=True)
 class Observation:
     first_seen: float
-    last_fresh: Optional[float] = None
-    smoothed: Optional[float] = None
+    last_fresh: float | None = None
+    smoothed: float | None = None
 
 
 Memory = Mapping[str, Observation]
 
 
-def describe_sample(sample: Optional[Sample]) -> str:
+def describe_sample(sample: Sample | None) -> str:
     if sample is None:
         return "no metrics"
     parts = [f"q={sample.waiting:g}"]
@@ -65,7 +65,7 @@ def may_describe(member: Member, w: WeightsConfig) -> bool:
     return w.describe and (not member.description or member.description.startswith((NOTE_PREFIX, OWNED_PREFIX)))
 
 
-def note_owner(description: str) -> Optional[tuple[str, float]]:
+def note_owner(description: str) -> tuple[str, float] | None:
     """(instance id, wall time written) from a GUI note of an instance with an id; None for anything else."""
     found = _OWNED_NOTE.match(description or "")
     if not found:
@@ -78,7 +78,7 @@ def note_owner(description: str) -> Optional[tuple[str, float]]:
     return found.group(1), float(written)
 
 
-def other_owner(member: Member, instance: str, wall: float, window: float = OWNER_WINDOW) -> Optional[tuple[str, float]]:
+def other_owner(member: Member, instance: str, wall: float, window: float = OWNER_WINDOW) -> tuple[str, float] | None:
     """The (id, age in seconds) of another live instance whose note is on `member`, or None.
 
     Live: the note was written less than `window` ago (a note stamped in the future by a skewed clock
@@ -124,13 +124,13 @@ def _known_plan(m: Member, sample: Sample, score: float, target: int, cfg: PoolC
     return MemberPlan(m, sample, score, ratio, limit, action, reason, note)
 
 
-def _why(result: Optional[ScrapeResult]) -> str:
+def _why(result: ScrapeResult | None) -> str:
     if result is None or not result.error:
         return "not scraped"
     return f"{result.error}: {result.detail}" if result.detail else result.error
 
 
-def _unknown_plan(m: Member, result: Optional[ScrapeResult], obs: Observation, neutral: int, cfg: PoolConfig, now: float) -> MemberPlan:
+def _unknown_plan(m: Member, result: ScrapeResult | None, obs: Observation, neutral: int, cfg: PoolConfig, now: float) -> MemberPlan:
     why = _why(result)
     since = obs.last_fresh if obs.last_fresh is not None else obs.first_seen
     age = now - since

@@ -7,8 +7,8 @@ decides what happens to the others.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional
 
 from controller.config import ModeConfig
 from controller.model import Sample
@@ -37,7 +37,7 @@ def min_max(values: Mapping[str, float]) -> dict[str, float]:
     return {k: (v - lo) / span if span > 0 else 0.0 for k, v in values.items()}
 
 
-def s1(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[Context] = None) -> Scores:
+def s1(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context | None = None) -> Scores:
     """The sideband scheduler's S1: w_a·(1 − norm_waiting) + w_b·(1 − cache_usage).
 
     An engine without a KV metric is scored on its queue alone: the queue term takes both weights,
@@ -127,7 +127,7 @@ def shrink(x: float, dead_zone: float) -> float:
     return 0.0
 
 
-def balance_step(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[Context], *,
+def balance_step(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context | None, *,
                  gain: float = BALANCE_GAIN, leak: float = BALANCE_LEAK, dead_zone: float = BALANCE_DEAD_ZONE,
                  max_move: float = BALANCE_MAX_MOVE, log_pressure: bool = True,
                  prior: float = BALANCE_PRIOR, large_pool: int = BALANCE_LARGE_POOL,
@@ -169,7 +169,7 @@ def balance_step(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[
     return {k: math.exp((1.0 - leak) * logs[k] + leak * centre[k] - move(k)) for k in samples}
 
 
-def balance(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[Context] = None) -> Scores:
+def balance(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context | None = None) -> Scores:
     """The default closed loop (balance_step with the BALANCE_* constants): equalise log(1 + pressure)
     across the pool, ignoring differences under the dead zone, at most ~10% per tick, with a 20% leak
     toward ratios proportional to KV capacity; in pools of 8+ members the queue term weighs 3x. Scores
@@ -177,25 +177,25 @@ def balance(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[Conte
     return balance_step(samples, mode, ctx)
 
 
-def balance_v2(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[Context] = None) -> Scores:
+def balance_v2(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context | None = None) -> Scores:
     """The second `balance` (the default until the large-pool queue boost): the same loop with the
     configured w_a/w_b at every pool size. Kept for comparison (`balance-v2`); identical below 8 members."""
     return balance_step(samples, mode, ctx, large_pool_queue_boost=1.0)
 
 
-def balance_v1(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[Context] = None) -> Scores:
+def balance_v1(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context | None = None) -> Scores:
     """The first `balance` (the first default): ratio_i <- current_i * exp(-2 (p_i - mean p)),
     no leak, no dead zone, no clip. Kept for comparison (`balance-v1`); it chases noise on equal engines."""
     return balance_step(samples, mode, ctx, gain=2.0, leak=0.0, dead_zone=0.0, max_move=math.inf,
                         log_pressure=False, prior=0.0, large_pool_queue_boost=1.0)
 
 
-def queue_balance(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[Context] = None) -> Scores:
+def queue_balance(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context | None = None) -> Scores:
     """`balance` on the queued share alone (KV use ignored): only members with a queue lose share."""
     return balance(samples, ModeConfig(mode.name, w_a=1.0, w_b=0.0), ctx)
 
 
-def kv_capacity(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[Context] = None) -> Scores:
+def kv_capacity(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context | None = None) -> Scores:
     """Open loop, for comparison: ratio proportional to KV capacity (vLLM's kv_cache_max_concurrency,
     else the concurrency the member holds per unit of KV use). The benchmark shows why this is not enough."""
     out = {}
@@ -218,7 +218,7 @@ POLICIES.update({
 })
 
 
-def score(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Optional[Context] = None) -> Scores:
+def score(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context | None = None) -> Scores:
     try:
         policy = POLICIES[mode.name]
     except KeyError:

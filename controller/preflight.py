@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from controller.config import AppConfig
 from controller.errors import BigIPError, NotFoundError

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import Sequence, TypeVar
+from collections.abc import Sequence
+from typing import TypeVar
 
 from controller.clock import Clock
 

@@ -7,8 +7,9 @@ against what BIG-IP holds right now.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Callable, Mapping, Optional, Protocol, Sequence
+from typing import Protocol
 
 from controller import planner
 from controller.clock import Clock, SystemClock
@@ -49,10 +50,10 @@ class Reconciler:
         bigip: BigIP,
         scraper: Scraper,
         *,
-        clock: Optional[Clock] = None,
+        clock: Clock | None = None,
         dry_run: bool = False,
         log=None,
-        target_for: Optional[Callable] = None,
+        target_for: Callable | None = None,
         instance: str = "",
     ):
         self.cfg = cfg
@@ -64,15 +65,15 @@ class Reconciler:
         self.log = self.faults.log
         self.target_for = target_for or default_target_for
         self.instance = instance  # this controller's id, written into GUI notes (see planner.other_owner)
-        self._silent: Optional[str] = None  # set when BIG-IP gave no reply at all during the current tick
+        self._silent: str | None = None  # set when BIG-IP gave no reply at all during the current tick
         self._tick_start = 0.0  # a cached membership read before this may not be written against
         self.budget = WriteBudget(cfg.f5.max_writes_per_minute, self.clock)
         self.memory: dict[str, dict[str, planner.Observation]] = {}
         self.cache: dict[str, _Cached] = {}
-        self.last_report: Optional[TickReport] = None
+        self.last_report: TickReport | None = None
 
     # -- reading -------------------------------------------------------------------------------
-    def _read(self, ref: PoolRef, errors: list[str]) -> Optional[PoolState]:
+    def _read(self, ref: PoolRef, errors: list[str]) -> PoolState | None:
         if self._silent is not None:  # BIG-IP did not answer at all this tick: do not wait on it again
             errors.append(f"{ref}: not read: {self._silent}")
             self.cache.pop(ref.full_path, None)
@@ -92,7 +93,7 @@ class Reconciler:
         self.cache[ref.full_path] = _Cached(state, self.clock.monotonic())
         return state
 
-    def _membership(self, ref: PoolRef, errors: list[str]) -> Optional[PoolState]:
+    def _membership(self, ref: PoolRef, errors: list[str]) -> PoolState | None:
         cached = self.cache.get(ref.full_path)
         if cached and self.clock.monotonic() - cached.read_at < self.cfg.scheduler.pool_fetch_interval:
             return cached.state

@@ -33,9 +33,9 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Iterator, Optional, Sequence
 from urllib.parse import urljoin, urlsplit
 
 import certifi
@@ -76,8 +76,8 @@ class Target:
     engine_type: str
     timeout: float
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
-    auth: Optional[tuple[str, str]] = field(default=None, repr=False)
-    keys: Optional[EngineKeys] = None
+    auth: tuple[str, str] | None = field(default=None, repr=False)
+    keys: EngineKeys | None = None
 
     def secrets(self) -> tuple[str, ...]:
         """Strings that must never appear in a log line or a detail."""
@@ -87,7 +87,7 @@ class Target:
         return tuple(s for s in out if s)
 
 
-def target_for(member: Member, pool: PoolConfig, keys: Optional[EngineKeys]) -> Target:
+def target_for(member: Member, pool: PoolConfig, keys: EngineKeys | None) -> Target:
     """The scrape target for one pool member, from the pool's `metrics` settings."""
     m = pool.metrics
     port = m.port or member.port
@@ -114,7 +114,7 @@ class _Flight:
 
     def __init__(self, target: Target):
         self.target = target
-        self.response: Optional[urllib3.BaseHTTPResponse] = None
+        self.response: urllib3.BaseHTTPResponse | None = None
         self.aborted = False
         self.lock = threading.Lock()
 
@@ -143,10 +143,10 @@ class _Pools:
     def __init__(self, hosts: int, maxsize: int):
         self.hosts = hosts
         self.maxsize = maxsize
-        self._managers: dict[tuple[Optional[str], str], urllib3.PoolManager] = {}
+        self._managers: dict[tuple[str | None, str], urllib3.PoolManager] = {}
         self._lock = threading.Lock()
 
-    def manager(self, proxy: Optional[str], verify: str) -> urllib3.PoolManager:
+    def manager(self, proxy: str | None, verify: str) -> urllib3.PoolManager:
         key = (proxy, verify)
         found = self._managers.get(key)
         if found is None:
@@ -169,7 +169,7 @@ class _Pools:
             m.clear()
 
 
-def _manager(proxy: Optional[str], verify: str, hosts: int, maxsize: int) -> urllib3.PoolManager:
+def _manager(proxy: str | None, verify: str, hosts: int, maxsize: int) -> urllib3.PoolManager:
     """A PoolManager that verifies https against `verify` (a CA file or directory), through `proxy` if any."""
     kw: dict = {"num_pools": hosts, "maxsize": maxsize, "block": False, "retries": False, "cert_reqs": "CERT_REQUIRED"}
     kw["ca_cert_dir" if os.path.isdir(verify) else "ca_certs"] = verify
@@ -191,7 +191,7 @@ class _Route:
     """How to reach one URL, from the environment: the pool manager and ~/.netrc credentials."""
 
     manager: urllib3.PoolManager
-    netrc: Optional[tuple[str, str]]
+    netrc: tuple[str, str] | None
 
 
 class Scraper:
@@ -205,19 +205,19 @@ class Scraper:
         self,
         max_workers: int = 32,
         max_bytes: int = 8 * 1024 * 1024,
-        clock: Optional[Clock] = None,  # SystemClock() when None
+        clock: Clock | None = None,  # SystemClock() when None
     ):
         self.max_bytes = max_bytes
         self.clock = clock or SystemClock()
         self._max_workers = max_workers
-        self._env: dict[str, tuple[dict, str, Optional[tuple[str, str]]]] = {}  # url -> (proxies, CA, netrc auth)
+        self._env: dict[str, tuple[dict, str, tuple[str, str] | None]] = {}  # url -> (proxies, CA, netrc auth)
         self._routes: dict[str, _Route] = {}
         # Up to max_workers connections per endpoint, as before: a member listed in several pools is
         # fetched once per pool in the same tick, and a full pool would discard (and log) connections.
         self._session = _Pools(_POOLS_MIN, max_workers)
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="scrape")
 
-    def __enter__(self) -> "Scraper":
+    def __enter__(self) -> Scraper:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -244,7 +244,7 @@ class Scraper:
             results[flight.target.member] = self._collect(future, flight, deadline)
         return results
 
-    def _environment(self, url: str) -> tuple[dict, str, Optional[tuple[str, str]]]:
+    def _environment(self, url: str) -> tuple[dict, str, tuple[str, str] | None]:
         """What requests would take from the environment for `url`: the proxies (HTTP_PROXY, HTTPS_PROXY,
         ALL_PROXY, less NO_PROXY), the CA bundle (REQUESTS_CA_BUNDLE, else CURL_CA_BUNDLE, else certifi's)
         and ~/.netrc credentials. Read once per URL: reading it costs more than parsing the page when the
@@ -294,7 +294,7 @@ class Scraper:
             return self._result(flight.target, deadline, "deadline", f"no answer within the {deadline:g}s tick deadline")
         try:
             return future.result()
-        except Exception as exc:  # _fetch catches everything; this is a last guard
+        except Exception as exc:  # noqa: BLE001 - _fetch catches everything; this is a last guard
             return self._result(flight.target, 0.0, "error", type(exc).__name__)
 
     def _fetch(self, flight: _Flight, end: float) -> ScrapeResult:
@@ -312,7 +312,7 @@ class Scraper:
             return self._result(target, time.monotonic() - started, exc.reason, exc.detail)
         except MetricsError as exc:
             return self._result(target, time.monotonic() - started, exc.reason, exc.detail)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a worker's failure becomes that member's error
             reason, detail = _classify(exc, budget, late)
             if flight.aborted:
                 reason, detail = "deadline", "cut off at the tick deadline"
@@ -403,7 +403,7 @@ class Scraper:
         )
 
 
-def _headers(target: Target, auth: Optional[tuple[str, str]]) -> dict[str, str]:
+def _headers(target: Target, auth: tuple[str, str] | None) -> dict[str, str]:
     """The request headers, as requests built them: its defaults (with our User-Agent and Accept), then
     the target's (matched case-insensitively), then basic auth, which replaces a bearer header."""
     headers = dict(_DEFAULT_HEADERS)
@@ -467,7 +467,7 @@ def _shutdown(response: urllib3.BaseHTTPResponse) -> None:
     """Unblock a read in another thread (urllib3 >= 2.3 has HTTPResponse.shutdown for exactly this)."""
     try:
         response.shutdown()
-    except Exception:
+    except Exception:  # noqa: BLE001 - best effort
         sock = getattr(getattr(response, "connection", None), "sock", None)
         try:
             if sock is not None:

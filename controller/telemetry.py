@@ -24,8 +24,9 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -127,7 +128,7 @@ def writes_per_pool(report: TickReport) -> dict[str, tuple[int, int]]:
     return out
 
 
-def _num(value: Optional[float], digits: int = 4) -> Optional[float]:
+def _num(value: float | None, digits: int = 4) -> float | None:
     """JSON-safe number: NaN/inf become null (json.dumps would emit invalid JSON otherwise)."""
     if value is None or isinstance(value, bool):
         return None
@@ -222,7 +223,7 @@ class _SinceLastSuccess:
     """Seconds since the last successful tick; before the first one, seconds since start-up,
     so an alert on this gauge also fires for a daemon that never succeeds."""
 
-    def __init__(self, telemetry: "Telemetry"):
+    def __init__(self, telemetry: Telemetry):
         self.t = telemetry
 
     def collect(self):
@@ -240,7 +241,7 @@ class _TokenCollector:
     """
 
     def __init__(self):
-        self.source: Optional[Callable[[], Mapping[str, int]]] = None
+        self.source: Callable[[], Mapping[str, int]] | None = None
         self._last: dict[str, int] = {}
         self._offset: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -279,8 +280,8 @@ class Telemetry:
         *,
         clock: Clock = SYSTEM_CLOCK,
         tick_seconds: float,
-        engine_types: Optional[Mapping[str, str]] = None,
-        token_source: Optional[Callable[[], Mapping[str, int]]] = None,
+        engine_types: Mapping[str, str] | None = None,
+        token_source: Callable[[], Mapping[str, int]] | None = None,
         health_ticks: int = DEFAULT_HEALTH_TICKS,
     ):
         self.cfg = cfg
@@ -291,17 +292,17 @@ class Telemetry:
         self.registry = CollectorRegistry(auto_describe=True)  # our own: no clash between instances
         self._lock = threading.RLock()  # one observe() at a time; /metrics sees a whole tick
         self._started_mono = clock.monotonic()
-        self._last_ok_mono: Optional[float] = None
-        self._last_ok_wall: Optional[float] = None
-        self._last_tick: Optional[dict] = None
+        self._last_ok_mono: float | None = None
+        self._last_ok_wall: float | None = None
+        self._last_tick: dict | None = None
         self._pools_views: list[dict] = []
         self._dry_run = False
         self._engine_types: dict[str, str] = dict(engine_types or {})
         self._member_series: dict[str, set[tuple[str, str]]] = {name: set() for name, _ in _MEMBER_GAUGES}
         self._scrape_series: set[tuple[str, str, str]] = set()
         self._pools_seen: set[str] = set()
-        self._server: Optional[ThreadingHTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
         self._define_metrics()
         self.set_token_source(token_source)
 
@@ -329,7 +330,7 @@ class Telemetry:
         r.register(self._tokens)
 
     # -- configuration -----------------------------------------------------------------------
-    def set_token_source(self, source: Optional[Callable[[], Mapping[str, int]]]) -> None:
+    def set_token_source(self, source: Callable[[], Mapping[str, int]] | None) -> None:
         """A callable returning {"logins": n, "extensions": n, ...}; see `token_counters`."""
         self._tokens.source = source
 
@@ -341,7 +342,7 @@ class Telemetry:
                 self._forget_pool(path)
 
     # -- recording a tick --------------------------------------------------------------------
-    def observe(self, report: TickReport, scrapes: Optional[Mapping[str, Mapping[str, ScrapeResult]]] = None) -> None:
+    def observe(self, report: TickReport, scrapes: Mapping[str, Mapping[str, ScrapeResult]] | None = None) -> None:
         """Record one tick. Never raises: telemetry must not be the reason a tick fails.
 
         `scrapes` ({pool: {member: ScrapeResult}}) gives exact scrape error reasons when the caller
@@ -387,7 +388,7 @@ class Telemetry:
         self._forget_departed_scrape_series(report, present)
 
     @staticmethod
-    def _member_values(p: MemberPlan, share: float) -> dict[str, Optional[float]]:
+    def _member_values(p: MemberPlan, share: float) -> dict[str, float | None]:
         s = p.sample
         return {
             "score": p.score,
@@ -402,7 +403,7 @@ class Telemetry:
             "active": 1.0 if p.member.active else 0.0,
         }
 
-    def _put(self, name: str, labels: tuple[str, str], value: Optional[float]) -> None:
+    def _put(self, name: str, labels: tuple[str, str], value: float | None) -> None:
         if value is None or not math.isfinite(float(value)):
             self._drop(name, labels)  # unknown is absent, not a stale or made-up number
             return
@@ -521,7 +522,7 @@ class Telemetry:
         }
         return 200, body
 
-    def _unhealthy(self, reason: str, limit: float, last_tick: Optional[dict]) -> dict:
+    def _unhealthy(self, reason: str, limit: float, last_tick: dict | None) -> dict:
         body = {"status": "unhealthy", "reason": reason, "message": reason, "limit_seconds": limit}
         if last_tick is not None:
             body["last_tick_errors"] = last_tick["errors"]
@@ -546,7 +547,7 @@ class Telemetry:
 
     # -- HTTP --------------------------------------------------------------------------------
     @property
-    def address(self) -> Optional[tuple[str, int]]:
+    def address(self) -> tuple[str, int] | None:
         return None if self._server is None else tuple(self._server.server_address[:2])  # type: ignore[return-value]
 
     def start(self) -> tuple[str, int]:
@@ -631,10 +632,10 @@ def _handler_for(t: Telemetry):
         sys_version = ""
         timeout = HANDLER_TIMEOUT
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             self._reply(with_body=True)
 
-        def do_HEAD(self) -> None:  # noqa: N802 - some health checkers only send HEAD
+        def do_HEAD(self) -> None:
             self._reply(with_body=False)
 
         def _reply(self, with_body: bool) -> None:
@@ -676,7 +677,7 @@ def attach(telemetry: Telemetry, daemon: Any) -> Telemetry:
     return telemetry
 
 
-def serve(daemon: Any, *, clock: Clock = SYSTEM_CLOCK) -> Optional[Telemetry]:
+def serve(daemon: Any, *, clock: Clock = SYSTEM_CLOCK) -> Telemetry | None:
     """Build, attach and start telemetry for a Daemon per its config; None when disabled."""
     cfg = daemon.cfg
     if not cfg.telemetry.enabled:

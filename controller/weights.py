@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
 from controller.config import WeightsConfig
 from controller.model import Sample
@@ -28,7 +28,7 @@ def ratios_from_scores(scores: Mapping[str, float], scale: int, floor: int) -> d
     return {k: clamp(round(scale * s / top), floor, scale) for k, s in scores.items()}
 
 
-def smooth(previous: Optional[float], current: float, keep: float) -> float:
+def smooth(previous: float | None, current: float, keep: float) -> float:
     """EWMA: `keep` is the weight of the previous value (0 disables smoothing)."""
     if previous is None or keep <= 0:
         return current
@@ -67,7 +67,7 @@ def neutral_ratio(planned: Mapping[str, int], w: WeightsConfig) -> int:
     return clamp(round(statistics.median(planned.values())), w.floor, w.scale)
 
 
-def capacity_limit(sample: Optional[Sample], w: WeightsConfig) -> Optional[int]:
+def capacity_limit(sample: Sample | None, w: WeightsConfig) -> int | None:
     """Connection limit from KV capacity (vLLM's kv_cache_max_concurrency) and/or a fixed ceiling.
 
     None when there is nothing to base a limit on: the caller then leaves the limit alone.

@@ -24,7 +24,8 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterable, Optional
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import yaml
 
@@ -50,7 +51,7 @@ CLI_TIMEOUT = 30.0  # seconds; generous, a hung CLI fails the test instead of th
 class Load:
     """A member's load, settable from the test at any time; EngineServer renders it as a /metrics page."""
 
-    _base: Optional[EngineSnapshot] = None
+    _base: EngineSnapshot | None = None
 
     def __init__(self, waiting: int = 0, running: int = 0, kv: float = 0.0, name: str = "engine"):
         self.name = name
@@ -79,7 +80,7 @@ class Load:
 class Stack:
     """One emulated BIG-IP with one pool whose members are loopback engine servers."""
 
-    def __init__(self, loads: Iterable[tuple[int, int, float]], *, ratios: Optional[Iterable[int]] = None,
+    def __init__(self, loads: Iterable[tuple[int, int, float]], *, ratios: Iterable[int] | None = None,
                  lb_mode: str = "ratio-least-connections-member", token_timeout: int = 1200):
         self.loads = [Load(w, r, kv, name=f"e{i}") for i, (w, r, kv) in enumerate(loads)]
         self.initial_ratios = list(ratios) if ratios is not None else [1] * len(self.loads)
@@ -88,7 +89,7 @@ class Stack:
         self.servers = [EngineServer(load, "vllm") for load in self.loads]
         self.members: list[str] = []
 
-    def start(self) -> "Stack":
+    def start(self) -> Stack:
         self.bigip.start()
         ports = [s.start() for s in self.servers]
         self.members = [f"127.0.0.1:{p}" for p in ports]
@@ -119,7 +120,7 @@ class Stack:
 
     def tokens_seen(self) -> set[str]:
         """Every token the emulator handed out and still knows or that a client named in a URL."""
-        out = set(self.bigip._tokens)  # noqa: SLF001 - test introspection of the emulator
+        out = set(self.bigip._tokens)
         for r in self.bigip.request_log:
             if r.path.startswith("/mgmt/shared/authz/tokens/"):
                 out.add(r.path.rsplit("/", 1)[-1])
@@ -136,7 +137,7 @@ def free_port() -> int:
 # ------------------------------------------------------------------------------------------ config
 
 
-def seed_config(stack: Optional[Stack], *, port: Optional[int] = None) -> dict:
+def seed_config(stack: Stack | None, *, port: int | None = None) -> dict:
     """The sideband seed's own config format (config/sideband-seed.yaml): one vllm pool, metrics over http,
     `port: null` (each member's own port), with `f5.port` and `f5.verify_tls` added for the emulator and
     short intervals/timeouts so the tests run fast."""
@@ -193,7 +194,7 @@ def write_config(path: pathlib.Path, data: Any) -> pathlib.Path:
 # ------------------------------------------------------------------------------------------ the CLI
 
 
-def cli_env(**extra: Optional[str]) -> dict[str, str]:
+def cli_env(**extra: str | None) -> dict[str, str]:
     """The environment for the CLI: ours, minus proxies, plus the secrets. `NAME=None` removes NAME."""
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     env.update(F5_PASSWORD=PASSWORD, METRIC_PWD=METRIC_PASSWORD, NO_PROXY="*", PYTHONUNBUFFERED="1")
@@ -222,7 +223,7 @@ class Result:
         return parse_events(self.err)
 
 
-def cli(*args: str, env: Optional[dict] = None, timeout: float = CLI_TIMEOUT) -> Result:
+def cli(*args: str, env: dict | None = None, timeout: float = CLI_TIMEOUT) -> Result:
     """Run `python -m controller ARGS` to completion. A traceback anywhere fails the test."""
     started = time.monotonic()
     p = subprocess.run([sys.executable, "-m", "controller", *args], cwd=REPO, env=env or cli_env(),
@@ -265,7 +266,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.0
 class Daemon:
     """`run --config FILE` in the background; output goes to files (no pipe can fill up and stall it)."""
 
-    def __init__(self, config: pathlib.Path, *extra: str, env: Optional[dict] = None):
+    def __init__(self, config: pathlib.Path, *extra: str, env: dict | None = None):
         self.dir = config.parent
         self.out_path = self.dir / "daemon.out"
         self.err_path = self.dir / "daemon.err"
@@ -273,7 +274,7 @@ class Daemon:
         self._err = open(self.err_path, "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "controller", "run", "--config", str(config), *extra],
                                      cwd=REPO, env=env or cli_env(), stdout=self._out, stderr=self._err)
-        self.code: Optional[int] = None
+        self.code: int | None = None
 
     @property
     def out(self) -> str:
@@ -283,7 +284,7 @@ class Daemon:
     def err(self) -> str:
         return self.err_path.read_text()
 
-    def events(self, name: Optional[str] = None) -> list[dict]:
+    def events(self, name: str | None = None) -> list[dict]:
         evs = parse_events(self.err)
         return [e for e in evs if name is None or e.get("event") == name]
 

@@ -3,8 +3,6 @@ HTTPS BIG-IP emulator and loopback engine pages, on a FakeClock."""
 
 from __future__ import annotations
 
-from typing import Optional
-
 import pytest
 
 from controller.bigip import BigIPClient
@@ -49,7 +47,7 @@ class PageServer(EngineServer):
     def __init__(self, waiting=0.0, running=0.0, kv=0.0, **kw):
         super().__init__(lambda: None, "vllm", **kw)
         self.load = (waiting, running, kv)
-        self.text: Optional[str] = None  # raw page override
+        self.text: str | None = None  # raw page override
 
     def page(self) -> str:
         return self.text if self.text is not None else vllm_page(*self.load)
@@ -79,8 +77,8 @@ class Rig:
     """One emulated BIG-IP, `pools` pools sharing the same engine servers (one per load)."""
 
     def __init__(self, loads=((0, 0, 0.1), (4, 2, 0.5), (8, 4, 0.9)), *, ratios=None, pools=1, f5_timeout=2.0,
-                 scrape_timeout=0.5, tick_deadline=0.8, weights: Optional[WeightsConfig] = None, instance="",
-                 emulator: Optional[BigIPEmulator] = None, pool_fetch=10.0, dry_run=False, **server_kw):
+                 scrape_timeout=0.5, tick_deadline=0.8, weights: WeightsConfig | None = None, instance="",
+                 emulator: BigIPEmulator | None = None, pool_fetch=10.0, dry_run=False, **server_kw):
         self.emu = emulator or BigIPEmulator(users={USER: PASSWORD})
         self.servers = [PageServer(*load, **server_kw) for load in loads]
         self.initial = list(ratios) if ratios is not None else [1] * len(loads)
@@ -92,7 +90,7 @@ class Rig:
         self.f5_timeout, self.scrape_timeout, self.tick_deadline = f5_timeout, scrape_timeout, tick_deadline
         self.pool_fetch, self.instance, self.dry_run = pool_fetch, instance, dry_run
 
-    def start(self) -> "Rig":
+    def start(self) -> Rig:
         self.emu.start()
         self.members = [f"127.0.0.1:{s.start()}" for s in self.servers]
         for ref in self.refs:
@@ -101,7 +99,7 @@ class Rig:
         self.rec = self.reconciler()
         return self
 
-    def config(self, port: Optional[int] = None) -> AppConfig:
+    def config(self, port: int | None = None) -> AppConfig:
         return AppConfig(
             f5=F5Config("127.0.0.1", port=port or self.emu.port, username=USER, password=PASSWORD,
                         verify_tls=self.emu.cert_path, timeout=self.f5_timeout),
@@ -112,14 +110,14 @@ class Rig:
             source="/etc/f5-llm-ratio/rig.yaml",
         )
 
-    def reconciler(self, instance: Optional[str] = None, log: Optional[CapLog] = None) -> Reconciler:
+    def reconciler(self, instance: str | None = None, log: CapLog | None = None) -> Reconciler:
         cfg = self.cfg
         bigip = BigIPClient(cfg.f5, clock=self.clock, sleep=lambda s: None)
         scraper = Scraper(max_workers=8, clock=self.clock)
         return Reconciler(cfg, bigip, scraper, clock=self.clock, log=log or self.log, dry_run=self.dry_run,
                           instance=self.instance if instance is None else instance)
 
-    def tick(self, rec: Optional[Reconciler] = None):
+    def tick(self, rec: Reconciler | None = None):
         self.clock.advance(self.cfg.scheduler.tick_seconds)
         return (rec or self.rec).tick()
 
@@ -133,7 +131,7 @@ class Rig:
         r = self.emu.ratios(self.refs[pool].full_path)
         return [r[m] for m in self.members]
 
-    def patches(self, member: Optional[str] = None) -> list:
+    def patches(self, member: str | None = None) -> list:
         return [w for w in self.emu.writes if w.member is not None and (member is None or w.member == member)]
 
     def stop(self) -> None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import gzip as _gzip
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Optional
 
 Handler = Callable[[BaseHTTPRequestHandler, "Loopback"], None]
 
@@ -21,17 +21,17 @@ class Loopback:
         self.routes = routes
         self.seen: list[dict] = []
         self.stopping = threading.Event()
-        self._httpd: Optional[ThreadingHTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
-    def __enter__(self) -> "Loopback":
+    def __enter__(self) -> Loopback:
         owner = self
 
         class _H(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as real engines serve
 
-            def do_GET(self):  # noqa: N802 (http.server naming)
+            def do_GET(self):
                 owner.seen.append({"path": self.path, "headers": dict(self.headers), "port": self.client_address[1]})
                 route = owner.routes.get(self.path.split("?")[0])
                 try:
@@ -69,7 +69,7 @@ class Loopback:
 
 
 # -- handler building blocks ---------------------------------------------------------------------
-def send(req: BaseHTTPRequestHandler, status: int, body: bytes, ctype: str, *, reason: Optional[str] = None, gzip: bool = False) -> None:
+def send(req: BaseHTTPRequestHandler, status: int, body: bytes, ctype: str, *, reason: str | None = None, gzip: bool = False) -> None:
     if gzip:
         body = _gzip.compress(body)
     req.send_response(status, reason)

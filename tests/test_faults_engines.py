@@ -39,7 +39,7 @@ MATRIX = {
 }
 
 
-def _set(rig: "Rig", server: PageServer, how) -> None:
+def _set(rig: Rig, server: PageServer, how) -> None:
     kind, value = how
     if kind == "fault":
         server.fault = value
@@ -48,7 +48,7 @@ def _set(rig: "Rig", server: PageServer, how) -> None:
     if value == "refuse":
         # An engine that dies takes its connections with it; the simulated one only stops listening,
         # so drop the scraper's idle keep-alive connections to make the next scrape connect afresh.
-        rig.rec.scraper._session.close()  # noqa: SLF001 - the session stays usable (new connections)
+        rig.rec.scraper._session.close()
 
 
 def _clear(server: PageServer) -> None:

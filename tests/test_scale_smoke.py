@@ -144,7 +144,7 @@ class _Page(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     body = b"vllm:num_requests_waiting 1.0\nvllm:num_requests_running 2.0\nvllm:kv_cache_usage_perc 0.5\n"
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         self.send_response(200)
         self.send_header("Content-Type", "text/plain; version=0.0.4")
         self.send_header("Content-Length", str(len(self.body)))
@@ -194,8 +194,8 @@ def test_scraper_reads_the_environment_once_per_url(monkeypatch):
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     scraper = Scraper(max_workers=1)
     try:
-        proxies, verify, _ = scraper._environment("https://127.0.0.1:1/metrics")  # noqa: SLF001
+        proxies, verify, _ = scraper._environment("https://127.0.0.1:1/metrics")
         assert verify == "/nonexistent/ca.pem"
-        assert scraper._environment("https://127.0.0.1:1/metrics")[1] is verify  # noqa: SLF001 - cached
+        assert scraper._environment("https://127.0.0.1:1/metrics")[1] is verify
     finally:
         scraper.close()

@@ -87,8 +87,8 @@ class Reference:
 
     def step(self):
         spec, t0 = self.spec, self.t
-        decode = lambda: [s for s in self.running if s["left"] == 0]  # noqa: E731
-        need = lambda: sum(1 for s in decode() if s["ctx"] % self.B == 0)  # noqa: E731
+        decode = lambda: [s for s in self.running if s["left"] == 0]
+        need = lambda: sum(1 for s in decode() if s["ctx"] % self.B == 0)
         preempted = False
         while need() > self.total - self.used:
             s = self.running.pop()

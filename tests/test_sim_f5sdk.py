@@ -16,11 +16,11 @@ if sys.version_info[:2] != (3, 11):
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     f5_bigip = pytest.importorskip("f5.bigip", reason="f5-sdk is not installed (pip install -e .[test])")
-    from f5.bigip.contexts import TransactionContextManager  # noqa: E402
-    from f5.sdk_exception import TransactionSubmitException  # noqa: E402
-    from icontrol.exceptions import iControlUnexpectedHTTPError  # noqa: E402
+    from f5.bigip.contexts import TransactionContextManager
+    from f5.sdk_exception import TransactionSubmitException
+    from icontrol.exceptions import iControlUnexpectedHTTPError
 
-from controller.sim.bigip import BigIPEmulator  # noqa: E402
+from controller.sim.bigip import BigIPEmulator
 
 POOL = "/Common/llm-pool"
 A, B = "10.0.0.1:8000", "10.0.0.2%2:8000"

@@ -43,9 +43,10 @@ import threading
 import time
 import uuid
 from collections import namedtuple
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from controller.sim import tls
@@ -56,7 +57,7 @@ from controller.sim.dataplane import DataPlane, MemberView, PoolView
 #: Every error body the emulator sends. The first group is copied from real BIG-IPs
 #: (fixtures/bigip/error_bodies.json), with the varying parts as {placeholders}; the rest are the
 #: emulator's closest known equivalents.
-ERRORS: Dict[str, Any] = {
+ERRORS: dict[str, Any] = {
     "pool_not_found_404": {"code": 404, "message": "01020036:3: The requested Pool ({pool}) was not found.",
                            "errorStack": [], "apiError": 3},
     "member_not_found_404": {"code": 404,
@@ -118,7 +119,7 @@ def error_body(key: str, **values: Any) -> Any:
     tpl = ERRORS[key]
     if isinstance(tpl, str):
         return tpl
-    out: Dict[str, Any] = {}
+    out: dict[str, Any] = {}
     for k, v in tpl.items():
         if isinstance(v, str) and "{" in v:
             v = v.format(**values)
@@ -132,7 +133,7 @@ class RestError(Exception):
     """Raised by handlers; becomes the HTTP reply."""
 
     def __init__(self, status: int, body: Any, content_type: str = "application/json; charset=UTF-8",
-                 headers: Optional[Dict[str, str]] = None):
+                 headers: dict[str, str] | None = None):
         super().__init__(status, body)
         self.status = status
         self.body = body
@@ -170,12 +171,12 @@ class Write:
 
     time: float  # emulator clock
     pool: str
-    member: Optional[str]
-    body: Dict[str, Any]
+    member: str | None
+    body: dict[str, Any]
     kind: str = "PATCH"
-    changed: Dict[str, Tuple[Any, Any]] = field(default_factory=dict)  # field -> (old, new) read-back values
+    changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # field -> (old, new) read-back values
     user: str = ""
-    trans_id: Optional[int] = None
+    trans_id: int | None = None
     generation: int = 0
 
 
@@ -194,7 +195,7 @@ class _Member:
     forced_down: bool = False  # state user-down
     health: str = "up"  # monitor result: up, down, unchecked, checking
     generation: int = 1
-    props: Dict[str, Any] = field(default_factory=lambda: {
+    props: dict[str, Any] = field(default_factory=lambda: {
         "dynamicRatio": 1, "ephemeral": "false", "fqdn": {"autopopulate": "disabled"}, "inheritProfile": "enabled",
         "logging": "disabled", "monitor": "default", "priorityGroup": 0, "rateLimit": "disabled"})
 
@@ -223,9 +224,9 @@ class _Pool:
     sub_path: str
     name: str
     generation: int
-    props: Dict[str, Any]
-    members: Dict[str, _Member] = field(default_factory=dict)
-    metadata: Optional[List[Dict[str, str]]] = None
+    props: dict[str, Any]
+    members: dict[str, _Member] = field(default_factory=dict)
+    metadata: list[dict[str, str]] | None = None
 
     @property
     def full_path(self) -> str:
@@ -256,7 +257,7 @@ class _Token:
 class _Command:
     method: str
     path: str
-    query: Dict[str, List[str]]
+    query: dict[str, list[str]]
     body: Any
     command_id: int
 
@@ -269,15 +270,15 @@ class _Transaction:
     timeout: int
     state: str = "STARTED"
     failure: str = ""
-    commands: List[_Command] = field(default_factory=list)
+    commands: list[_Command] = field(default_factory=list)
 
 
 @dataclass
 class _Fault:
-    kind: Union[str, Tuple[int, Any]]
+    kind: str | tuple[int, Any]
     remaining: int
-    path: Optional[re.Pattern]
-    method: Optional[str]
+    path: re.Pattern | None
+    method: str | None
 
 
 @dataclass
@@ -285,12 +286,12 @@ class _Request:
     method: str
     path: str  # decoded-later raw path, no query, no trailing slash
     raw_path: str
-    query: Dict[str, List[str]]
-    headers: Dict[str, str]  # lower-case names
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # lower-case names
     body_bytes: bytes
     client: str
     user: str = ""
-    trans_id: Optional[int] = None
+    trans_id: int | None = None
     _json: Any = None
 
     def json(self) -> Any:
@@ -315,7 +316,7 @@ class Reply:
     status: int
     body: Any  # dict/list for JSON, str for HTML, None for a dropped connection
     content_type: str = "application/json; charset=UTF-8"
-    headers: Dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def dropped(self) -> bool:
@@ -332,7 +333,7 @@ class Reply:
         return json.dumps(self.body, separators=(",", ":")).encode("utf-8")
 
 
-def _parse_member_name(name: str) -> Tuple[str, Optional[int]]:
+def _parse_member_name(name: str) -> tuple[str, int | None]:
     """(node, port) of `10.0.0.1:80`, `10.0.0.1%2:80`, `2001:db8::1.80`, `web1:80`; port None if absent."""
     sep = "." if name.count(":") > 1 else ":"
     node, _, port = name.rpartition(sep)
@@ -349,7 +350,7 @@ def _is_ip(node: str) -> bool:
         return False
 
 
-def _parse_pool_path(full_path: str) -> Tuple[str, str, str]:
+def _parse_pool_path(full_path: str) -> tuple[str, str, str]:
     parts = [p for p in full_path.strip("/").split("/") if p]
     if len(parts) == 1:
         return "Common", "", parts[0]
@@ -380,7 +381,7 @@ _TOKEN = rf"/mgmt/shared/authz/tokens/(?P<token>{_SEG})"
 _TRANS = rf"/mgmt/tm/transaction/(?P<tid>{_SEG})"
 
 #: (method, path regex, handler name, access) with access in: public, read, write.
-ROUTES: Sequence[Tuple[str, str, str, str]] = (
+ROUTES: Sequence[tuple[str, str, str, str]] = (
     ("POST", r"/mgmt/shared/authn/login", "login", "public"),
     ("GET", r"/mgmt/shared/authz/tokens", "tokens_list", "read"),
     ("GET", _TOKEN, "token_get", "read"),
@@ -414,16 +415,16 @@ _COMPILED = [(m, re.compile("^" + rx + "$"), h, a) for m, rx, h, a in ROUTES]
 class BigIPEmulator:
     """Thread-safe in-memory BIG-IP with an optional HTTPS front end (`start()`)."""
 
-    def __init__(self, users: Optional[Dict[str, str]] = None, *,
+    def __init__(self, users: dict[str, str] | None = None, *,
                  version: str = "17.1.1", build: str = "0.0.2", hostname: str = "bigip1.example.com",
                  token_timeout: int = 1200, token_limit: int = 100, token_limit_exempt: Sequence[str] = (),
                  transaction_timeout: int = 120, max_ratio: int = 65535,
-                 roles: Optional[Dict[str, str]] = None, user_ids: Optional[Dict[str, str]] = None,
-                 clock: Union[Callable[[], float], Any, None] = None, latency: Union[float, Callable[[], float]] = 0.0,
-                 cert_dir: Optional[str] = None, trans_id_start: Optional[int] = None):
-        self.users: Dict[str, str] = dict(users if users is not None else {"admin": "admin"})
-        self.roles: Dict[str, str] = dict(roles or {})  # user -> role; users not listed are "admin"
-        self.user_ids: Dict[str, str] = dict(user_ids or {})
+                 roles: dict[str, str] | None = None, user_ids: dict[str, str] | None = None,
+                 clock: Callable[[], float] | Any | None = None, latency: float | Callable[[], float] = 0.0,
+                 cert_dir: str | None = None, trans_id_start: int | None = None):
+        self.users: dict[str, str] = dict(users if users is not None else {"admin": "admin"})
+        self.roles: dict[str, str] = dict(roles or {})  # user -> role; users not listed are "admin"
+        self.user_ids: dict[str, str] = dict(user_ids or {})
         self.version = version
         self.build = build
         self.hostname = hostname
@@ -443,34 +444,34 @@ class BigIPEmulator:
             self._mono = clock
         else:
             self._mono = clock.monotonic
-        self._wall_fn: Optional[Callable[[], float]] = getattr(clock, "wall", None)
+        self._wall_fn: Callable[[], float] | None = getattr(clock, "wall", None)
         self._mono0 = self._mono()
         self._wall0 = time.time()
 
         self._lock = threading.RLock()
-        self._pools: Dict[str, _Pool] = {}
-        self._tokens: Dict[str, _Token] = {}
-        self._transactions: Dict[int, _Transaction] = {}
-        self._faults: List[_Fault] = []
+        self._pools: dict[str, _Pool] = {}
+        self._tokens: dict[str, _Token] = {}
+        self._transactions: dict[int, _Transaction] = {}
+        self._faults: list[_Fault] = []
         self._generation = 100
         self._op_id = 1000
         self._next_trans = trans_id_start
-        self._device_groups: List[Dict[str, Any]] = [
+        self._device_groups: list[dict[str, Any]] = [
             {"name": "datasync-global-dg", "type": "sync-only", "autoSync": "enabled"},
             {"name": "device_trust_group", "type": "sync-only", "autoSync": "enabled"},
         ]
-        self.writes: List[Write] = []
-        self.request_log: List[LoggedRequest] = []
+        self.writes: list[Write] = []
+        self.request_log: list[LoggedRequest] = []
         self.logins = 0
         self.failed_logins = 0
         self.commits = 0  # config changes: one per applied write outside a transaction, one per commit
-        self._dataplane: Optional[DataPlane] = None
+        self._dataplane: DataPlane | None = None
         # HTTPS
         self._cert_dir = cert_dir
-        self._certs: Optional[tls.CertPair] = None
-        self._server: Optional[_Server] = None
-        self._thread: Optional[threading.Thread] = None
-        self.base_url: Optional[str] = None
+        self._certs: tls.CertPair | None = None
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.base_url: str | None = None
 
     # ----------------------------------------------------------------------------------------- time
     def now(self) -> float:
@@ -494,10 +495,10 @@ class BigIPEmulator:
         return "https://localhost" + path + (f"?ver={self.version}" if ver else "")
 
     # ------------------------------------------------------------------------------------ state API
-    def add_pool(self, full_path: str, members: Sequence[Union[str, Dict[str, Any]]] = (), *,
+    def add_pool(self, full_path: str, members: Sequence[str | dict[str, Any]] = (), *,
                  lb_mode: str = "ratio-least-connections-member", queue_on_connection_limit: bool = False,
                  queue_depth_limit: int = 0, queue_time_limit: int = 0, description: str = "",
-                 monitor: str = "", metadata: Optional[List[Dict[str, str]]] = None, **props: Any) -> Dict[str, Any]:
+                 monitor: str = "", metadata: list[dict[str, str]] | None = None, **props: Any) -> dict[str, Any]:
         """Create a pool. `members`: names like "10.0.0.1:8000" or dicts of `add_member` keywords.
         Extra REST properties (e.g. slowRampTime=0) may be passed as keywords."""
         partition, sub_path, name = _parse_pool_path(full_path)
@@ -527,9 +528,9 @@ class BigIPEmulator:
         with self._lock:
             del self._pools[self._pool_key(full_path)]
 
-    def add_member(self, pool: str, name: str, address: Optional[str] = None, ratio: int = 1,
+    def add_member(self, pool: str, name: str, address: str | None = None, ratio: int = 1,
                    connection_limit: int = 0, session: str = "monitor-enabled", state: str = "up",
-                   description: str = "", partition: Optional[str] = None, **props: Any) -> Dict[str, Any]:
+                   description: str = "", partition: str | None = None, **props: Any) -> dict[str, Any]:
         """Add a member. `session`: monitor-enabled, user-enabled or user-disabled; `state`: up, down,
         unchecked, checking or user-down. Read-back follows BIG-IP: an enabled member without a monitor
         (state unchecked) reads back as user-enabled, with one as monitor-enabled."""
@@ -568,27 +569,27 @@ class BigIPEmulator:
         with self._lock:
             del self._pools[self._pool_key(pool)].members[name]
 
-    def member(self, pool: str, name: str) -> Dict[str, Any]:
+    def member(self, pool: str, name: str) -> dict[str, Any]:
         """The member's REST JSON (a copy)."""
         with self._lock:
             p = self._pools[self._pool_key(pool)]
             return self._member_json(p, p.members[name])
 
-    def members(self, pool: str) -> List[Dict[str, Any]]:
+    def members(self, pool: str) -> list[dict[str, Any]]:
         with self._lock:
             p = self._pools[self._pool_key(pool)]
             return [self._member_json(p, m) for m in p.members.values()]
 
-    def pool(self, full_path: str, expand: bool = True) -> Dict[str, Any]:
+    def pool(self, full_path: str, expand: bool = True) -> dict[str, Any]:
         """The pool's REST JSON (a copy), members under membersReference.items when `expand`."""
         with self._lock:
             return self._pool_json(self._pools[self._pool_key(full_path)], expand)
 
-    def ratios(self, pool: str) -> Dict[str, int]:
+    def ratios(self, pool: str) -> dict[str, int]:
         with self._lock:
             return {n: m.ratio for n, m in self._pools[self._pool_key(pool)].members.items()}
 
-    def set_member(self, pool: str, name: str, **fields: Any) -> Dict[str, Any]:
+    def set_member(self, pool: str, name: str, **fields: Any) -> dict[str, Any]:
         """Change a member directly (no validation, no write logged), e.g. ratio=3, connection_limit=2."""
         with self._lock:
             p = self._pools[self._pool_key(pool)]
@@ -598,8 +599,8 @@ class BigIPEmulator:
             m.generation = self._next_gen()
             return self._member_json(p, m)
 
-    def set_member_state(self, pool: str, name: str, session: Optional[str] = None,
-                         state: Optional[str] = None) -> Dict[str, Any]:
+    def set_member_state(self, pool: str, name: str, session: str | None = None,
+                         state: str | None = None) -> dict[str, Any]:
         """Operator/monitor action without REST. `session`: user-enabled, user-disabled or monitor-enabled;
         `state`: user-up, user-down, or a monitor result up/down/unchecked/checking."""
         with self._lock:
@@ -621,7 +622,7 @@ class BigIPEmulator:
             m.generation = self._next_gen()
             return self._member_json(p, m)
 
-    def set_pool(self, full_path: str, **props: Any) -> Dict[str, Any]:
+    def set_pool(self, full_path: str, **props: Any) -> dict[str, Any]:
         """Change pool REST properties directly, e.g. loadBalancingMode="round-robin"."""
         with self._lock:
             p = self._pools[self._pool_key(full_path)]
@@ -629,13 +630,13 @@ class BigIPEmulator:
             p.generation = self._next_gen()
             return self._pool_json(p, expand=True)
 
-    def add_device_group(self, name: str, type: str = "sync-failover", auto_sync: bool = True,
+    def add_device_group(self, name: str, type: str = "sync-failover", auto_sync: bool = True,  # noqa: A002 - the REST field name
                          **props: Any) -> None:
         with self._lock:
             self._device_groups.append(dict(name=name, type=type, autoSync="enabled" if auto_sync else "disabled",
                                             **props))
 
-    def live_tokens(self, user: Optional[str] = None) -> List[str]:
+    def live_tokens(self, user: str | None = None) -> list[str]:
         now = self.now()
         with self._lock:
             return [t.token for t in self._tokens.values() if t.expires > now and (user is None or t.user == user)]
@@ -658,8 +659,8 @@ class BigIPEmulator:
         return self.roles.get(user, "admin")
 
     # --------------------------------------------------------------------------------------- faults
-    def fail_next(self, n: int = 1, kind: Union[str, Tuple[int, Any]] = "mcpd", path: Optional[str] = None,
-                  method: Optional[str] = None) -> None:
+    def fail_next(self, n: int = 1, kind: str | tuple[int, Any] = "mcpd", path: str | None = None,
+                  method: str | None = None) -> None:
         """The next `n` requests matching `path` (a regex searched in the URL path) and `method` fail.
         kind: mcpd (500), html503 (503 HTML), notregistered (404), drop (connection closed, no reply),
         expired / missing (401 token bodies), or a (status, body) tuple."""
@@ -673,7 +674,7 @@ class BigIPEmulator:
             self._faults.clear()
             self.down = False
 
-    def _take_fault(self, method: str, path: str) -> Optional[_Fault]:
+    def _take_fault(self, method: str, path: str) -> _Fault | None:
         with self._lock:
             for f in self._faults:
                 if f.remaining > 0 and (f.path is None or f.path.search(path)) and f.method in (None, method):
@@ -733,8 +734,8 @@ class BigIPEmulator:
             full_path = "/Common/" + full_path
         return full_path
 
-    def _member_json(self, p: _Pool, m: _Member) -> Dict[str, Any]:
-        d: Dict[str, Any] = {
+    def _member_json(self, p: _Pool, m: _Member) -> dict[str, Any]:
+        d: dict[str, Any] = {
             "kind": "tm:ltm:pool:members:membersstate",
             "name": m.name,
             "partition": m.partition,
@@ -758,8 +759,8 @@ class BigIPEmulator:
                 d[k] = copy.deepcopy(v)
         return d
 
-    def _pool_json(self, p: _Pool, expand: bool) -> Dict[str, Any]:
-        d: Dict[str, Any] = {"kind": "tm:ltm:pool:poolstate", "name": p.name, "partition": p.partition}
+    def _pool_json(self, p: _Pool, expand: bool) -> dict[str, Any]:
+        d: dict[str, Any] = {"kind": "tm:ltm:pool:poolstate", "name": p.name, "partition": p.partition}
         if p.sub_path:
             d["subPath"] = p.sub_path
         d.update({"fullPath": p.full_path, "generation": p.generation,
@@ -768,7 +769,7 @@ class BigIPEmulator:
             if k in ("description", "monitor") and not v:
                 continue  # BIG-IP omits unset optional strings
             d[k] = copy.deepcopy(v)
-        ref: Dict[str, Any] = {"link": self._link(f"/mgmt/tm/ltm/pool/{p.uri_name}/members"), "isSubcollection": True}
+        ref: dict[str, Any] = {"link": self._link(f"/mgmt/tm/ltm/pool/{p.uri_name}/members"), "isSubcollection": True}
         if expand:
             ref["items"] = [self._member_json(p, m) for m in p.members.values()]
         d["membersReference"] = ref
@@ -776,7 +777,7 @@ class BigIPEmulator:
             d["metadata"] = copy.deepcopy(p.metadata)
         return d
 
-    def _token_json(self, t: _Token) -> Dict[str, Any]:
+    def _token_json(self, t: _Token) -> dict[str, Any]:
         uid = self.user_id(t.user)
         return {
             "token": t.token, "name": t.token, "userName": t.user, "authProviderName": "tmos",
@@ -789,18 +790,18 @@ class BigIPEmulator:
             "selfLink": f"https://localhost/mgmt/shared/authz/tokens/{t.token}",
         }
 
-    def _trans_json(self, t: _Transaction) -> Dict[str, Any]:
+    def _trans_json(self, t: _Transaction) -> dict[str, Any]:
         return {"transId": t.trans_id, "state": t.state, "timeoutSeconds": t.timeout, "asyncExecution": False,
                 "validateOnly": False, "executionTimeout": 300, "executionTime": 0, "failureReason": t.failure,
                 "kind": "tm:transactionstate", "selfLink": self._link(f"/mgmt/tm/transaction/{t.trans_id}")}
 
-    def _command_json(self, t: _Transaction, c: _Command) -> Dict[str, Any]:
+    def _command_json(self, t: _Transaction, c: _Command) -> dict[str, Any]:
         return {"method": c.method, "uri": "https://localhost" + c.path, "body": c.body, "evalOrder": c.command_id,
                 "commandId": c.command_id, "kind": "tm:transaction:commandsstate",
                 "selfLink": self._link(f"/mgmt/tm/transaction/{t.trans_id}/commands/{c.command_id}")}
 
     # ------------------------------------------------------------------------------------- dispatch
-    def request(self, method: str, path: str, body: Any = None, headers: Optional[Dict[str, str]] = None,
+    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
                 client: str = "127.0.0.1") -> Reply:
         """Handle one request without HTTP (handy for benchmarks). `body`: dict/list, str or bytes."""
         if body is None:
@@ -813,7 +814,7 @@ class BigIPEmulator:
             raw = json.dumps(body).encode()
         return self.handle(method, path, {k.lower(): v for k, v in (headers or {}).items()}, raw, client)
 
-    def handle(self, method: str, target: str, headers: Dict[str, str], body: bytes, client: str) -> Reply:
+    def handle(self, method: str, target: str, headers: dict[str, str], body: bytes, client: str) -> Reply:
         """Dispatch one request. `headers` must have lower-case names."""
         method = method.upper()
         split = urlsplit(target)
@@ -888,7 +889,7 @@ class BigIPEmulator:
         raise RestError(401, error_body("no_auth_401", path=req.path, client=req.client),
                         headers={"WWW-Authenticate": 'Basic realm="Enterprise Manager"'})
 
-    def _authorize_write(self, req: _Request, params: Dict[str, str]) -> None:
+    def _authorize_write(self, req: _Request, params: dict[str, str]) -> None:
         role = self.role(req.user)
         if role in WRITE_ROLES:
             return
@@ -970,7 +971,7 @@ class BigIPEmulator:
             return 200, self._token_json(t)
 
     # -------------------------------------------------------------------------- read-only handlers
-    def _user_json(self, user: str, tm: bool) -> Dict[str, Any]:
+    def _user_json(self, user: str, tm: bool) -> dict[str, Any]:
         if user not in self.users:
             raise _err("user_not_found_404", user=user)
         access = [{"name": "all-partitions", "role": self.role(user)}]
@@ -1014,7 +1015,7 @@ class BigIPEmulator:
                      "entries": {"https://localhost/mgmt/tm/sys/version/0": {"nestedStats": {
                          "entries": {k: {"description": v} for k, v in e.items()}}}}}
 
-    def _dg_json(self, g: Dict[str, Any]) -> Dict[str, Any]:
+    def _dg_json(self, g: dict[str, Any]) -> dict[str, Any]:
         name = g["name"]
         d = {"kind": "tm:cm:device-group:device-groupstate", "name": name, "partition": "Common",
              "fullPath": f"/Common/{name}", "generation": 1,
@@ -1063,7 +1064,7 @@ class BigIPEmulator:
             raise _err("member_not_found_404", pool=p.full_path, node=f"/{partition}/{node}", port=port)
         return m
 
-    def _select(self, req: _Request, d: Dict[str, Any]) -> Dict[str, Any]:
+    def _select(self, req: _Request, d: dict[str, Any]) -> dict[str, Any]:
         sel = ",".join(req.query.get("$select", []))
         if not sel:
             return d
@@ -1135,14 +1136,14 @@ class BigIPEmulator:
                                req.trans_id, m.generation))
             return 200, after
 
-    def _validate_member(self, p: _Pool, m: _Member, body: Dict[str, Any], kind: str) -> Dict[str, Any]:
+    def _validate_member(self, p: _Pool, m: _Member, body: dict[str, Any], kind: str) -> dict[str, Any]:
         """Map a PATCH/PUT body to attribute changes, or raise a 400 like BIG-IP."""
         item = f"/ltm/pool/{p.uri_name}/members/{m.uri_name}"
         who = f"{p.full_path} {m.full_path}"
-        out: Dict[str, Any] = {}
+        out: dict[str, Any] = {}
         if kind == "PUT":  # PUT resets what it does not carry
             out.update(ratio=1, connection_limit=0, description="")
-        props: Dict[str, Any] = {}
+        props: dict[str, Any] = {}
 
         def bad(prop: str, value: Any, why: str) -> RestError:
             return _err("invalid_value_400", value=json.dumps(value), prop=prop, member=who, why=why)
@@ -1338,7 +1339,7 @@ class BigIPEmulator:
 
     # ----------------------------------------------------------------------------------- HTTPS
     @property
-    def cert_path(self) -> Optional[str]:
+    def cert_path(self) -> str | None:
         """The server certificate, which is also the CA bundle to verify against (None before start)."""
         return self._certs.cert if self._certs else None
 
@@ -1360,7 +1361,7 @@ class BigIPEmulator:
         return self.base_url
 
     @property
-    def port(self) -> Optional[int]:
+    def port(self) -> int | None:
         return self._server.server_address[1] if self._server else None
 
     def stop(self) -> None:
@@ -1375,7 +1376,7 @@ class BigIPEmulator:
             self._thread.join(timeout=5)
         self._thread = None
 
-    def __enter__(self) -> "BigIPEmulator":
+    def __enter__(self) -> BigIPEmulator:
         """`with BigIPEmulator(...) as bigip:` serves on 127.0.0.1 (random port) until the block ends."""
         self.start()
         return self
@@ -1398,7 +1399,7 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     timeout = 120  # idle keep-alive connections
     wbufsize = 64 * 1024  # headers and body leave in one write (no Nagle / delayed-ACK stall)
-    server: "_Server"
+    server: _Server
 
     def version_string(self) -> str:
         return self.server_version
@@ -1409,7 +1410,7 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         self.request.settimeout(self.timeout)
 
-    def log_message(self, format: str, *args: Any) -> None:  # quiet; the emulator keeps request_log
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature; the emulator keeps request_log
         pass
 
     def _read_body(self) -> bytes:
@@ -1458,7 +1459,7 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, addr: Tuple[str, int], emulator: BigIPEmulator, ctx: ssl.SSLContext):
+    def __init__(self, addr: tuple[str, int], emulator: BigIPEmulator, ctx: ssl.SSLContext):
         self.address_family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
         self.emulator = emulator
         self.ssl_context = ctx
@@ -1505,12 +1506,12 @@ class _Server(ThreadingHTTPServer):
 # ------------------------------------------------------------------------------------------------- CLI
 
 
-def _parse_pool_arg(arg: str) -> Tuple[str, List[str]]:
+def _parse_pool_arg(arg: str) -> tuple[str, list[str]]:
     path, _, members = arg.partition("=")
     return path, [m.strip() for m in members.split(",") if m.strip()]
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m controller.sim.bigip", description="Serve a BIG-IP iControl REST emulator.")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8443)
@@ -1531,7 +1532,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         emu.add_pool(path, members, lb_mode=args.lb_mode)
     stop = threading.Event()
 
-    def _on_signal(signum, frame):  # noqa: ARG001
+    def _on_signal(signum, frame):
         stop.set()
 
     signal.signal(signal.SIGTERM, _on_signal)
@@ -1543,7 +1544,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     print(f"BIG-IP emulator listening on {url}", flush=True)
     print(f"certificate (CA bundle): {emu.cert_path}", flush=True)
-    for p in emu._pools.values():
+    for p in emu._pools.values():  # noqa: SLF001 - the module's own CLI
         print(f"pool {p.full_path} ({p.props['loadBalancingMode']}): {', '.join(p.members) or 'no members'}", flush=True)
     try:
         while not stop.wait(0.5):

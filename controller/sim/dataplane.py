@@ -36,15 +36,16 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any
 
 from controller.model import INACTIVE_SESSIONS, INACTIVE_STATES
 
 #: `decide` / `DataPlane.pick` result when the connection is held in the pool's queue.
 QUEUED = "queued"
 
-Decision = Optional[str]  # a member name, QUEUED, or None (rejected)
+Decision = str | None  # a member name, QUEUED, or None (rejected)
 
 
 @dataclass(slots=True)
@@ -72,7 +73,7 @@ class MemberView:
         return self.available and not self.at_limit
 
 
-def as_view(m: Union[MemberView, Mapping[str, Any]]) -> MemberView:
+def as_view(m: MemberView | Mapping[str, Any]) -> MemberView:
     """Accept a MemberView or a dict using either python or REST field names."""
     if isinstance(m, MemberView):
         return m
@@ -101,20 +102,20 @@ class Selector:
     def _ok(self, m: MemberView) -> bool:
         return m.eligible and (m.ratio >= 1 or not self.uses_ratio)
 
-    def pick(self, members: Sequence[MemberView]) -> Optional[str]:
+    def pick(self, members: Sequence[MemberView]) -> str | None:
         raise NotImplementedError
 
     def reset(self) -> None:
         self._cursor = 0
 
-    def _scan(self, members: Sequence[MemberView], better: Callable[[MemberView, MemberView], bool]) -> Optional[str]:
+    def _scan(self, members: Sequence[MemberView], better: Callable[[MemberView, MemberView], bool]) -> str | None:
         """Best eligible member by `better`; exact ties go to the first one at or after the cursor."""
         n = len(members)
         if n == 0:
             return None
         start = self._cursor % n
         best_i = -1
-        best: Optional[MemberView] = None
+        best: MemberView | None = None
         for k in range(n):
             i = (start + k) % n
             m = members[i]
@@ -131,14 +132,14 @@ class Selector:
 class RoundRobin(Selector):
     mode = "round-robin"
 
-    def pick(self, members: Sequence[MemberView]) -> Optional[str]:
+    def pick(self, members: Sequence[MemberView]) -> str | None:
         return self._scan(members, lambda a, b: False)
 
 
 class LeastConnections(Selector):
     mode = "least-connections-member"
 
-    def pick(self, members: Sequence[MemberView]) -> Optional[str]:
+    def pick(self, members: Sequence[MemberView]) -> str | None:
         return self._scan(members, lambda a, b: a.connections < b.connections)
 
 
@@ -150,7 +151,7 @@ class RatioLeastConnections(Selector):
         super().__init__()
         self.count_new = 1 if count_new else 0
 
-    def pick(self, members: Sequence[MemberView]) -> Optional[str]:
+    def pick(self, members: Sequence[MemberView]) -> str | None:
         c = self.count_new
         # (a.conns + c) / a.ratio < (b.conns + c) / b.ratio, without floats
         return self._scan(members, lambda a, b: (a.connections + c) * b.ratio < (b.connections + c) * a.ratio)
@@ -165,16 +166,16 @@ class SmoothRatio(Selector):
 
     def __init__(self) -> None:
         super().__init__()
-        self._credit: Dict[str, int] = {}
+        self._credit: dict[str, int] = {}
 
     def reset(self) -> None:
         super().reset()
         self._credit.clear()
 
-    def pick(self, members: Sequence[MemberView]) -> Optional[str]:
+    def pick(self, members: Sequence[MemberView]) -> str | None:
         credit = self._credit
         total = 0
-        best: Optional[str] = None
+        best: str | None = None
         best_credit = 0
         for m in members:
             if not self._ok(m):
@@ -194,7 +195,7 @@ class SmoothRatio(Selector):
         return best
 
 
-_FACTORIES: Dict[str, Callable[[], Selector]] = {
+_FACTORIES: dict[str, Callable[[], Selector]] = {
     "round-robin": RoundRobin,
     "least-connections-member": LeastConnections,
     "least-connections-node": LeastConnections,
@@ -244,7 +245,7 @@ class PoolView:
     """One pool's configuration as the data plane needs it. Connections in `members` are ignored."""
 
     mode: str
-    members: List[MemberView]
+    members: list[MemberView]
     queue_on_connection_limit: bool = False
     queue_depth_limit: int = 0  # 0: unlimited
     queue_time_limit_ms: int = 0  # 0: unlimited; BIG-IP's queueTimeLimit is in milliseconds
@@ -254,12 +255,12 @@ class PoolTable:
     """A mutable pool registry usable as a DataPlane source when no emulator is involved."""
 
     def __init__(self) -> None:
-        self._pools: Dict[str, PoolView] = {}
+        self._pools: dict[str, PoolView] = {}
         self._lock = threading.Lock()
 
-    def set_pool(self, pool: str, mode: str, members: Iterable[Union[MemberView, Mapping[str, Any], str]], *,
+    def set_pool(self, pool: str, mode: str, members: Iterable[MemberView | Mapping[str, Any] | str], *,
                  queue_on_connection_limit: bool = False, queue_depth_limit: int = 0,
-                 queue_time_limit_ms: int = 0) -> "PoolTable":
+                 queue_time_limit_ms: int = 0) -> PoolTable:
         views = [MemberView(m) if isinstance(m, str) else as_view(m) for m in members]
         with self._lock:
             self._pools[pool] = PoolView(mode, views, queue_on_connection_limit, queue_depth_limit,
@@ -319,20 +320,20 @@ class DataPlane:
     Queued tickets older than queueTimeLimit are dropped; `expire()` returns them.
     """
 
-    def __init__(self, source: Optional[Callable[[str], PoolView]] = None,
+    def __init__(self, source: Callable[[str], PoolView] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.table: Optional[PoolTable] = None
+        self.table: PoolTable | None = None
         if source is None:
             self.table = PoolTable()
             source = self.table
         self._source = source
         self._clock = clock
         self._lock = threading.RLock()
-        self._conns: Dict[str, Counter] = {}
-        self._queues: Dict[str, Deque[_Queued]] = {}
-        self._selectors: Dict[str, Selector] = {}
-        self._stats: Dict[str, PoolStats] = {}
-        self._expired: List[Tuple[str, Any]] = []
+        self._conns: dict[str, Counter] = {}
+        self._queues: dict[str, deque[_Queued]] = {}
+        self._selectors: dict[str, Selector] = {}
+        self._stats: dict[str, PoolStats] = {}
+        self._expired: list[tuple[str, Any]] = []
 
     # -- internals
     def _view(self, pool: str) -> PoolView:
@@ -360,8 +361,8 @@ class DataPlane:
             self._expired.append((pool, q.popleft().ticket))
             self._stat(pool).expired += 1
 
-    def _drain(self, pool: str, pv: PoolView) -> List[Tuple[Any, str]]:
-        out: List[Tuple[Any, str]] = []
+    def _drain(self, pool: str, pv: PoolView) -> list[tuple[Any, str]]:
+        out: list[tuple[Any, str]] = []
         q = self._queues.get(pool)
         if not q:
             return out
@@ -407,7 +408,7 @@ class DataPlane:
             st.picks[decision] += 1
             return decision
 
-    def release(self, pool: Any, member: str) -> List[Tuple[Any, str]]:
+    def release(self, pool: Any, member: str) -> list[tuple[Any, str]]:
         pool = _key(pool)
         with self._lock:
             conns = self._conns.setdefault(pool, Counter())
@@ -417,7 +418,7 @@ class DataPlane:
             self._purge(pool, pv)
             return self._drain(pool, pv)
 
-    def drain(self, pool: Any) -> List[Tuple[Any, str]]:
+    def drain(self, pool: Any) -> list[tuple[Any, str]]:
         pool = _key(pool)
         with self._lock:
             pv = self._view(pool)
@@ -437,7 +438,7 @@ class DataPlane:
                     return True
             return False
 
-    def expire(self, pool: Any = None) -> List[Tuple[str, Any]]:
+    def expire(self, pool: Any = None) -> list[tuple[str, Any]]:
         """Drop queued tickets past queueTimeLimit; return every (pool, ticket) dropped since the last call."""
         with self._lock:
             pools = [_key(pool)] if pool is not None else list(self._queues)
@@ -446,7 +447,7 @@ class DataPlane:
             out, self._expired = self._expired, []
             return out
 
-    def connections(self, pool: Any) -> Dict[str, int]:
+    def connections(self, pool: Any) -> dict[str, int]:
         with self._lock:
             return {k: v for k, v in self._conns.get(_key(pool), Counter()).items() if v}
 
@@ -454,7 +455,7 @@ class DataPlane:
         with self._lock:
             return len(self._queues.get(_key(pool), ()))
 
-    def queued_tickets(self, pool: Any) -> List[Any]:
+    def queued_tickets(self, pool: Any) -> list[Any]:
         with self._lock:
             return [i.ticket for i in self._queues.get(_key(pool), ())]
 

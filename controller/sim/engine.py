@@ -28,8 +28,8 @@ import threading
 import time
 from bisect import bisect_left
 from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 
 # --- vLLM's histogram bucket boundaries (vllm/v1/metrics/loggers.py, 0.10/0.11) -------------------
 
@@ -42,9 +42,9 @@ REQUEST_LATENCY_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 2
 ITERATION_TOKEN_BUCKETS = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
 
 
-def build_1_2_5_buckets(max_value: int) -> Tuple[int, ...]:
+def build_1_2_5_buckets(max_value: int) -> tuple[int, ...]:
     """1, 2, 5, 10, 20, 50, ... up to max_value, as vLLM builds its token-count buckets."""
-    out: List[int] = []
+    out: list[int] = []
     exponent = 0
     while True:
         for mantissa in (1, 2, 5):
@@ -119,12 +119,12 @@ class EngineSpec:
     def step_seconds(self, num_seqs: int, prefill_tokens: int = 0) -> float:
         return (self.base_ms + self.per_seq_ms * num_seqs + self.per_prefill_token_ms * prefill_tokens) / (1000.0 * self.speed)
 
-    def with_(self, **changes) -> "EngineSpec":
+    def with_(self, **changes) -> EngineSpec:
         return replace(self, **changes)
 
 
 #: Rough hardware presets for Llama-3.1-8B bf16 (see docs/engine-model.md for sources and caveats).
-PRESETS: Dict[str, EngineSpec] = {
+PRESETS: dict[str, EngineSpec] = {
     "a100-40g": EngineSpec(name="a100-40g"),
     "a100-80g": EngineSpec(name="a100-80g", kv_capacity_tokens=400_000),
     "h100-80g": EngineSpec(name="h100-80g", kv_capacity_tokens=400_000, speed=2.0),
@@ -157,15 +157,15 @@ class Request:
     output_tokens: int
     rid: object = None
     finished_reason: str = "stop"  # vLLM's label for an EOS finish; "length" for max_tokens
-    arrival: Optional[float] = None
-    first_scheduled: Optional[float] = None
-    first_token: Optional[float] = None
-    finish: Optional[float] = None
+    arrival: float | None = None
+    first_scheduled: float | None = None
+    first_token: float | None = None
+    finish: float | None = None
     generated: int = 0
     num_preemptions: int = 0
     rejected: bool = False
     engine: str = ""
-    last_token: Optional[float] = None  # when it last produced a token before a preemption
+    last_token: float | None = None  # when it last produced a token before a preemption
 
     def __post_init__(self) -> None:
         if self.rid is None:
@@ -176,19 +176,19 @@ class Request:
         return self.finish is not None
 
     @property
-    def ttft(self) -> Optional[float]:
+    def ttft(self) -> float | None:
         return None if self.first_token is None else self.first_token - self.arrival
 
     @property
-    def queue_time(self) -> Optional[float]:
+    def queue_time(self) -> float | None:
         return None if self.first_scheduled is None else self.first_scheduled - self.arrival
 
     @property
-    def e2e(self) -> Optional[float]:
+    def e2e(self) -> float | None:
         return None if self.finish is None else self.finish - self.arrival
 
     @property
-    def tpot(self) -> Optional[float]:
+    def tpot(self) -> float | None:
         """Mean time per output token after the first; None until finished or with one output token."""
         if self.finish is None or self.output_tokens < 2:
             return None
@@ -215,7 +215,7 @@ class Histogram:
         self.sum += value * n
         self.count += n
 
-    def data(self) -> "HistogramData":
+    def data(self) -> HistogramData:
         return HistogramData(self.buckets, tuple(self.counts), self.sum, self.count)
 
 
@@ -223,12 +223,12 @@ class Histogram:
 class HistogramData:
     """An immutable copy of a histogram. `counts` are per bucket (not cumulative), +Inf last."""
 
-    buckets: Tuple[float, ...]
-    counts: Tuple[int, ...]
+    buckets: tuple[float, ...]
+    counts: tuple[int, ...]
     sum: float
     count: int
 
-    def cumulative(self) -> List[int]:
+    def cumulative(self) -> list[int]:
         return list(itertools.accumulate(self.counts))
 
     def mean(self) -> float:
@@ -306,26 +306,26 @@ class Engine:
     Not thread-safe: `RealtimeEngine` adds the lock.
     """
 
-    def __init__(self, spec: Optional[EngineSpec] = None, *, on_finish: Optional[Callable[[Request], None]] = None,
+    def __init__(self, spec: EngineSpec | None = None, *, on_finish: Callable[[Request], None] | None = None,
                  keep_finished: bool = True, t0: float = 0.0):
         self.spec = spec or EngineSpec()
         self.on_finish = on_finish
         self.keep_finished = keep_finished
-        self.finished: List[Request] = []
+        self.finished: list[Request] = []
         self.t = float(t0)
         B = self.spec.block_size
         self._B = B
         self._total = self.spec.num_gpu_blocks
         self._used = 0
-        self._waiting: Deque[Request] = deque()
-        self._running: Dict[int, _Seq] = {}  # admission order; popitem() gives the newest (preemption victim)
-        self._prefilling: Dict[int, _Seq] = {}
+        self._waiting: deque[Request] = deque()
+        self._running: dict[int, _Seq] = {}  # admission order; popitem() gives the newest (preemption victim)
+        self._prefilling: dict[int, _Seq] = {}
         self._order = itertools.count()
         # decode set: phase histogram, size, finish heap of (finish step count, order, seq)
         self._G = 0
         self._cnt = [0] * B
         self._n_decode = 0
-        self._heap: List[Tuple[int, int, _Seq]] = []
+        self._heap: list[tuple[int, int, _Seq]] = []
         self._init_stats()
 
     # -- statistics --
@@ -345,7 +345,7 @@ class Engine:
             "generation_tokens": Histogram(build_1_2_5_buckets(mml)),
             "iteration_tokens": Histogram(ITERATION_TOKEN_BUCKETS),
         }
-        self._success: Dict[str, int] = {}
+        self._success: dict[str, int] = {}
         self.num_preemptions = 0
         self.prompt_tokens_total = 0
         self.generation_tokens_total = 0
@@ -422,7 +422,7 @@ class Engine:
         """Advance until nothing is queued or running (or engine time passes `limit`)."""
         self.advance(limit)
 
-    def drain_finished(self) -> List[Request]:
+    def drain_finished(self) -> list[Request]:
         out, self.finished = self.finished, []
         return out
 
@@ -692,18 +692,18 @@ class RealtimeEngine:
     """
 
     def __init__(self, engine: Engine, clock: Callable[[], float] = time.monotonic, *, interval: float = 0.01,
-                 on_finish: Optional[Callable[[Request], None]] = None):
+                 on_finish: Callable[[Request], None] | None = None):
         self.engine = engine
         self.clock = clock
         self.interval = interval
         self.on_finish = on_finish
         self._lock = threading.RLock()
-        self._pending: List[Request] = []
+        self._pending: list[Request] = []
         engine.on_finish = self._pending.append
         engine.keep_finished = False
-        self._finished: Deque[Request] = deque(maxlen=100_000)  # bounded: a demo may never drain it
+        self._finished: deque[Request] = deque(maxlen=100_000)  # bounded: a demo may never drain it
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         with self._lock:
             if not engine.busy:
                 engine.t = max(engine.t, clock())
@@ -737,13 +737,13 @@ class RealtimeEngine:
         with self._lock:
             return self.engine.snapshot()
 
-    def drain_finished(self) -> List[Request]:
+    def drain_finished(self) -> list[Request]:
         with self._lock:
             out = list(self._finished)
             self._finished.clear()
         return out
 
-    def start(self) -> "RealtimeEngine":
+    def start(self) -> RealtimeEngine:
         if self._thread is None:
             self._stop.clear()
             self._thread = threading.Thread(target=self._loop, name=f"engine-{self.name}", daemon=True)
@@ -756,7 +756,7 @@ class RealtimeEngine:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> "RealtimeEngine":
+    def __enter__(self) -> RealtimeEngine:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -766,12 +766,12 @@ class RealtimeEngine:
         while not self._stop.wait(self.interval):
             self.tick()
 
-    def _take_pending(self) -> List[Request]:
+    def _take_pending(self) -> list[Request]:
         done, self._pending[:] = list(self._pending), []
         self._finished.extend(done)
         return done
 
-    def _dispatch(self, done: List[Request]) -> None:
+    def _dispatch(self, done: list[Request]) -> None:
         if self.on_finish is not None:
             for req in done:
                 self.on_finish(req)

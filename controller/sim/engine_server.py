@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import gzip
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any
 
 from controller.sim import pages
 from controller.sim.engine import EngineSnapshot
@@ -39,10 +40,10 @@ _HTML = (b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head>\n"
 _GARBAGE = b"\x00\x1f\x8b\xff}{ not a metrics page \xfe\xfd\n\x00" * 64
 
 #: Anything that yields snapshots: an Engine/RealtimeEngine (has .snapshot()), a callable, or a list of them (ranks).
-Source = Union[Any, Callable[[], Union[EngineSnapshot, Sequence[EngineSnapshot]]], Sequence[Any]]
+Source = Any | Callable[[], EngineSnapshot | Sequence[EngineSnapshot]] | Sequence[Any]
 
 
-def _snapshots(source: Source) -> Union[EngineSnapshot, list]:
+def _snapshots(source: Source) -> EngineSnapshot | list:
     if isinstance(source, (list, tuple)):
         return [_one(s) for s in source]
     return _one(source)
@@ -58,7 +59,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: Tuple[str, int], owner: "EngineServer"):
+    def __init__(self, address: tuple[str, int], owner: EngineServer):
         self.owner = owner
         super().__init__(address, _Handler)
 
@@ -68,9 +69,9 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "uvicorn"
     sys_version = ""
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         try:
-            self.server.owner._serve(self)
+            self.server.owner._serve(self)  # noqa: SLF001 - the owner's handler
         except (BrokenPipeError, ConnectionResetError):
             pass  # the scraper gave up (a timeout test); nothing to tell it
 
@@ -82,7 +83,7 @@ class EngineServer:
     """Serve one engine's page (or one page of several data-parallel ranks) at 127.0.0.1:<port>."""
 
     def __init__(self, source: Source, flavour: str = "vllm", *, host: str = "127.0.0.1", port: int = 0,
-                 ranks: Optional[int] = None, model_name: Optional[str] = None, fault: Optional[str] = None,
+                 ranks: int | None = None, model_name: str | None = None, fault: str | None = None,
                  latency: float = 0.0, hang_seconds: float = 30.0, trickle_bytes: int = 64, trickle_interval: float = 0.5,
                  huge_bytes: int = 10 * 1024 * 1024):
         if flavour not in pages.FLAVOURS:
@@ -99,11 +100,11 @@ class EngineServer:
         self.trickle_interval = trickle_interval
         self.huge_bytes = huge_bytes
         self.scrapes = 0  # GETs of the metrics path answered or attempted, for tests
-        self._fault: Optional[str] = None
+        self._fault: str | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._httpd: Optional[_Server] = None
-        self._thread: Optional[threading.Thread] = None
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
         self._started = False
         self.fault = fault
 
@@ -124,7 +125,7 @@ class EngineServer:
             self._started = False
             self._close()
 
-    def __enter__(self) -> "EngineServer":
+    def __enter__(self) -> EngineServer:
         self.start()
         return self
 
@@ -142,11 +143,11 @@ class EngineServer:
     # -- faults --
 
     @property
-    def fault(self) -> Optional[str]:
+    def fault(self) -> str | None:
         return self._fault
 
     @fault.setter
-    def fault(self, value: Optional[str]) -> None:
+    def fault(self, value: str | None) -> None:
         if value not in FAULTS:
             raise ValueError(f"unknown fault {value!r}; expected one of {FAULTS}")
         with self._lock:
@@ -201,7 +202,7 @@ class EngineServer:
             body = self._page_with(fault).encode("utf-8")
             self._reply(h, 200, body, pages.CONTENT_TYPE, trickle=fault == "trickle")
 
-    def _page_with(self, fault: Optional[str]) -> str:
+    def _page_with(self, fault: str | None) -> str:
         text = self.page()
         if fault == "nan":
             return pages.with_load_values(text, self.flavour, "NaN")
@@ -252,13 +253,13 @@ class EngineFarm:
     """
 
     def __init__(self, engines: Mapping[str, tuple], **defaults):
-        self.servers: Dict[str, EngineServer] = {}
+        self.servers: dict[str, EngineServer] = {}
         for name, spec in engines.items():
             source, flavour, *rest = spec
             kwargs = {**defaults, **(rest[0] if rest else {})}
             self.servers[name] = EngineServer(source, flavour, **kwargs)
 
-    def start(self) -> Dict[str, int]:
+    def start(self) -> dict[str, int]:
         return {name: server.start() for name, server in self.servers.items()}
 
     def stop(self) -> None:
@@ -268,10 +269,10 @@ class EngineFarm:
     def __getitem__(self, name: str) -> EngineServer:
         return self.servers[name]
 
-    def urls(self) -> Dict[str, str]:
+    def urls(self) -> dict[str, str]:
         return {name: server.url for name, server in self.servers.items()}
 
-    def __enter__(self) -> "EngineFarm":
+    def __enter__(self) -> EngineFarm:
         self.start()
         return self
 

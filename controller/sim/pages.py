@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from prometheus_client.utils import floatToGoString
 
@@ -33,7 +33,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 FLAVOURS = ("vllm", "vllm-legacy", "vllm-dp", "sglang", "trtllm", "triton", "llamacpp", "tgi")
 
 #: The metrics a controller reads for load, per flavour: the server's "nan" and "missing" faults act on these.
-LOAD_METRICS: Dict[str, frozenset] = {
+LOAD_METRICS: dict[str, frozenset] = {
     "vllm": frozenset({"vllm:num_requests_waiting", "vllm:num_requests_running", "vllm:kv_cache_usage_perc"}),
     "vllm-legacy": frozenset({"vllm:num_requests_waiting", "vllm:num_requests_running", "vllm:gpu_cache_usage_perc"}),
     "sglang": frozenset({"sglang:num_queue_reqs", "sglang:num_running_reqs", "sglang:token_usage"}),
@@ -45,17 +45,17 @@ LOAD_METRICS: Dict[str, frozenset] = {
 LOAD_METRICS["vllm-dp"] = LOAD_METRICS["vllm"]
 
 #: Where each flavour serves its page (trtllm-serve uses /prometheus/metrics).
-PATHS: Dict[str, str] = {f: "/metrics" for f in FLAVOURS}
+PATHS: dict[str, str] = {f: "/metrics" for f in FLAVOURS}
 PATHS["trtllm"] = "/prometheus/metrics"
 
 #: A fixed process start time so pages are deterministic (2025-10-09T...Z).
 DEFAULT_START_TIME = 1_760_000_000.0
 
-Snapshots = Union[EngineSnapshot, Sequence[EngineSnapshot]]
+Snapshots = EngineSnapshot | Sequence[EngineSnapshot]
 
 
-def render(snapshots: Snapshots, flavour: str = "vllm", *, ranks: Optional[int] = None,
-           model_name: Optional[str] = None, start_time: float = DEFAULT_START_TIME) -> str:
+def render(snapshots: Snapshots, flavour: str = "vllm", *, ranks: int | None = None,
+           model_name: str | None = None, start_time: float = DEFAULT_START_TIME) -> str:
     """One /metrics page for `flavour`.
 
     `snapshots` is one snapshot, or one per data-parallel rank for "vllm-dp". Given one snapshot and
@@ -82,7 +82,7 @@ def render(snapshots: Snapshots, flavour: str = "vllm", *, ranks: Optional[int] 
     return page.text()
 
 
-def split_snapshot(snap: EngineSnapshot, n: int) -> List[EngineSnapshot]:
+def split_snapshot(snap: EngineSnapshot, n: int) -> list[EngineSnapshot]:
     """Share one engine's snapshot among n data-parallel ranks: counts are dealt out as evenly as
     integers allow (lower ranks get the remainder), KV blocks likewise, so each rank's KV usage is
     close to the whole's and the ranks add up to the original."""
@@ -156,10 +156,10 @@ def _go_number(v: float) -> str:
     return floatToGoString(v)
 
 
-_PREFIXES: Dict[tuple, Tuple[str, ...]] = {}
+_PREFIXES: dict[tuple, tuple[str, ...]] = {}
 
 
-def _histogram_prefixes(name: str, labels: Mapping[str, str], buckets: Tuple[float, ...]) -> Tuple[str, ...]:
+def _histogram_prefixes(name: str, labels: Mapping[str, str], buckets: tuple[float, ...]) -> tuple[str, ...]:
     """The text before the value of each line of one histogram series, cached: pages are rendered every scrape."""
     key = (name, tuple(sorted(labels.items())), buckets)
     found = _PREFIXES.get(key)
@@ -175,10 +175,10 @@ def _histogram_prefixes(name: str, labels: Mapping[str, str], buckets: Tuple[flo
 
 class _Page:
     def __init__(self, cpp: bool = False):
-        self.lines: List[str] = []
+        self.lines: list[str] = []
         self.num: Callable[[float], str] = _cpp_number if cpp else _go_number
 
-    def head(self, name: str, help_text: Optional[str], kind: str) -> None:
+    def head(self, name: str, help_text: str | None, kind: str) -> None:
         if help_text is not None:
             self.lines.append(f"# HELP {name} {help_text}")
         self.lines.append(f"# TYPE {name} {kind}")
@@ -186,12 +186,12 @@ class _Page:
     def sample(self, name: str, labels: Mapping[str, str], value: float) -> None:
         self.lines.append(f"{name}{_labels(labels)} {self.num(value)}")
 
-    def metric(self, name: str, help_text: Optional[str], kind: str, series: Iterable[Tuple[Mapping[str, str], float]]) -> None:
+    def metric(self, name: str, help_text: str | None, kind: str, series: Iterable[tuple[Mapping[str, str], float]]) -> None:
         self.head(name, help_text, kind)
         for labels, value in series:
             self.sample(name, labels, value)
 
-    def histogram(self, name: str, help_text: str, series: Iterable[Tuple[Mapping[str, str], HistogramData]]) -> None:
+    def histogram(self, name: str, help_text: str, series: Iterable[tuple[Mapping[str, str], HistogramData]]) -> None:
         self.head(name, help_text, "histogram")
         num = self.num
         for labels, h in series:
@@ -273,7 +273,7 @@ def _python_header(page: _Page, snap: EngineSnapshot, start_time: float, minor: 
 _REASONS = ("stop", "length", "abort")
 
 
-def _vllm_labels(snaps: Sequence[EngineSnapshot], with_engine: bool) -> List[Tuple[Dict[str, str], EngineSnapshot]]:
+def _vllm_labels(snaps: Sequence[EngineSnapshot], with_engine: bool) -> list[tuple[dict[str, str], EngineSnapshot]]:
     if with_engine:
         return [({"engine": str(i), "model_name": s.model_name}, s) for i, s in enumerate(snaps)]
     return [({"model_name": s.model_name}, s) for s in snaps]
@@ -281,7 +281,7 @@ def _vllm_labels(snaps: Sequence[EngineSnapshot], with_engine: bool) -> List[Tup
 
 def _vllm_common_histograms(page: _Page, rows, tpot_help: str, with_itl: bool) -> None:
     """The request and iteration histograms, in vLLM's registration order."""
-    hist = lambda key: [(lab, s.histograms[key]) for lab, s in rows]  # noqa: E731
+    hist = lambda key: [(lab, s.histograms[key]) for lab, s in rows]
     page.histogram("vllm:request_prompt_tokens", "Number of prefill tokens processed.", hist("prompt_tokens"))
     page.histogram("vllm:request_generation_tokens", "Number of generation tokens processed.", hist("generation_tokens"))
     page.histogram("vllm:iteration_tokens_total", "Histogram of number of tokens per engine_step.", hist("iteration_tokens"))
@@ -335,7 +335,7 @@ def _render_vllm(page: _Page, snaps: Sequence[EngineSnapshot], start_time: float
                 [(_cache_info_v1(i, s), 1) for i, s in enumerate(snaps)])
 
 
-def _cache_info_v1(rank: int, s: EngineSnapshot) -> Dict[str, str]:
+def _cache_info_v1(rank: int, s: EngineSnapshot) -> dict[str, str]:
     # The label set of the real vllm_0_11_dp2 fixture.
     return {
         "block_size": str(s.block_size), "cache_dtype": "auto", "calculate_kv_scales": "False", "cpu_offload_gb": "0",
@@ -482,7 +482,7 @@ def _render_tgi(page: _Page, snaps: Sequence[EngineSnapshot], start_time: float)
     page.metric("tgi_batch_current_max_tokens", None, "gauge", [({}, s.kv_used_blocks * s.block_size)])
 
 
-_RENDERERS: Dict[str, Callable[[_Page, Sequence[EngineSnapshot], float], None]] = {
+_RENDERERS: dict[str, Callable[[_Page, Sequence[EngineSnapshot], float], None]] = {
     "vllm": _render_vllm,
     "vllm-dp": _render_vllm,
     "vllm-legacy": _render_vllm_legacy,

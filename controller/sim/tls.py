@@ -13,8 +13,8 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Optional
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -35,7 +35,7 @@ class CertPair:
 
 
 def make_self_signed(
-    directory: Optional[str] = None,
+    directory: str | None = None,
     *,
     dns_names: Iterable[str] = ("localhost",),
     ip_addresses: Iterable[str] = ("127.0.0.1", "::1"),
@@ -87,7 +87,7 @@ def make_self_signed(
     return CertPair(cert=cert_path, key=key_path)
 
 
-_shared: Optional[CertPair] = None
+_shared: CertPair | None = None
 _shared_lock = threading.Lock()
 
 

@@ -16,8 +16,9 @@ import csv
 import datetime as _dt
 import math
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, List, NamedTuple, Optional, Sequence, Union
+from typing import NamedTuple
 
 from controller.sim.engine import Engine, EngineSpec, Request
 
@@ -36,7 +37,7 @@ class TraceRequest(NamedTuple):
     output_tokens: int
 
 
-Trace = List[TraceRequest]
+Trace = list[TraceRequest]
 
 
 class TraceNotFoundError(FileNotFoundError):
@@ -46,11 +47,11 @@ class TraceNotFoundError(FileNotFoundError):
 # --- locating and loading -------------------------------------------------------------------------------
 
 
-def _search_roots() -> List[Path]:
+def _search_roots() -> list[Path]:
     return [Path(__file__).resolve().parent, Path.cwd().resolve()]
 
 
-def find_traces_dir() -> Optional[Path]:
+def find_traces_dir() -> Path | None:
     """F5LR_TRACES_DIR if set, else the first `shared/traces` found walking up from the package and the CWD."""
     env = os.environ.get(ENV_DIR)
     if env:
@@ -77,7 +78,7 @@ def trace_path(name: str) -> Path:
     )
 
 
-def load_trace(name_or_path: Union[str, os.PathLike] = "conv") -> Trace:
+def load_trace(name_or_path: str | os.PathLike = "conv") -> Trace:
     """Read a trace: "conv", "code", "sample", or a path to a CSV with the Azure columns. Sorted by arrival."""
     key = str(name_or_path)
     if key in TRACE_FILES:
@@ -91,7 +92,7 @@ def load_trace(name_or_path: Union[str, os.PathLike] = "conv") -> Trace:
     return read_csv(path)
 
 
-def read_csv(path: Union[str, os.PathLike]) -> Trace:
+def read_csv(path: str | os.PathLike) -> Trace:
     with open(path, newline="", encoding="utf-8") as fh:
         rows = csv.reader(fh)
         header = next(rows, None)
@@ -197,7 +198,7 @@ def capacity_estimate(spec: EngineSpec, trace: Sequence[TraceRequest], *, method
     return (hi - lo) / span if span > 0 else math.inf
 
 
-def _even_sample(trace: Sequence[TraceRequest], n: int) -> List[TraceRequest]:
+def _even_sample(trace: Sequence[TraceRequest], n: int) -> list[TraceRequest]:
     if len(trace) <= n:
         return list(trace)
     step = len(trace) / n
