@@ -165,6 +165,9 @@ class Reconciler:
         by_key = {p.member.key: p for p in writes}
         for key in result.applied:
             self._log_change(ref, by_key[key])
+        deferred = getattr(result, "deferred", ())
+        if deferred:
+            errors.append(f"{ref}: {len(deferred)} write(s) deferred to the next tick: an earlier write timed out")
         for key, exc in result.failed:
             self.log.warning("write_failed", pool=str(ref), member=key, error=str(exc))
             errors.append(f"{ref} {key}: {exc}")
@@ -192,6 +195,16 @@ class Reconciler:
 
     # -- the tick ------------------------------------------------------------------------------
     def tick(self) -> TickReport:
+        begin, end = getattr(self.bigip, "begin_tick", None), getattr(self.bigip, "end_tick", None)
+        if begin is not None:
+            begin()  # one budget for all of this tick's BIG-IP calls (f5.tick_budget)
+        try:
+            return self._tick()
+        finally:
+            if end is not None:
+                end()
+
+    def _tick(self) -> TickReport:
         self._tick_start = self.clock.monotonic()
         self._silent = None
         errors: list[str] = []
