@@ -12,7 +12,7 @@ import pytest
 from controller.bigip import BigIPClient
 from controller.config import F5Config
 from controller.errors import BigIPTimeout
-from controller.model import MemberPlan, PoolRef
+from controller.model import Action, MemberPlan, PoolRef
 from controller.sim.bigip import BigIPEmulator
 from controller.sim.faultproxy import FaultProxy
 
@@ -89,7 +89,8 @@ def test_after_the_first_write_that_times_out_the_tick_writes_no_more(rig):
     c = client(proxy, timeout=0.5, write_concurrency=2)
     state = c.read_pool(REF)
     proxy.set("hang", method="PATCH")
-    plans = [MemberPlan(m, None, None, 50, m.connection_limit, "write") for m in state.members]
+    plans = [MemberPlan(member=m, sample=None, score=None, ratio=50, connection_limit=m.connection_limit, action=Action.WRITE)
+             for m in state.members]
     c.begin_tick(10.0)
     started = time.monotonic()
     result = c.apply(REF, plans)
