@@ -234,9 +234,9 @@ def kv_capacity(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context | 
 
 POLICIES.update({
     "balance": balance,
-    "balance-kv": balance_kv,
     "balance-v1": balance_v1,
     "balance-v2": balance_v2,
+    "balance-kv": balance_kv,
     "queue-balance": queue_balance,
     "kv-capacity": kv_capacity,
 })
