@@ -16,9 +16,9 @@ Measured per member from the difference between two ticks (`observe`):
   the member is given*; else llama.cpp's `prompt_tokens_seconds` gauge.
 * **mix**: the share of prompt tokens in the work (Δprompt / (Δprompt + Δgenerated)).
 
-`neutral` combines them into a service rate, 1 / (share / prefill + (1 - share) / decode) with the
-pool's mean share: the inverse of the time a typical token of work takes on the member. It falls as a
-member is handed more concurrency (bigger batches, a queue), so following it is negative feedback.
+`neutral` combines them into a relative service rate, prefill^w * decode^(1-w) (PREFILL_WEIGHT). Both
+rates fall as a member is handed more concurrency (bigger batches, a queue: TTFT includes it), so
+following them is negative feedback, not rich-get-richer.
 
 Robustness: a counter that goes down (engine restart) starts a new baseline and keeps the estimate;
 a window with too little work (idle member) changes nothing, so the last estimate stays; a member
@@ -43,6 +43,9 @@ ALPHA = 0.2
 MIN_DECODE_TOKENS = 16.0
 #: busy windows a member needs before its estimate is used (before that: the pool median).
 MIN_WINDOWS = 2
+#: weight of the prefill rate (prompt tokens per TTFT-second) against the decode rate (tokens/s per
+#: request) in a member's service rate, a geometric blend (docs/policy.md for the choice).
+PREFILL_WEIGHT = 0.5
 #: the sources a member's neutral can come from.
 MEASURED, IMPUTED, KV_CAPACITY, EQUAL = "measured", "imputed", "kv-capacity", "equal"
 
@@ -157,36 +160,37 @@ class Neutral:
     sources: dict[str, str] = field(default_factory=dict)  # per member: MEASURED, IMPUTED, KV_CAPACITY, EQUAL
 
 
-def service_rates(estimates: Mapping[str, SpeedEstimate]) -> dict[str, float]:
-    """Relative service rate of every ready estimate: 1 / (share/prefill + (1-share)/decode).
+def service_rates(estimates: Mapping[str, SpeedEstimate], prefill_weight: float | None = None) -> dict[str, float]:
+    """Relative service rate of every ready estimate: prefill^w * decode^(1-w), w = PREFILL_WEIGHT.
 
-    Only the components every ready member has are used, so all rates are in the same units; the
-    share is the pool's mean share (0.5 where unknown)."""
+    A geometric blend: only ratios between members matter, and prefill (prompt tokens per TTFT-second)
+    and decode (tokens/s per request) rates differ by orders of magnitude, so a sum would let one
+    swamp the other. Only the components every ready member has are used (w becomes 0 or 1), so the
+    members are compared on the same footing."""
+    w = PREFILL_WEIGHT if prefill_weight is None else prefill_weight
     ready = {k: e for k, e in estimates.items() if e.ready}
     if not ready:
         return {}
-    use_decode = all(e.decode for e in ready.values())
-    use_prefill = all(e.prefill for e in ready.values())
-    if not (use_decode or use_prefill):
-        # no common component: decode where all have it failed, prefill too; use what each has, scaled
-        # to its own pool median, rather than compare tokens/s of different kinds
-        use_decode = sum(1 for e in ready.values() if e.decode) >= sum(1 for e in ready.values() if e.prefill)
-        ready = {k: e for k, e in ready.items() if (e.decode if use_decode else e.prefill)}
-    shares = [e.prompt_share for e in ready.values() if e.prompt_share is not None]
-    share = statistics.fmean(shares) if shares else 0.5
-    if not use_prefill:
-        share = 0.0
-    if not use_decode:
-        share = 1.0
+    has_decode = all(e.decode for e in ready.values())
+    has_prefill = all(e.prefill for e in ready.values())
+    if not (has_decode or has_prefill):
+        # no component common to all: compare on the one more members have, leave the others out
+        has_decode = sum(1 for e in ready.values() if e.decode) >= sum(1 for e in ready.values() if e.prefill)
+        has_prefill = not has_decode
+        ready = {k: e for k, e in ready.items() if (e.decode if has_decode else e.prefill)}
+    if not has_prefill:
+        w = 0.0
+    elif not has_decode:
+        w = 1.0
     out = {}
     for k, e in ready.items():
-        t = 0.0
-        if share > 0:
-            t += share / e.prefill if e.prefill else math.inf
-        if share < 1:
-            t += (1.0 - share) / e.decode if e.decode else math.inf
-        if 0 < t < math.inf:
-            out[k] = 1.0 / t
+        rate = 1.0
+        if w > 0:
+            rate *= (e.prefill or 0.0) ** w
+        if w < 1:
+            rate *= (e.decode or 0.0) ** (1.0 - w)
+        if rate > 0 and math.isfinite(rate):
+            out[k] = rate
     return out
 
 

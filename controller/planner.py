@@ -153,11 +153,13 @@ def plan_pool(
     now: float,
     wall: float,
     instance: str = "",
+    scorer: policy.Policy | None = None,
 ) -> tuple[PoolPlan, dict[str, Observation]]:
     """Decide every member of one pool. Returns the plan and the observations to carry forward.
 
     `instance` is this controller's id: it goes into the GUI notes it writes, and a member whose note
     carries another instance's id, written less than OWNER_WINDOW ago, is left alone ("owned-by-other").
+    `scorer` replaces the configured policy (benchmarks compare variants without registering them).
     """
     observed = _remember(pool, scrapes, memory, now)
     fresh = _fresh(pool, scrapes)
@@ -170,7 +172,7 @@ def plan_pool(
     neutral = capacity.neutral(fresh, speeds, fresh)
     ctx = policy.Context(current={m.key: m.ratio for m in pool.members}, scale=cfg.weights.scale,
                          neutral=neutral.values, neutral_source=neutral.source)
-    raw = policy.score(fresh, cfg.mode, ctx)
+    raw = scorer(fresh, cfg.mode, ctx) if scorer is not None else policy.score(fresh, cfg.mode, ctx)
     smoothed = {k: weights.smooth(observed[k].smoothed, s, cfg.weights.smoothing) for k, s in raw.items()}
     for k, s in smoothed.items():
         observed[k] = replace(observed[k], smoothed=s)

@@ -82,12 +82,13 @@ def ready(decode=None, prefill=None, share=0.5) -> SpeedEstimate:
     return SpeedEstimate(at=0.0, counters=SpeedCounters(), decode=decode, prefill=prefill, prompt_share=share, windows=5)
 
 
-def test_measured_rates_combine_prefill_and_decode_with_the_pool_mix():
-    est = {"a": ready(decode=100, prefill=1000, share=0.8), "b": ready(decode=170, prefill=3000, share=0.8)}
+@pytest.mark.parametrize("w", [0.0, 0.5, 1.0])
+def test_measured_rates_blend_prefill_and_decode(w):
+    est = {"a": ready(decode=100, prefill=1000), "b": ready(decode=170, prefill=3000)}
+    rates = capacity.service_rates(est, prefill_weight=w)
+    assert rates["b"] / rates["a"] == pytest.approx(3.0**w * 1.7 ** (1 - w))
     n = neutral(["a", "b"], est, {})
     assert n.source == MEASURED and n.sources == {"a": MEASURED, "b": MEASURED}
-    expect_a, expect_b = 1 / (0.8 / 1000 + 0.2 / 100), 1 / (0.8 / 3000 + 0.2 / 170)
-    assert n.values["b"] / n.values["a"] == pytest.approx(expect_b / expect_a)
 
 
 def test_new_member_gets_the_pool_median_and_is_marked_imputed():
