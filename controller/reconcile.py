@@ -71,6 +71,7 @@ class Reconciler:
         self.memory: dict[str, dict[str, planner.Observation]] = {}
         self.cache: dict[str, _Cached] = {}
         self.last_report: TickReport | None = None
+        self.last_scrapes: dict[str, dict[str, ScrapeResult]] = {}  # the last tick's, for telemetry's latency histograms
 
     # -- reading -------------------------------------------------------------------------------
     def _read(self, ref: PoolRef, errors: list[str]) -> PoolState | None:
@@ -200,7 +201,7 @@ class Reconciler:
             state = self._membership(pool_cfg.ref, errors)
             if state is not None:
                 states[pool_cfg.ref.full_path] = (pool_cfg, state)
-        scrapes = self._scrape(states)
+        scrapes = self.last_scrapes = self._scrape(states)
         plans, writes = [], []
         for path, (pool_cfg, state) in states.items():
             plan, ok, bad = self._reconcile_pool(pool_cfg, state, scrapes.get(path, {}), errors)
