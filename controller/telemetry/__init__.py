@@ -13,7 +13,7 @@ Endpoints (GET; HEAD gives the same status without a body), on `telemetry.host:p
                       the sideband scheduler's own paths (see `status`)
 
 Modules: `server` (the Telemetry object and routes), `metrics` (the registry), `status` (JSON views),
-`history` (the ring buffer), `page` (the page's files), `http` (the threaded server).
+`history` (the ring buffer), `page` (the page's files); the HTTP server is `controller.httpserve`.
 """
 
 from controller.telemetry.metrics import PREFIX, scrape_reason, token_counters, writes_per_pool

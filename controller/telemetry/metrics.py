@@ -239,12 +239,12 @@ class Metrics:
         for result in ("applied", "failed"):
             _remove_quietly(self.bigip_writes, path, result)
         _remove_quietly(self.pool_up, path)
-        for name, series in self._member_series.items():
-            for labels in [s for s in series if s[0] == path]:
+        for name, members in self._member_series.items():
+            for labels in [s for s in members if s[0] == path]:
                 self._drop(name, labels)
-        for series in [s for s in self._scrape_series if s[0] == path]:
-            self._scrape_series.discard(series)
-            self.scrape_errors.remove(*series)
+        for errors in [s for s in self._scrape_series if s[0] == path]:
+            self._scrape_series.discard(errors)
+            self.scrape_errors.remove(*errors)
         for labels in [s for s in self._duration_series if s[0] == path]:
             self._duration_series.discard(labels)
             self.scrape_duration.remove(*labels)

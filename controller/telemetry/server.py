@@ -15,13 +15,13 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from prometheus_client.exposition import choose_encoder
 
-from controller import __version__, logs
+from controller import __version__, httpserve, logs
 from controller.clock import Clock, SystemClock
 from controller.config import TelemetryConfig
 from controller.errors import ConfigError
 from controller.model import PoolPlan, ScrapeResult, TickReport
 from controller.telemetry import history as hist
-from controller.telemetry import http, page
+from controller.telemetry import page
 from controller.telemetry import status as views
 from controller.telemetry.metrics import Metrics
 
@@ -66,7 +66,7 @@ class Telemetry:
         self._dry_run = False
         self._engine_types: dict[str, str] = dict(engine_types or {})
         self._policies: dict[str, str] = dict(policies or {})
-        self._server: http.Server | None = None
+        self._server: httpserve.Server | None = None
         self.set_token_source(token_source)
 
     # -- configuration ---------------------------------------------------------------------------
@@ -176,7 +176,8 @@ class Telemetry:
         """Listen on cfg.host:cfg.port (0 = any free port) in a daemon thread; returns the address."""
         if self._server is not None and self._server.address is not None:
             return self._server.address
-        server = http.Server(self.route, self.cfg.host, self.cfg.port, self.poll_interval)
+        server = httpserve.Server(self.app, host=self.cfg.host, port=self.cfg.port, name="f5lr-telemetry",
+                                  server_header="f5-llm-ratio", methods=("GET", "HEAD"), poll_interval=self.poll_interval)
         try:
             host, port = server.start()
         except OSError as exc:
@@ -192,6 +193,13 @@ class Telemetry:
         server, self._server = self._server, None
         if server is not None:
             server.stop()
+
+    def app(self, req: httpserve.Request) -> httpserve.Response:
+        code, content_type, body = self.route(req.target, req.header("accept"))
+        headers = {"Cache-Control": "no-store"}
+        if content_type.startswith("text/html"):
+            headers["Content-Security-Policy"] = page.CSP
+        return httpserve.Response(status=code, body=body, content_type=content_type, headers=headers)
 
     def route(self, target: str, accept: str = "") -> Reply:
         """(status, content type, body) for one GET. Exceptions become a 500, never a dead server."""
