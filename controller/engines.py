@@ -178,7 +178,7 @@ def extract(text: str, engine_type: str, keys: EngineKeys | None = None) -> Samp
         raise MetricsError("missing-metric", plan.waiting.text)
     waiting = _total(waiting_series, plan.waiting)
     running_series = _series(page, plan.running) if plan.running else []
-    running = _total(running_series, plan.running) if running_series else None
+    running = _total(running_series, plan.running) if running_series and plan.running else None
 
     kv_usage, kv_key = None, None
     if plan.kv:

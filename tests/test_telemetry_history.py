@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from controller.clock import FakeClock
 from controller.config import TelemetryConfig
-from controller.model import Member, MemberPlan, PoolPlan, PoolRef, PoolState, Sample, TickReport
+from controller.model import Action, Kind, Member, MemberPlan, Outcome, PoolPlan, PoolRef, PoolState, Reason, Sample, TickReport
 from controller.telemetry import Telemetry, attach, page
 from controller.telemetry.history import FIELDS, History, Ring
 
@@ -24,12 +24,16 @@ def tick(ratios: dict[int, tuple[int, int]], waiting: float = 1.0, dry_run: bool
     plans = []
     for i, (now, planned) in ratios.items():
         m = Member(f"10.0.0.{i}:8000", "Common", f"10.0.0.{i}", 8000, now)
-        action = "write" if planned != now else "hold"
-        plans.append(MemberPlan(m, Sample(waiting * i, running=2.0 * i, kv_usage=0.1 * i), 0.5, planned, 0, action,
-                                f"pressure {i}" if action == "write" else ""))
+        action = Action.WRITE if planned != now else Action.HOLD
+        plans.append(MemberPlan(member=m, sample=Sample(waiting * i, running=2.0 * i, kv_usage=0.1 * i), score=0.5,
+                                ratio=planned, connection_limit=0, action=action,
+                                reason=f"pressure {i}" if action is Action.WRITE else ""))
     pool = PoolPlan(PoolState(REF, "ratio-least-connections-member", tuple(p.member for p in plans)), tuple(plans))
-    return TickReport(0.0, 0.1, (pool,), applied=0 if dry_run else sum(p.action == "write" for p in plans), dry_run=dry_run,
-                      pool_writes=() if dry_run else ((REF.full_path, sum(p.action == "write" for p in plans), 0),))
+    outcomes = [Outcome(kind=Kind.POOL, reason=Reason.READ, pool=REF.full_path)]
+    if not dry_run:
+        outcomes += [Outcome(kind=Kind.MEMBER, reason=Reason.APPLIED, pool=REF.full_path, member=p.member.key)
+                     for p in plans if p.action is Action.WRITE]
+    return TickReport(started=0.0, finished=0.1, plans=(pool,), outcomes=tuple(outcomes), dry_run=dry_run)
 
 
 @pytest.fixture
@@ -109,7 +113,7 @@ def test_history_json_follows_ratio_changes_with_reasons(tel, clock):
     assert m1["share"][1] == pytest.approx(100 / 150, abs=1e-4)
     (change,) = doc["changes"]
     assert (change["member"], change["ratio_from"], change["ratio_to"], change["reason"]) == ("10.0.0.1:8000", 50, 100, "pressure 1")
-    assert change["waiting"] == 3.0 and change["at_epoch"] == p["t"][1]
+    assert change["waiting"] == 3.0 and change["at_epoch"] == p["t"][1] and change["outcome"] == "applied"
     newer = get(tel, f"/history.json?since={p['t'][1]}").json()
     assert newer["pools"][0]["t"] == p["t"][2:] and newer["changes"] == []
     assert get(tel, "/history.json?since=yesterday").status_code == 400
@@ -119,7 +123,7 @@ def test_dry_run_history_shows_what_bigip_holds_and_marks_changes_as_planned(tel
     tel.observe(tick({1: (50, 100)}, dry_run=True))
     doc = get(tel, "/history.json").json()
     assert doc["pools"][0]["members"]["10.0.0.1:8000"]["ratio"] == [50]
-    assert doc["changes"][0]["dry_run"] is True
+    assert doc["changes"][0]["dry_run"] is True and doc["changes"][0]["outcome"] == "planned"
 
 
 def test_page_and_assets_ship_in_the_package_and_need_nothing_else(tel):
@@ -173,6 +177,7 @@ def test_reloads_bigip_latency_and_scrape_latency_are_counted(tel):
 
 def test_nan_never_reaches_json(tel):
     m = Member("10.0.0.1:8000", "Common", "10.0.0.1", 8000, 10)
-    p = MemberPlan(m, Sample(math.nan, running=math.inf, kv_usage=0.5), math.nan, 10, 0, "hold")
-    tel.observe(TickReport(0.0, 0.1, (PoolPlan(PoolState(REF, "ratio-member", (m,)), (p,)),)))
+    p = MemberPlan(member=m, sample=Sample(math.nan, running=math.inf, kv_usage=0.5), score=math.nan, ratio=10,
+                   connection_limit=0, action=Action.HOLD)
+    tel.observe(TickReport(started=0.0, finished=0.1, plans=(PoolPlan(PoolState(REF, "ratio-member", (m,)), (p,)),)))
     assert get(tel, "/history.json").status_code == 200 and get(tel, "/status").status_code == 200

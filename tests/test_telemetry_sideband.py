@@ -13,7 +13,7 @@ import requests
 
 from controller.clock import FakeClock
 from controller.config import TelemetryConfig
-from controller.model import Member, MemberPlan, PoolPlan, PoolRef, PoolState, Sample, TickReport
+from controller.model import Action, Member, MemberPlan, PoolPlan, PoolRef, PoolState, Sample, TickReport
 from controller.telemetry import Telemetry
 
 REF = PoolRef("llm-pool-1")
@@ -25,8 +25,9 @@ def plan(ref: PoolRef, rows, mode: str = "ratio-least-connections-member") -> Po
     for i, (score, ratio, planned, waiting, running, kv) in enumerate(rows, start=1):
         m = Member(f"10.10.10.{i}:8001", ref.partition, f"10.10.10.{i}", 8001, ratio)
         sample = None if score is None else Sample(waiting, running=running, kv_usage=kv, engine="vllm")
-        action = "unknown-hold" if score is None else ("write" if planned != ratio else "hold")
-        members.append(MemberPlan(m, sample, score, planned, 0, action, "why"))
+        action = Action.UNKNOWN_HOLD if score is None else (Action.WRITE if planned != ratio else Action.HOLD)
+        members.append(MemberPlan(member=m, sample=sample, score=score, ratio=planned, connection_limit=0, action=action,
+                                  reason="why", scrape_error="timeout" if score is None else None))
     return PoolPlan(PoolState(ref, mode, tuple(p.member for p in members)), tuple(members))
 
 
@@ -38,7 +39,7 @@ def server():
     t.poll_interval = 0.01
     t.start()
     # balance: weights of 60-110 (the raw policy output); s1: already 0-1
-    t.observe(TickReport(0.0, 0.1, (
+    t.observe(TickReport(started=0.0, finished=0.1, plans=(
         plan(REF, [(110.0, 100, 100, 0, 4, 0.3), (66.0, 60, 61, 5, 9, 0.8), (None, 50, 50, 0, 0, 0)]),
         plan(REF_B, [(0.82, 82, 82, 1.5, 2, 0.25), (0.75, 75, 75, 2.0, 3, 0.3)]),
     )))

@@ -16,9 +16,9 @@ Modules: `server` (the Telemetry object and routes), `metrics` (the registry), `
 `history` (the ring buffer), `page` (the page's files); the HTTP server is `controller.httpserve`.
 """
 
-from controller.telemetry.metrics import PREFIX, scrape_reason, token_counters, writes_per_pool
+from controller.telemetry.metrics import PREFIX, scrape_label, token_counters, writes_per_pool
 from controller.telemetry.server import Telemetry, attach, engine_types, policies, serve
 from controller.telemetry.status import shares
 
-__all__ = ["PREFIX", "Telemetry", "attach", "engine_types", "policies", "scrape_reason", "serve", "shares",
+__all__ = ["PREFIX", "Telemetry", "attach", "engine_types", "policies", "scrape_label", "serve", "shares",
            "token_counters", "writes_per_pool"]

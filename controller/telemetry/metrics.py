@@ -11,21 +11,21 @@ import math
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from dataclasses import asdict
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
 from prometheus_client.core import CounterMetricFamily
 
 from controller import __version__
-from controller.model import MemberPlan, ScrapeResult, TickReport
+from controller.model import NOT_SCRAPED, MemberPlan, ScrapeResult, TickReport, TokenCounters
 from controller.telemetry.status import shares, unit_scores
 
 PREFIX = "f5lr_"
 TICK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 BIGIP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 SCRAPE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)  # few: one histogram per member
-UNKNOWN_ACTIONS = frozenset({"unknown-hold", "unknown-neutral"})
-TOKEN_COUNTERS = ("logins", "refreshes", "extensions", "deletions")
+TOKEN_COUNTERS = ("logins", "extensions", "deletions")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,39}$")
 
 # (name, help) of the per-member gauges, labelled {pool, member}.
@@ -47,35 +47,28 @@ MEMBER_GAUGES: tuple[tuple[str, str], ...] = (
 )
 
 
-def scrape_reason(text: str) -> str:
-    """A bounded label value from a reason such as "timeout: read timed out; holding ratio".
+def scrape_label(slug: str | None) -> str:
+    """A bounded label value from a ScrapeResult.error slug ("timeout", "http-503", ...).
 
-    Anything that does not look like a short slug is folded into "other", so free text can never
-    create unbounded series.
+    None is a member that was not scraped; anything that is not a short slug is folded into "other",
+    so no error text can ever create unbounded series.
     """
-    head = re.split(r"[:;(]", text or "", maxsplit=1)[0].strip().lower().replace(" ", "-")
-    return head if _SLUG.match(head) else "other"
+    slug = NOT_SCRAPED if slug is None else slug
+    return slug if _SLUG.match(slug) else "other"
 
 
-def token_counters(source: Any) -> dict[str, int]:
-    """Read the BIG-IP token counters from a Reconciler, a BigIPClient or a TokenManager.
+class _TokenSource(Protocol):
+    def token_counters(self) -> TokenCounters: ...
 
-    Defensive on purpose: the attribute names belong to other modules and may change; a missing
-    counter is simply not exported rather than breaking /metrics.
-    """
-    bigip = getattr(source, "bigip", source)
-    manager = bigip
-    for name in ("tokens", "token", "token_manager"):
-        candidate = getattr(bigip, name, None)
-        if candidate is not None and not isinstance(candidate, str):
-            manager = candidate
-            break
-    out = {}
-    for name in TOKEN_COUNTERS:
-        value = getattr(manager, name, None)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[name] = int(value)
-    return out
+
+class Reconciler(Protocol):
+    @property
+    def bigip(self) -> _TokenSource: ...
+
+
+def token_counters(rec: Reconciler) -> dict[str, int]:
+    """{"logins": n, "extensions": n, "deletions": n} of a reconciler's BIG-IP client."""
+    return asdict(rec.bigip.token_counters())
 
 
 def writes_per_pool(report: TickReport) -> dict[str, tuple[int, int]]:
@@ -211,12 +204,12 @@ class Metrics:
                         self.scrape_duration.labels(pool, key).observe(result.duration)
                         self._duration_series.add((pool, key))
                     if not result.ok:
-                        self._scrape_error(pool, key, scrape_reason(result.error or "unknown"))
+                        self._scrape_error(pool, key, scrape_label(result.error or "unknown"))
             return
-        for plan in report.plans:  # no scrape results handed over: the planner's reason slug
+        for plan in report.plans:  # no scrape results handed over: the plans' members whose load is unknown
             for p in plan.members:
-                if p.action in UNKNOWN_ACTIONS and p.member.active:
-                    self._scrape_error(plan.pool.ref.full_path, p.member.key, scrape_reason(p.reason))
+                if p.action.unknown and p.member.active:
+                    self._scrape_error(plan.pool.ref.full_path, p.member.key, scrape_label(p.scrape_error))
 
     def _scrape_error(self, pool: str, member: str, reason: str) -> None:
         self.scrape_errors.labels(pool, member, reason).inc()

@@ -10,20 +10,20 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from prometheus_client.exposition import choose_encoder
 
 from controller import __version__, httpserve, logs
 from controller.clock import Clock, SystemClock
-from controller.config import TelemetryConfig
+from controller.config import AppConfig, TelemetryConfig
 from controller.errors import ConfigError
-from controller.model import PoolPlan, ScrapeResult, TickReport
+from controller.model import Kind, PoolPlan, ScrapeResult, TickReport
 from controller.telemetry import history as hist
 from controller.telemetry import page
 from controller.telemetry import status as views
-from controller.telemetry.metrics import Metrics
+from controller.telemetry.metrics import Metrics, Reconciler, token_counters
 
 SYSTEM_CLOCK = SystemClock()  # stateless; shared as the default clock
 DEFAULT_HEALTH_TICKS = 3
@@ -108,7 +108,7 @@ class Telemetry:
         read = {plan.pool.ref.full_path for plan in report.plans}
         views_ = [views.pool_view(plan, self._engine_type(plan), self._policies.get(plan.pool.ref.full_path, ""), report.dry_run)
                   for plan in report.plans]
-        views_ += [views.missing_pool_view(path, et, _pool_error(report, path))
+        views_ += [views.missing_pool_view(path, et, report.pool_outcome(path))
                    for path, et in self._engine_types.items() if path not in read]
         self._pools_views = views_
         for plan, view in zip(report.plans, views_, strict=False):
@@ -224,10 +224,6 @@ class Telemetry:
 
 # -- what a tick leaves behind --------------------------------------------------------------------
 
-def _pool_error(report: TickReport, path: str) -> str | None:
-    return next((e for e in report.errors if e.startswith(path + ":")), None)
-
-
 def _history_row(view: dict, dry_run: bool) -> dict[str, tuple[float | None, ...]]:
     """{member: values in history.FIELDS order} from a pool view: the ratio and limit BIG-IP balances on
     after the tick (the planned ones unless this is a dry run), the expected share, the load."""
@@ -243,17 +239,30 @@ def _history_row(view: dict, dry_run: bool) -> dict[str, tuple[float | None, ...
 
 
 def _changes(plan: PoolPlan, report: TickReport, wall: float) -> list[dict]:
-    """The ratio/limit changes of one pool this tick: the facts of the `ratio_changed` log lines."""
+    """The ratio/limit changes of one pool this tick: the facts of the `ratio_changed` log lines, from the
+    tick's member Outcomes (applied, or write-failed with why); in a dry run, the planned writes."""
+    path = plan.pool.ref.full_path
+    if report.dry_run:
+        done = {p.member.key: "planned" for p in plan.writes}
+        details: dict[str, str] = {}
+    else:
+        mine = [o for o in report.outcomes if o.kind is Kind.MEMBER and o.pool == path]
+        done = {o.member: o.reason.value for o in mine}
+        details = {o.member: o.detail for o in mine if o.failed}
     out = []
     for p in plan.writes:
+        if p.member.key not in done:
+            continue  # deferred by the write budget: nothing happened to it this tick
         s = p.sample
         out.append({
-            "at": views.iso(wall), "at_epoch": round(wall, 3), "pool": plan.pool.ref.full_path, "member": p.member.key,
+            "at": views.iso(wall), "at_epoch": round(wall, 3), "pool": path, "member": p.member.key,
             "ratio_from": p.member.ratio, "ratio_to": p.ratio,
             "limit_from": p.member.connection_limit, "limit_to": p.connection_limit,
-            "action": p.action, "score": views.num(p.score),
+            "action": p.action.value, "score": views.num(p.score),
             "waiting": views.num(s.waiting) if s else None, "running": views.num(s.running) if s else None,
-            "kv": views.num(s.kv_usage) if s else None, "reason": views.scrub(p.reason), "dry_run": report.dry_run,
+            "kv": views.num(s.kv_usage) if s else None, "reason": views.scrub(p.reason),
+            "outcome": done[p.member.key], "error": views.scrub(details.get(p.member.key, "")) or None,
+            "dry_run": report.dry_run,
         })
     return out
 
@@ -338,21 +347,32 @@ ENDPOINTS = sorted({"/", "/metrics", "/healthz", "/status", "/history.json", "/p
 
 # -- wiring ----------------------------------------------------------------------------------------
 
-def engine_types(cfg: Any) -> dict[str, str]:
+def engine_types(cfg: AppConfig) -> dict[str, str]:
     """{pool full path: engine_type} from an AppConfig, for `Telemetry.set_pools`."""
-    return {p.ref.full_path: p.engine_type for p in getattr(cfg, "pools", ())}
+    return {p.ref.full_path: p.engine_type for p in cfg.pools}
 
 
-def policies(cfg: Any) -> dict[str, str]:
+def policies(cfg: AppConfig) -> dict[str, str]:
     """{pool full path: policy name} from an AppConfig."""
-    return {p.ref.full_path: p.mode.name for p in getattr(cfg, "pools", ())}
+    return {p.ref.full_path: p.mode.name for p in cfg.pools}
 
 
-def attach(telemetry: Telemetry, daemon: Any) -> Telemetry:
+class Observed(Protocol):
+    """What `attach` reads of a Daemon: its config and reconciler (both replaced by a reload) and its hooks."""
+
+    @property
+    def cfg(self) -> AppConfig: ...
+
+    @property
+    def rec(self) -> Reconciler: ...
+
+    @property
+    def on_tick(self) -> list[Callable[[TickReport], None]]: ...
+
+
+def attach(telemetry: Telemetry, daemon: Observed) -> Telemetry:
     """Feed a Daemon's ticks and reloads into telemetry. Reads `daemon.cfg` and `daemon.rec` at each use,
     so a SIGHUP reload (new config, new BIG-IP client) is followed without re-wiring."""
-    from controller.telemetry.metrics import token_counters
-
     def on_tick(report: TickReport) -> None:
         try:
             telemetry.tick_seconds = daemon.cfg.scheduler.tick_seconds
@@ -366,8 +386,9 @@ def attach(telemetry: Telemetry, daemon: Any) -> Telemetry:
     telemetry.set_pools(engine_types(daemon.cfg), policies(daemon.cfg))
     _hook_bigip(telemetry, daemon.rec)
     daemon.on_tick.append(on_tick)
-    if isinstance(getattr(daemon, "on_reload", None), list):
-        daemon.on_reload.append(telemetry.instruments.reloaded)
+    reload_hooks = getattr(daemon, "on_reload", None)  # a Daemon has them; test doubles may not
+    if isinstance(reload_hooks, list):
+        reload_hooks.append(telemetry.instruments.reloaded)
     return telemetry
 
 
@@ -380,7 +401,7 @@ def _hook_bigip(telemetry: Telemetry, rec: Any) -> None:
         hooks["response"].append(hook)
 
 
-def serve(daemon: Any, *, clock: Clock = SYSTEM_CLOCK) -> Telemetry | None:
+def serve(daemon: Observed, *, clock: Clock = SYSTEM_CLOCK) -> Telemetry | None:
     """Build, attach and start telemetry for a Daemon per its config; None when disabled."""
     cfg = daemon.cfg
     if not cfg.telemetry.enabled:

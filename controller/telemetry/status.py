@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 
 from controller import logs
 from controller.engines import base_engine_type
-from controller.model import MemberPlan, PoolPlan
+from controller.model import MemberPlan, Outcome, PoolPlan
 
 SCORE_POLICIES = frozenset({"s1"})  # policies whose score already is the sideband's 0-1 S1 value
 _URL_USERINFO = re.compile(r"(//)[^/@\s]+@")
@@ -123,7 +123,7 @@ def member_view(p: MemberPlan, *, score: float | None, share: float, planned_sha
         "planned_connection_limit": p.connection_limit,
         "share": num(share, 6),
         "planned_share": num(planned_share, 6),
-        "action": p.action,
+        "action": p.action.value,
         "reason": scrub(p.reason),
     }
     speed = measured_speed(p)
@@ -167,9 +167,10 @@ def pool_view(plan: PoolPlan, engine_type: str, policy: str, dry_run: bool) -> d
     }
 
 
-def missing_pool_view(full_path: str, engine_type: str, error: str | None) -> dict:
+def missing_pool_view(full_path: str, engine_type: str, outcome: Outcome | None) -> dict:
     """A configured pool the tick could not read: listed, empty, with the reason."""
     partition, name = split_path(full_path)
+    error = outcome.message if outcome is not None and outcome.failed else None
     return {
         "name": name,
         "partition": partition,
