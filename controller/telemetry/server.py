@@ -234,7 +234,7 @@ def _history_row(view: dict, dry_run: bool) -> dict[str, tuple[float | None, ...
         ratio = m["ratio"] if dry_run else m["planned_ratio"]
         limit = m["connection_limit"] if dry_run else m["planned_connection_limit"]
         rows[m["name"]] = (ratio, limit, share, metrics["waiting_queue"], metrics["running_req"],
-                           metrics["cache_usage"], m.get("measured_speed"), m.get("ttft_seconds"))
+                           metrics["cache_usage"], m["speed"]["value"], m.get("ttft_seconds"))
     return rows
 
 

@@ -126,19 +126,8 @@ def member_view(p: MemberPlan, *, score: float | None, share: float, planned_sha
         "action": p.action.value,
         "reason": scrub(p.reason),
     }
-    speed = measured_speed(p)
-    if speed is not None:
-        view["measured_speed"] = num(speed, 3)
+    view["speed"] = {"value": num(p.speed), "source": p.speed_source or None}  # the planner's capacity estimate
     return view
-
-
-def measured_speed(p: MemberPlan) -> float | None:
-    """The measured service capacity the planner attached to a member plan, when it has one."""
-    value = getattr(p, "capacity", None)
-    if value is None:
-        return None
-    value = getattr(value, "value", value)  # a record with a value, or a plain number
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def pool_view(plan: PoolPlan, engine_type: str, policy: str, dry_run: bool) -> dict:
@@ -161,6 +150,7 @@ def pool_view(plan: PoolPlan, engine_type: str, policy: str, dry_run: bool) -> d
         "policy": policy or None,
         "load_balancing_mode": pool.load_balancing_mode,
         "honours_ratio": pool.honours_ratio,
+        "neutral": plan.neutral or None,
         "active_member_count": sum(1 for p in plan.members if p.member.active),
         "fresh_member_count": sum(1 for p in plan.members if p.sample is not None),
         "note": scrub(plan.note),
