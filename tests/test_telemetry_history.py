@@ -14,7 +14,7 @@ from controller.clock import FakeClock
 from controller.config import TelemetryConfig
 from controller.model import Action, Kind, Member, MemberPlan, Outcome, PoolPlan, PoolRef, PoolState, Reason, Sample, TickReport
 from controller.telemetry import Telemetry, attach, page
-from controller.telemetry.history import FIELDS, History, Ring
+from controller.telemetry.history import FIELDS, History, Ring, Ttft
 
 REF = PoolRef("llm-pool-1")
 
@@ -72,6 +72,15 @@ def test_coarse_ring_keeps_one_slot_per_step_with_the_last_value():
         ring.append(t, {"a": [t] * len(FIELDS)})
     assert [ring.times[s] for s in ring.slots()] == [9.0, 12.0]
     assert ring.series["a"][ring.slots()[0] * len(FIELDS)] == 9.0
+
+
+def test_ttft_is_the_mean_between_ticks_and_none_across_a_restart():
+    t = Ttft()
+    assert t.update("/p", {"a": (10.0, 100.0), "b": (None, None)}) == {"a": None, "b": None}  # first sight
+    assert t.update("/p", {"a": (12.0, 110.0)}) == {"a": pytest.approx(0.2)}
+    assert t.update("/p", {"a": (12.0, 110.0)}) == {"a": None}  # no new first token
+    assert t.update("/p", {"a": (1.0, 5.0)}) == {"a": None}  # counters went down: the engine restarted
+    assert t.update("/p", {"a": (1.5, 10.0)}) == {"a": pytest.approx(0.1)}
 
 
 def test_history_memory_does_not_grow_with_ticks():

@@ -157,3 +157,28 @@ class History:
                     cols[f].append(None if math.isnan(v) else round(v, _DIGITS[f]) if _DIGITS[f] else int(round(v)))
             out[key] = cols
         return {"pool": path, "t": [round(ring.times[s], 3) for ring, s in points], "members": out}
+
+
+class Ttft:
+    """Mean time to first token per member between two ticks, from the engine's TTFT histogram
+    (delta of `_sum` over delta of `_count`). None on the first sight, when no request got its first
+    token in between, after a counter reset (engine restart), or when the engine exports no TTFT."""
+
+    def __init__(self) -> None:
+        self._prev: dict[tuple[str, str], tuple[float, float]] = {}
+
+    def update(self, pool: str, seen: Mapping[str, tuple[float | None, float | None]]) -> dict[str, float | None]:
+        """{member: (ttft_sum, ttft_count)} of one pool this tick -> {member: mean TTFT in seconds or None}."""
+        out: dict[str, float | None] = {}
+        for member, (total, count) in seen.items():
+            key = (pool, member)
+            prev = self._prev.pop(key, None)
+            if total is None or count is None:
+                out[member] = None
+                continue
+            self._prev[key] = (total, count)
+            d_sum, d_count = (total - prev[0], count - prev[1]) if prev else (0.0, 0.0)
+            out[member] = d_sum / d_count if d_count > 0 and d_sum >= 0 else None
+        for key in [k for k in self._prev if k[0] == pool and k[1] not in seen]:
+            del self._prev[key]  # left the pool
+        return out

@@ -57,6 +57,7 @@ class Telemetry:
         self.registry = self.instruments.registry
         self.observe_errors = self.instruments.observe_errors
         self.history = hist.History()
+        self._ttft = hist.Ttft()
         self._lock = threading.RLock()  # one observe() at a time; /metrics sees a whole tick
         self._started_mono = clock.monotonic()
         self._last_ok_mono: float | None = None
@@ -112,9 +113,20 @@ class Telemetry:
                    for path, et in self._engine_types.items() if path not in read]
         self._pools_views = views_
         for plan, view in zip(report.plans, views_, strict=False):
+            self._add_ttft(plan, view)
             self.history.record(plan.pool.ref.full_path, now_wall, _history_row(view, report.dry_run))
             self.history.add_changes(_changes(plan, report, now_wall))
         self._last_tick = _tick_view(report, now_wall)
+
+    def _add_ttft(self, plan: PoolPlan, view: dict) -> None:
+        """Each member's mean TTFT since the last tick, where its engine exports the histogram."""
+        seen = {}
+        for p in plan.members:
+            c = p.sample.counters if p.sample is not None else None
+            seen[p.member.key] = (c.ttft_sum, c.ttft_count) if c is not None else (None, None)
+        ttft = self._ttft.update(plan.pool.ref.full_path, seen)
+        for m in view["members"]:
+            m["ttft_seconds"] = views.num(ttft.get(m["name"]), 4)
 
     def _engine_type(self, plan: PoolPlan) -> str:
         """Configured engine type; else what the engines' pages identified as; else ""."""
