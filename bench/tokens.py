@@ -41,7 +41,7 @@ class _Samples:
         out = {}
         for i, t in enumerate(sorted(targets, key=lambda t: t.member)):
             n = i + hour
-            out[t.member] = ScrapeResult(t.member, self.clock.monotonic(), sample=Sample(n % 5, 4, (n % 10) / 10))
+            out[t.key] = ScrapeResult(t.member, self.clock.monotonic(), sample=Sample(n % 5, 4, (n % 10) / 10))
         return out
 
     def close(self):

@@ -30,7 +30,7 @@ from controller import daemon
 from controller.bigip import BigIPClient
 from controller.clock import FakeClock
 from controller.config import F5Config
-from controller.model import MemberPlan, PoolRef, Sample, ScrapeResult
+from controller.model import Action, MemberPlan, PoolRef, Sample, ScrapeResult
 from controller.sim.bigip import BigIPEmulator
 
 POOL = "/Common/writes"
@@ -47,7 +47,8 @@ def one_apply(emu: BigIPEmulator, mode: str, changes: int, value: int, concurren
     client = BigIPClient(cfg)
     try:
         state = client.read_pool(REF)  # logs in; not timed
-        plans = [MemberPlan(m, None, None, value, m.connection_limit, "write", description=f"bench ratio {value}")
+        plans = [MemberPlan(member=m, sample=None, score=None, ratio=value, connection_limit=m.connection_limit,
+                            action=Action.WRITE, description=f"bench ratio {value}")
                  for m in state.members[:changes]]
         commits = emu.commits
         t = time.perf_counter()
@@ -87,7 +88,7 @@ class _Samples:
         self.load = load
 
     def scrape(self, targets, deadline):
-        return {t.member: ScrapeResult(t.member, self.clock.monotonic(), sample=self.load(t.member)) for t in targets}
+        return {t.key: ScrapeResult(t.member, self.clock.monotonic(), sample=self.load(t.member)) for t in targets}
 
     def close(self):
         pass

@@ -57,7 +57,7 @@ from controller.errors import (
     RetryableBigIPError,
     TokenLimitError,
 )
-from controller.model import Member, MemberPlan, PoolRef, PoolState, split_member_name
+from controller.model import Member, MemberPlan, PoolRef, PoolState, TokenCounters, split_member_name
 from controller.token import HEADER as TOKEN_HEADER
 from controller.token import TokenManager, is_token_limit
 
@@ -264,6 +264,9 @@ class BigIPClient:
                 self._apply_patches(ref, todo, result)
         result.calls = self.calls - start
         return result
+
+    def token_counters(self) -> TokenCounters:
+        return self.tokens.counters()
 
     def close(self) -> None:
         """Delete the token (best effort). The session stays usable; a later call logs in again."""

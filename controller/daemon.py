@@ -20,7 +20,7 @@ from controller.bigip import BigIPClient
 from controller.clock import Clock, SystemClock
 from controller.config import AppConfig
 from controller.errors import ConfigError
-from controller.model import TickReport
+from controller.model import Kind, Outcome, Reason, TickReport
 from controller.reconcile import Reconciler
 from controller.scrape import Scraper
 
@@ -99,7 +99,8 @@ class Daemon:
                 now = self.rec.clock.monotonic()
                 error = f"internal error: {type(exc).__name__}: {exc}"
                 self.rec.faults.fault("tick", "tick_failed", error=error)
-                report = TickReport(now, now, (), 0, 0, self.dry_run, (error,))
+                outcome = Outcome(kind=Kind.TICK, reason=Reason.INTERNAL_ERROR, detail=error, error=exc)
+                report = TickReport(started=now, finished=now, outcomes=(outcome,), dry_run=self.dry_run)
             else:
                 self.rec.faults.clear("tick", "tick_recovered")
             self._after(report)

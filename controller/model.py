@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from enum import Enum
+from typing import NamedTuple
 
 #: Sessions and states in which LTM sends a member no new traffic whatever its ratio.
 INACTIVE_SESSIONS = frozenset({"user-disabled"})
@@ -110,6 +112,17 @@ class Sample:
     ranks: int = 1
 
 
+class ScrapeKey(NamedTuple):
+    """Identity of one scrape across pools: the same member may sit in two pools with two metric settings."""
+
+    pool: str  # PoolRef.full_path
+    member: str  # Member.key
+
+
+#: ScrapeResult.error-like slug for a member the tick did not scrape (inactive, or its pool read late).
+NOT_SCRAPED = "not-scraped"
+
+
 @dataclass(frozen=True)
 class ScrapeResult:
     """The outcome of scraping one member. Exactly one of `sample` and `error` is set."""
@@ -126,7 +139,32 @@ class ScrapeResult:
         return self.sample is not None
 
 
-@dataclass(frozen=True)
+class Action(str, Enum):
+    """What the planner decided for one member. A str so logs, JSON and tables show the bare value."""
+
+    HOLD = "hold"  # fresh metrics, nothing to change
+    WRITE = "write"  # fresh metrics, ratio and/or limit change
+    DEAD_BAND = "dead-band"  # a change smaller than the dead band: held
+    SKIP_INACTIVE = "skip-inactive"  # disabled or down on BIG-IP: left alone
+    UNKNOWN_HOLD = "unknown-hold"  # no fresh metrics: ratio held
+    UNKNOWN_NEUTRAL = "unknown-neutral"  # no fresh metrics for longer than stale_after: moved to the neutral ratio
+    FLOOR_CAP = "floor-cap"  # would go to the floor, but too many members already would: held above it (written)
+    FLOOR_HOLD = "floor-hold"  # as floor-cap, with nothing to write
+    OWNED_BY_OTHER = "owned-by-other"  # another live instance wrote it last: left alone
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    @property
+    def unknown(self) -> bool:
+        """The member's load is not known this tick (its /metrics could not be used)."""
+        return self in (Action.UNKNOWN_HOLD, Action.UNKNOWN_NEUTRAL)
+
+
+@dataclass(frozen=True, kw_only=True)
 class MemberPlan:
     """What the policy decided for one member this tick, with everything needed to explain it."""
 
@@ -135,9 +173,10 @@ class MemberPlan:
     score: float | None
     ratio: int  # planned ratio (equal to member.ratio when nothing changes)
     connection_limit: int  # planned limit (equal to member.connection_limit when nothing changes)
-    action: str  # "hold", "write", "skip-inactive", "unknown-hold", "unknown-neutral", "dead-band"
-    reason: str = ""
+    action: Action
+    reason: str = ""  # for humans: tables, logs, GUI; never parsed
     description: str | None = None  # new GUI note when written with the ratio
+    scrape_error: str | None = None  # ScrapeResult.error slug (or NOT_SCRAPED) when the load is unknown
 
     @property
     def changes(self) -> dict:
@@ -168,19 +207,108 @@ class PoolPlan:
         return any(m.member.active for m in self.members) and all(m.sample is None for m in self.members)
 
 
-@dataclass(frozen=True)
+class Kind(str, Enum):
+    """What an Outcome is about."""
+
+    POOL = "pool"  # reading one pool from BIG-IP
+    MEMBER = "member"  # writing one member to BIG-IP
+    TICK = "tick"  # the tick as a whole
+
+
+class Reason(str, Enum):
+    """Why an Outcome came out as it did."""
+
+    READ = "read"  # pool read and planned
+    READ_FAILED = "read-failed"  # BIG-IP answered the read with an error, or not at all
+    NOT_READ = "not-read"  # not tried: BIG-IP gave no reply, or refused the login, earlier in this tick
+    APPLIED = "applied"  # member written
+    WRITE_FAILED = "write-failed"  # member write refused or failed (locally or by BIG-IP)
+    INTERNAL_ERROR = "internal-error"  # a bug in the tick: nothing after it ran
+
+    def __str__(self) -> str:
+        return self.value
+
+
+FAILURES = frozenset({Reason.READ_FAILED, Reason.NOT_READ, Reason.WRITE_FAILED, Reason.INTERNAL_ERROR})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    """What happened to one pool, one member or the tick, as data: nothing downstream parses a message.
+
+    `detail` is the human text (already free of secrets: the BIG-IP client scrubs its errors);
+    `error` is the exception, where there is one, for callers that decide by type.
+    """
+
+    kind: Kind
+    reason: Reason
+    pool: str = ""  # PoolRef.full_path; "" for the tick
+    member: str = ""  # Member.key, for member outcomes
+    detail: str = ""
+    error: BaseException | None = field(default=None, compare=False)
+
+    @property
+    def failed(self) -> bool:
+        return self.reason in FAILURES
+
+    @property
+    def message(self) -> str:
+        """One line for logs, tables and stderr, e.g. "/Common/p: HTTP 503: ..." or "/Common/p 10.0.0.1:80: ..."."""
+        if self.kind is Kind.TICK:
+            return self.detail
+        where = f"{self.pool} {self.member}" if self.member else self.pool
+        return f"{where}: {self.detail}" if self.detail else f"{where}: {self.reason.value}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenCounters:
+    """How often this process logged in to BIG-IP, extended a token and deleted one."""
+
+    logins: int = 0
+    extensions: int = 0
+    deletions: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
 class TickReport:
     """Everything one reconcile tick saw and did, for logs, dry-run tables and /status."""
 
     started: float
     finished: float
     plans: tuple[PoolPlan, ...] = ()
-    applied: int = 0
-    failed: int = 0
+    outcomes: tuple[Outcome, ...] = ()  # per pool read, per member written, and tick-level failures
     dry_run: bool = False
-    errors: tuple[str, ...] = field(default_factory=tuple)
-    pool_writes: tuple[tuple[str, int, int], ...] = ()  # (pool full path, applied, failed) per written pool
+
+    @property
+    def failures(self) -> tuple[Outcome, ...]:
+        return tuple(o for o in self.outcomes if o.failed)
+
+    @property
+    def errors(self) -> tuple[str, ...]:
+        """One line per failure, in the order they happened."""
+        return tuple(o.message for o in self.failures)
+
+    @property
+    def applied(self) -> int:
+        return sum(1 for o in self.outcomes if o.kind is Kind.MEMBER and o.reason is Reason.APPLIED)
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for o in self.outcomes if o.kind is Kind.MEMBER and o.reason is Reason.WRITE_FAILED)
+
+    @property
+    def pool_writes(self) -> tuple[tuple[str, int, int], ...]:
+        """(pool full path, applied, failed) per pool with at least one write attempted, in tick order."""
+        counts: dict[str, list[int]] = {}
+        for o in self.outcomes:
+            if o.kind is Kind.MEMBER:
+                counts.setdefault(o.pool, [0, 0])[0 if o.reason is Reason.APPLIED else 1] += 1
+        return tuple((path, ok, bad) for path, (ok, bad) in counts.items())
+
+    def pool_outcome(self, full_path: str) -> Outcome | None:
+        """The read outcome of one pool this tick; None when the tick never got to it."""
+        return next((o for o in self.outcomes if o.kind is Kind.POOL and o.pool == full_path), None)
 
     @property
     def ok(self) -> bool:
-        return not self.errors
+        return not self.failures

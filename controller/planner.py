@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 from controller import policy, weights
 from controller.config import PoolConfig, WeightsConfig
-from controller.model import Member, MemberPlan, PoolPlan, PoolState, Sample, ScrapeResult
+from controller.model import NOT_SCRAPED, Action, Member, MemberPlan, PoolPlan, PoolState, Sample, ScrapeResult
 
 NOTE_PREFIX = "f5-llm-ratio:"
 OWNED_PREFIX = "f5-llm-ratio["  # followed by the instance id and "]:"
@@ -104,7 +104,12 @@ def _remember(pool: PoolState, scrapes: Mapping[str, ScrapeResult], memory: Memo
 
 
 def _fresh(pool: PoolState, scrapes: Mapping[str, ScrapeResult]) -> dict[str, Sample]:
-    return {m.key: scrapes[m.key].sample for m in pool.members if m.active and m.key in scrapes and scrapes[m.key].ok}
+    out = {}
+    for m in pool.members:
+        result = scrapes.get(m.key) if m.active else None
+        if result is not None and result.sample is not None:
+            out[m.key] = result.sample
+    return out
 
 
 def _known_plan(m: Member, sample: Sample, score: float, target: int, cfg: PoolConfig, wall: float, instance: str = "") -> MemberPlan:
@@ -118,10 +123,11 @@ def _known_plan(m: Member, sample: Sample, score: float, target: int, cfg: PoolC
         if wanted is not None:
             limit = weights.damped_limit(m.connection_limit, wanted, w.dead_band)
     changed = ratio != m.ratio or limit != m.connection_limit
-    action = "write" if changed else ("dead-band" if held and target != m.ratio else "hold")
+    action = Action.WRITE if changed else (Action.DEAD_BAND if held and target != m.ratio else Action.HOLD)
     reason = f"score {score:.2f} ({describe_sample(sample)}) target {target}"
     note = gui_note(score, sample, wall, instance) if changed and may_describe(m, w) else None
-    return MemberPlan(m, sample, score, ratio, limit, action, reason, note)
+    return MemberPlan(member=m, sample=sample, score=score, ratio=ratio, connection_limit=limit, action=action,
+                      reason=reason, description=note)
 
 
 def _why(result: ScrapeResult | None) -> str:
@@ -130,17 +136,26 @@ def _why(result: ScrapeResult | None) -> str:
     return f"{result.error}: {result.detail}" if result.detail else result.error
 
 
+def _slug(result: ScrapeResult | None) -> str:
+    return result.error if result is not None and result.error else NOT_SCRAPED
+
+
 def _unknown_plan(m: Member, result: ScrapeResult | None, obs: Observation, neutral: int, cfg: PoolConfig, now: float) -> MemberPlan:
-    why = _why(result)
+    why, slug = _why(result), _slug(result)
     since = obs.last_fresh if obs.last_fresh is not None else obs.first_seen
     age = now - since
     if age < cfg.weights.stale_after:
-        return MemberPlan(m, None, None, m.ratio, m.connection_limit, "unknown-hold", f"{why}; holding ratio ({age:.0f}s without metrics)")
+        return _unknown(m, m.ratio, Action.UNKNOWN_HOLD, f"{why}; holding ratio ({age:.0f}s without metrics)", slug)
     ratio = m.ratio
     if cfg.weights.drives_ratio:
         ratio, _ = weights.damped_ratio(m.ratio, neutral, cfg.weights)
-    action = "unknown-neutral" if ratio != m.ratio else "unknown-hold"
-    return MemberPlan(m, None, None, ratio, m.connection_limit, action, f"{why}; stale {age:.0f}s, neutral ratio {neutral}")
+    action = Action.UNKNOWN_NEUTRAL if ratio != m.ratio else Action.UNKNOWN_HOLD
+    return _unknown(m, ratio, action, f"{why}; stale {age:.0f}s, neutral ratio {neutral}", slug)
+
+
+def _unknown(m: Member, ratio: int, action: Action, reason: str, slug: str) -> MemberPlan:
+    return MemberPlan(member=m, sample=None, score=None, ratio=ratio, connection_limit=m.connection_limit, action=action,
+                      reason=reason, scrape_error=slug)
 
 
 def plan_pool(
@@ -160,9 +175,9 @@ def plan_pool(
     observed = _remember(pool, scrapes, memory, now)
     fresh = _fresh(pool, scrapes)
     if not fresh:
-        plans = tuple(_hold(m, _why(scrapes.get(m.key)), action="unknown-hold") for m in pool.members)
+        held = tuple(_hold(m, _why(scrapes.get(m.key)), Action.UNKNOWN_HOLD, _slug(scrapes.get(m.key))) for m in pool.members)
         note = NO_FRESH_METRICS if any(m.active for m in pool.members) else "no active member"
-        return PoolPlan(pool, plans, note), observed
+        return PoolPlan(pool, held, note), observed
 
     ctx = policy.Context(current={m.key: m.ratio for m in pool.members}, scale=cfg.weights.scale)
     raw = policy.score(fresh, cfg.mode, ctx)
@@ -172,7 +187,7 @@ def plan_pool(
     targets = weights.ratios_from_scores(smoothed, cfg.weights.scale, cfg.weights.floor)
     neutral = weights.neutral_ratio(targets, cfg.weights)
 
-    plans = []
+    plans: list[MemberPlan] = []
     for m in pool.members:
         if not m.active:
             plans.append(_hold(m))
@@ -192,8 +207,9 @@ def _owned(p: MemberPlan, instance: str, wall: float) -> MemberPlan:
     other = other_owner(p.member, instance, wall)
     if other is None:
         return p
-    return MemberPlan(p.member, p.sample, p.score, p.member.ratio, p.member.connection_limit, "owned-by-other",
-                      f"owned by f5-llm-ratio instance {other[0]!r} (note written {other[1]:.0f}s ago); not written")
+    why = f"owned by f5-llm-ratio instance {other[0]!r} (note written {other[1]:.0f}s ago); not written"
+    return replace(p, ratio=p.member.ratio, connection_limit=p.member.connection_limit, action=Action.OWNED_BY_OTHER,
+                   reason=why, description=None)
 
 
 def floor_allowance(active: int, w: WeightsConfig) -> int:
@@ -229,13 +245,14 @@ def _cap_floor(plans: list[MemberPlan], cfg: PoolConfig) -> list[MemberPlan]:
         changed = ratio != p.member.ratio or p.connection_limit != p.member.connection_limit
         why = (f"{p.reason}; held above floor: {len(at_floor)} of {len(active)} active members would be at floor "
                f"{w.floor}, max_floor_share {w.max_floor_share:g} allows {allowed}")
-        out.append(replace(p, ratio=ratio, action="floor-cap" if changed else "floor-hold", reason=why,
+        out.append(replace(p, ratio=ratio, action=Action.FLOOR_CAP if changed else Action.FLOOR_HOLD, reason=why,
                            description=p.description if changed else None))
     return out
 
 
-def _hold(m: Member, reason: str = "", action: str = "hold") -> MemberPlan:
+def _hold(m: Member, reason: str = "", action: Action = Action.HOLD, slug: str | None = None) -> MemberPlan:
     """Leave a member as it is; an inactive one says why it is skipped."""
     if not m.active:
-        action, reason = "skip-inactive", f"{m.session}/{m.state} on BIG-IP: takes no new traffic"
-    return MemberPlan(m, None, None, m.ratio, m.connection_limit, action, reason)
+        action, reason, slug = Action.SKIP_INACTIVE, f"{m.session}/{m.state} on BIG-IP: takes no new traffic", None
+    return MemberPlan(member=m, sample=None, score=None, ratio=m.ratio, connection_limit=m.connection_limit, action=action,
+                      reason=reason, scrape_error=slug)

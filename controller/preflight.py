@@ -71,7 +71,7 @@ def check_members(cfg: AppConfig, pool_cfg, state, scraper) -> list[Row]:
     bad = FAIL if failed == len(results) else WARN
     rows = []
     for t in targets:
-        r = results[t.member]
+        r = results[t.key]
         if r.ok:
             s = r.sample
             kv = "no KV metric" if s.kv_usage is None else f"kv={s.kv_usage:.0%}"

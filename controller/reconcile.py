@@ -8,37 +8,67 @@ against what BIG-IP holds right now.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from controller import planner
 from controller.clock import Clock, SystemClock
 from controller.config import AppConfig, PoolConfig
 from controller.errors import AuthError, BigIPError, NotFoundError, TokenLimitError
 from controller.faults import FaultLog
-from controller.model import MemberPlan, PoolPlan, PoolRef, PoolState, ScrapeResult, TickReport
+from controller.model import (
+    Action,
+    Kind,
+    MemberPlan,
+    Outcome,
+    PoolPlan,
+    PoolRef,
+    PoolState,
+    Reason,
+    ScrapeKey,
+    ScrapeResult,
+    TickReport,
+    TokenCounters,
+)
 from controller.ratelimit import WriteBudget
+from controller.scrape import Target
 from controller.scrape import target_for as default_target_for
 
 
+class ApplyResult(Protocol):
+    """What BigIP.apply reports: member keys written, and (member key, error) for those not written."""
+
+    @property
+    def applied(self) -> Sequence[str]: ...
+
+    @property
+    def failed(self) -> Sequence[tuple[str, BigIPError]]: ...
+
+
 class BigIP(Protocol):
+    """Everything the reconciler and the daemon call on the BIG-IP client."""
+
     def read_pool(self, ref: PoolRef) -> PoolState: ...
 
-    def apply(self, ref: PoolRef, plans: Sequence[MemberPlan]): ...
+    def apply(self, ref: PoolRef, plans: Sequence[MemberPlan]) -> ApplyResult: ...
+
+    def token_counters(self) -> TokenCounters: ...
+
+    def close(self) -> None: ...
 
 
 class Scraper(Protocol):
-    def scrape(self, targets: Sequence, deadline: float) -> dict[str, ScrapeResult]: ...
+    """Everything the reconciler and the daemon call on the scraper. Results are keyed by `Target.key`."""
+
+    def scrape(self, targets: Sequence[Target], deadline: float) -> Mapping[ScrapeKey, ScrapeResult]: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
 class _Cached:
     state: PoolState
     read_at: float
-
-
-def _scrape_key(pool: PoolRef, member: str) -> str:
-    return f"{pool.full_path}|{member}"
 
 
 class Reconciler:
@@ -52,8 +82,8 @@ class Reconciler:
         *,
         clock: Clock | None = None,
         dry_run: bool = False,
-        log=None,
-        target_for: Callable | None = None,
+        log: Any = None,
+        target_for: Callable[..., Target] | None = None,
         instance: str = "",
     ):
         self.cfg = cfg
@@ -73,47 +103,42 @@ class Reconciler:
         self.last_report: TickReport | None = None
 
     # -- reading -------------------------------------------------------------------------------
-    def _read(self, ref: PoolRef, errors: list[str]) -> PoolState | None:
+    def _read(self, ref: PoolRef) -> PoolState | Outcome:
+        """The pool as BIG-IP holds it now, or the failed Outcome saying why not."""
         if self._silent is not None:  # BIG-IP did not answer at all this tick: do not wait on it again
-            errors.append(f"{ref}: not read: {self._silent}")
             self.cache.pop(ref.full_path, None)
-            return None
+            return Outcome(kind=Kind.POOL, reason=Reason.NOT_READ, pool=ref.full_path, detail=f"not read: {self._silent}")
         try:
             state = self.bigip.read_pool(ref)
         except BigIPError as exc:
             self.faults.fault(f"pool:{ref}", "bigip_read_failed", error=str(exc), pool=str(ref), retryable=exc.retryable)
-            errors.append(f"{ref}: {exc}")
             self.cache.pop(ref.full_path, None)
             if exc.retryable and exc.status is None:  # no reply at all (refused, timeout, reset)
                 self._silent = "BIG-IP gave no reply earlier in this tick"
             elif isinstance(exc, (AuthError, TokenLimitError)):  # trying again per pool could lock the account
                 self._silent = f"login failed earlier in this tick ({type(exc).__name__})"
-            return None
+            return Outcome(kind=Kind.POOL, reason=Reason.READ_FAILED, pool=ref.full_path, detail=str(exc), error=exc)
         self.faults.clear(f"pool:{ref}", "bigip_read_recovered", pool=str(ref))
         self.cache[ref.full_path] = _Cached(state, self.clock.monotonic())
         return state
 
-    def _membership(self, ref: PoolRef, errors: list[str]) -> PoolState | None:
+    def _membership(self, ref: PoolRef) -> PoolState | Outcome:
         cached = self.cache.get(ref.full_path)
         if cached and self.clock.monotonic() - cached.read_at < self.cfg.scheduler.pool_fetch_interval:
             return cached.state
-        return self._read(ref, errors)
+        return self._read(ref)
 
     # -- scraping ------------------------------------------------------------------------------
     def _scrape(self, states: Mapping[str, tuple[PoolConfig, PoolState]]) -> dict[str, dict[str, ScrapeResult]]:
         targets = []
         for pool_cfg, state in states.values():
             keys = self.cfg.keys_for(pool_cfg.engine_type)
-            for m in state.members:
-                if m.active:
-                    t = self.target_for(m, pool_cfg, keys)
-                    targets.append(_rekey(t, _scrape_key(pool_cfg.ref, m.key)))
+            targets += [self.target_for(m, pool_cfg, keys) for m in state.members if m.active]
         results = self.scraper.scrape(targets, self.cfg.scheduler.scrape_deadline) if targets else {}
         out: dict[str, dict[str, ScrapeResult]] = {path: {} for path in states}
         for key, result in results.items():
-            path, _, member = key.partition("|")
-            out.setdefault(path, {})[member] = result
-            self._note_scrape(path, member, result)
+            out.setdefault(key.pool, {})[key.member] = result
+            self._note_scrape(key.pool, key.member, result)
         return out
 
     def _note_scrape(self, pool: str, member: str, result: ScrapeResult) -> None:
@@ -124,53 +149,59 @@ class Reconciler:
             self.faults.fault(key, "scrape_failed", pool=pool, member=member, reason=result.error, detail=result.detail)
 
     # -- planning and writing ------------------------------------------------------------------
-    def _plan(self, pool_cfg: PoolConfig, state: PoolState, scrapes) -> tuple[PoolPlan, dict]:
+    def _plan(self, pool_cfg: PoolConfig, state: PoolState, scrapes: Mapping[str, ScrapeResult]) -> tuple[PoolPlan, dict]:
         memory = self.memory.get(pool_cfg.ref.full_path, {})
         return planner.plan_pool(state, scrapes, pool_cfg, memory, self.clock.monotonic(), self.clock.wall(), self.instance)
 
-    def _reconcile_pool(self, pool_cfg: PoolConfig, state: PoolState, scrapes, errors: list[str]) -> tuple[PoolPlan, int, int]:
+    def _reconcile_pool(
+        self, pool_cfg: PoolConfig, state: PoolState, scrapes: Mapping[str, ScrapeResult]
+    ) -> tuple[PoolPlan, tuple[Outcome, ...]]:
+        """The pool's plan and what became of it: a failed re-read, or one Outcome per member written."""
         plan, memory = self._plan(pool_cfg, state, scrapes)
         if plan.writes and not self.dry_run and self.cache[pool_cfg.ref.full_path].read_at < self._tick_start:
-            fresh = self._read(pool_cfg.ref, errors)
-            if fresh is None:
-                return plan, 0, 0
+            fresh = self._read(pool_cfg.ref)
+            if isinstance(fresh, Outcome):
+                return plan, (fresh,)
             plan, memory = self._plan(pool_cfg, fresh, scrapes)
         self.memory[pool_cfg.ref.full_path] = memory
         self._note_owners(pool_cfg.ref, plan)
         if self.dry_run or not plan.writes:
-            return plan, 0, 0
-        return plan, *self._apply(pool_cfg.ref, plan, errors)
+            return plan, ()
+        return plan, self._apply(pool_cfg.ref, plan)
 
     def _note_owners(self, ref: PoolRef, plan: PoolPlan) -> None:
         """Once per member and owner: another live instance wrote it last, so this one keeps off it."""
         for p in plan.members:
             key = f"owner:{ref}|{p.member.key}"
-            if p.action == "owned-by-other":
+            if p.action is Action.OWNED_BY_OTHER:
                 owner = planner.note_owner(p.member.description)
                 self.faults.fault(key, "owned_by_other_instance", pool=str(ref), member=p.member.key,
                                   owner=owner[0] if owner else "", error=owner[0] if owner else "",
-                                  instance=self.instance, reason="owned-by-other", detail=p.reason)
+                                  instance=self.instance, reason=p.action.value, detail=p.reason)
             elif p.member.active:
                 self.faults.clear(key, "ownership_released", pool=str(ref), member=p.member.key)
 
-    def _apply(self, ref: PoolRef, plan: PoolPlan, errors: list[str]) -> tuple[int, int]:
+    def _apply(self, ref: PoolRef, plan: PoolPlan) -> tuple[Outcome, ...]:
         writes = self.budget.take(sorted(plan.writes, key=_urgency, reverse=True))
         if len(writes) < len(plan.writes):
             self.faults.fault(f"budget:{ref}", "write_budget_exhausted", pool=str(ref), deferred=len(plan.writes) - len(writes))
         else:
             self.faults.clear(f"budget:{ref}", "write_budget_recovered", pool=str(ref))
         if not writes:
-            return 0, 0
+            return ()
         result = self.bigip.apply(ref, writes)
         by_key = {p.member.key: p for p in writes}
+        outcomes = []
         for key in result.applied:
             self._log_change(ref, by_key[key])
+            outcomes.append(Outcome(kind=Kind.MEMBER, reason=Reason.APPLIED, pool=ref.full_path, member=key))
         for key, exc in result.failed:
             self.log.warning("write_failed", pool=str(ref), member=key, error=str(exc))
-            errors.append(f"{ref} {key}: {exc}")
+            outcomes.append(Outcome(kind=Kind.MEMBER, reason=Reason.WRITE_FAILED, pool=ref.full_path, member=key,
+                                    detail=str(exc), error=exc))
             if isinstance(exc, NotFoundError):
                 self.cache.pop(ref.full_path, None)  # membership changed under us: re-read next tick
-        return len(result.applied), len(result.failed)
+        return tuple(outcomes)
 
     def _log_change(self, ref: PoolRef, p: MemberPlan) -> None:
         s = p.sample
@@ -182,7 +213,7 @@ class Reconciler:
             ratio_to=p.ratio,
             limit_from=p.member.connection_limit,
             limit_to=p.connection_limit,
-            action=p.action,
+            action=p.action.value,
             score=None if p.score is None else round(p.score, 4),
             waiting=None if s is None else s.waiting,
             running=None if s is None else s.running,
@@ -194,22 +225,24 @@ class Reconciler:
     def tick(self) -> TickReport:
         self._tick_start = self.clock.monotonic()
         self._silent = None
-        errors: list[str] = []
+        outcomes: list[Outcome] = []
         states = {}
         for pool_cfg in self.cfg.pools:
-            state = self._membership(pool_cfg.ref, errors)
-            if state is not None:
+            state = self._membership(pool_cfg.ref)
+            if isinstance(state, Outcome):
+                outcomes.append(state)
+            else:
                 states[pool_cfg.ref.full_path] = (pool_cfg, state)
         scrapes = self._scrape(states)
-        plans, writes = [], []
+        plans = []
         for path, (pool_cfg, state) in states.items():
-            plan, ok, bad = self._reconcile_pool(pool_cfg, state, scrapes.get(path, {}), errors)
+            plan, done = self._reconcile_pool(pool_cfg, state, scrapes.get(path, {}))
             plans.append(plan)
-            if ok or bad:
-                writes.append((path, ok, bad))
-        applied, failed = sum(w[1] for w in writes), sum(w[2] for w in writes)
-        report = TickReport(self._tick_start, self.clock.monotonic(), tuple(plans), applied, failed, self.dry_run,
-                            tuple(errors), tuple(writes))
+            if not any(o.kind is Kind.POOL for o in done):  # a failed re-read speaks for the pool itself
+                outcomes.append(Outcome(kind=Kind.POOL, reason=Reason.READ, pool=path))
+            outcomes += done
+        report = TickReport(started=self._tick_start, finished=self.clock.monotonic(), plans=tuple(plans),
+                            outcomes=tuple(outcomes), dry_run=self.dry_run)
         self.last_report = report
         return report
 
@@ -218,7 +251,3 @@ def _urgency(p: MemberPlan) -> int:
     """Under a write cap, the largest corrections go first."""
     return abs(p.ratio - p.member.ratio) + abs(p.connection_limit - p.member.connection_limit)
 
-
-def _rekey(target, key: str):
-    """Scrape results come back keyed by target; make the key unique across pools."""
-    return replace(target, member=key)

@@ -39,7 +39,7 @@ def plan_row(pool: str, p: MemberPlan) -> list[object]:
         None if p.score is None else f"{p.score:.3f}",
         _arrow(p.member.ratio, p.ratio),
         _arrow(p.member.connection_limit, p.connection_limit),
-        p.action,
+        p.action.value,
         p.reason,
     ]
 

@@ -48,7 +48,7 @@ from controller import __version__, engines
 from controller.clock import Clock, SystemClock
 from controller.config import EngineKeys, PoolConfig
 from controller.errors import MetricsError
-from controller.model import Member, ScrapeResult
+from controller.model import Member, ScrapeKey, ScrapeResult
 
 #: The classic text format. Never ask for OpenMetrics: some servers then escape colons in names.
 ACCEPT = "text/plain;version=0.0.4"
@@ -71,13 +71,19 @@ _DEFAULT_HEADERS = {
 class Target:
     """One member's /metrics endpoint and how to read it. Secrets are kept out of repr."""
 
-    member: str  # Member.key; results are keyed by it
+    member: str  # Member.key
     url: str
     engine_type: str
     timeout: float
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     auth: tuple[str, str] | None = field(default=None, repr=False)
     keys: EngineKeys | None = None
+    pool: str = ""  # PoolRef.full_path: one member may be scraped for two pools with two settings
+
+    @property
+    def key(self) -> ScrapeKey:
+        """What `Scraper.scrape` keys this target's result by."""
+        return ScrapeKey(self.pool, self.member)
 
     def secrets(self) -> tuple[str, ...]:
         """Strings that must never appear in a log line or a detail."""
@@ -97,7 +103,7 @@ def target_for(member: Member, pool: PoolConfig, keys: EngineKeys | None) -> Tar
         headers.append(("Authorization", f"Bearer {m.api_key}"))
     auth = (m.user, m.password or "") if m.user else None
     url = f"{m.schema.lower()}://{member.scrape_host}:{port}{path}"
-    return Target(member.key, url, pool.engine_type, m.timeout, tuple(headers), auth, keys)
+    return Target(member.key, url, pool.engine_type, m.timeout, tuple(headers), auth, keys, pool=pool.ref.full_path)
 
 
 class _Failed(Exception):
@@ -227,7 +233,7 @@ class Scraper:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._session.close()
 
-    def scrape(self, targets: Sequence[Target], deadline: float) -> dict[str, ScrapeResult]:
+    def scrape(self, targets: Sequence[Target], deadline: float) -> dict[ScrapeKey, ScrapeResult]:
         """Scrape every target; return by `deadline` seconds from now with one result per member."""
         end = time.monotonic() + max(0.0, deadline)
         self._fit_pools(len(targets))
@@ -239,9 +245,9 @@ class Scraper:
             except RuntimeError:  # the pool was closed: report rather than raise
                 flights[_done(self._result(target, 0.0, "error", "scraper closed"))] = flight
         wait(flights, timeout=max(0.0, end - time.monotonic()))
-        results: dict[str, ScrapeResult] = {}
+        results: dict[ScrapeKey, ScrapeResult] = {}
         for future, flight in flights.items():
-            results[flight.target.member] = self._collect(future, flight, deadline)
+            results[flight.target.key] = self._collect(future, flight, deadline)
         return results
 
     def _environment(self, url: str) -> tuple[dict, str, tuple[str, str] | None]:

@@ -24,9 +24,10 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -35,16 +36,15 @@ from prometheus_client.exposition import choose_encoder
 
 from controller import __version__, logs
 from controller.clock import Clock, SystemClock
-from controller.config import TelemetryConfig
+from controller.config import AppConfig, TelemetryConfig
 from controller.errors import ConfigError
-from controller.model import MemberPlan, PoolPlan, ScrapeResult, TickReport
+from controller.model import NOT_SCRAPED, MemberPlan, Outcome, PoolPlan, ScrapeResult, TickReport, TokenCounters
 
 PREFIX = "f5lr_"
 SYSTEM_CLOCK = SystemClock()  # stateless; shared as the default clock
 DEFAULT_HEALTH_TICKS = 3
 TICK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-UNKNOWN_ACTIONS = frozenset({"unknown-hold", "unknown-neutral"})
-TOKEN_COUNTERS = ("logins", "refreshes", "extensions", "deletions")
+TOKEN_COUNTERS = ("logins", "extensions", "deletions")
 MAX_ERRORS_SHOWN = 20  # /status and /healthz stay small even when every member of every pool fails
 HANDLER_TIMEOUT = 10.0  # seconds a slow client may hold a server thread
 
@@ -71,40 +71,46 @@ _MEMBER_GAUGES: tuple[tuple[str, str], ...] = (
 
 # -- pure helpers ------------------------------------------------------------------------------
 
-def scrape_reason(text: str) -> str:
-    """A bounded label value from a plan reason such as "timeout: read timed out; holding ratio".
+class _TokenSource(Protocol):
+    def token_counters(self) -> TokenCounters: ...
 
-    The planner writes "<slug>: <detail>" or "not scraped"; anything that does not look like a
-    slug is folded into "other" so a free-text message can never create unbounded series.
+
+class _Reconciler(Protocol):
+    @property
+    def bigip(self) -> _TokenSource: ...
+
+
+class Observed(Protocol):
+    """What `attach` reads of a Daemon: its config and reconciler (both replaced by a reload) and its tick hooks."""
+
+    @property
+    def cfg(self) -> AppConfig: ...
+
+    @property
+    def rec(self) -> _Reconciler: ...
+
+    @property
+    def on_tick(self) -> list[Callable[[TickReport], None]]: ...
+
+
+def scrape_label(slug: str | None) -> str:
+    """A bounded label value from a ScrapeResult.error slug ("timeout", "http-503", ...).
+
+    None is a member that was not scraped; anything that is not a short slug is folded into "other",
+    so no error text can ever create unbounded series.
     """
-    head = re.split(r"[:;(]", text or "", maxsplit=1)[0].strip().lower().replace(" ", "-")
-    return head if _SLUG.match(head) else "other"
+    slug = NOT_SCRAPED if slug is None else slug
+    return slug if _SLUG.match(slug) else "other"
 
 
-def engine_types(cfg: Any) -> dict[str, str]:
+def engine_types(cfg: AppConfig) -> dict[str, str]:
     """{pool full path: engine_type} from an AppConfig, for `Telemetry.set_pools`."""
-    return {p.ref.full_path: p.engine_type for p in getattr(cfg, "pools", ())}
+    return {p.ref.full_path: p.engine_type for p in cfg.pools}
 
 
-def token_counters(source: Any) -> dict[str, int]:
-    """Read the BIG-IP token counters from a Reconciler, a BigIPClient or a TokenManager.
-
-    Defensive on purpose: the attribute names belong to other modules and may change; a missing
-    counter is simply not exported rather than breaking /metrics.
-    """
-    bigip = getattr(source, "bigip", source)
-    manager = bigip
-    for name in ("tokens", "token", "token_manager"):
-        candidate = getattr(bigip, name, None)
-        if candidate is not None and not isinstance(candidate, str):
-            manager = candidate
-            break
-    out = {}
-    for name in TOKEN_COUNTERS:
-        value = getattr(manager, name, None)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[name] = int(value)
-    return out
+def token_counters(rec: _Reconciler) -> dict[str, int]:
+    """{"logins": n, "extensions": n, "deletions": n} of a reconciler's BIG-IP client."""
+    return asdict(rec.bigip.token_counters())
 
 
 def shares(plan: PoolPlan, planned: bool = True) -> dict[str, float]:
@@ -178,7 +184,7 @@ def member_view(p: MemberPlan, share: float, planned_share: float) -> dict:
         "planned_connection_limit": p.connection_limit,
         "share": _num(share, 6),
         "planned_share": _num(planned_share, 6),
-        "action": p.action,
+        "action": p.action.value,
         "reason": _scrub(p.reason),
     }
 
@@ -202,10 +208,10 @@ def pool_view(plan: PoolPlan, engine_type: str) -> dict:
     }
 
 
-def missing_pool_view(full_path: str, engine_type: str, errors: Sequence[str]) -> dict:
+def missing_pool_view(full_path: str, engine_type: str, outcome: Outcome | None) -> dict:
     """A configured pool the tick could not read: listed, empty, with the reason."""
     partition, name = _split_path(full_path)
-    why = next((e for e in errors if e.startswith(full_path + ":")), "not read this tick")
+    why = outcome.message if outcome is not None and outcome.failed else "not read this tick"
     return {
         "name": name,
         "partition": partition,
@@ -345,8 +351,8 @@ class Telemetry:
     def observe(self, report: TickReport, scrapes: Mapping[str, Mapping[str, ScrapeResult]] | None = None) -> None:
         """Record one tick. Never raises: telemetry must not be the reason a tick fails.
 
-        `scrapes` ({pool: {member: ScrapeResult}}) gives exact scrape error reasons when the caller
-        has them; without it the reasons are read from the plans ("timeout: ..." -> "timeout").
+        `scrapes` ({pool: {member: ScrapeResult}}) counts every failed scrape when the caller has
+        them; without it the failures are those of the plans' members whose load is unknown.
         """
         try:
             with self._lock:
@@ -426,12 +432,12 @@ class Telemetry:
             for pool, results in scrapes.items():
                 for key, result in results.items():
                     if not result.ok:
-                        yield pool, key, scrape_reason(result.error or "unknown")
+                        yield pool, key, scrape_label(result.error or "unknown")
             return
         for plan in report.plans:
             for p in plan.members:
-                if p.action in UNKNOWN_ACTIONS and p.member.active:
-                    yield plan.pool.ref.full_path, p.member.key, scrape_reason(p.reason)
+                if p.action.unknown and p.member.active:
+                    yield plan.pool.ref.full_path, p.member.key, scrape_label(p.scrape_error)
 
     def _forget_departed_scrape_series(self, report: TickReport, present: set[tuple[str, str]]) -> None:
         """Error counters of a member go once it has left a pool that was read (not on a read failure)."""
@@ -453,7 +459,8 @@ class Telemetry:
         for path in self._pools_seen:
             self.pool_up.labels(path).set(1 if path in read else 0)
         views = [pool_view(plan, self._engine_type(plan)) for plan in report.plans]
-        views += [missing_pool_view(path, et, report.errors) for path, et in self._engine_types.items() if path not in read]
+        views += [missing_pool_view(path, et, report.pool_outcome(path))
+                  for path, et in self._engine_types.items() if path not in read]
         self._pools_views = views
 
     def _engine_type(self, plan: PoolPlan) -> str:
@@ -659,7 +666,7 @@ def _handler_for(t: Telemetry):
 
 # -- wiring ------------------------------------------------------------------------------------
 
-def attach(telemetry: Telemetry, daemon: Any) -> Telemetry:
+def attach(telemetry: Telemetry, daemon: Observed) -> Telemetry:
     """Feed a Daemon's ticks into telemetry. Reads `daemon.cfg` and `daemon.rec` at each use,
     so a SIGHUP reload (new config, new BIG-IP client) is followed without re-wiring."""
 
@@ -677,7 +684,7 @@ def attach(telemetry: Telemetry, daemon: Any) -> Telemetry:
     return telemetry
 
 
-def serve(daemon: Any, *, clock: Clock = SYSTEM_CLOCK) -> Telemetry | None:
+def serve(daemon: Observed, *, clock: Clock = SYSTEM_CLOCK) -> Telemetry | None:
     """Build, attach and start telemetry for a Daemon per its config; None when disabled."""
     cfg = daemon.cfg
     if not cfg.telemetry.enabled:

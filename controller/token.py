@@ -27,6 +27,7 @@ from typing import Any
 from controller.clock import Clock, SystemClock
 from controller.config import F5Config
 from controller.errors import AuthError, BigIPError, PermanentBigIPError, TokenLimitError
+from controller.model import TokenCounters
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,10 @@ class TokenManager:
         return f"TokenManager(user={self._cfg.username!r}, token={state}, logins={self.logins})"
 
     # -- public ------------------------------------------------------------------------------
+    def counters(self) -> TokenCounters:
+        """How many logins, extensions and deletions this manager has made."""
+        return TokenCounters(logins=self.logins, extensions=self.extensions, deletions=self.deletions)
+
 
     @property
     def active(self) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from controller.errors import NotFoundError
-from controller.model import ScrapeResult
+from controller.model import ScrapeKey, ScrapeResult, TokenCounters
 
 
 @dataclass
@@ -49,6 +49,9 @@ class FakeBigIP:
         self.pools[ref.full_path] = replace(state, members=tuple(members[m.key] for m in state.members))
         return result
 
+    def token_counters(self):
+        return TokenCounters()
+
     def close(self):
         self.closed = True
 
@@ -57,10 +60,15 @@ class FakeBigIP:
 class FakeTarget:
     member: str
     url: str = ""
+    pool: str = ""
+
+    @property
+    def key(self):
+        return ScrapeKey(self.pool, self.member)
 
 
 def fake_target_for(member, pool_cfg, keys):
-    return FakeTarget(member.key, f"http://{member.scrape_host}:{member.port}/metrics")
+    return FakeTarget(member.key, f"http://{member.scrape_host}:{member.port}/metrics", pool_cfg.ref.full_path)
 
 
 class FakeScraper:
@@ -76,12 +84,11 @@ class FakeScraper:
         self.calls += 1
         out = {}
         for t in targets:
-            endpoint = t.member.partition("|")[2]
-            value = self.samples.get(endpoint, "refused")
+            value = self.samples.get(t.member, "refused")
             if isinstance(value, str):
-                out[t.member] = ScrapeResult(t.member, self.clock.monotonic(), error=value)
+                out[t.key] = ScrapeResult(t.member, self.clock.monotonic(), error=value)
             else:
-                out[t.member] = ScrapeResult(t.member, self.clock.monotonic(), sample=value)
+                out[t.key] = ScrapeResult(t.member, self.clock.monotonic(), sample=value)
         return out
 
     def close(self):

@@ -32,7 +32,7 @@ class Samples:
         out = {}
         for t in targets:
             n = int(t.member.rsplit(".", 1)[1].split(":")[0])
-            out[t.member] = ScrapeResult(t.member, self.clock.monotonic(), sample=Sample(n % 5, 4, (n % 10) / 10))
+            out[t.key] = ScrapeResult(t.member, self.clock.monotonic(), sample=Sample(n % 5, 4, (n % 10) / 10))
         return out
 
     def close(self):

@@ -37,6 +37,11 @@ def target(url: str, timeout: float = 2.0, name: str = "m1", headers=(("Accept",
     return Target(member=name, url=url, engine_type="vllm", timeout=timeout, headers=headers, **kw)
 
 
+def scrape_by_member(scraper: Scraper, targets, deadline: float) -> dict:
+    """Results keyed by member name: these targets all belong to no pool, so the member alone is unique."""
+    return {key.member: result for key, result in scraper.scrape(targets, deadline).items()}
+
+
 @pytest.fixture
 def scraper():
     s = Scraper(max_workers=8)
@@ -75,7 +80,7 @@ def test_target_for_ipv6_port_path_schema_and_secrets():
 def test_ok_page_and_headers_sent(scraper):
     with Loopback({"/metrics": page(VLLM)}) as srv:
         t = target_for(member(srv.port), pool(api_key=SECRET), None)
-        result = scraper.scrape([t], deadline=2.0)[t.member]
+        result = scrape_by_member(scraper, [t], deadline=2.0)[t.member]
     assert result.ok, result
     assert (result.sample.waiting, result.sample.running, result.sample.ranks) == (12, 39, 2)
     assert result.sample.kv_usage == 0.9375 and result.duration > 0
@@ -88,40 +93,40 @@ def test_ok_page_and_headers_sent(scraper):
 def test_basic_auth_header(scraper):
     with Loopback({"/metrics": page(VLLM)}) as srv:
         t = target_for(member(srv.port), pool(user="scraper", password="pw:1"), None)
-        assert scraper.scrape([t], 2.0)[t.member].ok
+        assert scrape_by_member(scraper, [t], 2.0)[t.member].ok
     assert srv.seen[0]["headers"]["Authorization"] == "Basic " + base64.b64encode(b"scraper:pw:1").decode()
 
 
 def test_gzip_response_is_decoded(scraper):
     with Loopback({"/metrics": gzipped(VLLM)}) as srv:
-        result = scraper.scrape([target(srv.url(), headers=(("Accept-Encoding", "gzip"),))], 2.0)["m1"]
+        result = scrape_by_member(scraper, [target(srv.url(), headers=(("Accept-Encoding", "gzip"),))], 2.0)["m1"]
     assert result.ok and result.sample.waiting == 12
 
 
 def test_connections_are_kept_alive_between_ticks(scraper):
     with Loopback({"/metrics": page(VLLM)}) as srv:
         for _ in range(3):
-            assert scraper.scrape([target(srv.url())], 2.0)["m1"].ok
+            assert scrape_by_member(scraper, [target(srv.url())], 2.0)["m1"].ok
     assert len({r["port"] for r in srv.seen}) == 1  # one TCP connection served all three ticks
 
 
 def test_targets_are_scraped_concurrently(scraper):
     with Loopback({"/metrics": delayed(0.3, page(VLLM))}) as srv:
         targets = [target(srv.url(), name=f"m{i}") for i in range(6)]
-        results, took = elapsed(lambda: scraper.scrape(targets, 3.0))
+        results, took = elapsed(lambda: scrape_by_member(scraper, targets, 3.0))
     assert all(r.ok for r in results.values()) and len(results) == 6
     assert took < 1.2  # six 0.3 s pages in parallel, not 1.8 s in series
 
 
 # -- failures --------------------------------------------------------------------------------------
 def test_refused(scraper):
-    result = scraper.scrape([target(f"http://127.0.0.1:{closed_port()}/metrics")], 2.0)["m1"]
+    result = scrape_by_member(scraper, [target(f"http://127.0.0.1:{closed_port()}/metrics")], 2.0)["m1"]
     assert (result.error, result.detail) == ("refused", "connection refused")
 
 
 def test_slow_headers_time_out(scraper):
     with Loopback({"/metrics": delayed(5, page(VLLM))}) as srv:
-        results, took = elapsed(lambda: scraper.scrape([target(srv.url(), timeout=0.3)], 3.0))
+        results, took = elapsed(lambda: scrape_by_member(scraper, [target(srv.url(), timeout=0.3)], 3.0))
     assert results["m1"].error == "timeout"
     assert took < 1.0
 
@@ -130,7 +135,7 @@ def test_slow_headers_time_out(scraper):
 def test_trickling_body_is_cut_at_the_total_budget(scraper, timeout, deadline, reason):
     """One byte every 50 ms never trips a socket timeout; the total budget must still hold."""
     with Loopback({"/metrics": trickle(0.05)}) as srv:
-        results, took = elapsed(lambda: scraper.scrape([target(srv.url(), timeout=timeout)], deadline))
+        results, took = elapsed(lambda: scrape_by_member(scraper, [target(srv.url(), timeout=timeout)], deadline))
     assert results["m1"].error == reason
     assert took < min(timeout, deadline) + 0.4
 
@@ -139,7 +144,7 @@ def test_members_not_done_by_the_deadline_get_deadline():
     """With one worker, the second member waits behind the first and the tick ends first."""
     with Scraper(max_workers=1) as scraper, Loopback({"/slow": delayed(5, page(VLLM))}) as srv:
         targets = [target(srv.url("/slow"), timeout=5, name="a"), target(srv.url("/slow"), timeout=5, name="b")]
-        results, took = elapsed(lambda: scraper.scrape(targets, 0.4))
+        results, took = elapsed(lambda: scrape_by_member(scraper, targets, 0.4))
     assert {r.error for r in results.values()} == {"deadline"}
     assert took < 0.8
 
@@ -147,40 +152,40 @@ def test_members_not_done_by_the_deadline_get_deadline():
 @pytest.mark.parametrize("declare_length", [True, False])
 def test_ten_megabyte_page_is_too_large(scraper, declare_length):
     with Loopback({"/metrics": streamed(10 * 1024 * 1024, declare_length=declare_length)}) as srv:
-        result = scraper.scrape([target(srv.url())], 5.0)["m1"]
+        result = scrape_by_member(scraper, [target(srv.url())], 5.0)["m1"]
     assert result.error == "too-large"
 
 
 def test_html_200_is_not_prometheus(scraper):
     html = "<!DOCTYPE html>\n<html><head><title>Login</title></head>\n<body>Sign in</body></html>\n"
     with Loopback({"/metrics": page(html, ctype="text/html")}) as srv:
-        result = scraper.scrape([target(srv.url())], 2.0)["m1"]
+        result = scrape_by_member(scraper, [target(srv.url())], 2.0)["m1"]
     assert result.error == "not-prometheus" and "HTML" in result.detail
 
 
 def test_http_500_and_secret_never_in_detail(scraper):
     with Loopback({"/metrics": page("oops", status=500, reason=f"token {SECRET} rejected")}) as srv:
         t = target(srv.url(), headers=(("Authorization", f"Bearer {SECRET}"),), auth=("u", "hunter2"))
-        result = scraper.scrape([t], 2.0)["m1"]
+        result = scrape_by_member(scraper, [t], 2.0)["m1"]
     assert result.error == "http-500"
     assert SECRET not in result.detail and "***" in result.detail
 
 
 def test_404_and_metric_errors_are_reported(scraper):
     with Loopback({"/metrics": page("# HELP x y\nother_metric 1\n")}) as srv:
-        results = scraper.scrape([target(srv.url("/nope"), name="a"), target(srv.url(), name="b")], 2.0)
+        results = scrape_by_member(scraper, [target(srv.url("/nope"), name="a"), target(srv.url(), name="b")], 2.0)
     assert results["a"].error == "http-404"
     assert (results["b"].error, results["b"].detail) == ("missing-metric", "vllm:num_requests_waiting")
 
 
 def test_https_to_a_plain_http_server_is_tls(scraper):
     with Loopback({"/metrics": page(VLLM)}) as srv:
-        result = scraper.scrape([target(f"https://127.0.0.1:{srv.port}/metrics")], 2.0)["m1"]
+        result = scrape_by_member(scraper, [target(f"https://127.0.0.1:{srv.port}/metrics")], 2.0)["m1"]
     assert result.error == "tls"
 
 
 def test_never_raises(scraper):
-    results = scraper.scrape([target("http://[not-an-address/metrics", name="bad")], 1.0)
+    results = scrape_by_member(scraper, [target("http://[not-an-address/metrics", name="bad")], 1.0)
     assert results["bad"].error == "error"
     scraper.close()
-    assert scraper.scrape([target("http://127.0.0.1:1/metrics")], 1.0)["m1"].error == "error"
+    assert scrape_by_member(scraper, [target("http://127.0.0.1:1/metrics")], 1.0)["m1"].error == "error"

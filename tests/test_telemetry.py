@@ -12,11 +12,25 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from controller import logs
+from controller.bigip import BigIPClient
 from controller.clock import FakeClock
 from controller.config import AppConfig, F5Config, MetricsConfig, PoolConfig, SchedulerConfig, TelemetryConfig
 from controller.errors import ConfigError
-from controller.model import Member, MemberPlan, PoolPlan, PoolRef, PoolState, Sample, TickReport
-from controller.telemetry import Telemetry, attach, scrape_reason, token_counters, writes_per_pool
+from controller.model import (
+    Action,
+    Kind,
+    Member,
+    MemberPlan,
+    Outcome,
+    PoolPlan,
+    PoolRef,
+    PoolState,
+    Reason,
+    Sample,
+    TickReport,
+    TokenCounters,
+)
+from controller.telemetry import Telemetry, attach, scrape_label, token_counters, writes_per_pool
 from tests.conftest import REPO, SHARED
 
 TICK = 2.0
@@ -35,25 +49,45 @@ def member(i: int, ratio: int = 1, **kw) -> Member:
 
 
 def fresh(m: Member, score: float, planned: int, waiting=0.0, running=None, kv=None) -> MemberPlan:
-    action = "write" if planned != m.ratio else "hold"
+    action = Action.WRITE if planned != m.ratio else Action.HOLD
     sample = Sample(waiting, running=running, kv_usage=kv, engine="vllm")
-    return MemberPlan(m, sample, score, planned, m.connection_limit, action, f"score {score:.2f}")
+    return MemberPlan(member=m, sample=sample, score=score, ratio=planned, connection_limit=m.connection_limit,
+                      action=action, reason=f"score {score:.2f}")
 
 
-def unknown(m: Member, why: str = "timeout: read timed out") -> MemberPlan:
-    return MemberPlan(m, None, None, m.ratio, m.connection_limit, "unknown-hold", f"{why}; holding ratio (2s without metrics)")
+def unknown(m: Member, why: str = "timeout: read timed out", slug: str = "timeout") -> MemberPlan:
+    return MemberPlan(member=m, sample=None, score=None, ratio=m.ratio, connection_limit=m.connection_limit,
+                      action=Action.UNKNOWN_HOLD, reason=f"{why}; holding ratio (2s without metrics)", scrape_error=slug)
 
 
 def inactive(m: Member) -> MemberPlan:
-    return MemberPlan(m, None, None, m.ratio, m.connection_limit, "skip-inactive", "user-disabled/up on BIG-IP")
+    return MemberPlan(member=m, sample=None, score=None, ratio=m.ratio, connection_limit=m.connection_limit,
+                      action=Action.SKIP_INACTIVE, reason="user-disabled/up on BIG-IP")
 
 
 def pool(*plans: MemberPlan, ref: PoolRef = REF, mode: str = "ratio-member") -> PoolPlan:
     return PoolPlan(PoolState(ref, mode, tuple(p.member for p in plans)), plans)
 
 
-def report(*plans: PoolPlan, errors=(), applied=0, failed=0, dry_run=False, took=0.25, pool_writes=()) -> TickReport:
-    return TickReport(100.0, 100.0 + took, plans, applied, failed, dry_run, tuple(errors), tuple(pool_writes))
+def report(*plans: PoolPlan, outcomes=(), dry_run=False, took=0.25) -> TickReport:
+    return TickReport(started=100.0, finished=100.0 + took, plans=plans, outcomes=tuple(outcomes), dry_run=dry_run)
+
+
+def read_failed(detail: str, ref: PoolRef = REF) -> Outcome:
+    return Outcome(kind=Kind.POOL, reason=Reason.READ_FAILED, pool=ref.full_path, detail=detail)
+
+
+def wrote(i: int, ref: PoolRef = REF) -> Outcome:
+    return Outcome(kind=Kind.MEMBER, reason=Reason.APPLIED, pool=ref.full_path, member=member(i).key)
+
+
+def write_failed(i: int, detail: str, ref: PoolRef = REF) -> Outcome:
+    return Outcome(kind=Kind.MEMBER, reason=Reason.WRITE_FAILED, pool=ref.full_path, member=member(i).key, detail=detail)
+
+
+def bigip_with(**counts: int) -> SimpleNamespace:
+    """A BIG-IP client as telemetry sees it: only its token counters."""
+    return SimpleNamespace(token_counters=lambda: TokenCounters(**counts))
 
 
 def three_members() -> PoolPlan:
@@ -107,7 +141,7 @@ def members_in(smp: dict) -> set[str]:
 # -- /metrics ----------------------------------------------------------------------------------
 
 def test_metrics_carry_member_values(tel):
-    tel.observe(report(three_members(), applied=1, pool_writes=((REF.full_path, 1, 0),)))
+    tel.observe(report(three_members(), outcomes=(wrote(1),)))
     smp = samples(tel)
     m1, m3 = {"pool": REF.full_path, "member": "10.0.0.1:8000"}, {"pool": REF.full_path, "member": "10.0.0.3:8000"}
     assert value(smp, "f5lr_member_ratio", **m1) == 50
@@ -138,8 +172,7 @@ def test_counters_accumulate_across_ticks(tel, clock):
     for _ in range(3):
         tel.observe(report(three_members()))
         clock.advance(TICK)
-    tel.observe(report(three_members(), errors=("/Common/llm-pool-1 10.0.0.1:8000: HTTP 400",), failed=1,
-                       pool_writes=((REF.full_path, 0, 1),)))
+    tel.observe(report(three_members(), outcomes=(write_failed(1, "HTTP 400"),)))
     smp = samples(tel)
     assert value(smp, "f5lr_scrape_errors_total", pool=REF.full_path, member="10.0.0.3:8000", reason="timeout") == 4
     assert value(smp, "f5lr_ticks_total", result="ok") == 3
@@ -158,7 +191,7 @@ def test_member_labels_disappear_after_member_leaves(tel):
 
 def test_unread_pool_drops_gauges_but_keeps_error_counters(tel):
     tel.observe(report(three_members()))
-    tel.observe(report(errors=("/Common/llm-pool-1: HTTP 503: mcpd not ready",)))
+    tel.observe(report(outcomes=(read_failed("HTTP 503: mcpd not ready"),)))
     smp = samples(tel)
     assert value(smp, "f5lr_pool_up", pool=REF.full_path) == 0
     assert value(smp, "f5lr_member_ratio", pool=REF.full_path, member="10.0.0.1:8000") is None  # unknown, not stale
@@ -182,20 +215,20 @@ def test_openmetrics_when_asked(tel):
 
 
 def test_token_counters_stay_monotonic_across_a_reload(tel):
-    rec = SimpleNamespace(bigip=SimpleNamespace(tokens=SimpleNamespace(logins=2, extensions=2, deletions=1)))
+    rec = SimpleNamespace(bigip=bigip_with(logins=2, extensions=2, deletions=1))
     tel.set_token_source(lambda: token_counters(rec))
     smp = samples(tel)
     assert value(smp, "f5lr_bigip_token_logins_total") == 2
     assert value(smp, "f5lr_bigip_token_deletions_total") == 1
-    rec.bigip = SimpleNamespace(tokens=SimpleNamespace(logins=1, extensions=1, deletions=0))  # SIGHUP: new client
+    rec.bigip = bigip_with(logins=1, extensions=1, deletions=0)  # SIGHUP: new client
     assert value(samples(tel), "f5lr_bigip_token_logins_total") == 3
 
 
-def test_token_counters_read_defensively():
-    assert token_counters(SimpleNamespace(bigip=SimpleNamespace(token=SimpleNamespace(logins=4)))) == {"logins": 4}
-    assert token_counters(SimpleNamespace(logins=1, refreshes=2, deletions=True)) == {"logins": 1, "refreshes": 2}
-    assert token_counters(SimpleNamespace(bigip=SimpleNamespace(token="abc"))) == {}
-    assert token_counters(None) == {}
+def test_token_counters_come_from_the_clients_typed_accessor():
+    assert token_counters(SimpleNamespace(bigip=bigip_with(logins=4))) == {"logins": 4, "extensions": 0, "deletions": 0}
+    client = BigIPClient(F5Config("bigip.example"))
+    client.tokens.logins, client.tokens.deletions = 2, 1
+    assert token_counters(SimpleNamespace(bigip=client)) == {"logins": 2, "extensions": 0, "deletions": 1}
 
 
 def test_broken_token_source_does_not_break_metrics(tel):
@@ -213,29 +246,28 @@ def test_two_instances_do_not_clash(clock):
 # -- derived values ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize(
-    "text, slug",
+    "error, slug",
     [
-        ("timeout: read timed out; holding ratio", "timeout"),
-        ("missing-metric: vllm:num_requests_waiting", "missing-metric"),
-        ("not scraped; holding ratio (3s without metrics)", "not-scraped"),
+        ("timeout", "timeout"),
+        ("missing-metric", "missing-metric"),
+        (None, "not-scraped"),
         ("http-503", "http-503"),
         ("Ünïcode garbage: x", "other"),
         ("x" * 80, "other"),
         ("", "other"),
     ],
 )
-def test_scrape_reason_is_a_bounded_slug(text, slug):
-    assert scrape_reason(text) == slug
+def test_scrape_label_is_a_bounded_slug(error, slug):
+    assert scrape_label(error) == slug
 
 
 def test_writes_per_pool_reports_the_reconcilers_counts_and_zero_for_unwritten_pools():
     a = pool(fresh(member(1), 0.9, 80), fresh(member(2), 0.1, 10))
     b = pool(fresh(member(3), 0.9, 80), ref=REF_B)
-    rep = report(a, b, applied=2, failed=1, errors=("/Common/llm-pool-1 10.0.0.2:8000: HTTP 400: bad ratio",),
-                 pool_writes=((REF.full_path, 1, 1), (REF_B.full_path, 1, 0)))
+    rep = report(a, b, outcomes=(wrote(1), write_failed(2, "HTTP 400: bad ratio"), wrote(3, REF_B)))
     assert writes_per_pool(rep) == {REF.full_path: (1, 1), REF_B.full_path: (1, 0)}
     # write budget: a prefix of the writes went out, the rest waits
-    one = report(a, b, applied=1, pool_writes=((REF.full_path, 1, 0),))
+    one = report(a, b, outcomes=(wrote(1),))
     assert writes_per_pool(one) == {REF.full_path: (1, 0), REF_B.full_path: (0, 0)}
     assert writes_per_pool(report(a, b, dry_run=True)) == {REF.full_path: (0, 0), REF_B.full_path: (0, 0)}
 
@@ -258,7 +290,7 @@ def test_healthz_turns_503_after_three_intervals_without_success(tel, clock):
     assert get(tel, "/healthz").status_code == 200
     assert get(tel, "/healthz").json()["status"] == "healthy"
     clock.advance(3 * TICK - 0.1)
-    tel.observe(report(errors=("/Common/llm-pool-1: connection refused",)))  # a failed tick does not renew
+    tel.observe(report(outcomes=(read_failed("connection refused"),)))  # a failed tick does not renew
     assert get(tel, "/healthz").status_code == 200
     clock.advance(0.2)
     r = get(tel, "/healthz")
@@ -302,7 +334,7 @@ def test_status_pool_that_ignores_ratio_splits_evenly(tel):
 
 
 def test_status_lists_configured_pool_that_could_not_be_read(tel):
-    tel.observe(report(errors=("/Common/llm-pool-1: HTTP 503: mcpd not ready",)))
+    tel.observe(report(outcomes=(read_failed("HTTP 503: mcpd not ready"),)))
     (p,) = get(tel, "/status").json()["pools"]
     assert p["name"] == "llm-pool-1" and p["member_count"] == 0 and "mcpd not ready" in p["error"]
 
@@ -343,7 +375,7 @@ def test_status_never_shows_secrets(tel, monkeypatch):
     logs.REDACTOR.update(cfg.secrets())
     # ... except if an error text quoted it, or a URL carried credentials
     leaky = unknown(member(3), why=f"connect: http://ops:{secret}@10.0.0.3:8000/metrics refused")
-    tel.observe(report(pool(fresh(member(1), 0.9, 1), leaky), errors=(f"/Common/llm-pool-1 10.0.0.3:8000: auth {secret}",)))
+    tel.observe(report(pool(fresh(member(1), 0.9, 1), leaky), outcomes=(write_failed(3, f"auth {secret}"),)))
     body = get(tel, "/status").text + get(tel, "/healthz").text + get(tel, "/metrics").text
     assert secret not in body
     assert not {k for k in _keys(get(tel, "/status").json()) if re.search(r"password|token|secret|api_key|auth", k, re.I)}
@@ -382,7 +414,7 @@ def test_port_in_use_is_a_config_error(clock):
 
 def test_attach_follows_the_daemon(clock):
     cfg = AppConfig(f5=F5Config("bigip.example"), pools=(PoolConfig(REF, "sglang"),), scheduler=SchedulerConfig(5000))
-    d = SimpleNamespace(cfg=cfg, rec=SimpleNamespace(bigip=SimpleNamespace(tokens=SimpleNamespace(logins=1))), on_tick=[])
+    d = SimpleNamespace(cfg=cfg, rec=SimpleNamespace(bigip=bigip_with(logins=1)), on_tick=[])
     t = attach(Telemetry(TelemetryConfig(port=0), clock=clock, tick_seconds=1.0), d)
     for hook in d.on_tick:
         hook(report(three_members()))
