@@ -50,7 +50,6 @@ HANDLER_TIMEOUT = 10.0  # seconds a slow client may hold a server thread
 
 # A scrape error reason becomes a label value, so it must stay a short slug from a small set.
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,39}$")
-_URL_USERINFO = re.compile(r"(//)[^/@\s]+@")
 _JSON = "application/json; charset=utf-8"
 
 # (name, help) of the per-member gauges, labelled {pool, member}. An unknown value removes the
@@ -145,8 +144,8 @@ def _num(value: float | None, digits: int = 4) -> float | None:
 
 
 def _scrub(text: str) -> str:
-    """Known secrets and URL credentials out of free text bound for /status."""
-    return _URL_USERINFO.sub(r"\1***@", logs.REDACTOR.scrub(text or ""))
+    """Known secrets, token URLs and URL credentials out of free text bound for /status."""
+    return logs.REDACTOR.scrub(text or "")
 
 
 def _split_path(full_path: str) -> tuple[str, str]:
