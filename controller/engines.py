@@ -33,7 +33,7 @@ from functools import lru_cache
 from controller import exposition
 from controller.config import ENGINE_TYPES, EngineKeys
 from controller.errors import MetricsError
-from controller.model import Sample
+from controller.model import Sample, SpeedCounters
 
 #: KV use above 1.0 and up to this is clamped to 1.0; above it is a bad value.
 KV_CLAMP_LIMIT = 1.5
@@ -182,6 +182,7 @@ def extract(text: str, engine_type: str, keys: EngineKeys | None = None) -> Samp
         kv_max_concurrency=_max_concurrency(page.get(plan.info, [])) if plan.info else None,
         engine="vllm-legacy" if kv_key is not None and kv_key.text == VLLM_KV_LEGACY else engine_type,
         ranks=len(waiting_series),
+        counters=speed_counters(text, engine_type),
     )
 
 
@@ -257,3 +258,83 @@ def detect(text: str) -> str | None:
             return engine
     found = _PREFIXES.search(text)
     return _PREFIX_TYPES[found.group(1)] if found else None
+
+
+# --- speed signals (controller.capacity learns each member's service rate from these) ---------------
+
+
+@dataclass(frozen=True)
+class SpeedNames:
+    """Where one engine type exports its speed signals (REFERENCE.md, "Speed signals on the pages").
+    Histograms are named by their base name (`_sum` and `_count` are read); None: not exported."""
+
+    prompt_tokens: str | None = None
+    generation_tokens: str | None = None
+    requests: str | None = None
+    ttft: str | None = None
+    itl: tuple[str, ...] = ()  # candidates, first present wins
+    gen_throughput: str | None = None
+    slot_prompt_rate: str | None = None
+    slot_gen_rate: str | None = None
+
+
+SPEED_NAMES: dict[str, SpeedNames] = {
+    "vllm": SpeedNames("vllm:prompt_tokens_total", "vllm:generation_tokens_total", "vllm:request_success_total",
+                       "vllm:time_to_first_token_seconds",
+                       ("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds")),
+    "sglang": SpeedNames("sglang:prompt_tokens_total", "sglang:generation_tokens_total", "sglang:num_requests_total",
+                         "sglang:time_to_first_token_seconds", ("sglang:inter_token_latency_seconds",),
+                         gen_throughput="sglang:gen_throughput"),
+    "trtllm": SpeedNames(requests="trtllm_request_success_total", ttft="trtllm_time_to_first_token_seconds",
+                         itl=("trtllm_time_per_output_token_seconds",)),
+    "triton": SpeedNames(),  # the TensorRT-LLM backend's page has no token counters
+    "llamacpp": SpeedNames("llamacpp:prompt_tokens_total", "llamacpp:tokens_predicted_total",
+                           slot_prompt_rate="llamacpp:prompt_tokens_seconds",
+                           slot_gen_rate="llamacpp:predicted_tokens_seconds"),
+    "tgi": SpeedNames("tgi_request_input_length_sum", "tgi_request_generated_tokens_sum", "tgi_request_success"),
+}
+
+
+def speed_counters(text: str, engine_type: str) -> SpeedCounters | None:
+    """The speed signals on a page, each summed over its distinct series (data-parallel ranks, finish
+    reasons); None when the page has none. Never raises: a missing or odd value is left out (None),
+    since speed only refines the neutral ratios and a page good enough for the load figures must not
+    be rejected for it."""
+    names = SPEED_NAMES.get(engine_type) or SPEED_NAMES.get(base_engine_type(engine_type))
+    if names is None:
+        return None
+    wanted = {
+        "prompt_tokens": names.prompt_tokens, "generation_tokens": names.generation_tokens,
+        "requests": names.requests, "gen_throughput": names.gen_throughput,
+        "slot_prompt_rate": names.slot_prompt_rate, "slot_gen_rate": names.slot_gen_rate,
+    }
+    if names.ttft:
+        wanted.update(ttft_sum=names.ttft + "_sum", ttft_count=names.ttft + "_count")
+    lookups = [n for n in wanted.values() if n]
+    for base in names.itl:
+        lookups += [base + "_sum", base + "_count"]
+    if not lookups:
+        return None
+    try:
+        page = exposition.select(text, lookups)
+    except MetricsError:
+        return None
+    values = {field: _sum_or_none(page.get(name, [])) for field, name in wanted.items() if name}
+    for base in names.itl:
+        itl_sum, itl_count = _sum_or_none(page.get(base + "_sum", [])), _sum_or_none(page.get(base + "_count", []))
+        if itl_sum is not None and itl_count is not None:
+            values.update(itl_sum=itl_sum, itl_count=itl_count)
+            break
+    if all(v is None for v in values.values()):
+        return None
+    return SpeedCounters(**values)
+
+
+def _sum_or_none(series: exposition.Series) -> float | None:
+    """Sum over distinct label sets (last wins); None when absent or any value is NaN, infinite or negative."""
+    distinct: dict[tuple, float] = {}
+    for labels, value in series:
+        distinct[tuple(sorted(labels.items()))] = value
+    if not distinct or any(not math.isfinite(v) or v < 0 for v in distinct.values()):
+        return None
+    return sum(distinct.values())

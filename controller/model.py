@@ -100,6 +100,31 @@ class PoolState:
         return self.load_balancing_mode.startswith(("ratio-", "dynamic-ratio-"))
 
 
+@dataclass(frozen=True, kw_only=True)
+class SpeedCounters:
+    """What a member's page says about its speed: cumulative counters and histogram sums (summed over
+    data-parallel ranks) and a few throughput gauges. None means the engine does not export it.
+
+    `controller.capacity` turns the differences between two ticks into a service-rate estimate.
+    """
+
+    prompt_tokens: float | None = None  # vllm:prompt_tokens_total, sglang:prompt_tokens_total, ...
+    generation_tokens: float | None = None  # vllm:generation_tokens_total, llamacpp:tokens_predicted_total, ...
+    requests: float | None = None  # finished requests: vllm:request_success_total (all reasons), ...
+    ttft_sum: float | None = None  # time-to-first-token histogram: _sum (seconds) and _count
+    ttft_count: float | None = None
+    itl_sum: float | None = None  # inter-token latency (time per output token) histogram
+    itl_count: float | None = None
+    gen_throughput: float | None = None  # gauge, generation tokens/s of the whole engine (sglang:gen_throughput)
+    slot_prompt_rate: float | None = None  # gauge, prompt tokens/s per request (llamacpp:prompt_tokens_seconds)
+    slot_gen_rate: float | None = None  # gauge, generated tokens/s per request (llamacpp:predicted_tokens_seconds)
+
+    def values(self) -> dict[str, float]:
+        """The cumulative fields that are set (the gauges are not counters and are left out)."""
+        names = ("prompt_tokens", "generation_tokens", "requests", "ttft_sum", "ttft_count", "itl_sum", "itl_count")
+        return {n: v for n in names if (v := getattr(self, n)) is not None}
+
+
 @dataclass(frozen=True)
 class Sample:
     """The load figures read from one member's /metrics page. None means the engine does not export it."""
@@ -110,6 +135,7 @@ class Sample:
     kv_max_concurrency: float | None = None  # from vllm:cache_config_info, summed over ranks
     engine: str = ""  # detected flavour, e.g. "vllm", "vllm-legacy", "sglang"
     ranks: int = 1
+    counters: SpeedCounters | None = None  # speed signals, when the page has any
 
 
 class ScrapeKey(NamedTuple):
@@ -177,6 +203,8 @@ class MemberPlan:
     reason: str = ""  # for humans: tables, logs, GUI; never parsed
     description: str | None = None  # new GUI note when written with the ratio
     scrape_error: str | None = None  # ScrapeResult.error slug (or NOT_SCRAPED) when the load is unknown
+    speed: float | None = None  # relative service rate the closed loop leaks toward (controller.capacity)
+    speed_source: str = ""  # "measured", "imputed" (pool median), "kv-capacity" or "equal"
 
     @property
     def changes(self) -> dict:
@@ -196,6 +224,7 @@ class PoolPlan:
     pool: PoolState
     members: tuple[MemberPlan, ...]
     note: str = ""  # pool-level reason, e.g. "no member has fresh metrics: nothing written"
+    neutral: str = ""  # what the neutral ratios come from: "measured", "kv-capacity" or "equal"
 
     @property
     def writes(self) -> tuple[MemberPlan, ...]:

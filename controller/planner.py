@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from controller import policy, weights
+from controller import capacity, policy, weights
 from controller.config import PoolConfig, WeightsConfig
 from controller.model import NOT_SCRAPED, Action, Member, MemberPlan, PoolPlan, PoolState, Sample, ScrapeResult
 
@@ -33,6 +33,7 @@ class Observation:
     first_seen: float
     last_fresh: float | None = None
     smoothed: float | None = None
+    speed: capacity.SpeedEstimate | None = None  # learned from the engine's counters (controller.capacity)
 
 
 Memory = Mapping[str, Observation]
@@ -97,8 +98,9 @@ def _remember(pool: PoolState, scrapes: Mapping[str, ScrapeResult], memory: Memo
     out = {}
     for m in pool.members:
         obs = memory.get(m.key) or Observation(first_seen=now)
-        if m.active and m.key in scrapes and scrapes[m.key].ok:
-            obs = replace(obs, last_fresh=now)
+        result = scrapes.get(m.key)
+        if m.active and result is not None and result.sample is not None:
+            obs = replace(obs, last_fresh=now, speed=capacity.observe(obs.speed, result.sample, result.at))
         out[m.key] = obs
     return out
 
@@ -166,11 +168,13 @@ def plan_pool(
     now: float,
     wall: float,
     instance: str = "",
+    scorer: policy.Policy | None = None,
 ) -> tuple[PoolPlan, dict[str, Observation]]:
     """Decide every member of one pool. Returns the plan and the observations to carry forward.
 
     `instance` is this controller's id: it goes into the GUI notes it writes, and a member whose note
     carries another instance's id, written less than OWNER_WINDOW ago, is left alone ("owned-by-other").
+    `scorer` replaces the configured policy (benchmarks compare variants without registering them).
     """
     observed = _remember(pool, scrapes, memory, now)
     fresh = _fresh(pool, scrapes)
@@ -179,25 +183,32 @@ def plan_pool(
         note = NO_FRESH_METRICS if any(m.active for m in pool.members) else "no active member"
         return PoolPlan(pool, held, note), observed
 
-    ctx = policy.Context(current={m.key: m.ratio for m in pool.members}, scale=cfg.weights.scale)
-    raw = policy.score(fresh, cfg.mode, ctx)
+    speeds = {k: o.speed for k, o in observed.items() if o.speed is not None}
+    neutral = capacity.neutral(fresh, speeds, fresh)
+    ctx = policy.Context(current={m.key: m.ratio for m in pool.members}, scale=cfg.weights.scale,
+                         neutral=neutral.values, neutral_source=neutral.source)
+    raw = scorer(fresh, cfg.mode, ctx) if scorer is not None else policy.score(fresh, cfg.mode, ctx)
     smoothed = {k: weights.smooth(observed[k].smoothed, s, cfg.weights.smoothing) for k, s in raw.items()}
     for k, s in smoothed.items():
         observed[k] = replace(observed[k], smoothed=s)
     targets = weights.ratios_from_scores(smoothed, cfg.weights.scale, cfg.weights.floor)
-    neutral = weights.neutral_ratio(targets, cfg.weights)
+    stale_ratio = weights.neutral_ratio(targets, cfg.weights)
+    top = max(neutral.values.values(), default=0.0)
 
     plans: list[MemberPlan] = []
     for m in pool.members:
         if not m.active:
             plans.append(_hold(m))
         elif m.key in fresh:
-            plans.append(_known_plan(m, fresh[m.key], smoothed[m.key], targets[m.key], cfg, wall, instance))
+            known = _known_plan(m, fresh[m.key], smoothed[m.key], targets[m.key], cfg, wall, instance)
+            speed = neutral.values.get(m.key)
+            plans.append(replace(known, speed=speed / top if speed and top > 0 else None,
+                                 speed_source=neutral.sources.get(m.key, "")))
         else:
-            plans.append(_unknown_plan(m, scrapes.get(m.key), observed[m.key], neutral, cfg, now))
+            plans.append(_unknown_plan(m, scrapes.get(m.key), observed[m.key], stale_ratio, cfg, now))
     plans = _cap_floor(plans, cfg)
     plans = [_owned(p, instance, wall) for p in plans]
-    return PoolPlan(pool, tuple(plans)), observed
+    return PoolPlan(pool, tuple(plans), neutral=neutral.source), observed
 
 
 def _owned(p: MemberPlan, instance: str, wall: float) -> MemberPlan:

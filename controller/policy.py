@@ -25,6 +25,10 @@ class Context:
 
     current: Mapping[str, int] = field(default_factory=dict)
     scale: int = 100
+    #: relative ratios the closed loop leaks toward, per member, and what they come from
+    #: (controller.capacity: "measured" service rates, "kv-capacity" or "equal"); empty: derive from the samples
+    neutral: Mapping[str, float] = field(default_factory=dict)
+    neutral_source: str = ""
 
 
 Policy = Callable[[Mapping[str, Sample], ModeConfig, Context], Scores]
@@ -91,6 +95,11 @@ BALANCE_MAX_MOVE = 0.1
 #: pools of fewer members are scored exactly as before (`balance-v2`).
 BALANCE_LARGE_POOL = 8
 BALANCE_LARGE_POOL_QUEUE_BOOST = 3.0
+#: exponent on a *measured* service rate in the neutral (ratios proportional to rate^SPEED_PRIOR).
+#: Below 1 because ratio-least-connections already sends a faster member more requests at equal
+#: concurrency (it frees its connections sooner); the ratio only has to add the part of the speed
+#: difference that equal concurrency leaves on the table (docs/policy.md).
+SPEED_PRIOR = 1.0
 
 
 def _base_ratios(keys, ctx: Context) -> dict[str, float]:
@@ -131,14 +140,17 @@ def balance_step(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context |
                  gain: float = BALANCE_GAIN, leak: float = BALANCE_LEAK, dead_zone: float = BALANCE_DEAD_ZONE,
                  max_move: float = BALANCE_MAX_MOVE, log_pressure: bool = True,
                  prior: float = BALANCE_PRIOR, large_pool: int = BALANCE_LARGE_POOL,
-                 large_pool_queue_boost: float = BALANCE_LARGE_POOL_QUEUE_BOOST) -> Scores:
+                 large_pool_queue_boost: float = BALANCE_LARGE_POOL_QUEUE_BOOST,
+                 speed_prior: float = SPEED_PRIOR, use_neutral: bool = True) -> Scores:
     """One tick of the closed loop, in log space:
 
         log r_i <- (1 - leak) * log current_i + leak * neutral_i - clip(gain * shrink(q_i - mean q))
 
     with q = log(1 + pressure) (or the pressure itself when log_pressure is False), shrink() a soft
-    dead zone and clip() at ±max_move. neutral_i = mean_j log current_j + prior * (log cap_i - mean_j
-    log cap_j), cap = kv_max_concurrency (prior 0, or a member without it: all neutrals equal).
+    dead zone and clip() at ±max_move. neutral_i = mean_j log current_j + e * (log cap_i - mean_j
+    log cap_j), where cap is ctx.neutral (controller.capacity: measured service rates, e = speed_prior;
+    or KV capacity, e = prior) when it covers every member and use_neutral is set; otherwise
+    kv_max_concurrency from the samples (e = prior; a member without it: all neutrals equal).
     Members more pressed than the pool's mean lose share, less pressed ones gain it; the leak makes
     differences the pressure does not renew decay back to the neutral. In a pool of `large_pool` or
     more members the queue weight w_a is multiplied by `large_pool_queue_boost` (1 = off).
@@ -156,12 +168,16 @@ def balance_step(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context |
     logs = {k: math.log(v) for k, v in base.items()}
     level = sum(logs.values()) / len(logs)
     centre = {k: level for k in logs}
-    caps = {k: s.kv_max_concurrency for k, s in samples.items()}
-    if prior and all(c and c > 0 for c in caps.values()):
-        # leak toward ratios proportional to KV capacity (same geometric mean as now), not toward equal
-        cl = {k: math.log(c) for k, c in caps.items()}
+    caps: Mapping[str, float | None] = {k: s.kv_max_concurrency for k, s in samples.items()}
+    exponent = prior
+    if use_neutral and ctx.neutral and all(ctx.neutral.get(k, 0) > 0 for k in samples):
+        caps = ctx.neutral
+        exponent = speed_prior if ctx.neutral_source == "measured" else prior
+    if exponent and all(c and c > 0 for c in caps.values()):
+        # leak toward ratios proportional to the neutral (same geometric mean as now), not toward equal
+        cl = {k: math.log(c or 1.0) for k, c in caps.items()}
         cmean = sum(cl.values()) / len(cl)
-        centre = {k: level + prior * (cl[k] - cmean) for k in logs}
+        centre = {k: level + exponent * (cl[k] - cmean) for k in logs}
 
     def move(k: str) -> float:
         return max(-max_move, min(max_move, gain * shrink(q[k] - mean, dead_zone)))
@@ -172,15 +188,22 @@ def balance_step(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context |
 def balance(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context | None = None) -> Scores:
     """The default closed loop (balance_step with the BALANCE_* constants): equalise log(1 + pressure)
     across the pool, ignoring differences under the dead zone, at most ~10% per tick, with a 20% leak
-    toward ratios proportional to KV capacity; in pools of 8+ members the queue term weighs 3x. Scores
+    toward the neutral ctx.neutral (measured service rates; KV capacity where no member exports speed
+    counters); in pools of 8+ members the queue term weighs 3x. Scores
     are ratios (the planner rescales so the best is `scale`)."""
     return balance_step(samples, mode, ctx)
+
+
+def balance_kv(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context | None = None) -> Scores:
+    """The third `balance` (the default until measured speed): leaks toward KV capacity, never toward
+    a measured service rate. Kept for comparison (`balance-kv`)."""
+    return balance_step(samples, mode, ctx, use_neutral=False)
 
 
 def balance_v2(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context | None = None) -> Scores:
     """The second `balance` (the default until the large-pool queue boost): the same loop with the
     configured w_a/w_b at every pool size. Kept for comparison (`balance-v2`); identical below 8 members."""
-    return balance_step(samples, mode, ctx, large_pool_queue_boost=1.0)
+    return balance_step(samples, mode, ctx, large_pool_queue_boost=1.0, use_neutral=False)
 
 
 def balance_v1(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context | None = None) -> Scores:
@@ -213,6 +236,7 @@ POLICIES.update({
     "balance": balance,
     "balance-v1": balance_v1,
     "balance-v2": balance_v2,
+    "balance-kv": balance_kv,
     "queue-balance": queue_balance,
     "kv-capacity": kv_capacity,
 })

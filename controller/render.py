@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from controller.model import MemberPlan, TickReport
+from controller.model import MemberPlan, PoolPlan, TickReport
 
 PLAN_COLUMNS = ("pool", "member", "waiting", "running", "kv", "score", "ratio", "limit", "action", "reason")
 
@@ -50,6 +50,8 @@ def plan_table(report: TickReport) -> str:
     for plan in report.plans:
         if plan.note:
             out.append(f"{plan.pool.ref}: {plan.note}")
+        if plan.neutral:
+            out.append(neutral_line(plan))
         if not plan.pool.honours_ratio:
             out.append(f"{plan.pool.ref}: WARNING load-balancing mode {plan.pool.load_balancing_mode} ignores ratios")
     for err in report.errors:
@@ -58,3 +60,17 @@ def plan_table(report: TickReport) -> str:
     verb = "would write" if report.dry_run else "wrote"
     out.append(f"{verb} {writes if report.dry_run else report.applied} member change(s)")
     return "\n".join(out)
+
+
+NEUTRAL_LABELS = {
+    "measured": "measured service rates (engine token counters)",
+    "kv-capacity": "KV capacity (no member exports speed counters)",
+    "equal": "equal ratios (no speed counters, no KV capacity)",
+}
+
+
+def neutral_line(plan: PoolPlan) -> str:
+    """What the closed loop leaks toward in this pool, and each member's relative speed and its source."""
+    label = NEUTRAL_LABELS.get(plan.neutral, plan.neutral)
+    speeds = ", ".join(f"{p.member.endpoint} {p.speed:.2f} {p.speed_source}" for p in plan.members if p.speed is not None)
+    return f"{plan.pool.ref}: neutral ratios from {label}" + (f": {speeds}" if speeds else "")

@@ -185,6 +185,7 @@ def member_view(p: MemberPlan, share: float, planned_share: float) -> dict:
         "planned_share": _num(planned_share, 6),
         "action": p.action.value,
         "reason": _scrub(p.reason),
+        "speed": {"value": _num(p.speed), "source": p.speed_source or None},
     }
 
 
@@ -201,6 +202,7 @@ def pool_view(plan: PoolPlan, engine_type: str) -> dict:
         "full_path": ref.full_path,
         "load_balancing_mode": pool.load_balancing_mode,
         "honours_ratio": pool.honours_ratio,
+        "neutral": plan.neutral or None,
         "active_member_count": sum(1 for p in plan.members if p.member.active),
         "fresh_member_count": sum(1 for p in plan.members if p.sample is not None),
         "note": _scrub(plan.note),

@@ -338,7 +338,10 @@ def test_snapshot_counters_and_cache_figures():
 
 
 def test_presets_and_spec_validation():
-    assert preset("h100-80g").speed == 2.0 and preset("a100-40g", name="x").name == "x"
+    h100 = preset("h100-80g")
+    assert h100.prefill_speed == pytest.approx(3.17, abs=0.01) and h100.decode_speed == pytest.approx(1.64, abs=0.01)
+    assert h100.kv_capacity_tokens == preset("a100-80g").kv_capacity_tokens  # KV follows memory, not speed
+    assert preset("a100-40g", name="x").name == "x"
     assert set(PRESETS) >= {"a100-40g", "h100-80g"}
     with pytest.raises(ValueError):
         preset("tpu")
@@ -405,3 +408,30 @@ def test_realtime_submit_is_thread_safe():
         rt.engine.check_invariants()
     finally:
         rt.stop()
+
+
+def test_prefill_and_decode_speeds_scale_their_own_part_of_a_step():
+    spec = EngineSpec(prefill_speed=3.0, decode_speed=1.5)
+    ref = EngineSpec()
+    decode_only, prefill_only = ref.step_seconds(10), ref.step_seconds(10, 4000) - ref.step_seconds(10)
+    assert spec.step_seconds(10) == pytest.approx(decode_only / 1.5)
+    assert spec.step_seconds(10, 4000) == pytest.approx(decode_only / 1.5 + prefill_only / 3.0)
+
+
+def test_step_noise_varies_step_times_with_mean_one_and_is_seeded():
+    def tpots(seed):
+        engine = Engine(EngineSpec(step_noise=0.2, noise_seed=seed))
+        for i in range(40):
+            engine.submit(Request(200, 60), 0.0 + i * 0.05)
+        engine.advance(math.inf)
+        return [r.tpot for r in engine.finished]
+    a, b, c = tpots(1), tpots(1), tpots(2)
+    assert a == b and a != c
+    quiet = Engine(EngineSpec())
+    for i in range(40):
+        quiet.submit(Request(200, 60), 0.0 + i * 0.05)
+    quiet.advance(math.inf)
+    mean_noisy, mean_quiet = sum(a) / len(a), sum(r.tpot for r in quiet.finished) / 40
+    assert mean_noisy == pytest.approx(mean_quiet, rel=0.1)
+    with pytest.raises(ValueError):
+        EngineSpec(step_noise=2.0)

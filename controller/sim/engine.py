@@ -24,6 +24,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import random
 import threading
 import time
 from bisect import bisect_left
@@ -65,10 +66,14 @@ HISTOGRAMS = ("ttft", "itl", "request_tpot", "e2e", "queue", "inference", "prefi
 
 @dataclass(frozen=True)
 class EngineSpec:
-    """What one simulated engine is. Defaults: Llama-3.1-8B-Instruct bf16 on one A100-40GB, vLLM defaults.
+    """What one simulated engine is. Defaults: Llama-3.1-8B-Instruct bf16 on one A100 (speeds of the
+    A100-80GB SXM, the reference engine; the KV cache of the 40 GB card), vLLM defaults.
 
-    Times are milliseconds at speed 1.0; `speed` divides every step time (2.0 = twice as fast).
-    See docs/engine-model.md for where the numbers come from.
+    Times are milliseconds at speed 1.0. `prefill_speed` divides the prefill part of a step (compute-
+    bound: scales with tensor FLOPS), `decode_speed` the rest (memory-bound: scales with HBM
+    bandwidth); `speed` divides both (a whole-engine multiplier, e.g. a mid-run slowdown).
+    `step_noise` is the coefficient of variation of a lognormal factor (mean 1) drawn per step from a
+    generator seeded with `noise_seed`. See docs/engine-model.md for where the numbers come from.
     """
 
     name: str = "engine"
@@ -82,6 +87,10 @@ class EngineSpec:
     per_seq_ms: float = 0.2  # added per scheduled sequence (attention over its KV, sampling)
     per_prefill_token_ms: float = 0.08  # prefill cost: 12.5k prompt tokens/s at speed 1
     max_batched_tokens: int = 8192  # chunked-prefill token budget per step
+    prefill_speed: float = 1.0  # relative to the reference engine (A100-80GB SXM), prefill part of a step
+    decode_speed: float = 1.0  # relative to the reference engine, the per-step and per-sequence part
+    step_noise: float = 0.0  # coefficient of variation of the per-step time factor (0 = deterministic)
+    noise_seed: int = 0
 
     def __post_init__(self) -> None:
         problems = []
@@ -93,8 +102,10 @@ class EngineSpec:
             problems.append("kv_capacity_tokens must hold at least one block")
         if self.max_model_len < 2:
             problems.append("max_model_len must be >= 2")
-        if not self.speed > 0:
-            problems.append("speed must be > 0")
+        if not (self.speed > 0 and self.prefill_speed > 0 and self.decode_speed > 0):
+            problems.append("speed, prefill_speed and decode_speed must be > 0")
+        if not 0 <= self.step_noise <= 1:
+            problems.append("step_noise must be within 0..1")
         if not self.base_ms > 0 or self.per_seq_ms < 0 or self.per_prefill_token_ms < 0:
             problems.append("base_ms must be > 0 and the other step costs >= 0")
         if self.max_batched_tokens < self.max_num_seqs:
@@ -117,18 +128,25 @@ class EngineSpec:
         return self.kv_cache_size_tokens / self.max_model_len
 
     def step_seconds(self, num_seqs: int, prefill_tokens: int = 0) -> float:
-        return (self.base_ms + self.per_seq_ms * num_seqs + self.per_prefill_token_ms * prefill_tokens) / (1000.0 * self.speed)
+        """A step's duration without noise: the decode part at decode speed plus the prefill part at prefill speed."""
+        decode = (self.base_ms + self.per_seq_ms * num_seqs) / self.decode_speed
+        prefill = self.per_prefill_token_ms * prefill_tokens / self.prefill_speed
+        return (decode + prefill) / (1000.0 * self.speed)
 
     def with_(self, **changes) -> EngineSpec:
         return replace(self, **changes)
 
 
-#: Rough hardware presets for Llama-3.1-8B bf16 (see docs/engine-model.md for sources and caveats).
+#: Hardware presets for Llama-3.1-8B bf16, speeds relative to the A100-80GB SXM from the vendors'
+#: datasheets (docs/engine-model.md): prefill follows dense BF16 tensor FLOPS, decode HBM bandwidth;
+#: KV capacity follows memory, independent of speed.
 PRESETS: dict[str, EngineSpec] = {
-    "a100-40g": EngineSpec(name="a100-40g"),
-    "a100-80g": EngineSpec(name="a100-80g", kv_capacity_tokens=400_000),
-    "h100-80g": EngineSpec(name="h100-80g", kv_capacity_tokens=400_000, speed=2.0),
-    "l40s-48g": EngineSpec(name="l40s-48g", kv_capacity_tokens=190_000, speed=0.6),
+    "a100-40g": EngineSpec(name="a100-40g", decode_speed=1555 / 2039),  # A100-40GB SXM: 312 TFLOPS, 1,555 GB/s
+    "a100-80g": EngineSpec(name="a100-80g", kv_capacity_tokens=400_000),  # 312 TFLOPS, 2,039 GB/s: the reference
+    "h100-80g": EngineSpec(name="h100-80g", kv_capacity_tokens=400_000,
+                           prefill_speed=989 / 312, decode_speed=3350 / 2039),  # H100 SXM: 989 TFLOPS, 3.35 TB/s
+    "l40s-48g": EngineSpec(name="l40s-48g", kv_capacity_tokens=190_000,
+                           prefill_speed=362 / 312, decode_speed=864 / 2039),  # L40S: 362 TFLOPS, 864 GB/s
 }
 
 
@@ -326,6 +344,7 @@ class Engine:
         self._cnt = [0] * B
         self._n_decode = 0
         self._heap: list[tuple[int, int, _Seq]] = []
+        self._noise = random.Random(self.spec.noise_seed) if self.spec.step_noise > 0 else None
         self._init_stats()
 
     # -- statistics --
@@ -458,6 +477,13 @@ class Engine:
     def _free(self) -> int:
         return self._total - self._used
 
+    def _noise_factor(self) -> float:
+        """A lognormal factor with mean 1 and coefficient of variation spec.step_noise (1.0 without noise)."""
+        if self._noise is None:
+            return 1.0
+        sigma = math.sqrt(math.log1p(self.spec.step_noise**2))
+        return math.exp(self._noise.gauss(-sigma * sigma / 2.0, sigma))
+
     def _growth_now(self) -> int:
         """Blocks the decode set needs for the next step."""
         return self._cnt[self._G % self._B] if self._n_decode else 0
@@ -511,7 +537,7 @@ class Engine:
                 self._prefilling[seq.order] = seq
                 if req.first_scheduled is None:
                     req.first_scheduled = t0
-        dur = spec.step_seconds(n_decode + n_prefill, prefill_tokens)
+        dur = spec.step_seconds(n_decode + n_prefill, prefill_tokens) * self._noise_factor()
         t1 = t0 + dur
         self._account_step(t1, dur, n_decode, 1, prefill_tokens)
         if n_decode:
@@ -528,7 +554,7 @@ class Engine:
     def _decode_run(self, until: float, strict: bool) -> None:
         """k identical decode-only steps at once, stopping at the next finish, KV limit or `until`."""
         n = self._n_decode
-        d = self.spec.step_seconds(n, 0)
+        d = self.spec.step_seconds(n, 0) * self._noise_factor()  # one draw per run of identical steps
         k = self._steps_starting_by(until, d, strict)
         k = min(k, self._next_finish_G() - self._G)
         k = self._kv_limit(k, n)

@@ -219,5 +219,5 @@ def _capacity_analytic(spec: EngineSpec, trace: Iterable[TraceRequest]) -> float
     mean_o = sum(r.output_tokens for r in rows) / len(rows)
     in_flight = sum((r.prompt_tokens + r.output_tokens / 2) * r.output_tokens for r in rows) / sum(r.output_tokens for r in rows)
     n = max(1.0, min(spec.max_num_seqs, spec.kv_cache_size_tokens / in_flight))
-    ms = mean_o * (spec.base_ms / n + spec.per_seq_ms) + mean_p * spec.per_prefill_token_ms
+    ms = mean_o * (spec.base_ms / n + spec.per_seq_ms) / spec.decode_speed + mean_p * spec.per_prefill_token_ms / spec.prefill_speed
     return 1000.0 * spec.speed / ms

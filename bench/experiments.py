@@ -1,0 +1,158 @@
+"""What the traffic benchmark runs: the contenders, the `static-best` search, seeds and loads.
+
+Contenders (the JSON names):
+
+* `lc`, `rr`: LTM's least-connections-member and round-robin, no controller;
+* `sideband`, `sideband-10s`: the sideband scheduler (S1 weighted random per request) refreshing its
+  scores every tick (its best case) and every 10 s (its shipped config);
+* `default`: f5-llm-ratio with the default policy (`controller.config.ModeConfig().name`) on
+  ratio-least-connections-member, through the real planner;
+* `balance-kv`: the previous default (leaks toward KV capacity, not measured speed);
+* `static-best` (reference): the best fixed ratio vector for the scenario, found by search in
+  hindsight (see `static_best`);
+* `jsed` (reference): speed-aware join-shortest-expected-delay with the members' true service rates.
+
+References are not bounds: each is a heuristic with knowledge the controller does not have.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from controller.config import ModeConfig
+
+from bench import scenario as S
+from bench.simulator import RLC, Contender, RunResult, run
+
+DEFAULT_POLICY = ModeConfig().name
+METRICS = ("p50", "p90", "p99", "mean", "slo_1s", "slo_2s", "writes_per_min")
+
+
+def contenders(tick_s: float = 1.0) -> dict[str, Contender]:
+    """A fresh registry per call: nothing global is changed by adding variants."""
+    cs = [
+        Contender("lc", "lb", "least-connections-member", label="LTM least-connections-member"),
+        Contender("rr", "lb", "round-robin", label="LTM round-robin"),
+        Contender("sideband", "sideband", refresh=tick_s, label=f"sideband scheduler, S1 refreshed every {tick_s:g} s"),
+        Contender("sideband-10s", "sideband", refresh=10.0, label="sideband scheduler, S1 refreshed every 10 s (shipped config)"),
+        Contender("default", "ctl", RLC, DEFAULT_POLICY, label=f"f5-llm-ratio `{DEFAULT_POLICY}` (the default), ratio-least-connections"),
+        Contender("balance-kv", "ctl", RLC, "balance-kv", label="previous default: balance leaking toward KV capacity"),
+        Contender("jsed", "jsed", label="reference: join-shortest-expected-delay with true service rates"),
+    ]
+    return {c.name: c for c in cs}
+
+
+ALL = ("lc", "rr", "sideband", "sideband-10s", "default", "balance-kv", "static-best", "jsed")
+REFERENCES = ("static-best", "jsed")
+
+# --- static-best: the best fixed ratio vector, by search in hindsight -----------------------------------
+
+#: ratio multipliers tried per member class, relative to the first class
+GRID = (0.4, 0.6, 0.8, 1.0, 1.25, 1.6, 2.0, 2.5, 3.2)
+
+
+def classes(sc: S.Scenario) -> list[list[int]]:
+    """Members grouped by what they are (speeds, KV, max_model_len); a member that slows down is its own class."""
+    slowed = {s.member for s in sc.slowdowns}
+    groups: dict[tuple, list[int]] = {}
+    for i, m in enumerate(sc.members):
+        key = (m.name,) if m.name in slowed else (m.prefill_speed, m.decode_speed, m.kv_tokens, m.max_model_len)
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
+
+
+def ratio_vector(sc: S.Scenario, groups: list[list[int]], mult: Sequence[float]) -> tuple[int, ...]:
+    top = max(mult)
+    out = [0] * len(sc.members)
+    for g, m in zip(groups, mult, strict=True):
+        for i in g:
+            out[i] = max(1, round(100 * m / top))
+    return tuple(out)
+
+
+def static_best(sc: S.Scenario, score: Callable[[dict], float] | None = None) -> tuple[tuple[int, ...], int]:
+    """Coordinate search over one ratio per member class (GRID multipliers, two passes), each candidate
+    run on the scenario's own arrivals; the vector with the lowest p99 TTFT wins (ties: lower mean).
+    Returns (ratios, runs made). One class: equal ratios, no search."""
+    score = score or (lambda s: s["p99"] + 1e-3 * s["mean"])
+    groups = classes(sc)
+    mult = [1.0] * len(groups)
+    cache: dict[tuple[int, ...], float] = {}
+
+    def cost(m: Sequence[float]) -> float:
+        vec = ratio_vector(sc, groups, m)
+        if vec not in cache:
+            cache[vec] = score(run(sc, Contender("static", "static", ratios=vec)).summary())
+        return cache[vec]
+
+    if len(groups) > 1:
+        for _ in range(2):
+            moved = False
+            for g in range(1, len(groups)):
+                best = min(GRID, key=lambda x, g=g: cost([*mult[:g], x, *mult[g + 1:]]))
+                if best != mult[g]:
+                    mult[g], moved = best, True
+            if not moved:
+                break
+    return ratio_vector(sc, groups, mult), max(1, len(cache))
+
+
+# --- one scenario, several seeds ---------------------------------------------------------------------------
+
+
+@dataclass
+class ScenarioResult:
+    scenario: S.Scenario
+    seeds: tuple[int, ...]
+    runs: dict[str, list[dict]]  # contender -> one summary per seed
+    static_ratios: tuple[int, ...] = ()
+    wall: float = 0.0
+
+    def median(self, contender: str) -> dict[str, float]:
+        return {k: statistics.median(r[k] for r in self.runs[contender]) for k in METRICS}
+
+    def spread(self, contender: str, key: str) -> tuple[float, float]:
+        values = [r[key] for r in self.runs[contender]]
+        return min(values), max(values)
+
+    def as_json(self) -> dict:
+        """The issue's JSON: the median over seeds of each figure, per contender."""
+        return {"scenario": self.scenario.name,
+                "contenders": {c: {k: _finite(v) for k, v in self.median(c).items()} for c in self.runs}}
+
+
+def _finite(v: float) -> float | None:
+    return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else round(v, 6)
+
+
+def run_scenario(sc: S.Scenario, seeds: Sequence[int] = (), chosen: Sequence[str] = ALL,
+                 log: Callable[[str], None] | None = None) -> ScenarioResult:
+    """Every chosen contender on every seed (default: the file's seed). static-best is searched on the
+    first seed's arrivals and that vector is then run on every seed."""
+    import time
+    t0 = time.perf_counter()
+    seeds = tuple(seeds) or (sc.arrivals.seed,)
+    reg = contenders(sc.tick_ms / 1000.0)
+    unknown = [c for c in chosen if c not in reg and c != "static-best"]
+    if unknown:
+        raise ValueError(f"unknown contender(s) {', '.join(unknown)}; expected some of {', '.join(ALL)}")
+    runs: dict[str, list[dict]] = {c: [] for c in chosen}
+    static: tuple[int, ...] = ()
+    if "static-best" in chosen:
+        static, n = static_best(sc.with_arrivals(seed=seeds[0]))
+        if log:
+            log(f"static-best: ratios {static} after {n} search runs on seed {seeds[0]}")
+    for seed in seeds:
+        s = sc.with_arrivals(seed=seed)
+        rates = S.member_capacities(s)
+        for c in chosen:
+            con = Contender("static-best", "static", ratios=static) if c == "static-best" else reg[c]
+            res: RunResult = run(s, con, service_rates=rates)
+            runs[c].append(res.summary())
+            if log:
+                m = res.summary()
+                log(f"  seed {seed} {c:13s} p50 {m['p50']:.3f} p99 {m['p99']:.3f} wall {res.wall:.1f}s")
+    return ScenarioResult(sc, seeds, runs, static, time.perf_counter() - t0)

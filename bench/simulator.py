@@ -1,0 +1,298 @@
+"""The traffic benchmark's discrete-event simulation: one scenario, one contender, one seed.
+
+It reuses, not copies: the engine model (`controller.sim.engine.Engine`: continuous batching, paged
+KV, preemption, prefill and decode speeds, step noise), LTM's member selection
+(`controller.sim.dataplane`), and the controller's real decision code (`controller.planner.plan_pool`
+with `controller.policy`, `controller.capacity` and `controller.weights` damping), fed every tick by
+the `Sample` a scrape of each engine's /metrics page would give (load figures and speed counters).
+Only public accessors of the engine are read.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from controller import planner, policy
+from controller.config import ModeConfig, PoolConfig, WeightsConfig
+from controller.model import Member, PoolRef, PoolState, Sample, ScrapeResult, SpeedCounters
+from controller.sim import trace as tr
+from controller.sim.dataplane import MemberView, decide, make_selector
+from controller.sim.engine import Engine, EngineSnapshot, Request
+
+from bench.scenario import Scenario, arrivals
+
+RLC = "ratio-least-connections-member"
+
+
+@dataclass(frozen=True)
+class Timing:
+    scrape_latency: float = 0.05  # GET /metrics of a 40 KB page and parse
+    write_latency: float = 0.25  # iControl REST PATCH through restjavad (tens to hundreds of ms)
+    sideband_delay: float = 0.003  # the iRule's sideband POST /scheduler/select per request (LAN RTT + work)
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One way to spread requests. kind: "lb" (plain LTM mode), "ctl" (f5-llm-ratio with `policy`),
+    "static" (fixed ratios under ratio-least-connections), "sideband" (S1 weighted random refreshed
+    every `refresh` s), "jsed" (speed-aware join-shortest-expected-delay with true service rates)."""
+
+    name: str
+    kind: str
+    lb_mode: str = "round-robin"
+    policy: str = "balance"
+    scorer: policy.Policy | None = None  # a bench-only policy variant (not registered anywhere)
+    weights: WeightsConfig = WeightsConfig(describe=False)
+    refresh: float | None = None  # sideband: score refresh interval; None = the scenario's tick
+    ratios: tuple[int, ...] = ()  # static: one ratio per member
+    label: str = ""
+
+
+@dataclass
+class RunResult:
+    scenario: str
+    contender: str
+    seed: int
+    load: float
+    duration: float
+    n: int = 0
+    ttft: list[float] = field(default_factory=list, repr=False)
+    writes: int = 0
+    rejected: int = 0
+    preemptions: int = 0
+    wall: float = 0.0
+    final_ratios: tuple[int, ...] = ()
+
+    def summary(self) -> dict:
+        t = sorted(self.ttft)
+        return {
+            "p50": pct(t, 50), "p90": pct(t, 90), "p99": pct(t, 99),
+            "mean": sum(t) / len(t) if t else math.nan,
+            "slo_1s": sum(1 for x in t if x <= 1.0) / len(t) if t else math.nan,
+            "slo_2s": sum(1 for x in t if x <= 2.0) / len(t) if t else math.nan,
+            "writes_per_min": self.writes / (self.duration / 60.0),
+        }
+
+
+def pct(xs: Sequence[float], p: float) -> float:
+    """The nearest-rank percentile of sorted xs."""
+    if not xs:
+        return math.nan
+    i = min(len(xs) - 1, max(0, math.ceil(p / 100.0 * len(xs)) - 1))
+    return xs[i]
+
+
+def counters(snap: EngineSnapshot) -> SpeedCounters:
+    """What vLLM's page would show of this engine's speed (controller.engines reads the same names)."""
+    ttft, itl = snap.histograms["ttft"], snap.histograms["itl"]
+    return SpeedCounters(prompt_tokens=float(snap.prompt_tokens_total), generation_tokens=float(snap.generation_tokens_total),
+                         requests=float(snap.num_finished), ttft_sum=ttft.sum, ttft_count=float(ttft.count),
+                         itl_sum=itl.sum, itl_count=float(itl.count))
+
+
+FINISH, TICK, APPLY, SPEED, REFRESH = 0, 1, 2, 3, 4
+
+
+class Sim:
+    """One run. `service_rates` (requests/s per member) is what the JSED reference knows."""
+
+    def __init__(self, sc: Scenario, con: Contender, *, timing: Timing = Timing(),
+                 service_rates: Sequence[float] = ()):
+        self.sc, self.con, self.timing = sc, con, timing
+        self.seed = sc.arrivals.seed
+        self.rng = random.Random(self.seed * 7919 + 17)
+        self.tick_s = sc.tick_ms / 1000.0
+        self.specs = sc.engine_specs()
+        self.names = [s.name for s in self.specs]
+        self.idx = {n: i for i, n in enumerate(self.names)}
+        self.engines = [Engine(s, keep_finished=False, on_finish=self._on_finish) for s in self.specs]
+        ratios = con.ratios if con.kind == "static" else (1,) * len(self.specs)
+        self.views = [MemberView(n, ratio=r) for n, r in zip(self.names, ratios, strict=True)]
+        mode = con.lb_mode if con.kind in ("lb", "ctl", "static") else "round-robin"
+        self.selector = make_selector(RLC if con.kind == "static" else mode)
+        self.heap: list = []
+        self._seq = 0
+        self.outstanding = [0] * len(self.specs)
+        self.rates = list(service_rates)
+        self.res = RunResult(sc.name, con.name, self.seed, sc.arrivals.load, sc.duration_s)
+        self.meta: dict[int, tuple[float, float]] = {}
+        self.memory: dict = {}
+        if con.kind == "ctl":
+            self.cfg = PoolConfig(PoolRef("bench"), "vllm", mode=ModeConfig(con.policy), weights=con.weights)
+        self.sideband_scores: list[float] | None = None
+
+    # -- events
+    def push(self, t: float, kind: int, data: object = None) -> None:
+        self._seq += 1
+        heapq.heappush(self.heap, (t, self._seq, kind, data))
+
+    def _on_finish(self, req: Request) -> None:
+        self.push(req.finish, FINISH, req)
+
+    def advance_all(self, t: float) -> None:
+        for e in self.engines:
+            if e.busy and e.t <= t:
+                e.advance(t)
+
+    def run(self) -> RunResult:
+        wall0 = time.perf_counter()
+        reqs = arrivals(self.sc)
+        self.res.n = len(reqs)
+        if self.con.kind == "ctl":
+            self.push(self.rng.uniform(0, self.tick_s), TICK)
+        if self.con.kind == "sideband":
+            self.push(self.rng.uniform(0, self.con.refresh or self.tick_s), REFRESH)
+        for s in self.sc.slowdowns:
+            i = self.idx[s.member]
+            self.push(s.at_s, SPEED, (i, s.factor))
+            if s.until_s is not None:
+                self.push(s.until_s, SPEED, (i, 1.0))
+        self._loop(reqs)
+        self.res.preemptions = sum(e.num_preemptions for e in self.engines)
+        self.res.final_ratios = tuple(v.ratio for v in self.views)
+        self.res.wall = time.perf_counter() - wall0
+        return self.res
+
+    def _loop(self, reqs: list[tr.TraceRequest]) -> None:
+        i, n = 0, len(reqs)
+        horizon = self.sc.duration_s + 1800.0  # drain, but not forever
+        while True:
+            t_arr = reqs[i].t if i < n else math.inf
+            t_ev = self.heap[0][0] if self.heap else math.inf
+            if t_arr == math.inf and not any(self.outstanding):
+                return
+            if t_arr == math.inf and t_ev == math.inf:
+                busy = [e.t for e in self.engines if e.busy]
+                if not busy or min(busy) > horizon:
+                    return
+                self.advance_all(min(busy) + 0.5)
+                continue
+            if t_arr <= t_ev:
+                self.advance_all(t_arr)
+                while self.heap and self.heap[0][0] <= t_arr:
+                    self._event(heapq.heappop(self.heap))
+                self._arrive(reqs[i])
+                i += 1
+            else:
+                ev = heapq.heappop(self.heap)
+                if ev[0] > horizon:
+                    return
+                self._event(ev)
+
+    def _event(self, ev: tuple) -> None:
+        t, _, kind, data = ev
+        if kind == FINISH:
+            self._finish(data)
+        elif kind == TICK:
+            self._tick(t)
+        elif kind == APPLY:
+            self._apply(data)
+        elif kind == REFRESH:
+            self._refresh(t)
+        elif kind == SPEED:
+            i, factor = data
+            self.advance_all(t)
+            self.engines[i].spec = self.engines[i].spec.with_(speed=factor)
+
+    # -- requests
+    def _arrive(self, r: tr.TraceRequest) -> None:
+        req = Request(r.prompt_tokens, r.output_tokens)
+        k = self.con.kind
+        self.meta[req.rid] = (r.t, self.timing.sideband_delay if k == "sideband" else 0.0)
+        if k == "jsed":
+            target = self._jsed_pick()
+        elif k == "sideband":
+            target = self._sideband_pick()
+        else:
+            for v, c in zip(self.views, self.outstanding, strict=True):
+                v.connections = c
+            name = decide(self.selector, self.views, False)
+            if name is None:
+                self.res.rejected += 1
+                self.meta.pop(req.rid, None)
+                return
+            target = self.idx[str(name)]
+        self.outstanding[target] += 1
+        if not self.engines[target].submit(req, r.t):
+            self.outstanding[target] -= 1
+            self.res.rejected += 1
+            self.meta.pop(req.rid, None)
+
+    def _finish(self, req: Request) -> None:
+        self.outstanding[self.idx[req.engine]] -= 1
+        arrival, extra = self.meta.pop(req.rid)
+        self.res.ttft.append(req.first_token - arrival + extra)
+
+    # -- references and the sideband scheduler
+    def _jsed_pick(self) -> int:
+        """Shortest expected delay: (requests at the member + 1) / its true service rate (requests/s),
+        with the rates of the speeds in effect now (a slowdown included)."""
+        best, best_d = 0, math.inf
+        for i, (n, mu) in enumerate(zip(self.outstanding, self.rates, strict=True)):
+            d = (n + 1) / (mu * self.engines[i].spec.speed)
+            if d < best_d:
+                best, best_d = i, d
+        return best
+
+    def _sideband_pick(self) -> int:
+        scores = self.sideband_scores
+        if not scores or not sum(scores) > 0:
+            return self.rng.randrange(len(self.engines))
+        return self.rng.choices(range(len(scores)), weights=scores)[0]
+
+    def _refresh(self, t: float) -> None:
+        self.advance_all(t)
+        samples = {n: self._sample(e) for n, e in zip(self.names, self.engines, strict=True)}
+        sc = policy.s1(samples, ModeConfig("s1"))
+        self.push(t + self.timing.scrape_latency, APPLY, ("sideband", [sc[n] for n in self.names]))
+        every = self.con.refresh or self.tick_s
+        if t + every <= self.sc.duration_s:
+            self.push(t + every, REFRESH)
+
+    # -- the controller
+    def _sample(self, e: Engine) -> Sample:
+        snap = e.snapshot()
+        return Sample(waiting=float(snap.waiting), running=float(snap.running), kv_usage=snap.kv_usage,
+                      kv_max_concurrency=snap.kv_cache_max_concurrency, engine="vllm", counters=counters(snap))
+
+    def _tick(self, t: float) -> None:
+        tm = self.timing
+        self.advance_all(t)
+        samples = {n: self._sample(e) for n, e in zip(self.names, self.engines, strict=True)}
+        ready = t + tm.scrape_latency
+        members = tuple(Member(n, "Common", f"10.0.{i // 250}.{i % 250 + 1}", 8000, ratio=v.ratio)
+                        for i, (n, v) in enumerate(zip(self.names, self.views, strict=True)))
+        state = PoolState(PoolRef("bench"), self.con.lb_mode, members)
+        scrapes = {n: ScrapeResult(n, t, sample=s) for n, s in samples.items()}
+        plan, self.memory = planner.plan_pool(state, scrapes, self.cfg, self.memory, ready, 0.0, scorer=self.con.scorer)
+        changes = [(p.member.name, p.ratio) for p in plan.writes]
+        if changes:
+            self.res.writes += len(changes)
+            self.push(ready + tm.write_latency, APPLY, ("ltm", changes))
+        if t + self.tick_s <= self.sc.duration_s:
+            self.push(t + self.tick_s, TICK)
+
+    def _apply(self, data: tuple) -> None:
+        kind, payload = data
+        if kind == "sideband":
+            self.sideband_scores = payload
+            return
+        for name, ratio in payload:
+            self.views[self.idx[name]].ratio = ratio
+
+
+def run(sc: Scenario, con: Contender, *, service_rates: Sequence[float] = (), timing: Timing = Timing()) -> RunResult:
+    return Sim(sc, con, timing=timing, service_rates=service_rates).run()
+
+
+def with_weights(con: Contender, **changes: object) -> Contender:
+    return replace(con, weights=replace(con.weights, **changes))
+
+
+def as_mapping(result: RunResult) -> Mapping[str, float]:
+    return result.summary()

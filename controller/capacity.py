@@ -1,0 +1,212 @@
+"""Each member's service rate, learned online from the speed counters its engine already exports.
+
+Why: `controller.policy.balance` equalises a pressure (queued share, KV use) that ratio-least-connections
+makes look alike on every member, so the loop cannot see speed; what it leaks toward (its *neutral*)
+has to carry it. KV capacity does not follow speed (an H100 and an A100-80G hold the same cache; a
+smaller `max_model_len` changes `kv_cache_max_concurrency` and not speed), so speed is measured.
+
+Measured per member from the difference between two ticks (`observe`):
+
+* **decode**: generated tokens per second per running request (1 / time per output token), from the
+  inter-token-latency histogram (Δcount / Δsum) where the page has one; else Δgeneration tokens /
+  (Δt × mean running requests); else a gauge (llama.cpp `predicted_tokens_seconds` per slot, SGLang
+  `gen_throughput` / running).
+* **prefill**: prompt tokens per second of time-to-first-token (Δprompt tokens / ΔTTFT sum). TTFT
+  includes the engine's own queue, so this is the speed a prompt becomes a first token *at the load
+  the member is given*; else llama.cpp's `prompt_tokens_seconds` gauge.
+* **mix**: the share of prompt tokens in the work (Δprompt / (Δprompt + Δgenerated)).
+
+`neutral` combines them into a relative service rate, prefill^w * decode^(1-w) (PREFILL_WEIGHT). Both
+rates fall as a member is handed more concurrency (bigger batches, a queue: TTFT includes it), so
+following them is negative feedback, not rich-get-richer.
+
+Robustness: a counter that goes down (engine restart) starts a new baseline and keeps the estimate;
+a window with too little work (idle member) changes nothing, so the last estimate stays; a member
+without an estimate yet (just joined, never busy) gets the pool's median (`imputed`); data-parallel
+ranks are summed by `controller.engines`, running requests too, so the rates are per request of the
+member. Where no member has counters, the neutral falls back to KV capacity, then to equal ratios.
+Pure: no clock, no I/O; the caller passes the time and keeps the estimates between ticks.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+from controller.model import Sample, SpeedCounters
+
+#: weight of one busy window in the running averages (EWMA).
+ALPHA = 0.2
+#: a window counts for decode only with at least this many generated tokens.
+MIN_DECODE_TOKENS = 16.0
+#: busy windows a member needs before its estimate is used (before that: the pool median).
+MIN_WINDOWS = 2
+#: weight of the prefill rate (prompt tokens per TTFT-second) against the decode rate (tokens/s per
+#: request) in a member's service rate, a geometric blend (docs/policy.md for the choice).
+PREFILL_WEIGHT = 0.5
+#: the sources a member's neutral can come from.
+MEASURED, IMPUTED, KV_CAPACITY, EQUAL = "measured", "imputed", "kv-capacity", "equal"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpeedEstimate:
+    """One member's learned speed and the counter baseline for the next window."""
+
+    at: float
+    counters: SpeedCounters
+    running: float = 0.0
+    decode: float | None = None  # generated tokens/s per running request
+    prefill: float | None = None  # prompt tokens per second of TTFT
+    prompt_share: float | None = None  # prompt tokens / (prompt + generated tokens)
+    windows: int = 0  # busy windows that updated the estimate
+    resets: int = 0  # counter resets seen (engine restarts)
+
+    @property
+    def ready(self) -> bool:
+        return self.windows >= MIN_WINDOWS and (self.decode is not None or self.prefill is not None)
+
+
+def _ewma(old: float | None, new: float | None, alpha: float) -> float | None:
+    if new is None or not math.isfinite(new) or new <= 0:
+        return old
+    return new if old is None else (1.0 - alpha) * old + alpha * new
+
+
+def _delta(old: SpeedCounters, new: SpeedCounters, name: str) -> float | None:
+    a, b = getattr(old, name), getattr(new, name)
+    return None if a is None or b is None else b - a
+
+
+def _reset(old: SpeedCounters, new: SpeedCounters) -> bool:
+    """A cumulative value that went down: the engine restarted (or a rank did)."""
+    before = old.values()
+    return any(v < before[k] for k, v in new.values().items() if k in before)
+
+
+def _decode_rate(d: dict[str, float | None], dt: float, running: float, c: SpeedCounters) -> float | None:
+    itl_n, itl_s = d["itl_count"], d["itl_sum"]
+    if itl_n is not None and itl_s is not None and itl_n >= MIN_DECODE_TOKENS and itl_s > 0:
+        return itl_n / itl_s
+    gen = d["generation_tokens"]
+    if gen is not None and gen >= MIN_DECODE_TOKENS and running > 0 and dt > 0:
+        return gen / (dt * running)
+    if c.slot_gen_rate is not None and math.isfinite(c.slot_gen_rate) and c.slot_gen_rate > 0:
+        return c.slot_gen_rate
+    if c.gen_throughput is not None and running > 0 and c.gen_throughput > 0:
+        return c.gen_throughput / running
+    return None
+
+
+def _prefill_rate(d: dict[str, float | None], c: SpeedCounters) -> float | None:
+    prompt, ttft_n, ttft_s = d["prompt_tokens"], d["ttft_count"], d["ttft_sum"]
+    if prompt and ttft_n and ttft_n >= 1 and ttft_s and ttft_s > 0:
+        return prompt / ttft_s
+    if c.slot_prompt_rate is not None and math.isfinite(c.slot_prompt_rate) and c.slot_prompt_rate > 0:
+        return c.slot_prompt_rate
+    return None
+
+
+def observe(prev: SpeedEstimate | None, sample: Sample, now: float, alpha: float = ALPHA) -> SpeedEstimate | None:
+    """Fold one fresh sample into a member's estimate. None while the member exports no speed signal."""
+    c = sample.counters
+    if c is None:
+        return prev
+    running = sample.running or 0.0
+    if prev is None:
+        return SpeedEstimate(at=now, counters=c, running=running)
+    dt = now - prev.at
+    if dt <= 0:
+        return prev
+    if _reset(prev.counters, c):
+        return replace(prev, at=now, counters=c, running=running, resets=prev.resets + 1)
+    names = ("prompt_tokens", "generation_tokens", "ttft_sum", "ttft_count", "itl_sum", "itl_count")
+    d = {n: _delta(prev.counters, c, n) for n in names}
+    mean_running = (prev.running + running) / 2.0
+    decode = _decode_rate(d, dt, mean_running, c)
+    prefill = _prefill_rate(d, c)
+    share = None
+    if d["prompt_tokens"] is not None and d["generation_tokens"] is not None:
+        work = d["prompt_tokens"] + d["generation_tokens"]
+        share = d["prompt_tokens"] / work if work >= MIN_DECODE_TOKENS else None
+    if decode is None and prefill is None:
+        # idle: keep the estimate, move the baseline (a long idle gap must not dilute the next window)
+        return replace(prev, at=now, counters=c, running=running)
+    return replace(
+        prev, at=now, counters=c, running=running,
+        decode=_ewma(prev.decode, decode, alpha), prefill=_ewma(prev.prefill, prefill, alpha),
+        prompt_share=_ewma(prev.prompt_share, share, alpha) if share else prev.prompt_share,
+        windows=prev.windows + 1,
+    )
+
+
+def observe_all(prev: Mapping[str, SpeedEstimate | None], samples: Mapping[str, Sample], now: float) -> dict[str, SpeedEstimate]:
+    """`observe` for every member with a fresh sample; members without one keep their estimate."""
+    out = {k: v for k, v in prev.items() if v is not None}
+    for key, sample in samples.items():
+        est = observe(prev.get(key), sample, now)
+        if est is not None:
+            out[key] = est
+    return out
+
+
+@dataclass(frozen=True)
+class Neutral:
+    """The ratios the loop leaks toward, relative (any scale), and where each one comes from."""
+
+    source: str  # MEASURED, KV_CAPACITY or EQUAL for the pool
+    values: dict[str, float] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)  # per member: MEASURED, IMPUTED, KV_CAPACITY, EQUAL
+
+
+def service_rates(estimates: Mapping[str, SpeedEstimate], prefill_weight: float | None = None) -> dict[str, float]:
+    """Relative service rate of every ready estimate: prefill^w * decode^(1-w), w = PREFILL_WEIGHT.
+
+    A geometric blend: only ratios between members matter, and prefill (prompt tokens per TTFT-second)
+    and decode (tokens/s per request) rates differ by orders of magnitude, so a sum would let one
+    swamp the other. Only the components every ready member has are used (w becomes 0 or 1), so the
+    members are compared on the same footing."""
+    w = PREFILL_WEIGHT if prefill_weight is None else prefill_weight
+    ready = {k: e for k, e in estimates.items() if e.ready}
+    if not ready:
+        return {}
+    has_decode = all(e.decode for e in ready.values())
+    has_prefill = all(e.prefill for e in ready.values())
+    if not (has_decode or has_prefill):
+        # no component common to all: compare on the one more members have, leave the others out
+        has_decode = sum(1 for e in ready.values() if e.decode) >= sum(1 for e in ready.values() if e.prefill)
+        has_prefill = not has_decode
+        ready = {k: e for k, e in ready.items() if (e.decode if has_decode else e.prefill)}
+    if not has_prefill:
+        w = 0.0
+    elif not has_decode:
+        w = 1.0
+    out = {}
+    for k, e in ready.items():
+        rate = 1.0
+        if w > 0:
+            rate *= (e.prefill or 0.0) ** w
+        if w < 1:
+            rate *= (e.decode or 0.0) ** (1.0 - w)
+        if rate > 0 and math.isfinite(rate):
+            out[k] = rate
+    return out
+
+
+def neutral(keys: Iterable[str], estimates: Mapping[str, SpeedEstimate], samples: Mapping[str, Sample]) -> Neutral:
+    """The neutral for the members `keys` (those with fresh samples): measured service rates where any
+    member has one (the others get the median, `imputed`); else KV capacity where every member exports
+    `kv_max_concurrency`; else equal."""
+    keys = list(keys)
+    if not keys:
+        return Neutral(EQUAL)
+    rates = service_rates({k: estimates[k] for k in keys if k in estimates})
+    if rates:
+        mid = statistics.median(rates.values())
+        values = {k: rates.get(k, mid) for k in keys}
+        return Neutral(MEASURED, values, {k: MEASURED if k in rates else IMPUTED for k in keys})
+    caps = {k: samples[k].kv_max_concurrency if k in samples else None for k in keys}
+    if all(c and c > 0 for c in caps.values()):
+        return Neutral(KV_CAPACITY, {k: float(c or 0.0) for k, c in caps.items()}, dict.fromkeys(keys, KV_CAPACITY))
+    return Neutral(EQUAL, dict.fromkeys(keys, 1.0), dict.fromkeys(keys, EQUAL))

@@ -1,0 +1,191 @@
+"""controller.capacity: service rates learned from engine counters (table tests and the real pages)."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller import capacity, engines, planner
+from controller.capacity import IMPUTED, KV_CAPACITY, MEASURED, SpeedEstimate, neutral, observe
+from controller.config import ModeConfig, PoolConfig
+from controller.model import Member, PoolRef, PoolState, Sample, ScrapeResult, SpeedCounters
+from controller.render import neutral_line
+
+
+def sample(running=4.0, kv_max=None, **counters) -> Sample:
+    return Sample(waiting=0.0, running=running, kv_usage=0.2, kv_max_concurrency=kv_max,
+                  counters=SpeedCounters(**counters) if counters else None)
+
+
+def feed(steps, est=None):
+    """steps: (time, Sample) pairs folded in order."""
+    for t, s in steps:
+        est = observe(est, s, t)
+    return est
+
+
+# --- one member ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("steps", "decode", "prefill", "windows"), [
+    # 4 running requests, 400 generated tokens/s -> 100 tokens/s per request; no TTFT: no prefill
+    ([(0, sample(generation_tokens=0)), (1, sample(generation_tokens=400))], 100.0, None, 1),
+    # the ITL histogram wins over the counter: 800 tokens in 4 s of inter-token time -> 200/s
+    ([(0, sample(generation_tokens=0, itl_sum=0.0, itl_count=0)),
+      (1, sample(generation_tokens=400, itl_sum=4.0, itl_count=800))], 200.0, None, 1),
+    # prefill: 3000 prompt tokens over 1.5 s of TTFT -> 2000 prompt tokens per TTFT-second
+    ([(0, sample(prompt_tokens=0, generation_tokens=0, ttft_sum=0.0, ttft_count=0)),
+      (2, sample(prompt_tokens=3000, generation_tokens=800, ttft_sum=1.5, ttft_count=3))], 100.0, 2000.0, 1),
+    # idle window (no tokens): nothing learned, baseline moves on
+    ([(0, sample(generation_tokens=10)), (1, sample(running=0.0, generation_tokens=10))], None, None, 0),
+    # llama.cpp gauges stand in when the counters say nothing
+    ([(0, sample(slot_prompt_rate=500.0, slot_gen_rate=30.0)),
+      (1, sample(slot_prompt_rate=520.0, slot_gen_rate=32.0))], 32.0, 520.0, 1),
+    # SGLang's gen_throughput is for the whole engine: per request, divide by running
+    ([(0, sample(running=8.0, gen_throughput=400.0)), (1, sample(running=8.0, gen_throughput=400.0))], 50.0, None, 1),
+])
+def test_observe_table(steps, decode, prefill, windows):
+    est = feed(steps)
+    assert est.windows == windows
+    assert est.decode == (pytest.approx(decode) if decode else None)
+    assert est.prefill == (pytest.approx(prefill) if prefill else None)
+
+
+def test_no_counters_no_estimate_and_first_sample_is_only_a_baseline():
+    assert observe(None, sample(), 0.0) is None
+    est = observe(None, sample(generation_tokens=100), 0.0)
+    assert est is not None and est.decode is None and not est.ready
+
+
+def test_counter_reset_keeps_the_estimate_and_restarts_the_baseline():
+    est = feed([(0, sample(generation_tokens=0)), (1, sample(generation_tokens=400)), (2, sample(generation_tokens=800))])
+    before = est.decode
+    est = observe(est, sample(generation_tokens=40), 3)  # the engine restarted: 800 -> 40
+    assert est.resets == 1 and est.decode == before and est.windows == 2
+    est = observe(est, sample(generation_tokens=440), 4)  # the next window counts from 40, not from 800
+    assert est.decode == pytest.approx(100.0)
+
+
+def test_idle_member_keeps_its_last_estimate():
+    est = feed([(0, sample(generation_tokens=0)), (1, sample(generation_tokens=400)), (2, sample(generation_tokens=800))])
+    for t in range(3, 30):
+        est = observe(est, sample(running=0.0, generation_tokens=800), t)
+    assert est.decode == pytest.approx(100.0) and est.ready
+
+
+def test_ewma_moves_a_fifth_of_the_way_per_window():
+    est = feed([(0, sample(generation_tokens=0)), (1, sample(generation_tokens=400)), (2, sample(generation_tokens=1200))])
+    assert est.decode == pytest.approx(0.8 * 100 + 0.2 * 200)
+
+
+# --- the pool's neutral ----------------------------------------------------------------------------
+
+def ready(decode=None, prefill=None, share=0.5) -> SpeedEstimate:
+    return SpeedEstimate(at=0.0, counters=SpeedCounters(), decode=decode, prefill=prefill, prompt_share=share, windows=5)
+
+
+@pytest.mark.parametrize("w", [0.0, 0.5, 1.0])
+def test_measured_rates_blend_prefill_and_decode(w):
+    est = {"a": ready(decode=100, prefill=1000), "b": ready(decode=170, prefill=3000)}
+    rates = capacity.service_rates(est, prefill_weight=w)
+    assert rates["b"] / rates["a"] == pytest.approx(3.0**w * 1.7 ** (1 - w))
+    n = neutral(["a", "b"], est, {})
+    assert n.source == MEASURED and n.sources == {"a": MEASURED, "b": MEASURED}
+
+
+def test_new_member_gets_the_pool_median_and_is_marked_imputed():
+    est = {"a": ready(decode=100), "b": ready(decode=200), "c": ready(decode=300)}
+    est["new"] = SpeedEstimate(at=0.0, counters=SpeedCounters(), decode=999.0, windows=1)  # not ready yet
+    n = neutral(["a", "b", "c", "new"], est, {})
+    assert n.values["new"] == pytest.approx(n.values["b"])
+    assert n.sources["new"] == IMPUTED
+
+
+def test_components_not_every_member_has_are_dropped():
+    # b has no TTFT histogram: compare on decode alone, not prefill-for-some and decode-for-others
+    est = {"a": ready(decode=100, prefill=5000), "b": ready(decode=200)}
+    n = neutral(["a", "b"], est, {})
+    assert n.values["b"] / n.values["a"] == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize(("kv", "source", "values"), [
+    ({"a": 40.0, "b": 80.0}, KV_CAPACITY, {"a": 40.0, "b": 80.0}),
+    ({"a": 40.0, "b": None}, capacity.EQUAL, {"a": 1.0, "b": 1.0}),
+])
+def test_fallbacks_without_counters(kv, source, values):
+    samples = {k: sample(kv_max=v) for k, v in kv.items()}
+    n = neutral(["a", "b"], {}, samples)
+    assert n.source == source and n.values == values
+
+
+# --- the real pages (../shared/fixtures/engines) -----------------------------------------------------
+
+def test_vllm_dp_page_sums_counters_over_ranks(engine_page):
+    s = engines.extract(engine_page("vllm_0_11_dp2.txt"), "vllm")
+    c = s.counters
+    assert c.generation_tokens == 27453 + 90211
+    assert c.requests == 1 + 131 + 40 + 388  # every finished_reason, both ranks
+    assert (c.ttft_sum, c.ttft_count) == (pytest.approx(5.2 + 301.7), 140 + 428)
+    assert c.prompt_tokens is None  # this capture has no prompt counter
+
+
+def test_vllm_dp_page_twice_gives_a_per_request_decode_rate(engine_page):
+    text = engine_page("vllm_0_11_dp2.txt")
+    first = engines.extract(text, "vllm")
+    later = text.replace("27453.0", "28453.0").replace("90211.0", "92211.0")
+    second = engines.extract(later, "vllm")
+    est = feed([(0.0, first), (5.0, second)])
+    # 3,000 tokens in 5 s over 8 + 31 running requests
+    assert est.decode == pytest.approx(3000 / 5 / 39)
+
+
+@pytest.mark.parametrize(("page", "engine", "expect"), [
+    ("llamacpp.txt", "llamacpp", {"prompt_tokens": 1983, "generation_tokens": 4206, "slot_prompt_rate": 522.8,
+                                  "slot_gen_rate": None}),  # predicted_tokens_seconds is `nan` on the capture
+    ("sglang.txt", "sglang", {"gen_throughput": pytest.approx(86.508, rel=1e-3), "prompt_tokens": None}),
+])
+def test_other_engines_pages(engine_page, page, engine, expect):
+    c = engines.extract(engine_page(page), engine).counters
+    for k, v in expect.items():
+        assert getattr(c, k) == v
+
+
+@pytest.mark.parametrize(("page", "engine"), [("vllm_0_8_legacy.txt", "vllm"), ("triton_trtllm.txt", "triton"),
+                                              ("tgi.txt", "tgi")])
+def test_pages_without_speed_signals_fall_back(engine_page, page, engine):
+    s = engines.extract(engine_page(page), engine)
+    assert s.counters is None
+    assert observe(None, s, 0.0) is None
+
+
+# --- wired into the planner ---------------------------------------------------------------------------
+
+def _pool(names):
+    members = tuple(Member(n, "Common", f"10.0.0.{i + 1}", 8000, ratio=50) for i, n in enumerate(names))
+    return PoolState(PoolRef("p"), "ratio-least-connections-member", members)
+
+
+def test_planner_uses_measured_speed_and_says_so():
+    names = ["10.0.0.1:8000", "10.0.0.2:8000"]
+    pool = _pool(names)
+    cfg = PoolConfig(PoolRef("p"), "vllm", mode=ModeConfig("balance"))
+    memory: dict = {}
+    plan = None
+    for t in range(6):
+        # identical load figures; the second member generates twice as fast per running request
+        scrapes = {n: ScrapeResult(n, float(t), sample=sample(kv_max=40.0, generation_tokens=400.0 * t * (i + 1)))
+                   for i, n in enumerate(names)}
+        plan, memory = planner.plan_pool(pool, scrapes, cfg, memory, float(t), 0.0)
+    assert plan.neutral == MEASURED
+    by = {p.member.name: p for p in plan.members}
+    assert by[names[1]].speed == pytest.approx(1.0) and by[names[0]].speed == pytest.approx(0.5)
+    assert by[names[1]].speed_source == MEASURED
+    assert by[names[1]].ratio > by[names[0]].ratio  # the loop leaks toward the faster member
+    assert "measured service rates" in neutral_line(plan)
+
+
+def test_planner_without_counters_falls_back_to_kv_capacity():
+    names = ["10.0.0.1:8000", "10.0.0.2:8000"]
+    cfg = PoolConfig(PoolRef("p"), "vllm", mode=ModeConfig("balance"))
+    scrapes = {n: ScrapeResult(n, 0.0, sample=sample(kv_max=40.0 * (i + 1))) for i, n in enumerate(names)}
+    plan, _ = planner.plan_pool(_pool(names), scrapes, cfg, {}, 0.0, 0.0)
+    assert plan.neutral == KV_CAPACITY
+    assert {p.speed_source for p in plan.members} == {KV_CAPACITY}
