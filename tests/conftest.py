@@ -82,14 +82,14 @@ def clock() -> FakeClock:
 # -- tiers -------------------------------------------------------------------------------------
 
 TIERS = ("unit", "e2e", "slow")
-#: Test files of the end-to-end tier: the real CLI or demo as a subprocess, the emulator over HTTPS,
-#: fault rigs with real sockets and timeouts.
+#: Test files of the end-to-end tier: the real CLI as a subprocess, the emulator over HTTPS, fault rigs
+#: with real sockets and timeouts.
 E2E_FILES = frozenset({
-    "test_demo.py", "test_e2e_cli.py", "test_faults_bigip.py", "test_faults_engines.py", "test_lifecycle.py",
-    "test_security.py", "test_sim_bigip.py", "test_sim_f5sdk.py", "test_sim_engine_server.py", "test_bigip.py",
+    "test_e2e_cli.py", "test_faults_bigip.py", "test_faults_engines.py", "test_lifecycle.py", "test_security.py",
+    "test_sim_bigip.py", "test_sim_f5sdk.py", "test_sim_engine_server.py",
 })
-#: Test files of the slow tier: simulations and scale runs that take tens of seconds.
-SLOW_FILES = frozenset({"test_scale_smoke.py", "test_traffic_sim.py"})
+#: Test files of the slow tier: the demo run as a user runs it, and scale runs.
+SLOW_FILES = frozenset({"test_demo.py", "test_scale_smoke.py"})
 
 
 def pytest_configure(config: pytest.Config) -> None:

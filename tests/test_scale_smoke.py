@@ -144,13 +144,16 @@ PAGE = b"vllm:num_requests_waiting 1.0\nvllm:num_requests_running 2.0\nvllm:kv_c
 
 def test_scraper_reuses_one_connection_per_member_beyond_128_members():
     """More members than urllib3's default number of host pools: every tick must still reuse connections."""
-    connections: set[tuple[str, int]] = set()  # client (address, port): one per TCP connection
+    connections: set[tuple[int, tuple[str, int]]] = set()  # (server, client address and port): one per TCP connection
 
-    def app(req: httpserve.Request) -> httpserve.Response:
-        connections.add(req.client)
-        return httpserve.Response(body=PAGE, content_type="text/plain; version=0.0.4")
+    def app(i: int) -> httpserve.App:
+        def serve(req: httpserve.Request) -> httpserve.Response:
+            connections.add((i, req.client))
+            return httpserve.Response(body=PAGE, content_type="text/plain; version=0.0.4")
 
-    servers = [httpserve.Server(app, name=f"page-{i}") for i in range(150)]
+        return serve
+
+    servers = [httpserve.Server(app(i), name=f"page-{i}") for i in range(150)]
     for s in servers:
         s.start()
     try:
