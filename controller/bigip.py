@@ -65,6 +65,8 @@ from controller.errors import (
     TokenLimitError,
 )
 from controller.model import Member, MemberPlan, PoolRef, PoolState, TokenCounters, split_member_name
+from controller.redact import scrub as _scrub
+from controller.redact import token_urls as _token_urls
 from controller.token import HEADER as TOKEN_HEADER
 from controller.token import TokenManager, is_token_limit
 from controller.tokenstore import TokenStore
@@ -81,13 +83,11 @@ WRITABLE_FIELDS = frozenset({"ratio", "connectionLimit", "description"})
 COORDINATION_HEADER = "X-F5-REST-Coordination-Id"
 TRANSACTION_PATH = "/mgmt/tm/transaction"
 TRANSACTION_POLLS = 3  # GETs while a committed transaction is still being applied
-REDACTED = "<redacted>"
 
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.I | re.S)
 _TAG = re.compile(r"<[^>]+>")
 _SPACE = re.compile(r"\s+")
 _CERT_REASON = re.compile(r"certificate verify failed: ([^()'\"]+)")
-_TOKEN_URL = re.compile(r"(/mgmt/shared/authz/tokens/)[^\s\"'?]+")
 
 
 @dataclass
@@ -109,7 +109,7 @@ class _TokenPathFilter(logging.Filter):
         except Exception:  # noqa: BLE001 - never break logging
             return True
         if "/mgmt/shared/authz/tokens/" in text:
-            record.msg, record.args = _TOKEN_URL.sub(r"\1" + REDACTED, text), ()
+            record.msg, record.args = _token_urls(text), ()
         return True
 
 
@@ -547,13 +547,6 @@ def _summary(text: str) -> str:
 
 def _clip(text: str) -> str:
     return _SPACE.sub(" ", text).strip()[:MESSAGE_MAX]
-
-
-def _scrub(text: str, secrets: Iterable[str]) -> str:
-    for s in secrets:
-        if s:
-            text = text.replace(s, REDACTED)
-    return _TOKEN_URL.sub(r"\1" + REDACTED, text)
 
 
 def _dig(obj: Any, *keys: str) -> Any:

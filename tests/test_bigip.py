@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 import warnings
-from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
@@ -29,15 +27,13 @@ from controller.errors import (
     TokenLimitError,
 )
 from controller.model import Member, MemberPlan, PoolRef, split_member_name
+from tests.conftest import shared_path
 
 # The real BIG-IP JSON lives beside the repo (../shared/fixtures/bigip), as tests/conftest.py expects.
-FIX = Path(os.environ.get("F5_FIXTURES") or Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "bigip")
-if not (FIX / "load_ltm_pool.json").is_file():
-    pytest.skip(f"BIG-IP fixtures not found at {FIX} (set F5_FIXTURES)", allow_module_level=True)
 
 
 def fixture(name: str):
-    return json.loads((FIX / name).read_text())
+    return json.loads(shared_path("fixtures", "bigip", name).read_text())
 
 
 ERR = fixture("error_bodies.json")
