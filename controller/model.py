@@ -310,14 +310,16 @@ class Reason(str, Enum):
     APPLIED = "applied"  # member written
     WRITE_FAILED = "write-failed"  # member write refused or failed (locally or by BIG-IP)
     NOT_STEERABLE = "not-steerable"  # pool read, but its mode or members let no ratio take effect
+    WRITE_DEFERRED = "write-deferred"  # not attempted: an earlier write of this tick timed out (next tick)
+    BLIND = "blind"  # pool read, but not one active member had fresh metrics: the controller could not see it
     INTERNAL_ERROR = "internal-error"  # a bug in the tick: nothing after it ran
 
     def __str__(self) -> str:
         return self.value
 
 
-FAILURES = frozenset({Reason.READ_FAILED, Reason.NOT_READ, Reason.WRITE_FAILED, Reason.INTERNAL_ERROR,
-                      Reason.NOT_STEERABLE})
+FAILURES = frozenset({Reason.READ_FAILED, Reason.NOT_READ, Reason.WRITE_FAILED, Reason.WRITE_DEFERRED,
+                      Reason.BLIND, Reason.INTERNAL_ERROR, Reason.NOT_STEERABLE})
 
 
 @dataclass(frozen=True, kw_only=True)

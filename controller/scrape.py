@@ -44,7 +44,7 @@ import urllib3
 import urllib3.exceptions as u3
 from urllib3.util import make_headers
 
-from controller import __version__, engines
+from controller import __version__, engines, redact
 from controller.clock import Clock, SystemClock
 from controller.config import EngineKeys, PoolConfig
 from controller.errors import MetricsError
@@ -97,7 +97,8 @@ def target_for(member: Member, pool: PoolConfig, keys: EngineKeys | None) -> Tar
     """The scrape target for one pool member, from the pool's `metrics` settings."""
     m = pool.metrics
     port = m.port or member.port
-    path = m.path if m.path.startswith("/") else "/" + m.path
+    path = m.path or engines.default_path(pool.engine_type)
+    path = path if path.startswith("/") else "/" + path
     headers = [("Accept", ACCEPT), ("Accept-Encoding", "gzip")]
     if m.api_key:
         headers.append(("Authorization", f"Bearer {m.api_key}"))
@@ -540,6 +541,4 @@ def _tls_detail(chain: list[BaseException]) -> str:
 
 
 def _redact(detail: str, secrets: tuple[str, ...]) -> str:
-    for secret in secrets:
-        detail = detail.replace(secret, "***")
-    return detail[:_DETAIL_MAX]
+    return redact.scrub(detail, secrets)[:_DETAIL_MAX]
