@@ -39,6 +39,7 @@ from controller.errors import AuthError, BigIPError, NotActiveError
 from controller.faults import FaultLog
 from controller.model import MemberPlan, PoolRef, PoolState, TokenCounters
 from controller.token import TokenManager
+from controller.tokenstore import TokenStore
 
 #: cm/failover-status `status` -> cm/device `failoverState`.
 STATES = {"ACTIVE": "active", "STANDBY": "standby", "OFFLINE": "offline", "FORCED OFFLINE": "forced-offline"}
@@ -101,14 +102,16 @@ class FailoverClient:
     """The BigIP seam over every configured unit; reads and writes go to the active unit only."""
 
     def __init__(self, cfg: F5Config, *, clock: Clock | None = None, sleep: Callable[[float], None] = time.sleep,
-                 log: Any = None, factory: Callable[..., BigIPClient] = BigIPClient, recheck: float = 0.0):
+                 log: Any = None, factory: Callable[..., BigIPClient] = BigIPClient, recheck: float = 0.0,
+                 token_store: TokenStore | None = None):
         self.cfg = cfg
         self.clock = clock or SystemClock()
         self.recheck = recheck
         self._confirmed_at: float | None = None
         self.hosts: tuple[str, ...] = cfg.units
         self.units: dict[str, BigIPClient] = {
-            h: factory(replace(cfg, host=h, hosts=(h,)), clock=clock, sleep=sleep) for h in self.hosts}
+            h: factory(replace(cfg, host=h, hosts=(h,)), clock=clock, sleep=sleep, token_store=token_store)
+            for h in self.hosts}
         self.faults = FaultLog(log or logs.get())
         self.log = self.faults.log
         self.active_host: str | None = None
