@@ -163,7 +163,8 @@ def parse(data: Any, path: str = "<scenario>") -> Scenario:
     if pr.items:
         raise ScenarioError(f"{path}: " + "; ".join(pr.items))
     assert duration is not None and tick is not None and noise is not None and arrivals is not None
-    return Scenario(name.strip(), duration, tick, arrivals, tuple(members), tuple(slowdowns), noise, path)
+    extra = {"description": str(data["description"])} if "description" in data else {}
+    return Scenario(name.strip(), duration, tick, arrivals, tuple(members), tuple(slowdowns), noise, path, extra)
 
 
 def _arrivals(a: Any, pr: _Problems) -> Arrivals | None:

@@ -45,7 +45,7 @@ MIN_DECODE_TOKENS = 16.0
 MIN_WINDOWS = 2
 #: weight of the prefill rate (prompt tokens per TTFT-second) against the decode rate (tokens/s per
 #: request) in a member's service rate, a geometric blend (docs/policy.md for the choice).
-PREFILL_WEIGHT = 0.5
+PREFILL_WEIGHT = 1.0
 #: the sources a member's neutral can come from.
 MEASURED, IMPUTED, KV_CAPACITY, EQUAL = "measured", "imputed", "kv-capacity", "equal"
 
