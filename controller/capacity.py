@@ -194,14 +194,15 @@ def service_rates(estimates: Mapping[str, SpeedEstimate], prefill_weight: float 
     return out
 
 
-def neutral(keys: Iterable[str], estimates: Mapping[str, SpeedEstimate], samples: Mapping[str, Sample]) -> Neutral:
+def neutral(keys: Iterable[str], estimates: Mapping[str, SpeedEstimate], samples: Mapping[str, Sample],
+            prefill_weight: float | None = None) -> Neutral:
     """The neutral for the members `keys` (those with fresh samples): measured service rates where any
     member has one (the others get the median, `imputed`); else KV capacity where every member exports
     `kv_max_concurrency`; else equal."""
     keys = list(keys)
     if not keys:
         return Neutral(EQUAL)
-    rates = service_rates({k: estimates[k] for k in keys if k in estimates})
+    rates = service_rates({k: estimates[k] for k in keys if k in estimates}, prefill_weight)
     if rates:
         mid = statistics.median(rates.values())
         values = {k: rates.get(k, mid) for k in keys}
