@@ -129,13 +129,15 @@ def _finite(v: float) -> float | None:
 
 
 def run_scenario(sc: S.Scenario, seeds: Sequence[int] = (), chosen: Sequence[str] = ALL,
-                 log: Callable[[str], None] | None = None) -> ScenarioResult:
+                 log: Callable[[str], None] | None = None, ratios: tuple[int, ...] = ()) -> ScenarioResult:
     """Every chosen contender on every seed (default: the file's seed). static-best is searched on the
-    first seed's arrivals and that vector is then run on every seed."""
+    first seed's arrivals and that vector is then run on every seed; `static` runs `ratios`."""
     import time
     t0 = time.perf_counter()
     seeds = tuple(seeds) or (sc.arrivals.seed,)
     reg = contenders(sc.tick_ms / 1000.0)
+    if ratios:
+        reg["static"] = Contender("static", "static", ratios=ratios, label=f"fixed ratios {list(ratios)}")
     unknown = [c for c in chosen if c not in reg and c != "static-best"]
     if unknown:
         raise ValueError(f"unknown contender(s) {', '.join(unknown)}; expected some of {', '.join(ALL)}")
