@@ -31,6 +31,7 @@ SCENARIO_DIR = ROOT / "bench" / "scenarios"
 RESULTS = ROOT / "bench" / "results" / "matrix.json"
 SEEDS = (1, 2, 3)
 DURATION = 300.0  # simulated seconds of arrivals per run (5 minutes: 300 control ticks)
+DURATION_16 = 150.0  # pools of 16: 4x the requests per second, so as many requests in half the time
 
 
 def points(name: str) -> list[tuple[str, str, float]]:
@@ -61,7 +62,7 @@ def _job(args: tuple) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.matrix", description=__doc__.split("\n")[0])
     ap.add_argument("--only", default="", help="comma-separated scenario names (default: every file in bench/scenarios)")
-    ap.add_argument("--duration", type=float, default=DURATION)
+    ap.add_argument("--duration", type=float, default=DURATION, help="simulated s per run (pools of 16: half)")
     ap.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=str(RESULTS))
@@ -72,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     if only:
         files = [f for f in files if f.stem in only]
     seeds = tuple(int(x) for x in args.seeds.split(","))
-    jobs = [(str(f), *pt, args.duration, seeds) for f in files for pt in points(f.stem)]
+    jobs = [(str(f), *pt, args.duration * (DURATION_16 / DURATION if f.stem.endswith("16") else 1.0), seeds)
+            for f in files for pt in points(f.stem)]
     jobs.sort(key=lambda j: -("16" in Path(j[0]).stem) * 10 - j[3])  # biggest first: the workers finish together
     t0 = time.perf_counter()
     print(f"{len(jobs)} points x {len(seeds)} seeds, {args.duration:g} simulated s per run, {args.workers} workers", flush=True)
@@ -85,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"p50 {d['p50'] / lc['p50']:.2f} p99 {d['p99'] / lc['p99']:.2f} ({r['wall']:.0f} s)", flush=True)
     wall = time.perf_counter() - t0
     meta = {"command": "python -m bench.matrix" + (f" --only {args.only}" if args.only else ""),
-            "seeds": list(seeds), "duration_s": args.duration, "wall_s": wall, "workers": args.workers}
+            "seeds": list(seeds), "duration_s": args.duration, "duration_16_s": args.duration * DURATION_16 / DURATION,
+            "wall_s": wall, "workers": args.workers}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"meta": meta, "points": out}, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {args.out} ({wall / 60:.1f} min)")
