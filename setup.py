@@ -10,7 +10,7 @@ setup(
     python_requires=">=3.10",
     # Namespace discovery so controller/sim/data (the built-in trace sample) ships as package data.
     packages=find_namespace_packages(include=["controller", "controller.*"], exclude=["*.__pycache__"]),
-    package_data={"controller.sim.data": ["*.csv", "*.md"]},
+    package_data={"controller.sim.data": ["*.csv", "*.md"], "controller.telemetry": ["static/*"]},
     include_package_data=True,
     install_requires=[
         "requests>=2.28",

@@ -77,7 +77,7 @@ class EngineKeys:
 class MetricsConfig:
     schema: str = "http"
     port: int | None = None  # None: the member's own port
-    path: str = "/metrics"
+    path: str | None = None  # None: the engine type's default (engines.default_path: /metrics, trtllm /prometheus/metrics)
     timeout: float = 3.0
     api_key: str | None = field(default=None, repr=False)
     user: str | None = None

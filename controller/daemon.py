@@ -82,6 +82,7 @@ class Daemon:
         self.backoff = 0.0
         self.skip_until = 0.0
         self.on_tick: list[Callable[[TickReport], None]] = []
+        self.on_reload: list[Callable[[bool], None]] = []  # called with True (applied) or False (rejected)
 
     # -- one tick ---------------------------------------------------------------------------
     def tick(self) -> TickReport | None:
@@ -135,6 +136,7 @@ class Daemon:
             cfg = configfile.load(self.config_path)
         except ConfigError as exc:
             self.log.error("reload_rejected", problems=exc.problems, kept=self.cfg.source)
+            self._notify_reload(False)
             return
         close(self.rec)
         self.cfg = cfg
@@ -144,6 +146,14 @@ class Daemon:
         if self.scheduler is not None:
             self.scheduler.reschedule_job("tick", trigger="interval", seconds=cfg.scheduler.tick_seconds)
         self.log.info("config_reloaded", source=cfg.source)
+        self._notify_reload(True)
+
+    def _notify_reload(self, applied: bool) -> None:
+        for hook in self.on_reload:
+            try:
+                hook(applied)
+            except Exception as exc:  # noqa: BLE001 - an observer must not break a reload
+                self.log.error("reload_hook_failed", error=str(exc))
 
     # -- lifecycle --------------------------------------------------------------------------
     def stop(self, *_args) -> None:

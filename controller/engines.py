@@ -51,15 +51,21 @@ class EngineSpec:
     running: str | None
     kv: tuple[str, ...] = ()
     info: str | None = None  # vllm:cache_config_info, for kv_max_concurrency
+    path: str = "/metrics"  # where the engine serves its page when `metrics.path` is not set
 
 
 SPECS: dict[str, EngineSpec] = {
     "vllm": EngineSpec("vllm:num_requests_waiting", "vllm:num_requests_running", (VLLM_KV, VLLM_KV_LEGACY), VLLM_CACHE_INFO),
     "sglang": EngineSpec("sglang:num_queue_reqs", "sglang:num_running_reqs", ("sglang:token_usage",)),
-    "trtllm": EngineSpec("trtllm_num_requests_waiting", "trtllm_num_requests_running", ("trtllm_kv_cache_utilization",)),
+    # trtllm-serve serves Prometheus text under /prometheus/metrics (its /metrics is a JSON stats list).
+    "trtllm": EngineSpec("trtllm_num_requests_waiting", "trtllm_num_requests_running", ("trtllm_kv_cache_utilization",),
+                         path="/prometheus/metrics"),
+    # Triton's TensorRT-LLM backend: "running" is request_type="scheduled", the requests in the current
+    # in-flight batch (what llm-d's scorer reads). "active" counts requests the batch manager holds
+    # and reads 0 in the real capture while a request is scheduled, so it would call a busy member idle.
     "triton": EngineSpec(
         'nv_trt_llm_request_metrics{request_type="waiting"}',
-        'nv_trt_llm_request_metrics{request_type="active"}',
+        'nv_trt_llm_request_metrics{request_type="scheduled"}',
         ('nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="fraction"}',),
     ),
     "llamacpp": EngineSpec("llamacpp:requests_deferred", "llamacpp:requests_processing"),
@@ -84,6 +90,12 @@ _PREFIX_TYPES = {"vllm:": "vllm", "sglang:": "sglang", "trtllm_": "trtllm", "nv_
 
 _KEY = re.compile(r"\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?:\{(.*)\})?\s*\Z")
 _MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|\Z)')
+
+
+def default_path(engine_type: str) -> str:
+    """The /metrics path an engine type serves by default ("vllm_ascend" -> vLLM's); "/metrics" if unknown."""
+    spec = SPECS.get(engine_type) or SPECS.get(base_engine_type(engine_type))
+    return spec.path if spec is not None else "/metrics"
 
 
 @dataclass(frozen=True)
@@ -166,7 +178,7 @@ def extract(text: str, engine_type: str, keys: EngineKeys | None = None) -> Samp
         raise MetricsError("missing-metric", plan.waiting.text)
     waiting = _total(waiting_series, plan.waiting)
     running_series = _series(page, plan.running) if plan.running else []
-    running = _total(running_series, plan.running) if running_series else None
+    running = _total(running_series, plan.running) if running_series and plan.running else None
 
     kv_usage, kv_key = None, None
     if plan.kv:

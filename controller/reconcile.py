@@ -101,6 +101,7 @@ class Reconciler:
         self.memory: dict[str, dict[str, planner.Observation]] = {}
         self.cache: dict[str, _Cached] = {}
         self.last_report: TickReport | None = None
+        self.last_scrapes: dict[str, dict[str, ScrapeResult]] = {}  # the last tick's, for telemetry's latency histograms
 
     # -- reading -------------------------------------------------------------------------------
     def _read(self, ref: PoolRef) -> PoolState | Outcome:
@@ -233,7 +234,7 @@ class Reconciler:
                 outcomes.append(state)
             else:
                 states[pool_cfg.ref.full_path] = (pool_cfg, state)
-        scrapes = self._scrape(states)
+        scrapes = self.last_scrapes = self._scrape(states)
         plans = []
         for path, (pool_cfg, state) in states.items():
             plan, done = self._reconcile_pool(pool_cfg, state, scrapes.get(path, {}))

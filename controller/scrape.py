@@ -97,7 +97,8 @@ def target_for(member: Member, pool: PoolConfig, keys: EngineKeys | None) -> Tar
     """The scrape target for one pool member, from the pool's `metrics` settings."""
     m = pool.metrics
     port = m.port or member.port
-    path = m.path if m.path.startswith("/") else "/" + m.path
+    path = m.path or engines.default_path(pool.engine_type)
+    path = path if path.startswith("/") else "/" + path
     headers = [("Accept", ACCEPT), ("Accept-Encoding", "gzip")]
     if m.api_key:
         headers.append(("Authorization", f"Bearer {m.api_key}"))

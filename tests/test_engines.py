@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from controller.config import ENGINE_TYPES, EngineKeys
-from controller.engines import FLAVOURS, SPECS, detect, extract, parse_key
+from controller.engines import FLAVOURS, SPECS, default_path, detect, extract, parse_key
 from controller.errors import MetricsError
 
 FIXTURES = Path("/work/shared/fixtures/engines")
@@ -23,7 +23,7 @@ TABLE = [
     ("vllm_0_11_dp2", "vllm", 12, 39, 0.9375, 2, 84.2, "vllm"),
     ("vllm_0_8_legacy", "vllm", 2, 5, 0.4312, 1, None, "vllm-legacy"),
     ("sglang", "sglang", 2826, 162, 0.28, 1, None, "sglang"),
-    ("triton_trtllm", "triton", 1, 0, 0.4875, 1, None, "triton"),
+    ("triton_trtllm", "triton", 1, 1, 0.4875, 1, None, "triton"),  # running: request_type="scheduled"
     ("llamacpp", "llamacpp", 9, 4, None, 1, None, "llamacpp"),  # its `nan` is in a metric not read
     ("tgi", "tgi", 7, 32, None, 1, None, "tgi"),
 ]
@@ -37,6 +37,22 @@ def test_fixture_table(name, engine, waiting, running, kv, ranks, maxconc, flavo
     assert s.kv_max_concurrency == (pytest.approx(maxconc) if maxconc is not None else None)
     assert detect(fixture(name)) == engine
     assert flavour in FLAVOURS
+
+
+def test_triton_running_reads_scheduled_not_active():
+    """The real capture has active=0 while one request is scheduled: running must be 1 (llm-d reads scheduled)."""
+    page = fixture("triton_trtllm")
+    assert 'request_type="active",version="1"} 0' in page and 'request_type="scheduled",version="1"} 1' in page
+    assert extract(page, "triton").running == 1
+    busier = page.replace('request_type="scheduled",version="1"} 1', 'request_type="scheduled",version="1"} 7')
+    assert extract(busier, "triton").running == 7
+
+
+@pytest.mark.parametrize("engine, path", [("vllm", "/metrics"), ("sglang", "/metrics"), ("trtllm", "/prometheus/metrics"),
+                                          ("triton", "/metrics"), ("llamacpp", "/metrics"), ("tgi", "/metrics"),
+                                          ("vllm_ascend", "/metrics"), ("trtllm_custom", "/prometheus/metrics")])
+def test_default_metrics_path_per_engine(engine, path):
+    assert default_path(engine) == path
 
 
 def test_every_fixture_is_covered_and_every_engine_type_has_names():

@@ -57,6 +57,15 @@ def closed_port() -> int:
 
 
 # -- target_for ------------------------------------------------------------------------------------
+def test_target_for_uses_the_engines_default_path_unless_configured():
+    m = member(8000, "10.0.0.1")
+    trt = PoolConfig(ref=PoolRef("llm"), engine_type="trtllm")
+    assert target_for(m, trt, None).url == "http://10.0.0.1:8000/prometheus/metrics"  # trtllm-serve's path
+    custom = PoolConfig(ref=PoolRef("llm"), engine_type="trtllm", metrics=MetricsConfig(path="/custom"))
+    assert target_for(m, custom, None).url == "http://10.0.0.1:8000/custom"
+    assert target_for(m, pool(), None).url == "http://10.0.0.1:8000/metrics"
+
+
 def test_target_for_builds_url_headers_and_auth():
     m = Member(name="10.0.0.1%2:8000", partition="Common", address="10.0.0.1%2", port=8000)
     t = target_for(m, pool(), None)

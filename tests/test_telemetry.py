@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -27,6 +28,7 @@ from controller.model import (
     PoolState,
     Reason,
     Sample,
+    ScrapeResult,
     TickReport,
     TokenCounters,
 )
@@ -98,6 +100,11 @@ def three_members() -> PoolPlan:
     )
 
 
+def fake_response(status: int = 200, method: str = "PATCH", seconds: float = 0.04):
+    """What a requests response hook receives, as far as telemetry reads it."""
+    return SimpleNamespace(status_code=status, request=SimpleNamespace(method=method), elapsed=timedelta(seconds=seconds))
+
+
 # -- fixtures and HTTP helpers -----------------------------------------------------------------
 
 @pytest.fixture
@@ -144,26 +151,27 @@ def test_metrics_carry_member_values(tel):
     tel.observe(report(three_members(), outcomes=(wrote(1),)))
     smp = samples(tel)
     m1, m3 = {"pool": REF.full_path, "member": "10.0.0.1:8000"}, {"pool": REF.full_path, "member": "10.0.0.3:8000"}
-    assert value(smp, "f5lr_member_ratio", **m1) == 50
-    assert value(smp, "f5lr_member_planned_ratio", **m1) == 100
-    assert value(smp, "f5lr_member_score", **m1) == pytest.approx(0.9)
-    assert value(smp, "f5lr_member_waiting", **m1) == 1
-    assert value(smp, "f5lr_member_running", **m1) == 3
-    assert value(smp, "f5lr_member_kv_usage", **m1) == pytest.approx(0.2)
+    assert value(smp, "f5lr_member_ratio_weight", **m1) == 50
+    assert value(smp, "f5lr_member_planned_ratio_weight", **m1) == 100
+    assert value(smp, "f5lr_member_score_ratio", **m1) == pytest.approx(0.9)
+    assert value(smp, "f5lr_member_policy_weight", **m1) == pytest.approx(0.9)
+    assert value(smp, "f5lr_member_waiting_requests", **m1) == 1
+    assert value(smp, "f5lr_member_running_requests", **m1) == 3
+    assert value(smp, "f5lr_member_kv_usage_ratio", **m1) == pytest.approx(0.2)
     assert value(smp, "f5lr_member_connection_limit", **m1) == 0
-    assert value(smp, "f5lr_member_share", **m1) == pytest.approx(1 / 3)
+    assert value(smp, "f5lr_member_planned_connection_limit", **m1) == 0
+    assert value(smp, "f5lr_member_share_ratio", **m1) == pytest.approx(1 / 3)
     assert value(smp, "f5lr_member_up", **m1) == 1
     # unknown load: up 0, and no made-up score or queue
     assert value(smp, "f5lr_member_up", **m3) == 0
-    assert value(smp, "f5lr_member_score", **m3) is None
-    assert value(smp, "f5lr_member_waiting", **m3) is None
+    assert value(smp, "f5lr_member_score_ratio", **m3) is None
+    assert value(smp, "f5lr_member_waiting_requests", **m3) is None
     assert value(smp, "f5lr_scrape_errors_total", reason="timeout", **m3) == 1
     assert value(smp, "f5lr_ticks_total", result="ok") == 1
     assert value(smp, "f5lr_ticks_total", result="error") == 0
     assert value(smp, "f5lr_tick_duration_seconds_count") == 1
     assert value(smp, "f5lr_tick_duration_seconds_sum") == pytest.approx(0.25)
     assert value(smp, "f5lr_bigip_writes_total", pool=REF.full_path, result="applied") == 1
-    assert value(smp, "f5lr_seconds_since_last_success") == 0
     assert value(smp, "f5lr_last_success_timestamp_seconds") == FakeClock().wall()
     assert value(smp, "f5lr_pool_up", pool=REF.full_path) == 1
 
@@ -178,7 +186,7 @@ def test_counters_accumulate_across_ticks(tel, clock):
     assert value(smp, "f5lr_ticks_total", result="ok") == 3
     assert value(smp, "f5lr_ticks_total", result="error") == 1
     assert value(smp, "f5lr_bigip_writes_total", pool=REF.full_path, result="failed") == 1
-    assert value(smp, "f5lr_seconds_since_last_success") == TICK  # the error tick does not count
+    assert value(smp, "f5lr_last_success_timestamp_seconds") == FakeClock().wall() + 2 * TICK  # the error tick does not count
 
 
 def test_member_labels_disappear_after_member_leaves(tel):
@@ -194,7 +202,7 @@ def test_unread_pool_drops_gauges_but_keeps_error_counters(tel):
     tel.observe(report(outcomes=(read_failed("HTTP 503: mcpd not ready"),)))
     smp = samples(tel)
     assert value(smp, "f5lr_pool_up", pool=REF.full_path) == 0
-    assert value(smp, "f5lr_member_ratio", pool=REF.full_path, member="10.0.0.1:8000") is None  # unknown, not stale
+    assert value(smp, "f5lr_member_ratio_weight", pool=REF.full_path, member="10.0.0.1:8000") is None  # unknown, not stale
     assert value(smp, "f5lr_scrape_errors_total", pool=REF.full_path, member="10.0.0.3:8000", reason="timeout") == 1
 
 
@@ -203,7 +211,7 @@ def test_pool_removed_from_config_loses_every_series(tel):
     tel.set_pools({REF_B.full_path: "sglang"})
     smp = samples(tel)
     assert not any(dict(labels).get("pool") == REF.full_path for (_, labels) in smp)
-    assert value(smp, "f5lr_member_ratio", pool=REF_B.full_path, member="10.0.0.7:8000") == 1
+    assert value(smp, "f5lr_member_ratio_weight", pool=REF_B.full_path, member="10.0.0.7:8000") == 1
     assert [p["full_path"] for p in get(tel, "/status").json()["pools"]] == [REF_B.full_path]
 
 
@@ -240,7 +248,7 @@ def test_two_instances_do_not_clash(clock):
     a = Telemetry(TelemetryConfig(port=0), clock=clock, tick_seconds=TICK)
     b = Telemetry(TelemetryConfig(port=0), clock=clock, tick_seconds=TICK)
     a.observe(report(three_members()))
-    assert b"f5lr_member_ratio{" in a.metrics()[0] and b"f5lr_member_ratio{" not in b.metrics()[0]
+    assert b"f5lr_member_ratio_weight{" in a.metrics()[0] and b"f5lr_member_ratio_weight{" not in b.metrics()[0]
 
 
 # -- derived values ----------------------------------------------------------------------------
@@ -317,7 +325,7 @@ def test_status_matches_seed_fields_and_shares_sum_to_one(tel):
     by_name = {m["name"]: m for m in p["members"]}
     m1 = by_name["10.0.0.1:8000"]
     assert (m1["ip"], m1["port"], m1["score"]) == ("10.0.0.1", 8000, 0.9)
-    assert m1["metrics"] == {"waiting_queue": 1.0, "cache_usage": 0.2, "running": 3.0}
+    assert m1["metrics"] == {"waiting_queue": 1.0, "cache_usage": 0.2, "running_req": 3.0}
     assert (m1["ratio"], m1["planned_ratio"], m1["action"]) == (50, 100, "write")
     assert by_name["10.0.0.3:8000"]["score"] is None and by_name["10.0.0.3:8000"]["metrics"]["waiting_queue"] is None
     active = [m for m in p["members"] if m["active"]]
@@ -386,7 +394,6 @@ def test_status_never_shows_secrets(tel, monkeypatch):
 def test_unknown_path_is_404(tel):
     r = get(tel, "/nope")
     assert r.status_code == 404 and r.json()["error"] == "not found"
-    assert get(tel, "/").status_code == 404
 
 
 def test_head_healthz_has_status_but_no_body(tel):
@@ -437,7 +444,12 @@ def test_dashboard_is_importable_and_queries_only_real_metrics(clock):
     # every metric the dashboard queries is one telemetry exports
     t = Telemetry(TelemetryConfig(port=0), clock=clock, tick_seconds=TICK)
     t.set_token_source(lambda: {"logins": 1, "extensions": 1, "deletions": 0})
-    t.observe(report(three_members()))
+    t.observe(report(three_members()), {REF.full_path: {
+        "10.0.0.1:8000": ScrapeResult("10.0.0.1:8000", 1.0, Sample(0.0), duration=0.01),
+        "10.0.0.3:8000": ScrapeResult("10.0.0.3:8000", 1.0, error="timeout", duration=3.0)}})
+    t.instruments.bigip_response_hook(fake_response())
     exported = {line.split("{")[0].split(" ")[0] for line in t.metrics()[0].decode().splitlines() if not line.startswith("#")}
-    used = set(re.findall(r"\bf5lr_[a-z_]+", " ".join(exprs + [variables["pool"]["query"]["query"]])))
+    annotations = [a["expr"] for a in dash["annotations"]["list"] if a.get("expr")]
+    assert annotations, "ratio changes are annotated"
+    used = set(re.findall(r"\bf5lr_[a-z_]+", " ".join(exprs + annotations + [variables["pool"]["query"]["query"]])))
     assert used and used <= exported, used - exported

@@ -1,0 +1,5 @@
+import sys
+
+from controller.sim.bigip.cli import main
+
+sys.exit(main())

@@ -1,0 +1,189 @@
+"""The JSON documents of /status (the sideband scheduler's `/pools/status` shape) and its `?simple` form.
+
+Compatibility with the sideband scheduler (seeds 000/001 and its api/server.py):
+
+* `GET /pools/status` -> `{"pools": [pool, ...]}`; `GET /pools/{name}/{partition}/status` -> one pool,
+  404 `{"detail": "Pool name:partition does not exist"}` otherwise; `?simple` -> one line per member,
+  `ip:port score` with four decimals, as text/plain.
+* Per pool: `name, partition, engine_type, member_count, members`.
+* Per member: `ip, port, score, percent, metrics{waiting_queue, cache_usage, running_req},
+  detected_variant, detected_engine_type, detection_status`.
+* `score` is on the sideband's 0-1 scale: the S1 value for `s1` pools; for policies that produce a
+  weight (`balance` and the others) the weight divided by the pool's largest, so the best member is 1.0.
+  The policy's own number is kept in `policy_weight`. `percent` is the member's expected share of new
+  connections in percent (its ratio over the sum of the active members' ratios), which is what the
+  sideband's `percent` (score over the sum of scores) meant: the chance a request goes there.
+
+Our own fields (ratio, planned ratio, connection limits, shares, action, reason) come after those.
+Free text is passed through the log redactor before it reaches a reply.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Mapping, Sequence
+
+from controller import logs
+from controller.engines import base_engine_type
+from controller.model import MemberPlan, Outcome, PoolPlan
+
+SCORE_POLICIES = frozenset({"s1"})  # policies whose score already is the sideband's 0-1 S1 value
+_URL_USERINFO = re.compile(r"(//)[^/@\s]+@")
+
+
+def num(value: float | None, digits: int = 4) -> float | None:
+    """JSON-safe number: NaN/inf become null (json.dumps would emit invalid JSON otherwise)."""
+    if value is None or isinstance(value, bool):
+        return None
+    value = float(value)
+    if not math.isfinite(value):
+        return None
+    return round(value, digits)
+
+
+def scrub(text: str) -> str:
+    """Known secrets and URL credentials out of free text bound for a reply."""
+    return _URL_USERINFO.sub(r"\1***@", logs.REDACTOR.scrub(text or ""))
+
+
+def iso(wall: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall))
+
+
+def split_path(full_path: str) -> tuple[str, str]:
+    """(partition, name) of "/Partition[/folder]/name"."""
+    parts = full_path.strip("/").split("/")
+    return (parts[0] if len(parts) > 1 else "Common"), parts[-1]
+
+
+def shares(plan: PoolPlan, planned: bool = True) -> dict[str, float]:
+    """Expected share of new connections per member: ratio / sum of ratios of active members.
+
+    Pools whose LB mode ignores ratios (round robin, least connections, ...) are shown as an even
+    split among active members: there the ratio has no say, so ratio-based shares would mislead.
+    """
+    active = [p for p in plan.members if p.member.active]
+    weights = {p.member.key: float(p.ratio if planned else p.member.ratio) for p in active}
+    if not plan.pool.honours_ratio:
+        weights = {k: 1.0 for k in weights}
+    total = sum(w for w in weights.values() if w > 0)
+    return {p.member.key: (weights.get(p.member.key, 0.0) / total if total > 0 else 0.0) for p in plan.members}
+
+
+def unit_scores(plan: PoolPlan, policy: str = "") -> dict[str, float]:
+    """Each fresh member's score on the sideband's 0-1 scale (see the module docstring)."""
+    raw = {p.member.key: float(p.score) for p in plan.members if p.score is not None and math.isfinite(p.score)}
+    if not raw:
+        return {}
+    already_unit = policy in SCORE_POLICIES or (not policy and all(0.0 <= v <= 1.0 for v in raw.values()))
+    if already_unit:
+        return {k: min(1.0, max(0.0, v)) for k, v in raw.items()}
+    top = max(raw.values())
+    return {k: (max(0.0, v) / top if top > 0 else 0.0) for k, v in raw.items()}
+
+
+def detection(p: MemberPlan) -> tuple[str | None, str | None, str | None]:
+    """(detected_variant, detected_engine_type, detection_status) as the sideband reports them."""
+    if p.sample is not None:
+        variant = p.sample.engine or None
+        return variant, (base_engine_type(variant) or variant) if variant else None, "ok"
+    if not p.member.active:
+        return None, None, None  # not scraped: nothing detected, nothing failed
+    return None, None, "failed"
+
+
+def member_view(p: MemberPlan, *, score: float | None, share: float, planned_share: float, percent: float) -> dict:
+    """One member as /status shows it; the sideband's fields come first."""
+    m, s = p.member, p.sample
+    variant, engine_type, status = detection(p)
+    view = {
+        "ip": m.scrape_host.strip("[]"),
+        "port": m.port,
+        "score": num(score),
+        "percent": num(percent * 100.0, 2),
+        "metrics": {
+            "waiting_queue": num(s.waiting) if s else None,
+            "cache_usage": num(s.kv_usage) if s else None,
+            "running_req": num(s.running) if s else None,
+        },
+        "detected_variant": variant,
+        "detected_engine_type": engine_type,
+        "detection_status": status,
+        "name": m.name,
+        "session": m.session,
+        "state": m.state,
+        "active": m.active,
+        "up": s is not None,
+        "policy_weight": num(p.score),
+        "ratio": m.ratio,
+        "planned_ratio": p.ratio,
+        "connection_limit": m.connection_limit,
+        "planned_connection_limit": p.connection_limit,
+        "share": num(share, 6),
+        "planned_share": num(planned_share, 6),
+        "action": p.action.value,
+        "reason": scrub(p.reason),
+    }
+    view["speed"] = {"value": num(p.speed), "source": p.speed_source or None}  # the planner's capacity estimate
+    return view
+
+
+def pool_view(plan: PoolPlan, engine_type: str, policy: str, dry_run: bool) -> dict:
+    ref, pool = plan.pool.ref, plan.pool
+    current, planned = shares(plan, planned=False), shares(plan, planned=True)
+    live = current if dry_run else planned  # what BIG-IP balances on once this tick's writes are in
+    scores = unit_scores(plan, policy)
+    members = [
+        member_view(p, score=scores.get(p.member.key), share=current[p.member.key],
+                    planned_share=planned[p.member.key], percent=live[p.member.key])
+        for p in plan.members
+    ]
+    return {
+        "name": ref.name,
+        "partition": ref.partition,
+        "engine_type": engine_type,
+        "member_count": len(members),
+        "members": members,
+        "full_path": ref.full_path,
+        "policy": policy or None,
+        "load_balancing_mode": pool.load_balancing_mode,
+        "honours_ratio": pool.honours_ratio,
+        "neutral": plan.neutral or None,
+        "active_member_count": sum(1 for p in plan.members if p.member.active),
+        "fresh_member_count": sum(1 for p in plan.members if p.sample is not None),
+        "note": scrub(plan.note),
+    }
+
+
+def missing_pool_view(full_path: str, engine_type: str, outcome: Outcome | None) -> dict:
+    """A configured pool the tick could not read: listed, empty, with the reason."""
+    partition, name = split_path(full_path)
+    error = outcome.message if outcome is not None and outcome.failed else None
+    return {
+        "name": name,
+        "partition": partition,
+        "engine_type": engine_type,
+        "member_count": 0,
+        "members": [],
+        "full_path": full_path,
+        "error": scrub(error or "not read this tick"),
+    }
+
+
+def find_pool(pools: Sequence[Mapping], name: str, partition: str) -> Mapping | None:
+    """The pool the sideband's `/pools/{name}/{partition}/status` names (its key is name:partition)."""
+    return next((p for p in pools if p["name"] == name and p["partition"] == partition), None)
+
+
+def simple_text(pool: Mapping) -> str:
+    """The sideband's `?simple` form: `ip:port score` per member, score with four decimals.
+
+    An unknown score prints as 0.0000, as the sideband prints a member it cannot score, so a script
+    that splits each line in two keeps working.
+    """
+    lines = []
+    for m in pool["members"]:
+        lines.append(f"{m['ip']}:{m['port']} {(m['score'] or 0.0):.4f}")  # exactly the sideband's format
+    return "\n".join(lines)

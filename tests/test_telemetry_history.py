@@ -1,0 +1,192 @@
+"""The hour of history: ring buffer bounds, /history.json, the page's files, and the new metrics."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from types import SimpleNamespace
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from controller.clock import FakeClock
+from controller.config import TelemetryConfig
+from controller.model import Action, Kind, Member, MemberPlan, Outcome, PoolPlan, PoolRef, PoolState, Reason, Sample, TickReport
+from controller.telemetry import Telemetry, attach, page
+from controller.telemetry.history import FIELDS, History, Ring, Ttft
+
+REF = PoolRef("llm-pool-1")
+
+
+def tick(ratios: dict[int, tuple[int, int]], waiting: float = 1.0, dry_run: bool = False) -> TickReport:
+    """{member number: (ratio now, planned ratio)} -> a report of one pool."""
+    plans = []
+    for i, (now, planned) in ratios.items():
+        m = Member(f"10.0.0.{i}:8000", "Common", f"10.0.0.{i}", 8000, now)
+        action = Action.WRITE if planned != now else Action.HOLD
+        plans.append(MemberPlan(member=m, sample=Sample(waiting * i, running=2.0 * i, kv_usage=0.1 * i), score=0.5,
+                                ratio=planned, connection_limit=0, action=action,
+                                reason=f"pressure {i}" if action is Action.WRITE else ""))
+    pool = PoolPlan(PoolState(REF, "ratio-least-connections-member", tuple(p.member for p in plans)), tuple(plans))
+    outcomes = [Outcome(kind=Kind.POOL, reason=Reason.READ, pool=REF.full_path)]
+    if not dry_run:
+        outcomes += [Outcome(kind=Kind.MEMBER, reason=Reason.APPLIED, pool=REF.full_path, member=p.member.key)
+                     for p in plans if p.action is Action.WRITE]
+    return TickReport(started=0.0, finished=0.1, plans=(pool,), outcomes=tuple(outcomes), dry_run=dry_run)
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def tel(clock):
+    t = Telemetry(TelemetryConfig(port=0), clock=clock, tick_seconds=1.0, engine_types={REF.full_path: "vllm"})
+    t.poll_interval = 0.01
+    t.start()
+    yield t
+    t.stop()
+
+
+def get(t: Telemetry, path: str) -> requests.Response:
+    host, port = t.address
+    return requests.get(f"http://{host}:{port}{path}", timeout=5)
+
+
+# -- the ring --------------------------------------------------------------------------------------
+
+def test_ring_keeps_the_last_slots_in_order_and_drops_members_gone_for_a_whole_ring():
+    ring = Ring(4)
+    for t in range(6):
+        ring.append(float(t), {"a": [t] * len(FIELDS)} | ({"b": [10 * t] * len(FIELDS)} if t == 0 else {}))
+    assert [ring.times[s] for s in ring.slots()] == [2.0, 3.0, 4.0, 5.0]
+    assert [ring.series["a"][s * len(FIELDS)] for s in ring.slots()] == [2.0, 3.0, 4.0, 5.0]
+    assert "b" not in ring.series  # absent for 4 appends: gone, so memory stays bounded by who is present
+
+
+def test_coarse_ring_keeps_one_slot_per_step_with_the_last_value():
+    ring = Ring(10, step=10.0)
+    for t in (0.0, 3.0, 9.0, 12.0):
+        ring.append(t, {"a": [t] * len(FIELDS)})
+    assert [ring.times[s] for s in ring.slots()] == [9.0, 12.0]
+    assert ring.series["a"][ring.slots()[0] * len(FIELDS)] == 9.0
+
+
+def test_ttft_is_the_mean_between_ticks_and_none_across_a_restart():
+    t = Ttft()
+    assert t.update("/p", {"a": (10.0, 100.0), "b": (None, None)}) == {"a": None, "b": None}  # first sight
+    assert t.update("/p", {"a": (12.0, 110.0)}) == {"a": pytest.approx(0.2)}
+    assert t.update("/p", {"a": (12.0, 110.0)}) == {"a": None}  # no new first token
+    assert t.update("/p", {"a": (1.0, 5.0)}) == {"a": None}  # counters went down: the engine restarted
+    assert t.update("/p", {"a": (1.5, 10.0)}) == {"a": pytest.approx(0.1)}
+
+
+def test_history_memory_does_not_grow_with_ticks():
+    h = History()
+    row = {f"m{i}": [1.0] * len(FIELDS) for i in range(10)}
+    for t in range(400):
+        h.record("/Common/p", float(t), row)
+    size = h.nbytes()
+    for t in range(400, 8000, 3):
+        h.record("/Common/p", float(t), row)
+    assert h.nbytes() == size
+
+
+def test_history_spans_the_hour_recent_at_tick_resolution(clock):
+    h = History()
+    for t in range(0, 4000):
+        h.record("/Common/p", float(t), {"m": [float(t)] + [None] * (len(FIELDS) - 1)})
+    doc = h.snapshot(now=3999.0)
+    t = doc["pools"][0]["t"]
+    assert t[0] >= 3999 - 3600 and t[-1] == 3999.0 and t == sorted(t)
+    assert t[-120:] == [float(x) for x in range(3880, 4000)]  # the last 120 ticks one by one
+    assert doc["pools"][0]["members"]["m"]["ratio"][-1] == 3999
+    assert doc["pools"][0]["members"]["m"]["kv"][-1] is None  # unknown is null, not 0
+
+
+# -- /history.json and the page ------------------------------------------------------------------
+
+def test_history_json_follows_ratio_changes_with_reasons(tel, clock):
+    tel.observe(tick({1: (50, 50), 2: (50, 50)}))
+    clock.advance(1)
+    tel.observe(tick({1: (50, 100), 2: (50, 50)}, waiting=3))
+    clock.advance(1)
+    tel.observe(tick({1: (100, 100), 2: (50, 50)}))
+    doc = get(tel, "/history.json").json()
+    (p,) = doc["pools"]
+    m1 = p["members"]["10.0.0.1:8000"]
+    assert m1["ratio"] == [50, 100, 100] and p["members"]["10.0.0.2:8000"]["ratio"] == [50, 50, 50]
+    assert m1["waiting"] == [1.0, 3.0, 1.0] and m1["kv"] == [0.1, 0.1, 0.1]
+    assert m1["share"][1] == pytest.approx(100 / 150, abs=1e-4)
+    (change,) = doc["changes"]
+    assert (change["member"], change["ratio_from"], change["ratio_to"], change["reason"]) == ("10.0.0.1:8000", 50, 100, "pressure 1")
+    assert change["waiting"] == 3.0 and change["at_epoch"] == p["t"][1] and change["outcome"] == "applied"
+    newer = get(tel, f"/history.json?since={p['t'][1]}").json()
+    assert newer["pools"][0]["t"] == p["t"][2:] and newer["changes"] == []
+    assert get(tel, "/history.json?since=yesterday").status_code == 400
+
+
+def test_dry_run_history_shows_what_bigip_holds_and_marks_changes_as_planned(tel):
+    tel.observe(tick({1: (50, 100)}, dry_run=True))
+    doc = get(tel, "/history.json").json()
+    assert doc["pools"][0]["members"]["10.0.0.1:8000"]["ratio"] == [50]
+    assert doc["changes"][0]["dry_run"] is True and doc["changes"][0]["outcome"] == "planned"
+
+
+def test_page_and_assets_ship_in_the_package_and_need_nothing_else(tel):
+    r = get(tel, "/")
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/html")
+    assert "default-src 'self'" in r.headers["Content-Security-Policy"]
+    for ref in ("static/app.js", "static/app.css"):
+        assert ref in r.text
+        assert get(tel, "/" + ref).status_code == 200
+    assert "http" not in r.text.replace("http-equiv", "")  # no CDN, no external URL
+    assert "history.json" in get(tel, "/static/app.js").text
+    assert page.total_bytes() < 20_000
+
+
+# -- metrics added for SREs ------------------------------------------------------------------------
+
+def families(t: Telemetry) -> dict:
+    return {f.name: f for f in text_string_to_metric_families(get(t, "/metrics").text)}
+
+
+def test_process_metrics_and_units(tel):
+    tel.observe(tick({1: (50, 50)}))
+    fams = families(tel)
+    assert "process_cpu_seconds" in fams or "process_start_time_seconds" in fams  # Linux has both
+    for name, fam in fams.items():
+        if name.startswith("f5lr_member_") and name.endswith("_ratio"):
+            assert all(0.0 <= s.value <= 1.0 for s in fam.samples), name
+        assert fam.documentation, f"{name} has no HELP"
+    assert "f5lr_seconds_since_last_success" not in fams  # the timestamp says it; time() - it in PromQL
+
+
+def test_reloads_bigip_latency_and_scrape_latency_are_counted(tel):
+    session = SimpleNamespace(hooks={"response": []})
+    daemon = SimpleNamespace(cfg=SimpleNamespace(pools=(), scheduler=SimpleNamespace(tick_seconds=1.0)),
+                             rec=SimpleNamespace(bigip=SimpleNamespace(session=session), last_scrapes={}),
+                             on_tick=[], on_reload=[])
+    attach(tel, daemon)
+    assert len(session.hooks["response"]) == 1
+    daemon.on_reload[0](True)
+    daemon.on_reload[0](False)
+    daemon.on_reload[0](False)
+    resp = SimpleNamespace(status_code=200, request=SimpleNamespace(method="PATCH"), elapsed=timedelta(milliseconds=40))
+    session.hooks["response"][0](resp)
+    text = get(tel, "/metrics").text
+    assert 'f5lr_config_reloads_total{result="rejected"} 2.0' in text
+    assert 'f5lr_config_reloads_total{result="applied"} 1.0' in text
+    assert 'f5lr_bigip_request_duration_seconds_count{code="2xx",method="PATCH"} 1.0' in text
+    attach(tel, daemon)
+    assert len(session.hooks["response"]) == 1  # hooked once per client
+
+
+def test_nan_never_reaches_json(tel):
+    m = Member("10.0.0.1:8000", "Common", "10.0.0.1", 8000, 10)
+    p = MemberPlan(member=m, sample=Sample(math.nan, running=math.inf, kv_usage=0.5), score=math.nan, ratio=10,
+                   connection_limit=0, action=Action.HOLD)
+    tel.observe(TickReport(started=0.0, finished=0.1, plans=(PoolPlan(PoolState(REF, "ratio-member", (m,)), (p,)),)))
+    assert get(tel, "/history.json").status_code == 200 and get(tel, "/status").status_code == 200
