@@ -97,9 +97,10 @@ BALANCE_LARGE_POOL = 8
 BALANCE_LARGE_POOL_QUEUE_BOOST = 3.0
 #: exponent on a *measured* service rate in the neutral (ratios proportional to rate^SPEED_PRIOR).
 #: Below 1 because ratio-least-connections already sends a faster member more requests at equal
-#: concurrency (it frees its connections sooner); the ratio only has to add the part of the speed
-#: difference that equal concurrency leaves on the table (docs/policy.md).
-SPEED_PRIOR = 1.0
+#: concurrency (it frees its connections sooner); the ratio only adds the part of the speed difference
+#: that equal concurrency leaves on the table. Larger moves along the median/tail trade-off (lower p99,
+#: higher p50) and, in pools of 16, churns more on noisy per-member rates (docs/policy.md).
+SPEED_PRIOR = 0.5
 #: KV use enters the pressure as kv_usage ** BALANCE_KV_POWER: near 0 while a member has room, steep as
 #: its cache fills. With a speed neutral, a fast member is *meant* to hold more concurrency (and so more
 #: KV) than a slow one; a linear KV term pushed it back toward equal concurrency at 15-30% KV use.
