@@ -23,7 +23,8 @@ class F5Config:
     password: str = field(default="", repr=False)
     password_source: str = ""  # "env F5_PASSWORD" or "file /run/credentials/..", for messages
     verify_tls: bool | str = True  # True, False, or a CA bundle path
-    timeout: float = 10.0  # seconds per iControl REST call
+    timeout: float = 10.0  # seconds per iControl REST call: connect, send, headers and the whole body
+    tick_budget: float = 30.0  # seconds for all of one tick's BIG-IP calls (reads, writes, logins, retries)
     login_provider: str = "tmos"
     write_mode: str = "patch"  # "patch": one PATCH per member; "transaction": one commit per pool
     write_concurrency: int = 4

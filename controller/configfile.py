@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from controller import engines, policy
+from controller import bounds, engines, policy
 from controller.config import (
     DRIVES,
     ENGINE_TYPES,
@@ -351,6 +351,7 @@ _F5 = (
     ("port", integer(1, 65535)),
     ("username", string()),
     ("timeout", number(0, lo_open=True, unit=" (seconds)")),
+    ("tick_budget", number(0, lo_open=True, unit=" (seconds)")),
     ("login_provider", string()),
     ("write_mode", choice(WRITE_MODES)),
     ("write_concurrency", integer(1)),
@@ -676,7 +677,7 @@ def parse(data: Any, environ: Mapping[str, str] = os.environ, source: str = "") 
     pools = _read_pools(root, _PoolDefaults(modes, weights, engines))
     if ctx.problems:
         raise ConfigError(ctx.problems)
-    return AppConfig(
+    cfg = AppConfig(
         f5=f5,
         pools=pools,
         scheduler=scheduler,
@@ -687,6 +688,10 @@ def parse(data: Any, environ: Mapping[str, str] = os.environ, source: str = "") 
         source=source,
         notes=tuple(ctx.notes),
     )
+    misfit = bounds.fit_problem(cfg, environ)
+    if misfit:
+        raise ConfigError(f"{', '.join(bounds.BOUND_KEYS)}: {misfit}")
+    return cfg
 
 
 def _read_yaml(path: str) -> Any:

@@ -252,13 +252,16 @@ class Reason(str, Enum):
     NOT_READ = "not-read"  # not tried: BIG-IP gave no reply, or refused the login, earlier in this tick
     APPLIED = "applied"  # member written
     WRITE_FAILED = "write-failed"  # member write refused or failed (locally or by BIG-IP)
+    WRITE_DEFERRED = "write-deferred"  # not attempted: an earlier write of this tick timed out (next tick)
+    BLIND = "blind"  # pool read, but not one active member had fresh metrics: the controller could not see it
     INTERNAL_ERROR = "internal-error"  # a bug in the tick: nothing after it ran
 
     def __str__(self) -> str:
         return self.value
 
 
-FAILURES = frozenset({Reason.READ_FAILED, Reason.NOT_READ, Reason.WRITE_FAILED, Reason.INTERNAL_ERROR})
+FAILURES = frozenset({Reason.READ_FAILED, Reason.NOT_READ, Reason.WRITE_FAILED, Reason.WRITE_DEFERRED,
+                      Reason.BLIND, Reason.INTERNAL_ERROR})
 
 
 @dataclass(frozen=True, kw_only=True)

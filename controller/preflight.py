@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from controller import bounds
 from controller.config import AppConfig
 from controller.errors import BigIPError, NotFoundError
 from controller.scrape import target_for
@@ -81,8 +82,18 @@ def check_members(cfg: AppConfig, pool_cfg, state, scraper) -> list[Row]:
     return rows
 
 
+def tick_bound_row(cfg: AppConfig, environ=None) -> Row:
+    """The worst-case tick derived from the config, against the watchdog (a misfit is already a config error)."""
+    import os
+
+    bound = bounds.tick_bound(cfg)
+    watchdog, source = bounds.watchdog_seconds(os.environ if environ is None else environ)
+    return Row("tick bound", OK, f"worst case {bound.explain()}; with one interval "
+                                 f"{bound.ping_gap:g}s < watchdog {watchdog:g}s ({source})")
+
+
 def run(cfg: AppConfig, bigip, scraper) -> list[Row]:
-    rows = [Row("config", OK, f"{cfg.source}: {len(cfg.pools)} pool(s)")]
+    rows = [Row("config", OK, f"{cfg.source}: {len(cfg.pools)} pool(s)"), tick_bound_row(cfg)]
     login = _guard("login", lambda: check_login(bigip))
     rows.append(login)
     if login.status == FAIL:

@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from controller import bounds
 from controller.clock import Clock, SystemClock
 from controller.config import F5Config
 from controller.errors import AuthError, BigIPError, PermanentBigIPError, TokenLimitError
@@ -40,7 +41,7 @@ DEFAULT_TIMEOUT = 1200  # seconds; BIG-IP's default when the reply does not say
 REFRESH_MIN_LEFT = 60.0  # refresh when less than this many seconds are left ...
 REFRESH_SHARE_LEFT = 0.10  # ... or less than this share of the token's lifetime
 RELOGIN_BACKOFF = 30.0  # after a failed refresh, keep the old token and try again this much later
-DELETE_TIMEOUT = 3.0  # seconds; best-effort deletes must not hold up shutdown
+DELETE_TIMEOUT = bounds.DELETE_TIMEOUT  # seconds; best-effort deletes must not hold up shutdown
 TOKEN_LIMIT_TEXT = "maximum active login tokens"
 
 Request = Callable[..., Any]
