@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=_ints, default=None,
                     help="comma-separated arrival seeds (default: the file's); figures are medians over seeds")
     ap.add_argument("--load", type=float, default=None, help="override arrivals.load (share of pool capacity)")
-    ap.add_argument("--duration", type=float, default=None, help="override duration_s (simulated seconds)")
+    ap.add_argument("--duration", type=float, default=None,
+                    help="override duration_s (simulated seconds); slowdown times scale with it")
     ap.add_argument("--contenders", default=",".join(ALL), help=f"comma-separated subset of {','.join(ALL)}")
     ap.add_argument("--ratios", type=_ints, default=None,
                     help="also run fixed ratios, one per member, under ratio-least-connections (contender `static`)")
@@ -59,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.duration > 0:
             print("error: --duration must be > 0", file=sys.stderr)
             return 2
-        from dataclasses import replace
-        sc = replace(sc, duration_s=args.duration)
+        sc = sc.with_duration(args.duration)
     chosen = [c for c in args.contenders.split(",") if c]
     unknown = [c for c in chosen if c not in ALL]
     if unknown:
