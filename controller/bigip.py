@@ -69,6 +69,7 @@ from controller.redact import scrub as _scrub
 from controller.redact import token_urls as _token_urls
 from controller.token import HEADER as TOKEN_HEADER
 from controller.token import TokenManager, is_token_limit
+from controller.tokenstore import TokenStore
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,7 @@ class BigIPClient:
         clock: Clock | None = None,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        token_store: TokenStore | None = None,
     ):
         self.cfg = cfg
         self.clock = clock or SystemClock()
@@ -154,7 +156,7 @@ class BigIPClient:
         self._calls_lock = threading.Lock()
         self.calls = 0
         self.budget = deadline.TickBudget()
-        self.tokens = TokenManager(cfg, self._request, clock=self.clock)
+        self.tokens = TokenManager(cfg, self._request, clock=self.clock, store=token_store)
         logging.getLogger("urllib3.connectionpool").addFilter(_URLLIB3_FILTER)  # idempotent
         if cfg.verify_tls is False:
             # Scoped to this host, so verification warnings for anything else in the process stay on.

@@ -25,6 +25,7 @@ class F5Config:
     verify_tls: bool | str = True  # True, False, or a CA bundle path
     timeout: float = 10.0  # seconds per iControl REST call: connect, send, headers and the whole body
     tick_budget: float = 30.0  # seconds for all of one tick's BIG-IP calls (reads, writes, logins, retries)
+    state_dir: str = ""  # where the token state file lives: f5.state_dir, else $STATE_DIRECTORY; "" = none
     login_provider: str = "tmos"
     write_mode: str = "patch"  # "patch": one PATCH per member; "transaction": one commit per pool
     write_concurrency: int = 4

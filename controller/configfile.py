@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from controller import bounds, engines, policy
+from controller import bounds, engines, policy, tokenstore
 from controller.config import (
     DRIVES,
     ENGINE_TYPES,
@@ -352,6 +352,7 @@ _F5 = (
     ("username", string()),
     ("timeout", number(0, lo_open=True, unit=" (seconds)")),
     ("tick_budget", number(0, lo_open=True, unit=" (seconds)")),
+    ("state_dir", string()),
     ("login_provider", string()),
     ("write_mode", choice(WRITE_MODES)),
     ("write_concurrency", integer(1)),
@@ -490,6 +491,7 @@ def _read_f5(root: _Reader) -> F5Config:
     if not r.has("host"):
         r.problem("host", "required (the BIG-IP management address)")
     password, source = _f5_password(r)
+    kw["state_dir"] = tokenstore.state_dir(kw.get("state_dir", ""), r.ctx.environ)
     return F5Config(**{"host": "", **kw}, password=password, password_source=source)
 
 

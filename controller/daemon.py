@@ -23,6 +23,7 @@ from controller.errors import ConfigError
 from controller.model import Kind, Outcome, Reason, TickReport
 from controller.reconcile import Reconciler
 from controller.scrape import Scraper
+from controller.tokenstore import TokenStore
 
 # While BIG-IP fails every read, ticks are spaced out: one tick, then twice as long each time, up to this.
 # Kept short so that recovery comes at most this long after BIG-IP answers again.
@@ -46,10 +47,13 @@ def instance_id(config_path: str = "", hostname: str | None = None) -> str:
 def build(cfg: AppConfig, *, dry_run: bool, clock: Clock | None = None) -> Reconciler:
     """Wire the real edges to the reconciler."""
     clock = clock or SystemClock()
-    bigip = BigIPClient(cfg.f5, clock=clock)
+    instance = instance_id(cfg.source)
+    # Only the writer remembers its token: `plan`, `check` and dry runs must not adopt (and then delete) it.
+    store = TokenStore(cfg.f5.state_dir, instance) if cfg.f5.state_dir and not dry_run else None
+    bigip = BigIPClient(cfg.f5, clock=clock, token_store=store)
     logs.REDACTOR.sources[:] = [bigip.tokens.secrets]
     scraper = Scraper(max_workers=cfg.scheduler.scrape_concurrency, clock=clock)
-    return Reconciler(cfg, bigip, scraper, clock=clock, dry_run=dry_run, log=logs.get(), instance=instance_id(cfg.source))
+    return Reconciler(cfg, bigip, scraper, clock=clock, dry_run=dry_run, log=logs.get(), instance=instance)
 
 
 def close(rec: Reconciler) -> None:

@@ -132,7 +132,7 @@ def test_one_login_and_the_token_is_deleted(rig):
     rec = build()
     for _ in range(20):
         rec.tick()
-        clock.advance(60.0)
+        clock.advance(25.0)  # 500 s in all: inside one token's 600 s lifetime (refreshed at 540 s)
         assert len(emu.live_tokens()) == 1
     daemon.close(rec)
     assert emu.logins == 1
