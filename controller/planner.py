@@ -169,12 +169,14 @@ def plan_pool(
     wall: float,
     instance: str = "",
     scorer: policy.Policy | None = None,
+    prefill_weight: float | None = None,
 ) -> tuple[PoolPlan, dict[str, Observation]]:
     """Decide every member of one pool. Returns the plan and the observations to carry forward.
 
     `instance` is this controller's id: it goes into the GUI notes it writes, and a member whose note
     carries another instance's id, written less than OWNER_WINDOW ago, is left alone ("owned-by-other").
-    `scorer` replaces the configured policy (benchmarks compare variants without registering them).
+    `scorer` replaces the configured policy and `prefill_weight` capacity.PREFILL_WEIGHT (benchmarks
+    compare variants without registering them or changing module constants).
     """
     observed = _remember(pool, scrapes, memory, now)
     fresh = _fresh(pool, scrapes)
@@ -184,7 +186,7 @@ def plan_pool(
         return PoolPlan(pool, held, note), observed
 
     speeds = {k: o.speed for k, o in observed.items() if o.speed is not None}
-    neutral = capacity.neutral(fresh, speeds, fresh)
+    neutral = capacity.neutral(fresh, speeds, fresh, prefill_weight)
     ctx = policy.Context(current={m.key: m.ratio for m in pool.members}, scale=cfg.weights.scale,
                          neutral=neutral.values, neutral_source=neutral.source)
     raw = scorer(fresh, cfg.mode, ctx) if scorer is not None else policy.score(fresh, cfg.mode, ctx)
