@@ -106,7 +106,7 @@ def test_ten_sigkill_restart_cycles_leave_at_most_one_live_token(tmp_path):
                 # the first tick has run once the daemon has used BIG-IP (read the pool)
                 wait_for(lambda d=d: d.events("started") and s.bigip.request_log and
                          any(r.path.startswith("/mgmt/tm/ltm/pool") for r in s.bigip.request_log[-5:]),
-                         15, what=f"cycle {cycle}: a tick")
+                         30, what=f"cycle {cycle}: a tick")
                 peak = max(peak, len(s.bigip.live_tokens(USER)))
             finally:
                 d.proc.send_signal(signal.SIGKILL)
