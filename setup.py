@@ -1,12 +1,21 @@
+import pathlib
+import re
+
 from setuptools import find_namespace_packages, setup
+
+HERE = pathlib.Path(__file__).resolve().parent
+# The one place the version is written is controller/__init__.py; read it without importing the package
+# (its dependencies are not installed yet when this runs).
+VERSION = re.search(r'^__version__ = "([^"]+)"', (HERE / "controller" / "__init__.py").read_text(encoding="utf-8"), re.M)[1]
 
 setup(
     name="f5-llm-ratio",
-    version="0.1.0",
+    version=VERSION,
     description="Drive F5 BIG-IP pool member ratios from LLM inference engine load, with no request path.",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
+    license_files=["LICENSE"],
     python_requires=">=3.10",
     # Namespace discovery so controller/sim/data (the built-in trace sample) ships as package data.
     packages=find_namespace_packages(include=["controller", "controller.*"], exclude=["*.__pycache__"]),
@@ -29,7 +38,7 @@ setup(
             'f5-sdk>=3.0.21; python_version < "3.12"',
         ],
         "bench": ["matplotlib>=3.7"],
-        "lint": ["ruff>=0.5"],
+        "lint": ["ruff>=0.5", "mypy>=1.5", "import-linter>=2.0", "types-PyYAML", "types-requests"],
     },
     entry_points={"console_scripts": ["f5-llm-ratio=controller.cli:main"]},
     classifiers=[

@@ -5,7 +5,8 @@ Every library error is translated here, at the boundary, into the tree in `contr
 | what happened                                        | raised                                   |
 | ---------------------------------------------------- | ---------------------------------------- |
 | no TCP connection, TLS failure, connect timeout       | BigIPUnreachable (retried)               |
-| read timeout, reset mid-reply                         | RetryableBigIPError (retried)            |
+| call deadline passed (connect+send+whole body), tick budget spent | BigIPTimeout (not retried this tick) |
+| reset mid-reply                                       | RetryableBigIPError (retried)            |
 | 500 "mcpd", any 503 (HTML: restjavad restarting), 502, 504 | RetryableBigIPError (retried)            |
 | 404 "not registered", 404 without JSON, non-JSON 2xx  | RetryableBigIPError (retried)            |
 | 401                                                   | token dropped, one re-login, one retry; then AuthError |
@@ -18,6 +19,11 @@ Every library error is translated here, at the boundary, into the tree in `contr
 
 A malformed pool reply is *permanent*, not retryable: retrying the same GET returns the same
 document, and the reconciler must write nothing to that pool this tick either way.
+
+Every call has one deadline, `f5.timeout`, for connect, send, headers and the whole body (a reply
+trickling one byte per second is cut there: `controller.deadline`), cut further to what is left of
+the tick's BIG-IP budget (`f5.tick_budget`, started by `begin_tick`). A call that hits its deadline
+is not retried in the same tick, and after the first write that times out the tick writes no more.
 
 Retryable errors are retried up to `ATTEMPTS` times with exponential backoff and full jitter;
 `sleep` is injectable so tests run instantly. Transaction commits are never retried (the next
@@ -44,13 +50,14 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
-from requests.adapters import HTTPAdapter
 
+from controller import deadline
 from controller.clock import Clock, SystemClock
 from controller.config import F5Config
 from controller.errors import (
     AuthError,
     BigIPError,
+    BigIPTimeout,
     BigIPUnreachable,
     NotFoundError,
     PermanentBigIPError,
@@ -58,8 +65,11 @@ from controller.errors import (
     TokenLimitError,
 )
 from controller.model import Member, MemberPlan, PoolRef, PoolState, TokenCounters, split_member_name
+from controller.redact import scrub as _scrub
+from controller.redact import token_urls as _token_urls
 from controller.token import HEADER as TOKEN_HEADER
 from controller.token import TokenManager, is_token_limit
+from controller.tokenstore import TokenStore
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +83,12 @@ WRITABLE_FIELDS = frozenset({"ratio", "connectionLimit", "description"})
 COORDINATION_HEADER = "X-F5-REST-Coordination-Id"
 TRANSACTION_PATH = "/mgmt/tm/transaction"
 TRANSACTION_POLLS = 3  # GETs while a committed transaction is still being applied
-REDACTED = "<redacted>"
+_ANY_ADDRESS = frozenset({"any6", "any", "::", "0.0.0.0"})  # an FQDN template member's address
 
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.I | re.S)
 _TAG = re.compile(r"<[^>]+>")
 _SPACE = re.compile(r"\s+")
 _CERT_REASON = re.compile(r"certificate verify failed: ([^()'\"]+)")
-_TOKEN_URL = re.compile(r"(/mgmt/shared/authz/tokens/)[^\s\"'?]+")
 
 
 @dataclass
@@ -89,6 +98,7 @@ class ApplyResult:
     applied: list[str] = field(default_factory=list)
     failed: list[tuple[str, BigIPError]] = field(default_factory=list)
     calls: int = 0
+    deferred: list[str] = field(default_factory=list)  # not attempted: an earlier write timed out or the budget is spent
 
 
 class _TokenPathFilter(logging.Filter):
@@ -100,7 +110,7 @@ class _TokenPathFilter(logging.Filter):
         except Exception:  # noqa: BLE001 - never break logging
             return True
         if "/mgmt/shared/authz/tokens/" in text:
-            record.msg, record.args = _TOKEN_URL.sub(r"\1" + REDACTED, text), ()
+            record.msg, record.args = _token_urls(text), ()
         return True
 
 
@@ -131,6 +141,7 @@ class BigIPClient:
         clock: Clock | None = None,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        token_store: TokenStore | None = None,
     ):
         self.cfg = cfg
         self.clock = clock or SystemClock()
@@ -139,12 +150,14 @@ class BigIPClient:
         if session is None:
             session = requests.Session()
             size = max(10, cfg.write_concurrency)
-            session.mount("https://", HTTPAdapter(pool_connections=1, pool_maxsize=size))
+            session.mount("https://", deadline.DeadlineAdapter(pool_connections=1, pool_maxsize=size))
+            session.mount("http://", deadline.DeadlineAdapter(pool_connections=1, pool_maxsize=size))
         self.session = session
         self._base = cfg.base_url
         self._calls_lock = threading.Lock()
         self.calls = 0
-        self.tokens = TokenManager(cfg, self._request, clock=self.clock)
+        self.budget = deadline.TickBudget()
+        self.tokens = TokenManager(cfg, self._request, clock=self.clock, store=token_store)
         logging.getLogger("urllib3.connectionpool").addFilter(_URLLIB3_FILTER)  # idempotent
         if cfg.verify_tls is False:
             # Scoped to this host, so verification warnings for anything else in the process stay on.
@@ -171,6 +184,10 @@ class BigIPClient:
         except _Malformed as e:
             raise PermanentBigIPError(f"malformed pool reply: {_scrub(str(e), self.tokens.secrets())}",
                                       status=200, method="GET", path=path) from None
+
+    def get(self, path: str) -> Any:
+        """One authenticated GET of any iControl REST path (e.g. cm/failover-status), decoded JSON."""
+        return self._call("GET", path)
 
     def version(self) -> str:
         """TMOS version, e.g. "16.1.3"."""
@@ -270,12 +287,28 @@ class BigIPClient:
 
     def close(self) -> None:
         """Delete the token (best effort). The session stays usable; a later call logs in again."""
+        self.budget.end()
         self.tokens.close()
 
+    def begin_tick(self, seconds: float | None = None) -> None:
+        """Start one budget (`f5.tick_budget` unless given) for every BIG-IP call until `end_tick`."""
+        self.budget.begin(self.cfg.tick_budget if seconds is None else seconds)
+
+    def end_tick(self) -> None:
+        self.budget.end()
+
     def _apply_patches(self, ref: PoolRef, plans: list[MemberPlan], result: ApplyResult) -> None:
+        stop = threading.Event()  # set by the first write that times out: the rest wait for the next tick
+        skipped = BigIPTimeout("not attempted: an earlier write in this tick timed out")
+
         def write(plan: MemberPlan) -> BigIPError | None:
+            if stop.is_set():
+                return skipped
             try:
                 self.patch_member(ref, plan.member, plan.changes)
+            except BigIPTimeout as e:
+                stop.set()
+                return e
             except BigIPError as e:
                 return e
             return None
@@ -286,8 +319,10 @@ class BigIPClient:
         for plan, error in zip(plans, outcomes, strict=True):
             if error is None:
                 result.applied.append(plan.member.key)
+            elif error is skipped:
+                result.deferred.append(plan.member.key)
             else:
-                log.warning("bigip write failed", extra={"pool": str(ref), "member": plan.member.key, "error": str(error)})
+                log.debug("bigip_write_failed", extra={"pool": str(ref), "member": plan.member.key, "error": str(error)})
                 result.failed.append((plan.member.key, error))
 
     def _apply_transaction(self, ref: PoolRef, plans: list[MemberPlan], result: ApplyResult) -> None:
@@ -309,7 +344,7 @@ class BigIPClient:
             reply = self._call("PATCH", tpath, json={"state": "VALIDATING"}, retry=False)
             self._await_transaction(tpath, reply)
         except BigIPError as e:
-            log.warning("bigip transaction failed; nothing applied", extra={"pool": str(ref), "error": str(e)})
+            log.debug("bigip_transaction_failed", extra={"pool": str(ref), "error": str(e), "applied": 0})
             result.failed.extend((k, e) for k in keys)
             try:  # abandon it; BIG-IP also drops uncommitted transactions after 120 s
                 self._call("DELETE", tpath, retry=False)
@@ -351,11 +386,17 @@ class BigIPClient:
         for attempt in range(1, attempts + 1):
             try:
                 return self._authenticated(method, path, json, params, headers)
+            except BigIPTimeout:
+                raise  # its deadline (or the tick's budget) is gone: retrying would only stretch the tick
             except RetryableBigIPError as e:
-                if attempt == attempts:
+                left = self.budget.remaining()
+                if attempt == attempts or (left is not None and left <= 0):
                     raise
                 delay = self._random.uniform(0, min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (attempt - 1)))
-                log.info("bigip call failed, retrying in %.2fs (%d/%d): %s", delay, attempt, attempts, e)
+                delay = delay if left is None else min(delay, left)
+                log.debug("bigip_call_retry", extra={"method": method, "path": e.path, "attempt": attempt,
+                                                     "attempts": attempts, "delay_seconds": round(delay, 2),
+                                                     "error": str(e)})
                 self._sleep(delay)
         raise AssertionError("unreachable")
 
@@ -370,7 +411,7 @@ class BigIPClient:
             if _role_denied(e.message):
                 raise AuthError(f"permission denied ({e.message}); writing ratio or connectionLimit needs the Manager "
                                 "role (or higher) on the partition", status=401, method=method, path=e.path) from e
-            log.info("bigip answered 401 (%s); logging in again", e.message)
+            log.info("bigip_token_rejected", extra={"error": e.message, "action": "login again"})
         self.tokens.invalidate(sent)
         fresh = self.tokens.header()  # a refused login raises its own AuthError here
         try:
@@ -397,27 +438,40 @@ class BigIPClient:
         """
         secrets = (*redact, *self.tokens.secrets(), *(headers or {}).get(TOKEN_HEADER, "").split())
         label = _scrub(path, secrets)
+        try:
+            seconds = self.budget.deadline(timeout if timeout is not None else self.cfg.timeout)
+        except deadline.BudgetSpent as e:
+            raise BigIPTimeout(f"not sent: {e}", method=method, path=label) from None
         with self._calls_lock:
             self.calls += 1
-        try:
-            resp = self.session.request(
-                method, self._base + path, json=json, params=params, headers=dict(headers or {}),
-                verify=self.cfg.verify_tls, timeout=timeout if timeout is not None else self.cfg.timeout,
-                allow_redirects=False,
-            )
-        except requests.RequestException as e:
-            error = self._translate_exception(e, method, label, secrets)
-            leaks = "/authz/tokens/" in str(e) or any(s in str(e) for s in secrets)
-            raise error from (None if leaks else e)  # a cause quoting a token URL would reach tracebacks
-        except OSError as e:  # requests raises a bare OSError for a CA bundle path that does not exist
-            raise BigIPUnreachable(
-                f"TLS CA bundle not usable: {_scrub(str(e), secrets)}; check f5.verify_tls", method=method, path=label,
-            ) from None
+        with deadline.scope(seconds) as call:
+            try:
+                resp = self.session.request(
+                    method, self._base + path, json=json, params=params, headers=dict(headers or {}),
+                    verify=self.cfg.verify_tls, timeout=seconds, allow_redirects=False,
+                )
+                _ = resp.content  # the whole body, inside the deadline
+            except requests.RequestException as e:
+                error = self._translate_exception(e, method, label, secrets, seconds, call.expired)
+                leaks = "/authz/tokens/" in str(e) or any(s in str(e) for s in secrets)
+                raise error from (None if leaks else e)  # a cause quoting a token URL would reach tracebacks
+            except OSError as e:  # requests raises a bare OSError for a CA bundle path that does not exist
+                if call.expired:
+                    raise BigIPTimeout(f"no complete reply within {seconds:.3g}s", method=method, path=label) from None
+                raise BigIPUnreachable(
+                    f"TLS CA bundle not usable: {_scrub(str(e), secrets)}; check f5.verify_tls", method=method, path=label,
+                ) from None
+            if call.expired:
+                raise BigIPTimeout(f"no complete reply within {seconds:.3g}s", method=method, path=label)
         return _decode(resp, method, label, secrets)
 
-    def _translate_exception(self, e: requests.RequestException, method: str, label: str, secrets) -> BigIPError:
+    def _translate_exception(self, e: requests.RequestException, method: str, label: str, secrets,
+                             seconds: float | None = None, expired: bool = False) -> BigIPError:
         where = f"{self.cfg.host}:{self.cfg.port}"
         exc = requests.exceptions
+        seconds = self.cfg.timeout if seconds is None else seconds
+        if expired or (isinstance(e, exc.Timeout) and not isinstance(e, exc.ConnectTimeout)):
+            return BigIPTimeout(f"no complete reply within {seconds:.3g}s", method=method, path=label)
         if isinstance(e, exc.SSLError):
             reason = _CERT_REASON.search(str(e))
             if reason or "CERTIFICATE_VERIFY_FAILED" in str(e):
@@ -427,9 +481,7 @@ class BigIPClient:
                 msg = f"TLS handshake with {where} failed: {type(e).__name__}"
             return BigIPUnreachable(msg, method=method, path=label)
         if isinstance(e, exc.ConnectTimeout):
-            return BigIPUnreachable(f"no connection to {where} within {self.cfg.timeout}s", method=method, path=label)
-        if isinstance(e, exc.Timeout):
-            return RetryableBigIPError(f"no reply within {self.cfg.timeout}s", method=method, path=label)
+            return BigIPTimeout(f"no connection to {where} within {seconds:.3g}s", method=method, path=label)
         if isinstance(e, exc.ConnectionError):
             return BigIPUnreachable(f"cannot connect to {where}: {_connection_reason(e)}", method=method, path=label)
         if isinstance(e, (exc.InvalidURL, exc.InvalidHeader, exc.MissingSchema, exc.InvalidSchema)):
@@ -500,13 +552,6 @@ def _summary(text: str) -> str:
 
 def _clip(text: str) -> str:
     return _SPACE.sub(" ", text).strip()[:MESSAGE_MAX]
-
-
-def _scrub(text: str, secrets: Iterable[str]) -> str:
-    for s in secrets:
-        if s:
-            text = text.replace(s, REDACTED)
-    return _TOKEN_URL.sub(r"\1" + REDACTED, text)
 
 
 def _dig(obj: Any, *keys: str) -> Any:
@@ -604,17 +649,23 @@ def _parse_member(ref: PoolRef, index: int, item: Any) -> Member:
     except ValueError:
         raise _Malformed(f"{where}: no port in the name") from None
     partition = text("partition", ref.partition)
+    address, state = text("address"), text("state", "up")
+    fqdn = item.get("fqdn")
+    ephemeral = str(item.get("ephemeral", "false")).lower() == "true"
+    autopopulate = isinstance(fqdn, dict) and fqdn.get("autopopulate") == "enabled"
     return Member(
         name=name,
         partition=partition,
-        address=text("address"),
+        address=address,
         port=port,
         ratio=integer("ratio", RATIO_MIN, RATIO_MAX),
         connection_limit=integer("connectionLimit", 0, 2**32 - 1),
         session=text("session", "monitor-enabled"),
-        state=text("state", "up"),
+        state=state,
         description=text("description", ""),
         full_path=text("fullPath", f"/{partition}/{name}"),
+        ephemeral=ephemeral,
+        fqdn_template=not ephemeral and (autopopulate or state.startswith("fqdn-") or address in _ANY_ADDRESS),
     )
 
 

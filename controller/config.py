@@ -17,17 +17,25 @@ ENGINE_TYPES = ("vllm", "sglang", "trtllm", "triton", "llamacpp", "tgi")
 
 @dataclass(frozen=True)
 class F5Config:
-    host: str
+    host: str  # the first (or only) management address
     port: int = 443
     username: str = "admin"
     password: str = field(default="", repr=False)
     password_source: str = ""  # "env F5_PASSWORD" or "file /run/credentials/..", for messages
     verify_tls: bool | str = True  # True, False, or a CA bundle path
-    timeout: float = 10.0  # seconds per iControl REST call
+    timeout: float = 10.0  # seconds per iControl REST call: connect, send, headers and the whole body
+    tick_budget: float = 30.0  # seconds for all of one tick's BIG-IP calls (reads, writes, logins, retries)
+    state_dir: str = ""  # where the token state file lives: f5.state_dir, else $STATE_DIRECTORY; "" = none
     login_provider: str = "tmos"
     write_mode: str = "patch"  # "patch": one PATCH per member; "transaction": one commit per pool
     write_concurrency: int = 4
     max_writes_per_minute: int = 600  # a cap across all pools; excess changes wait for the next tick
+    hosts: tuple[str, ...] = ()  # every unit of the device group when f5.host is a list (HA pairs)
+
+    @property
+    def units(self) -> tuple[str, ...]:
+        """The management addresses to consider: `hosts`, or just `host`."""
+        return self.hosts or (self.host,)
 
     @property
     def base_url(self) -> str:

@@ -16,13 +16,14 @@ from datetime import datetime
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from controller import configfile, logs, render, sdnotify
-from controller.bigip import BigIPClient
 from controller.clock import Clock, SystemClock
 from controller.config import AppConfig
 from controller.errors import ConfigError
+from controller.failover import FailoverClient
 from controller.model import Kind, Outcome, Reason, TickReport
 from controller.reconcile import Reconciler
 from controller.scrape import Scraper
+from controller.tokenstore import TokenStore
 
 # While BIG-IP fails every read, ticks are spaced out: one tick, then twice as long each time, up to this.
 # Kept short so that recovery comes at most this long after BIG-IP answers again.
@@ -46,10 +47,15 @@ def instance_id(config_path: str = "", hostname: str | None = None) -> str:
 def build(cfg: AppConfig, *, dry_run: bool, clock: Clock | None = None) -> Reconciler:
     """Wire the real edges to the reconciler."""
     clock = clock or SystemClock()
-    bigip = BigIPClient(cfg.f5, clock=clock)
-    logs.REDACTOR.sources[:] = [bigip.tokens.secrets]
+    instance = instance_id(cfg.source)
+    # Only the writer remembers its token: `plan`, `check` and dry runs must not adopt (and then delete) it.
+    store = TokenStore(cfg.f5.state_dir, instance) if cfg.f5.state_dir and not dry_run else None
+    # One host or every unit of an HA pair (one token each, in one state file); reads trust a failover
+    # check made within half a tick.
+    bigip = FailoverClient(cfg.f5, clock=clock, token_store=store, recheck=cfg.scheduler.tick_seconds / 2)
+    logs.REDACTOR.sources[:] = [bigip.secrets]
     scraper = Scraper(max_workers=cfg.scheduler.scrape_concurrency, clock=clock)
-    return Reconciler(cfg, bigip, scraper, clock=clock, dry_run=dry_run, log=logs.get(), instance=instance_id(cfg.source))
+    return Reconciler(cfg, bigip, scraper, clock=clock, dry_run=dry_run, log=logs.get(), instance=instance)
 
 
 def close(rec: Reconciler) -> None:

@@ -4,7 +4,8 @@
     ├── ConfigError              bad config or missing secret; exit 2, before any network call
     ├── BigIPError               anything BIG-IP answered or failed to answer
     │   ├── RetryableBigIPError  500 mcpd lost, 503 HTML, 404 "not registered", timeouts, resets
-    │   │   └── BigIPUnreachable   no TCP/TLS connection at all
+    │   │   ├── BigIPUnreachable   no TCP/TLS connection at all
+    │   │   └── BigIPTimeout       no complete reply within the call's deadline (or the tick's budget is spent)
     │   └── PermanentBigIPError  other 4xx: retrying will not help
     │       ├── AuthError          login refused (bad credentials, 401 after re-login)
     │       ├── TokenLimitError    400 "maximum active login tokens"
@@ -50,6 +51,11 @@ class BigIPUnreachable(RetryableBigIPError):
     pass
 
 
+class BigIPTimeout(RetryableBigIPError):
+    """The call's deadline passed (connect, send and the whole body), or the tick's BIG-IP budget was
+    spent before it started. Not retried in the same tick: the next tick tries again."""
+
+
 class PermanentBigIPError(BigIPError):
     pass
 
@@ -64,6 +70,10 @@ class TokenLimitError(PermanentBigIPError):
 
 class NotFoundError(PermanentBigIPError):
     pass
+
+
+class NotActiveError(PermanentBigIPError):
+    """No configured BIG-IP unit is active (standby, offline, forced offline): nothing may be written."""
 
 
 class MetricsError(RatioError):

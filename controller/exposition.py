@@ -128,14 +128,15 @@ def _parse_line(line: str, size: int, name: str) -> tuple[dict[str, str], float]
 def _parse_labels(body: str, name: str) -> tuple[dict[str, str], int]:
     """Parse a `{...}` block at the start of `body`; return the labels and the characters consumed."""
     labels: dict[str, str] = {}
-    pos = _LABEL_START.match(body, 1).end()
+    start = _LABEL_START.match(body, 1)
+    pos = start.end() if start else 1  # the pattern matches the empty string: never None
     while True:
         if body.startswith("}", pos):
             return labels, pos + 1
         key = _LABEL_NAME.match(body, pos)
         value = key and _LABEL_VALUE.match(body, key.end())
         sep = value and _LABEL_SEP.match(body, value.end())
-        if not sep:
+        if not (key and value and sep):
             raise _malformed(name, "bad label set")
         label, raw = key.group(1), value.group(1)
         if label in labels or label.startswith("__"):

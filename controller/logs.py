@@ -4,36 +4,14 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import structlog
 
-REDACTED = "***"
+from controller import redact
+from controller.redact import Redactor
 
-
-class Redactor:
-    """A structlog processor that replaces every known secret in every string value."""
-
-    def __init__(self, secrets: Iterable[str] = ()):
-        self.secrets: tuple[str, ...] = ()
-        self.sources: list[Callable[[], Iterable[str]]] = []  # e.g. the live BIG-IP token
-        self.update(secrets)
-
-    def update(self, secrets: Iterable[str]) -> None:
-        self.secrets = tuple(s for s in secrets if s)
-
-    def scrub(self, text: str) -> str:
-        found = set(self.secrets)
-        for source in self.sources:
-            found.update(s for s in source() if s)
-        # Longest first, so a secret that contains another is replaced whole.
-        for secret in sorted(found, key=len, reverse=True):
-            text = text.replace(secret, REDACTED)
-        return text
-
-    def __call__(self, _logger, _name, event_dict):
-        return {k: self.scrub(v) if isinstance(v, str) else v for k, v in event_dict.items()}
-
+REDACTED = redact.MARKER
 
 REDACTOR = Redactor()
 FLOAT_DIGITS = 4  # decimals kept in a log line: kv=0.41, not kv=0.40995919881305637

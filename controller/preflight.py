@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from controller import bounds
 from controller.config import AppConfig, PoolConfig
 from controller.engines import FLAVOURS, base_engine_type, default_path
 from controller.errors import BigIPError, NotFoundError
@@ -130,8 +131,18 @@ def diagnose(pool_cfg: PoolConfig, results: Sequence[tuple[Target, ScrapeResult]
     return rows
 
 
+def tick_bound_row(cfg: AppConfig, environ=None) -> Row:
+    """The worst-case tick derived from the config, against the watchdog (a misfit is already a config error)."""
+    import os
+
+    bound = bounds.tick_bound(cfg)
+    watchdog, source = bounds.watchdog_seconds(os.environ if environ is None else environ)
+    return Row("tick bound", OK, f"worst case {bound.explain()}; with one interval "
+                                 f"{bound.ping_gap:g}s < watchdog {watchdog:g}s ({source})", "tick-bound")
+
+
 def run(cfg: AppConfig, bigip, scraper) -> list[Row]:
-    rows = check_config(cfg)
+    rows = [*check_config(cfg), tick_bound_row(cfg)]
     login = _guard("login", "login", lambda: check_login(bigip))
     rows.append(login)
     if login.status == FAIL:

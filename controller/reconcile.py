@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from controller import planner
+from controller import model, planner
 from controller.clock import Clock, SystemClock
 from controller.config import AppConfig, PoolConfig
 from controller.errors import AuthError, BigIPError, NotFoundError, TokenLimitError
@@ -182,6 +182,17 @@ class Reconciler:
             elif p.member.active:
                 self.faults.clear(key, "ownership_released", pool=str(ref), member=p.member.key)
 
+    def _steerable(self, pool_cfg: PoolConfig, state: PoolState) -> tuple[Outcome, ...]:
+        """A pool whose mode or members let no ratio take effect fails its tick, logged once per cause."""
+        problems = [model.mode_problem(state) if pool_cfg.weights.drives_ratio else "", model.fqdn_problem(state)]
+        why = "; ".join(p for p in problems if p)
+        key = f"steer:{state.ref}"
+        if not why:
+            self.faults.clear(key, "pool_steerable", pool=str(state.ref), mode=state.load_balancing_mode)
+            return ()
+        self.faults.fault(key, "pool_not_steerable", pool=str(state.ref), mode=state.load_balancing_mode, reason=why)
+        return (Outcome(kind=Kind.POOL, reason=Reason.NOT_STEERABLE, pool=state.ref.full_path, detail=why),)
+
     def _apply(self, ref: PoolRef, plan: PoolPlan) -> tuple[Outcome, ...]:
         writes = self.budget.take(sorted(plan.writes, key=_urgency, reverse=True))
         if len(writes) < len(plan.writes):
@@ -196,6 +207,9 @@ class Reconciler:
         for key in result.applied:
             self._log_change(ref, by_key[key])
             outcomes.append(Outcome(kind=Kind.MEMBER, reason=Reason.APPLIED, pool=ref.full_path, member=key))
+        for key in getattr(result, "deferred", ()):  # an earlier write timed out: this one waits for the next tick
+            outcomes.append(Outcome(kind=Kind.MEMBER, reason=Reason.WRITE_DEFERRED, pool=ref.full_path, member=key,
+                                    detail="not attempted: an earlier write in this tick timed out"))
         for key, exc in result.failed:
             self.log.warning("write_failed", pool=str(ref), member=key, error=str(exc))
             outcomes.append(Outcome(kind=Kind.MEMBER, reason=Reason.WRITE_FAILED, pool=ref.full_path, member=key,
@@ -224,6 +238,16 @@ class Reconciler:
 
     # -- the tick ------------------------------------------------------------------------------
     def tick(self) -> TickReport:
+        begin, end = getattr(self.bigip, "begin_tick", None), getattr(self.bigip, "end_tick", None)
+        if begin is not None:
+            begin()  # one budget for all of this tick's BIG-IP calls (f5.tick_budget)
+        try:
+            return self._tick()
+        finally:
+            if end is not None:
+                end()
+
+    def _tick(self) -> TickReport:
         self._tick_start = self.clock.monotonic()
         self._silent = None
         outcomes: list[Outcome] = []
@@ -240,12 +264,21 @@ class Reconciler:
             plan, done = self._reconcile_pool(pool_cfg, state, scrapes.get(path, {}))
             plans.append(plan)
             if not any(o.kind is Kind.POOL for o in done):  # a failed re-read speaks for the pool itself
-                outcomes.append(Outcome(kind=Kind.POOL, reason=Reason.READ, pool=path))
+                outcomes.append(_read_outcome(plan, path))
+                outcomes += self._steerable(pool_cfg, plan.pool)
             outcomes += done
         report = TickReport(started=self._tick_start, finished=self.clock.monotonic(), plans=tuple(plans),
                             outcomes=tuple(outcomes), dry_run=self.dry_run)
         self.last_report = report
         return report
+
+
+def _read_outcome(plan: PoolPlan, path: str) -> Outcome:
+    """READ, or BLIND when no active member had fresh metrics: the pool was read but not seen, so not ok."""
+    if plan.blind:
+        return Outcome(kind=Kind.POOL, reason=Reason.BLIND, pool=path,
+                       detail="blind: no active member has fresh metrics; nothing written")
+    return Outcome(kind=Kind.POOL, reason=Reason.READ, pool=path)
 
 
 def _urgency(p: MemberPlan) -> int:

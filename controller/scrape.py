@@ -44,7 +44,7 @@ import urllib3
 import urllib3.exceptions as u3
 from urllib3.util import make_headers
 
-from controller import __version__, engines
+from controller import __version__, engines, redact
 from controller.clock import Clock, SystemClock
 from controller.config import EngineKeys, PoolConfig
 from controller.errors import MetricsError
@@ -544,6 +544,4 @@ def _tls_detail(chain: list[BaseException]) -> str:
 
 
 def _redact(detail: str, secrets: tuple[str, ...]) -> str:
-    for secret in secrets:
-        detail = detail.replace(secret, "***")
-    return detail[:_DETAIL_MAX]
+    return redact.scrub(detail, secrets)[:_DETAIL_MAX]

@@ -1,9 +1,19 @@
 """BIG-IP token lifecycle: one token per process, logged in lazily, extended, refreshed, deleted.
 
 Every user may hold about 100 active tokens (F5 K44237337); a client that logs in per call or
-leaks tokens locks out itself and every other automation of that user for up to 20 minutes.
-So: log in once, extend the token to 36,000 s, re-login shortly before it expires, delete the
-old token after a refresh and the current one at exit.
+leaks tokens locks out itself and every other automation of that user until the leaked tokens
+expire. So: log in once, set the token's lifetime to `TOKEN_LIFETIME`, re-login shortly before it
+expires, delete the old token after a refresh and the current one at exit, and remember the
+current one in a state file (`controller.tokenstore`) so that a successor of a killed process
+reuses or deletes it instead of stranding it.
+
+Why `TOKEN_LIFETIME` is 600 s and not BIG-IP's maximum of 36,000 s: a token is only stranded by an
+exit that cannot delete it (SIGKILL, OOM, a watchdog kill) *and* leaves no usable state file. Each
+such exit then holds one of the user's ~100 slots for the token's lifetime. With 36,000 s, 100
+crashes in 10 hours lock the user (and every other automation using it) out; with 600 s, the
+shipped unit (RestartSec=5, StartLimitBurst=10 per StartLimitIntervalSec=600) can strand at most
+10 tokens at any moment, 10 % of the limit, and each is gone 10 minutes later. The price is one
+login and one delete every ~9 minutes (a refresh at 540 s), which BIG-IP handles easily.
 
 `TokenManager` does no HTTP itself. It is given the client's `request` function, which sends
 one unauthenticated call through the client's session (verify, timeout, error translation) and
@@ -24,10 +34,12 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from controller import bounds
 from controller.clock import Clock, SystemClock
 from controller.config import F5Config
 from controller.errors import AuthError, BigIPError, PermanentBigIPError, TokenLimitError
 from controller.model import TokenCounters
+from controller.tokenstore import TokenStore, key_for
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +47,13 @@ LOGIN_PATH = "/mgmt/shared/authn/login"
 TOKENS_PATH = "/mgmt/shared/authz/tokens"
 HEADER = "X-F5-Auth-Token"
 
-EXTEND_TO = 36000  # seconds; the maximum BIG-IP accepts
+TOKEN_LIFETIME = 600  # seconds each token lives (see the module docstring for why not 36,000)
+EXTEND_TO = TOKEN_LIFETIME  # the timeout PATCHed onto a fresh token (the name predates shortening it)
 DEFAULT_TIMEOUT = 1200  # seconds; BIG-IP's default when the reply does not say
 REFRESH_MIN_LEFT = 60.0  # refresh when less than this many seconds are left ...
 REFRESH_SHARE_LEFT = 0.10  # ... or less than this share of the token's lifetime
 RELOGIN_BACKOFF = 30.0  # after a failed refresh, keep the old token and try again this much later
-DELETE_TIMEOUT = 3.0  # seconds; best-effort deletes must not hold up shutdown
+DELETE_TIMEOUT = bounds.DELETE_TIMEOUT  # seconds; best-effort deletes must not hold up shutdown
 TOKEN_LIMIT_TEXT = "maximum active login tokens"
 
 Request = Callable[..., Any]
@@ -53,10 +66,14 @@ def is_token_limit(text: str) -> bool:
 class TokenManager:
     """Holds the process's one BIG-IP token. Thread-safe: concurrent callers share one login."""
 
-    def __init__(self, cfg: F5Config, request: Request, *, clock: Clock | None = None):
+    def __init__(self, cfg: F5Config, request: Request, *, clock: Clock | None = None,
+                 store: TokenStore | None = None):
         self._cfg = cfg
         self._request = request
         self._clock = clock or SystemClock()
+        self._store = store
+        self._store_key = key_for(cfg.username, cfg.host, cfg.port)
+        self._reclaimed = store is None  # a predecessor's token is looked for once, before the first login
         self._lock = threading.RLock()
         self._token: str | None = None
         self._held: tuple[str, ...] = ()  # recent tokens, for scrubbing error texts; replaced, never mutated
@@ -95,6 +112,8 @@ class TokenManager:
     def header(self) -> dict[str, str]:
         """`{"X-F5-Auth-Token": token}`, logging in first or refreshing when needed."""
         with self._lock:
+            if self._token is None and not self._reclaimed:
+                self._reclaim()
             if self._token is None:
                 self._login_unless_refused()
             elif self._clock.monotonic() >= self._refresh_at:
@@ -115,7 +134,8 @@ class TokenManager:
             if sent is not None and sent.get(HEADER) != self._token:
                 return
             old, self._token = self._token, None
-            log.info("bigip token refused; will log in again", extra={"user": self._cfg.username})
+            log.info("bigip_token_refused", extra={"user": self._cfg.username, "action": "log in again"})
+            self._forget(old)
             self._delete(old)
 
     def close(self) -> None:
@@ -124,6 +144,7 @@ class TokenManager:
             old, self._token = self._token, None
             if old is not None:
                 self._delete(old)
+                self._forget(old)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -147,7 +168,8 @@ class TokenManager:
         except TokenLimitError as e:
             raise TokenLimitError(
                 f"BIG-IP user {user} has reached its limit of active tokens (F5 K44237337); "
-                "tokens expire after up to 20 min; check for other automation leaking tokens",
+                f"this controller's tokens expire {TOKEN_LIFETIME}s after login (others' per their own timeout: "
+                "BIG-IP's default is 1,200 s, up to 36,000 s when extended); check for other automation leaking tokens",
                 status=e.status, method="POST", path=LOGIN_PATH,
             ) from e
         except AuthError as e:
@@ -161,14 +183,61 @@ class TokenManager:
         self._held = (*self._held[-7:], token)
         self._token = token
         self._lifetime = lifetime
-        log.info("bigip login", extra={"user": user, "token_timeout": lifetime})
-        if lifetime < EXTEND_TO:
+        log.info("bigip_login", extra={"user": user, "token_timeout": lifetime})
+        if lifetime != TOKEN_LIFETIME:
             self._extend(token)
+        self._set_expiry(started)
+        self._remember(token)
+
+    def _set_expiry(self, started: float) -> None:
         self._expires_at = started + self._lifetime
         # Refresh with a margin, but never sooner than half-way: a short-lived token whose extension
         # was refused would otherwise be "due" at once and cost a login per call.
         margin = max(REFRESH_MIN_LEFT, REFRESH_SHARE_LEFT * self._lifetime)
         self._refresh_at = self._expires_at - min(margin, self._lifetime / 2)
+
+    # -- the state file ----------------------------------------------------------------------
+    def _reclaim(self) -> None:
+        """Reuse the token a killed predecessor left in the state file, or delete it: never strand it.
+
+        Reuse is one PATCH that also sets its lifetime (and proves it is live). A token BIG-IP no
+        longer knows (401/404) is just forgotten; one it refuses otherwise is deleted best effort.
+        When BIG-IP does not answer, the entry is kept and looked at again before the next login.
+        """
+        assert self._store is not None
+        self._reclaimed = True
+        token = self._store.get(self._store_key)
+        if token is None:
+            return
+        self._held = (*self._held[-7:], token)
+        started = self._clock.monotonic()
+        try:
+            reply = self._request("PATCH", f"{TOKENS_PATH}/{token}", json={"timeout": TOKEN_LIFETIME},
+                                  headers={HEADER: token}, redact=(token,))
+        except BigIPError as e:
+            if e.retryable and e.status is None:  # no reply: keep the entry, try again next time
+                self._reclaimed = False
+                raise
+            if e.status not in (401, 404):
+                self._delete(token)
+            self._store.drop(self._store_key, token)
+            log.info("bigip_token_reclaimed", extra={"user": self._cfg.username, "result": "discarded",
+                                                     "status": e.status})
+            return
+        self._token = token
+        self._lifetime = _timeout_of(reply, default=TOKEN_LIFETIME)
+        self._set_expiry(started)
+        self._remember(token)
+        log.info("bigip_token_reclaimed", extra={"user": self._cfg.username, "result": "reused",
+                                                 "token_timeout": self._lifetime})
+
+    def _remember(self, token: str) -> None:
+        if self._store is not None:
+            self._store.put(self._store_key, token, self._lifetime)
+
+    def _forget(self, token: str) -> None:
+        if self._store is not None:
+            self._store.drop(self._store_key, token)
 
     def _extend(self, token: str) -> None:
         """Raise the token's timeout to 36,000 s. A failure is not fatal: the token keeps its timeout."""
@@ -178,7 +247,7 @@ class TokenManager:
                 headers={HEADER: token}, redact=(token,),
             )
         except BigIPError as e:
-            log.warning("bigip token extension failed; keeping its timeout of %ss: %s", self._lifetime, e)
+            log.warning("bigip_token_extension_failed", extra={"token_timeout": self._lifetime, "error": str(e)})
             return
         self.extensions += 1
         self._lifetime = _timeout_of(reply, default=EXTEND_TO)
@@ -195,7 +264,7 @@ class TokenManager:
                 raise
             self._token, self._expires_at = old, old_expires
             self._refresh_at = now + min(RELOGIN_BACKOFF, max(0.0, (old_expires - now) / 2))
-            log.warning("bigip token refresh failed; keeping the current token for %.0fs: %s", old_expires - now, e)
+            log.warning("bigip_token_refresh_failed", extra={"keeping_seconds": round(old_expires - now), "error": str(e)})
             return
         self._delete(old)
 
@@ -207,9 +276,14 @@ class TokenManager:
                 timeout=min(self._cfg.timeout, DELETE_TIMEOUT), redact=(token,),
             )
         except Exception as e:  # noqa: BLE001 - best effort by contract; the error text is already scrubbed
-            log.info("bigip token delete failed (it expires on its own): %s", e if isinstance(e, BigIPError) else type(e).__name__)
+            log.info("bigip_token_delete_failed", extra={"error": str(e) if isinstance(e, BigIPError) else type(e).__name__,
+                                                         "expires_on_its_own_within_seconds": TOKEN_LIFETIME})
             return
         self.deletions += 1
+
+
+class _Reclaim:
+    """Mixed into TokenManager: the state file (reuse or delete a killed predecessor's token)."""
 
 
 def _timeout_of(obj: Any, default: float) -> float:

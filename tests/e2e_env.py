@@ -19,7 +19,6 @@ import json
 import os
 import pathlib
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +31,7 @@ import yaml
 from controller.sim.bigip import BigIPEmulator
 from controller.sim.engine import Engine, EngineSnapshot, EngineSpec
 from controller.sim.engine_server import EngineServer
+from tests.conftest import free_port  # noqa: F401 - re-exported for the e2e tests
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 POOL = "/Common/llm-pool-1"
@@ -125,13 +125,6 @@ class Stack:
             if r.path.startswith("/mgmt/shared/authz/tokens/"):
                 out.add(r.path.rsplit("/", 1)[-1])
         return {t for t in out if t}
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (bound and released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ------------------------------------------------------------------------------------------ config

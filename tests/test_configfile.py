@@ -14,11 +14,12 @@ from controller.config import AppConfig, EngineKeys, WeightsConfig
 from controller.configfile import load, parse
 from controller.errors import ConfigError
 from controller.model import PoolRef
+from tests.conftest import shared_path
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_YAML = ROOT / "config" / "sideband-seed.yaml"
 EXAMPLE_YAML = ROOT / "config" / "example.yaml"
-SEED_TEXT = Path("/work/shared/seeds/000_425239b3fa2bf6d7.txt")
+SEED_TEXT = ("seeds", "000_425239b3fa2bf6d7.txt")  # under ../shared
 
 F5_SECRET = "f5-Pa55w0rd-xyzzy"
 METRIC_SECRET = "metric-Pa55-plugh"
@@ -61,9 +62,8 @@ def seed() -> AppConfig:
     return load(str(SEED_YAML), ENV)
 
 
-@pytest.mark.skipif(not SEED_TEXT.exists(), reason="seed text not available")
 def test_seed_yaml_is_a_verbatim_copy_of_the_seed_example():
-    text = SEED_TEXT.read_text(encoding="utf-8")
+    text = shared_path(*SEED_TEXT).read_text(encoding="utf-8")
     block = text.split("### Configuration Example", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
     assert SEED_YAML.read_text(encoding="utf-8") == block
 
@@ -581,7 +581,7 @@ _sections = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=min(300, settings.default.max_examples), deadline=None)
 @given(_sections)
 def test_any_yaml_shape_gives_config_or_config_error(data):
     try:
@@ -590,7 +590,7 @@ def test_any_yaml_shape_gives_config_or_config_error(data):
         assert exc.problems and all(isinstance(p, str) for p in exc.problems)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=min(200, settings.default.max_examples), deadline=None)
 @given(
     st.sampled_from(["f5", "scheduler", "weights", "telemetry", "pools[0]", "pools[0].metrics", "global"]),
     st.sampled_from(

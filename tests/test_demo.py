@@ -1,17 +1,12 @@
 """The main job, as a new user runs it: `f5-llm-ratio demo`, with its telemetry answering meanwhile."""
 
 import json
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import free_port
 
 
 def get(url: str):

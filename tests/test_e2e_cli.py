@@ -278,7 +278,8 @@ def test_sigterm_during_a_hung_tick_still_deletes_the_token_and_exits_within_5s(
     """A scrape that hangs for 30 s holds the tick; SIGTERM must not wait for it."""
     s = Stack(LOADS).start()
     try:
-        slow = {"scheduler": {"tick_deadline": 30}, "pools": [{**seed_config(s)["pools"][0], "metrics": {"timeout": 30}}]}
+        slow = {"scheduler": {"tick_deadline": 30}, "f5": {"tick_budget": 10},  # the bound must fit the watchdog
+                "pools": [{**seed_config(s)["pools"][0], "metrics": {"timeout": 30}}]}
         d = daemons(write_config(tmp_path / "d.yaml", daemon_config(s, **slow)))
         wait_for(lambda: strictly_decreasing(s.ratios()), 10, what="first ratios")
         s.servers[0].hang_seconds = 60

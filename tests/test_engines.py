@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
 from controller.config import ENGINE_TYPES, EngineKeys
 from controller.engines import FLAVOURS, SPECS, default_path, detect, extract, parse_key
 from controller.errors import MetricsError
-
-FIXTURES = Path("/work/shared/fixtures/engines")
+from tests.conftest import ENGINE_PAGES, engine_page_text, shared_path
 
 
 def fixture(name: str) -> str:
-    return (FIXTURES / f"{name}.txt").read_text()
+    return engine_page_text(name)
 
 
 # fixture, engine type, waiting, running, kv, ranks, kv_max_concurrency, flavour
@@ -56,7 +54,7 @@ def test_default_metrics_path_per_engine(engine, path):
 
 
 def test_every_fixture_is_covered_and_every_engine_type_has_names():
-    assert {p.stem for p in FIXTURES.glob("*.txt")} == {t[0] for t in TABLE}
+    assert {p.stem for p in shared_path("fixtures", "engines").glob("*.txt")} == {t[0] for t in TABLE} == set(ENGINE_PAGES)
     assert set(SPECS) == set(ENGINE_TYPES)
 
 

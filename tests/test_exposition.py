@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import re
 import time
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,8 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from controller.errors import MetricsError
 from controller.exposition import select
-
-FIXTURES = Path("/work/shared/fixtures/engines")
+from tests.conftest import ENGINE_PAGES, engine_page_text
 
 
 def reference(text: str, names) -> dict:
@@ -42,9 +40,9 @@ def same(a: dict, b: dict) -> bool:
 
 
 # -- examples --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.txt")), ids=lambda p: p.stem)
-def test_fixtures_match_prometheus_client_for_every_name(path):
-    text = path.read_text()
+@pytest.mark.parametrize("name", ENGINE_PAGES)
+def test_fixtures_match_prometheus_client_for_every_name(name):
+    text = engine_page_text(name)
     names = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
     names = {n for n in names if re.search(rf"^{re.escape(n)}[ \t{{]", text, re.MULTILINE)}  # as written
     assert same(select(text, names), reference(text, names))
@@ -52,7 +50,7 @@ def test_fixtures_match_prometheus_client_for_every_name(path):
 
 def test_counter_without_total_is_read_under_its_written_name():
     """prometheus_client renames `foo` to `foo_total` under `# TYPE foo counter`; select() keeps the page's name."""
-    text = (FIXTURES / "llamacpp.txt").read_text()
+    text = engine_page_text("llamacpp")
     assert select(text, ["llamacpp:n_busy_slots_per_decode"])["llamacpp:n_busy_slots_per_decode"] == [({}, 1.7)]
     assert "llamacpp:n_busy_slots_per_decode_total" in {s.name for f in text_string_to_metric_families(text) for s in f.samples}
 
@@ -101,14 +99,14 @@ def test_hostile_wanted_lines_fail_fast(line):
     started = time.perf_counter()
     with pytest.raises(MetricsError):
         select(line + "\n", ["m"])
-    assert time.perf_counter() - started < 0.5
+    assert time.perf_counter() - started < 2.0  # a quadratic scan takes minutes; generous for a loaded CI box
 
 
 def test_a_name_repeated_inside_one_huge_line_costs_one_pass():
     text = '{"doc": "' + "vllm:num_requests_waiting " * 200_000 + '"}\nvllm:num_requests_waiting 2\n'
     started = time.perf_counter()
     assert select(text, ["vllm:num_requests_waiting"]) == {"vllm:num_requests_waiting": [({}, 2.0)]}
-    assert time.perf_counter() - started < 0.5
+    assert time.perf_counter() - started < 2.0  # one pass per occurrence would take minutes
 
 
 def test_duplicates_are_all_kept_in_order():
@@ -117,7 +115,7 @@ def test_duplicates_are_all_kept_in_order():
 
 
 def test_absent_name_gives_empty_list_on_a_real_page():
-    text = (FIXTURES / "tgi.txt").read_text()
+    text = engine_page_text("tgi")
     assert select(text, ["tgi_queue_size", "nope"]) == {"tgi_queue_size": [({}, 7.0)], "nope": []}
 
 
@@ -244,7 +242,7 @@ def pages(draw):
     return eol.join(lines) + draw(st.sampled_from([eol, ""]))
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=min(200, settings.default.max_examples), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(page=pages(), data=st.data())
 def test_select_equals_prometheus_client(page, data):
     present = sorted({s.name for f in text_string_to_metric_families(page) for s in f.samples})

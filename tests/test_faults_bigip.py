@@ -8,7 +8,6 @@ within that same tick when the old token is gone).
 
 from __future__ import annotations
 
-import socket
 import time
 
 import structlog
@@ -17,6 +16,7 @@ from controller import daemon as daemon_mod
 from controller.clock import FakeClock
 from controller.daemon import Daemon
 from controller.sim.bigip import BigIPEmulator
+from tests.conftest import free_port
 from tests.fault_rig import PASSWORD, USER, Rig
 
 LOGIN = "/mgmt/shared/authn/login"
@@ -36,12 +36,6 @@ class HookScraper:
 
     def close(self):
         self.real.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def read_failures(rig: Rig, pool: int = 0) -> list[dict]:
@@ -216,13 +210,16 @@ def test_bigip_slower_than_the_timeout_bounds_the_tick_and_recovers(rig_factory)
     started = time.monotonic()
     report = rig.tick()
     took = time.monotonic() - started
-    assert report.plans == () and "no reply within 0.3s" in report.errors[0]
+    assert report.plans == () and "no complete reply within 0.3s" in report.errors[0]
     assert "not read" in report.errors[1]  # the second pool is not waited on again in the same tick
-    assert took < 3 * 0.3 + 0.6, f"tick took {took:.2f}s"
+    # Bounded by one pool's 3 attempts (0.9 s plus backoff), not both pools' (3 s and more): generous for CI.
+    assert took < 2.5, f"tick took {took:.2f}s"
     rig.emu.latency = 0.0
-    time.sleep(0.7)  # let the emulator's delayed replies drain
     rig.servers[2].load = (0, 0, 0.0)
+    deadline = time.monotonic() + 10
     report = rig.tick()
+    while not report.ok and time.monotonic() < deadline:  # the emulator may still be answering the slow calls
+        report = rig.tick()
     assert report.ok and report.applied >= 2
 
 

@@ -16,7 +16,7 @@ from tests.fakes import FakeBigIP, FakeScraper, fake_target_for
 
 REF = PoolRef("llm")
 NOW, WALL = 10_000.0, 1_790_000_000.0
-SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=min(300, settings.default.max_examples), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 ERRORS = ("timeout", "refused", "not-prometheus", "bad-value", "missing-metric", "http-500", "too-large")
 
@@ -152,7 +152,7 @@ def test_the_plan_is_deterministic(s, rnd):
     assert third == first
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=min(60, settings.default.max_examples), deadline=None)
 @given(st.lists(st.lists(st.one_of(sample, st.sampled_from(ERRORS)), min_size=3, max_size=3), min_size=1, max_size=6),
        st.lists(st.integers(1, 200), min_size=3, max_size=3))
 def test_dry_run_never_writes(ticks, ratios):

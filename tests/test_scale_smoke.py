@@ -4,12 +4,11 @@ pool in transaction mode, one login and the token deleted, connection reuse acro
 
 from __future__ import annotations
 
-import http.server
 import threading
 
 import pytest
 
-from controller import daemon
+from controller import daemon, httpserve
 from controller.clock import FakeClock
 from controller.config import AppConfig, F5Config, PoolConfig, SchedulerConfig
 from controller.model import PoolRef, Sample, ScrapeResult
@@ -84,8 +83,10 @@ def test_one_read_per_pool_per_tick_and_no_writes_at_steady_load(rig):
         clock.advance(1.0)
         assert report.ok and report.applied == 0
         assert _calls(emu, "GET", "/ltm/pool/") == len(POOLS)  # expandSubcollections: members in the same GET
-        assert len(emu.request_log) == len(POOLS)  # nothing else: no login, no write
-        assert all("expandSubcollections=true" in r.query for r in emu.request_log)
+        # nothing else but the one failover check per tick (issue 11): no login, no write
+        assert [r.path for r in emu.request_log if "/ltm/pool/" not in r.path] == ["/mgmt/tm/cm/failover-status"]
+        assert len(emu.request_log) == len(POOLS) + 1
+        assert all("expandSubcollections=true" in r.query for r in emu.request_log if "/ltm/pool/" in r.path)
     daemon.close(rec)
     assert emu.logins == 1 and emu.live_tokens() == []
 
@@ -133,59 +134,43 @@ def test_one_login_and_the_token_is_deleted(rig):
     rec = build()
     for _ in range(20):
         rec.tick()
-        clock.advance(60.0)
+        clock.advance(25.0)  # 500 s in all: inside one token's 600 s lifetime (refreshed at 540 s)
         assert len(emu.live_tokens()) == 1
     daemon.close(rec)
     assert emu.logins == 1
     assert emu.live_tokens() == []
 
 
-class _Page(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    body = b"vllm:num_requests_waiting 1.0\nvllm:num_requests_running 2.0\nvllm:kv_cache_usage_perc 0.5\n"
-
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; version=0.0.4")
-        self.send_header("Content-Length", str(len(self.body)))
-        self.end_headers()
-        self.wfile.write(self.body)
-
-    def log_message(self, *args):
-        pass
+PAGE = b"vllm:num_requests_waiting 1.0\nvllm:num_requests_running 2.0\nvllm:kv_cache_usage_perc 0.5\n"
 
 
 def test_scraper_reuses_one_connection_per_member_beyond_128_members():
     """More members than urllib3's default number of host pools: every tick must still reuse connections."""
-    connections = []
+    connections: set[tuple[int, tuple[str, int]]] = set()  # (server, client address and port): one per TCP connection
 
-    class Server(http.server.ThreadingHTTPServer):
-        daemon_threads = True
+    def app(i: int) -> httpserve.App:
+        def serve(req: httpserve.Request) -> httpserve.Response:
+            connections.add((i, req.client))
+            return httpserve.Response(body=PAGE, content_type="text/plain; version=0.0.4")
 
-        def get_request(self):
-            conn = super().get_request()
-            connections.append(conn)
-            return conn
+        return serve
 
-    servers = [Server(("127.0.0.1", 0), _Page) for _ in range(150)]
+    servers = [httpserve.Server(app(i), name=f"page-{i}") for i in range(150)]
     for s in servers:
-        threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        s.start()
     try:
-        targets = [Target(f"m{i}", f"http://127.0.0.1:{s.server_address[1]}/metrics", "vllm", 5.0)
-                   for i, s in enumerate(servers)]
+        targets = [Target(f"m{i}", f"{s.url}/metrics", "vllm", 5.0) for i, s in enumerate(servers)]
         with Scraper(max_workers=16) as scraper:
             for _ in range(3):
                 results = scraper.scrape(targets, 20.0)
                 assert all(r.ok for r in results.values()), [r for r in results.values() if not r.ok][:2]
         assert len(connections) == len(servers)
     finally:
-        stoppers = [threading.Thread(target=s.shutdown) for s in servers]  # in parallel: each waits a poll
+        stoppers = [threading.Thread(target=s.stop) for s in servers]  # in parallel: each waits a poll
         for t in stoppers:
             t.start()
         for t in stoppers:
             t.join()
-        for s in servers:
-            s.server_close()
 
 
 def test_scraper_reads_the_environment_once_per_url(monkeypatch):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import signal
 import ssl
 import subprocess
@@ -16,8 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from controller.clock import FakeClock
 from controller.sim.bigip import ERRORS, BigIPEmulator, error_body
+from tests.conftest import shared_path, shared_root
 
 POOL = "/Common/llm-pool"
 PURI = "/mgmt/tm/ltm/pool/~Common~llm-pool"
@@ -25,20 +24,16 @@ M1 = "10.0.0.1:8000"
 M1URI = PURI + "/members/~Common~10.0.0.1:8000"
 
 
-def _fixture_dir() -> Path | None:
-    for cand in (os.environ.get("F5LR_FIXTURES", ""), "/work/shared/fixtures",
-                 str(Path(__file__).parent / "fixtures")):
-        if cand and (Path(cand) / "bigip" / "error_bodies.json").exists():
-            return Path(cand) / "bigip"
-    return None
+@pytest.fixture
+def bigip_fixtures() -> Path:
+    return shared_path("fixtures", "bigip")
 
 
-FIX = _fixture_dir()
-needs_fixtures = pytest.mark.skipif(FIX is None, reason="fixtures/bigip not found (set F5LR_FIXTURES)")
+needs_fixtures = pytest.mark.usefixtures("bigip_fixtures")  # skipped, saying where it looked, when absent
 
 
 def fixture(name: str):
-    return json.loads((FIX / name).read_text())
+    return json.loads(shared_path("fixtures", "bigip", name).read_text())
 
 
 class Client:
@@ -62,11 +57,6 @@ class Client:
         tok = r.json()["token"]["token"]
         self.headers["X-F5-Auth-Token"] = tok
         return tok
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
 
 
 @pytest.fixture
@@ -470,7 +460,7 @@ def test_sys_version_device_info_device_groups(c, emu):
     groups = c("GET", "/mgmt/tm/cm/device-group").json()["items"]
     assert {g["name"]: g["autoSync"] for g in groups}["failover-dg"] == "enabled"
     one = c("GET", "/mgmt/tm/cm/device-group/~Common~failover-dg").json()
-    if FIX is not None:
+    if (shared_root() / "fixtures" / "bigip").is_dir():
         assert set(fixture("load_device_group.json")) <= set(one)
     assert one["type"] == "sync-failover"
 

@@ -167,7 +167,7 @@ def test_macro_steps_match_a_step_by_step_reference(spec, seed):
 # --- invariants -----------------------------------------------------------------------------------------------
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=min(40, settings.default.max_examples), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 10_000),
     max_num_seqs=st.integers(1, 12),

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from controller.sim import pages
 from controller.sim.engine import Engine, EngineSpec, Request
-
-FIXTURES = next((p / "shared" / "fixtures" / "engines" for p in Path(__file__).resolve().parents
-                 if (p / "shared" / "fixtures" / "engines").is_dir()), None)
+from tests.conftest import shared_path
 
 
 @pytest.fixture(scope="module")
@@ -172,11 +169,10 @@ FIXTURE_FLAVOURS = [("vllm_0_11_dp2.txt", "vllm-dp"), ("vllm_0_8_legacy.txt", "v
                     ("triton_trtllm.txt", "triton"), ("llamacpp.txt", "llamacpp"), ("tgi.txt", "tgi")]
 
 
-@pytest.mark.skipif(FIXTURES is None, reason="shared/fixtures/engines not found above the repository")
 @pytest.mark.parametrize("fixture,flavour", FIXTURE_FLAVOURS)
 def test_pages_carry_every_metric_of_the_real_page(busy, fixture, flavour):
     """Every family of the real page is in ours with the same HELP and TYPE, and every series' label names."""
-    real = (FIXTURES / fixture).read_text()
+    real = shared_path("fixtures", "engines", fixture).read_text()
     ours = pages.render(busy, flavour, ranks=2 if flavour == "vllm-dp" else None)
     _, real_fams = samples(real)
     _, our_fams = samples(ours)

@@ -9,10 +9,16 @@ import pytest
 
 from controller.sim import trace as tr
 from controller.sim.engine import Engine, EngineSpec, Request, preset
+from tests.conftest import shared_path
 
-SHARED = tr.find_traces_dir()
-needs_shared = pytest.mark.skipif(SHARED is None or not (SHARED / tr.TRACE_FILES["conv"]).is_file(),
-                                  reason="shared/traces not found above the repository (set F5LR_TRACES_DIR)")
+
+@pytest.fixture
+def shared_traces(monkeypatch) -> None:
+    """The full Azure traces from ../shared/traces (skipped when absent), pointed at the way the package finds them."""
+    monkeypatch.setenv(tr.ENV_DIR, str(shared_path("traces", tr.TRACE_FILES["conv"]).parent))
+
+
+needs_shared = pytest.mark.usefixtures("shared_traces")
 
 
 @pytest.fixture(scope="module")

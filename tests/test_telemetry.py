@@ -33,7 +33,7 @@ from controller.model import (
     TokenCounters,
 )
 from controller.telemetry import Telemetry, attach, scrape_label, token_counters, writes_per_pool
-from tests.conftest import REPO, SHARED
+from tests.conftest import REPO, shared_path
 
 TICK = 2.0
 REF = PoolRef("llm-pool-1")
@@ -106,11 +106,6 @@ def fake_response(status: int = 200, method: str = "PATCH", seconds: float = 0.0
 
 
 # -- fixtures and HTTP helpers -----------------------------------------------------------------
-
-@pytest.fixture
-def clock():
-    return FakeClock()
-
 
 @pytest.fixture
 def tel(clock):
@@ -353,7 +348,7 @@ def test_status_before_first_tick(tel):
 
 def test_field_names_match_the_seed_document():
     """Keep SEED_* honest against the scheduler's README when the shared seeds are present."""
-    seeds = sorted((SHARED / "seeds").glob("000_*.txt"))
+    seeds = sorted(shared_path("seeds").glob("000_*.txt"))
     if not seeds:
         pytest.skip("shared seeds not found")
     text = seeds[0].read_text()

@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import gzip
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from controller import httpserve
+from controller.httpserve import Request, Response
 from controller.sim import pages
 from controller.sim.engine import EngineSnapshot
 
@@ -55,30 +56,6 @@ def _one(source: Any):
     return source()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], owner: EngineServer):
-        self.owner = owner
-        super().__init__(address, _Handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as uvicorn and the C++ servers do
-    server_version = "uvicorn"
-    sys_version = ""
-
-    def do_GET(self) -> None:
-        try:
-            self.server.owner._serve(self)  # noqa: SLF001 - the owner's handler
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the scraper gave up (a timeout test); nothing to tell it
-
-    def log_message(self, format: str, *args) -> None:  # noqa: A002
-        pass
-
-
 class EngineServer:
     """Serve one engine's page (or one page of several data-parallel ranks) at 127.0.0.1:<port>."""
 
@@ -103,8 +80,7 @@ class EngineServer:
         self._fault: str | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._http: httpserve.Server | None = None
         self._started = False
         self.fault = fault
 
@@ -156,7 +132,7 @@ class EngineServer:
                 return
             if value == "refuse":
                 self._close()
-            elif self._httpd is None:
+            elif self._http is None:
                 self._listen()  # same port again: a member that comes back
 
     def page(self) -> str:
@@ -166,41 +142,33 @@ class EngineServer:
     # -- internals --
 
     def _listen(self) -> None:
-        self._httpd = _Server((self.host, self.port), self)
-        self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"metrics-{self.port}", daemon=True)
-        self._thread.start()
+        server = httpserve.Server(self._app, host=self.host, port=self.port, name=f"metrics-{self.port}",
+                                  server_header="uvicorn", methods=("GET",))
+        self.port = server.start()[1]
+        self._http = server
 
     def _close(self) -> None:
-        httpd, self._httpd = self._httpd, None
-        if httpd is not None:
-            httpd.shutdown()
-            httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        server, self._http = self._http, None
+        if server is not None:
+            server.stop()
 
-    def _serve(self, h: BaseHTTPRequestHandler) -> None:
-        path = h.path.split("?", 1)[0]
-        if path not in (self.path, "/metrics"):
-            self._reply(h, 404, b"Not Found\n", "text/plain; charset=utf-8")
-            return
+    def _app(self, req: Request) -> Response:
+        if req.path not in (self.path, "/metrics"):
+            return Response.text("Not Found\n", 404)
         self.scrapes += 1
         fault = self._fault
         if self.latency > 0 and self._stopping.wait(self.latency):
-            return
+            return Response(drop=True)
         if fault == "timeout" and self._stopping.wait(self.hang_seconds):
-            return
+            return Response(drop=True)
         if fault == "http500":
-            self._reply(h, 500, b"Internal Server Error", "text/plain; charset=utf-8")
-        elif fault == "html200":
-            self._reply(h, 200, _HTML, "text/html; charset=utf-8")
-        elif fault == "garbage":
-            self._reply(h, 200, _GARBAGE, pages.CONTENT_TYPE)
-        else:
-            body = self._page_with(fault).encode("utf-8")
-            self._reply(h, 200, body, pages.CONTENT_TYPE, trickle=fault == "trickle")
+            return self._reply(req, 500, b"Internal Server Error", "text/plain; charset=utf-8")
+        if fault == "html200":
+            return self._reply(req, 200, _HTML, "text/html; charset=utf-8")
+        if fault == "garbage":
+            return self._reply(req, 200, _GARBAGE, pages.CONTENT_TYPE)
+        body = self._page_with(fault).encode("utf-8")
+        return self._reply(req, 200, body, pages.CONTENT_TYPE, trickle=fault == "trickle")
 
     def _page_with(self, fault: str | None) -> str:
         text = self.page()
@@ -212,25 +180,19 @@ class EngineServer:
             return _pad(text, self.huge_bytes)
         return text
 
-    def _reply(self, h: BaseHTTPRequestHandler, status: int, body: bytes, ctype: str, trickle: bool = False) -> None:
-        gzipped = "gzip" in h.headers.get("Accept-Encoding", "") and status == 200
-        if gzipped:
+    def _reply(self, req: Request, status: int, body: bytes, ctype: str, trickle: bool = False) -> Response:
+        headers = {}
+        if "gzip" in req.header("Accept-Encoding") and status == 200:
             body = gzip.compress(body, compresslevel=5)
-        h.send_response(status)
-        h.send_header("Content-Type", ctype)
-        h.send_header("Content-Length", str(len(body)))
-        if gzipped:
-            h.send_header("Content-Encoding", "gzip")
-        if trickle:
-            h.send_header("Connection", "close")
-            h.close_connection = True
-        h.end_headers()
+            headers["Content-Encoding"] = "gzip"
         if not trickle:
-            h.wfile.write(body)
-            return
+            return Response(status=status, body=body, content_type=ctype, headers=headers)
+        headers["Content-Length"] = str(len(body))  # declared in full; the bytes come slowly
+        return Response(status=status, content_type=ctype, headers=headers, stream=self._trickle(body), close=True)
+
+    def _trickle(self, body: bytes) -> Iterator[bytes]:
         for i in range(0, len(body), self.trickle_bytes):
-            h.wfile.write(body[i:i + self.trickle_bytes])
-            h.wfile.flush()
+            yield body[i:i + self.trickle_bytes]
             if self._stopping.wait(self.trickle_interval):
                 return
 

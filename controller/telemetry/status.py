@@ -21,7 +21,6 @@ Free text is passed through the log redactor before it reaches a reply.
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Mapping, Sequence
 
@@ -30,7 +29,6 @@ from controller.engines import base_engine_type
 from controller.model import MemberPlan, Outcome, PoolPlan
 
 SCORE_POLICIES = frozenset({"s1"})  # policies whose score already is the sideband's 0-1 S1 value
-_URL_USERINFO = re.compile(r"(//)[^/@\s]+@")
 
 
 def num(value: float | None, digits: int = 4) -> float | None:
@@ -44,8 +42,8 @@ def num(value: float | None, digits: int = 4) -> float | None:
 
 
 def scrub(text: str) -> str:
-    """Known secrets and URL credentials out of free text bound for a reply."""
-    return _URL_USERINFO.sub(r"\1***@", logs.REDACTOR.scrub(text or ""))
+    """Known secrets, token URLs and URL credentials out of free text bound for a reply (controller.redact)."""
+    return logs.REDACTOR.scrub(text or "")
 
 
 def iso(wall: float) -> str:
