@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # run as a script: `python bench/_common.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from controller.config import AppConfig, F5Config, MetricsConfig, PoolConfig, SchedulerConfig
 from controller.model import PoolRef

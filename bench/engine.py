@@ -14,7 +14,8 @@ import pathlib
 import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as a script: `python bench/engine.py`
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from controller.sim import pages
 from controller.sim.engine import Engine, Request, preset

@@ -51,7 +51,7 @@ REFERENCES = ("static-best", "jsed")
 # --- static-best: the best fixed ratio vector, by search in hindsight -----------------------------------
 
 #: ratio multipliers tried per member class, relative to the first class
-GRID = (0.4, 0.6, 0.8, 1.0, 1.25, 1.6, 2.0, 2.5, 3.2)
+GRID = (0.5, 0.7, 1.0, 1.4, 2.0, 2.8)
 
 
 def classes(sc: S.Scenario) -> list[list[int]]:
@@ -74,9 +74,9 @@ def ratio_vector(sc: S.Scenario, groups: list[list[int]], mult: Sequence[float])
 
 
 def static_best(sc: S.Scenario, score: Callable[[dict], float] | None = None) -> tuple[tuple[int, ...], int]:
-    """Coordinate search over one ratio per member class (GRID multipliers, two passes), each candidate
-    run on the scenario's own arrivals; the vector with the lowest p99 TTFT wins (ties: lower mean).
-    Returns (ratios, runs made). One class: equal ratios, no search."""
+    """Coordinate search over one ratio per member class (GRID multipliers; a second pass with two
+    classes only), each candidate run on the scenario's own arrivals; the vector with the lowest p99 TTFT
+    wins (ties: lower mean). Returns (ratios, runs made). One class: equal ratios, no search."""
     score = score or (lambda s: s["p99"] + 1e-3 * s["mean"])
     groups = classes(sc)
     mult = [1.0] * len(groups)
@@ -89,7 +89,7 @@ def static_best(sc: S.Scenario, score: Callable[[dict], float] | None = None) ->
         return cache[vec]
 
     if len(groups) > 1:
-        for _ in range(2):
+        for _ in range(2 if len(groups) == 2 else 1):
             moved = False
             for g in range(1, len(groups)):
                 best = min(GRID, key=lambda x, g=g: cost([*mult[:g], x, *mult[g + 1:]]))
@@ -129,13 +129,15 @@ def _finite(v: float) -> float | None:
 
 
 def run_scenario(sc: S.Scenario, seeds: Sequence[int] = (), chosen: Sequence[str] = ALL,
-                 log: Callable[[str], None] | None = None) -> ScenarioResult:
+                 log: Callable[[str], None] | None = None, ratios: tuple[int, ...] = ()) -> ScenarioResult:
     """Every chosen contender on every seed (default: the file's seed). static-best is searched on the
-    first seed's arrivals and that vector is then run on every seed."""
+    first seed's arrivals and that vector is then run on every seed; `static` runs `ratios`."""
     import time
     t0 = time.perf_counter()
     seeds = tuple(seeds) or (sc.arrivals.seed,)
     reg = contenders(sc.tick_ms / 1000.0)
+    if ratios:
+        reg["static"] = Contender("static", "static", ratios=ratios, label=f"fixed ratios {list(ratios)}")
     unknown = [c for c in chosen if c not in reg and c != "static-best"]
     if unknown:
         raise ValueError(f"unknown contender(s) {', '.join(unknown)}; expected some of {', '.join(ALL)}")

@@ -22,7 +22,13 @@ import argparse
 import gc
 import time
 
-from _common import Edges, collect, machine, quiet_logs, rss_mb
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: `python bench/memory.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import Edges, collect, machine, quiet_logs, rss_mb
 from controller import daemon
 from controller.clock import FakeClock
 

@@ -85,6 +85,14 @@ class Scenario:
         return Scenario(self.name, self.duration_s, self.tick_ms, Arrivals(**fields), self.members, self.slowdowns,
                         self.step_noise, self.path, self.extra)
 
+    def with_duration(self, duration_s: float) -> Scenario:
+        """The same scenario over another duration; slowdown times scale with it (same share of the run)."""
+        k = duration_s / self.duration_s
+        slow = tuple(Slowdown(s.member, s.at_s * k, s.factor, None if s.until_s is None else s.until_s * k)
+                     for s in self.slowdowns)
+        return Scenario(self.name, duration_s, self.tick_ms, self.arrivals, self.members, slow, self.step_noise,
+                        self.path, self.extra)
+
     def engine_specs(self, seed: int | None = None) -> list[EngineSpec]:
         """One engine per member; step noise is seeded from the arrivals' seed and the member's index."""
         base = self.arrivals.seed if seed is None else seed
@@ -163,7 +171,8 @@ def parse(data: Any, path: str = "<scenario>") -> Scenario:
     if pr.items:
         raise ScenarioError(f"{path}: " + "; ".join(pr.items))
     assert duration is not None and tick is not None and noise is not None and arrivals is not None
-    return Scenario(name.strip(), duration, tick, arrivals, tuple(members), tuple(slowdowns), noise, path)
+    extra = {"description": str(data["description"])} if "description" in data else {}
+    return Scenario(name.strip(), duration, tick, arrivals, tuple(members), tuple(slowdowns), noise, path, extra)
 
 
 def _arrivals(a: Any, pr: _Problems) -> Arrivals | None:

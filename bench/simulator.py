@@ -14,8 +14,8 @@ import heapq
 import math
 import random
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from controller import planner, policy
 from controller.config import ModeConfig, PoolConfig, WeightsConfig
@@ -47,6 +47,7 @@ class Contender:
     lb_mode: str = "round-robin"
     policy: str = "balance"
     scorer: policy.Policy | None = None  # a bench-only policy variant (not registered anywhere)
+    prefill_weight: float | None = None  # a bench-only capacity.PREFILL_WEIGHT
     weights: WeightsConfig = WeightsConfig(describe=False)
     refresh: float | None = None  # sideband: score refresh interval; None = the scenario's tick
     ratios: tuple[int, ...] = ()  # static: one ratio per member
@@ -269,7 +270,8 @@ class Sim:
                         for i, (n, v) in enumerate(zip(self.names, self.views, strict=True)))
         state = PoolState(PoolRef("bench"), self.con.lb_mode, members)
         scrapes = {n: ScrapeResult(n, t, sample=s) for n, s in samples.items()}
-        plan, self.memory = planner.plan_pool(state, scrapes, self.cfg, self.memory, ready, 0.0, scorer=self.con.scorer)
+        plan, self.memory = planner.plan_pool(state, scrapes, self.cfg, self.memory, ready, 0.0, scorer=self.con.scorer,
+                                              prefill_weight=self.con.prefill_weight)
         changes = [(p.member.name, p.ratio) for p in plan.writes]
         if changes:
             self.res.writes += len(changes)
@@ -289,10 +291,3 @@ class Sim:
 def run(sc: Scenario, con: Contender, *, service_rates: Sequence[float] = (), timing: Timing = Timing()) -> RunResult:
     return Sim(sc, con, timing=timing, service_rates=service_rates).run()
 
-
-def with_weights(con: Contender, **changes: object) -> Contender:
-    return replace(con, weights=replace(con.weights, **changes))
-
-
-def as_mapping(result: RunResult) -> Mapping[str, float]:
-    return result.summary()

@@ -31,7 +31,13 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from _common import Edges, collect, cpu_seconds, machine, median, peak_rss_mb, quiet_logs
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: `python bench/tick.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import Edges, collect, cpu_seconds, machine, median, peak_rss_mb, quiet_logs
 from controller import daemon
 from controller.scrape import target_for as product_target_for
 

@@ -23,7 +23,13 @@ import argparse
 import math
 import time
 
-from _common import PASSWORD, app_config, machine, quiet_logs
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: `python bench/tokens.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import PASSWORD, app_config, machine, quiet_logs
 from controller import daemon
 from controller.clock import FakeClock
 from controller.model import Sample, ScrapeResult

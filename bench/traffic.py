@@ -39,8 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=_ints, default=None,
                     help="comma-separated arrival seeds (default: the file's); figures are medians over seeds")
     ap.add_argument("--load", type=float, default=None, help="override arrivals.load (share of pool capacity)")
-    ap.add_argument("--duration", type=float, default=None, help="override duration_s (simulated seconds)")
+    ap.add_argument("--duration", type=float, default=None,
+                    help="override duration_s (simulated seconds); slowdown times scale with it")
     ap.add_argument("--contenders", default=",".join(ALL), help=f"comma-separated subset of {','.join(ALL)}")
+    ap.add_argument("--ratios", type=_ints, default=None,
+                    help="also run fixed ratios, one per member, under ratio-least-connections (contender `static`)")
     ap.add_argument("--quiet", action="store_true", help="no per-run progress lines")
     args = ap.parse_args(argv)
     try:
@@ -57,15 +60,19 @@ def main(argv: list[str] | None = None) -> int:
         if not args.duration > 0:
             print("error: --duration must be > 0", file=sys.stderr)
             return 2
-        from dataclasses import replace
-        sc = replace(sc, duration_s=args.duration)
+        sc = sc.with_duration(args.duration)
     chosen = [c for c in args.contenders.split(",") if c]
     unknown = [c for c in chosen if c not in ALL]
     if unknown:
         print(f"error: --contenders: unknown {', '.join(unknown)}; expected some of {', '.join(ALL)}", file=sys.stderr)
         return 2
+    if args.ratios is not None:
+        if len(args.ratios) != len(sc.members) or min(args.ratios) < 1:
+            print(f"error: --ratios needs {len(sc.members)} ratios >= 1, one per member", file=sys.stderr)
+            return 2
+        chosen.append("static")
     log = None if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
-    res = run_scenario(sc, args.seeds or (), chosen, log=log)
+    res = run_scenario(sc, args.seeds or (), chosen, log=log, ratios=tuple(args.ratios or ()))
     print(report.table(res))
     if args.json:
         report.write_json(res, args.json)

@@ -25,7 +25,13 @@ import argparse
 import statistics
 import time
 
-from _common import PASSWORD, app_config, machine, quiet_logs
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: `python bench/writes.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import PASSWORD, app_config, machine, quiet_logs
 from controller import daemon
 from controller.bigip import BigIPClient
 from controller.clock import FakeClock

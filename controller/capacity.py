@@ -14,14 +14,15 @@ Measured per member from the difference between two ticks (`observe`):
 * **prefill**: prompt tokens per second of time-to-first-token (Δprompt tokens / ΔTTFT sum). TTFT
   includes the engine's own queue, so this is the speed a prompt becomes a first token *at the load
   the member is given*; else llama.cpp's `prompt_tokens_seconds` gauge.
-* **mix**: the share of prompt tokens in the work (Δprompt / (Δprompt + Δgenerated)).
 
 `neutral` combines them into a relative service rate, prefill^w * decode^(1-w) (PREFILL_WEIGHT). Both
 rates fall as a member is handed more concurrency (bigger batches, a queue: TTFT includes it), so
 following them is negative feedback, not rich-get-richer.
 
 Robustness: a counter that goes down (engine restart) starts a new baseline and keeps the estimate;
-a window with too little work (idle member) changes nothing, so the last estimate stays; a member
+a window with too little work (fewer than MIN_FIRST_TOKENS first tokens and MIN_DECODE_TOKENS generated
+tokens: a quiet or idle member) changes nothing and keeps growing until it holds enough, so the last
+estimate stays and a slow trickle is still measured over several ticks; a member
 without an estimate yet (just joined, never busy) gets the pool's median (`imputed`); data-parallel
 ranks are summed by `controller.engines`, running requests too, so the rates are per request of the
 member. Where no member has counters, the neutral falls back to KV capacity, then to equal ratios.
@@ -39,13 +40,15 @@ from controller.model import Sample, SpeedCounters
 
 #: weight of one busy window in the running averages (EWMA).
 ALPHA = 0.2
-#: a window counts for decode only with at least this many generated tokens.
-MIN_DECODE_TOKENS = 16.0
+#: a window counts for decode only with at least this many generated tokens (inter-token samples).
+MIN_DECODE_TOKENS = 64.0
+#: a window counts for prefill only with at least this many first tokens (TTFT samples).
+MIN_FIRST_TOKENS = 8.0
 #: busy windows a member needs before its estimate is used (before that: the pool median).
 MIN_WINDOWS = 2
 #: weight of the prefill rate (prompt tokens per TTFT-second) against the decode rate (tokens/s per
 #: request) in a member's service rate, a geometric blend (docs/policy.md for the choice).
-PREFILL_WEIGHT = 0.5
+PREFILL_WEIGHT = 1.0
 #: the sources a member's neutral can come from.
 MEASURED, IMPUTED, KV_CAPACITY, EQUAL = "measured", "imputed", "kv-capacity", "equal"
 
@@ -59,7 +62,6 @@ class SpeedEstimate:
     running: float = 0.0
     decode: float | None = None  # generated tokens/s per running request
     prefill: float | None = None  # prompt tokens per second of TTFT
-    prompt_share: float | None = None  # prompt tokens / (prompt + generated tokens)
     windows: int = 0  # busy windows that updated the estimate
     resets: int = 0  # counter resets seen (engine restarts)
 
@@ -87,8 +89,8 @@ def _reset(old: SpeedCounters, new: SpeedCounters) -> bool:
 
 def _decode_rate(d: dict[str, float | None], dt: float, running: float, c: SpeedCounters) -> float | None:
     itl_n, itl_s = d["itl_count"], d["itl_sum"]
-    if itl_n is not None and itl_s is not None and itl_n >= MIN_DECODE_TOKENS and itl_s > 0:
-        return itl_n / itl_s
+    if itl_n is not None and itl_s is not None:
+        return itl_n / itl_s if itl_n >= MIN_DECODE_TOKENS and itl_s > 0 else None
     gen = d["generation_tokens"]
     if gen is not None and gen >= MIN_DECODE_TOKENS and running > 0 and dt > 0:
         return gen / (dt * running)
@@ -101,8 +103,8 @@ def _decode_rate(d: dict[str, float | None], dt: float, running: float, c: Speed
 
 def _prefill_rate(d: dict[str, float | None], c: SpeedCounters) -> float | None:
     prompt, ttft_n, ttft_s = d["prompt_tokens"], d["ttft_count"], d["ttft_sum"]
-    if prompt and ttft_n and ttft_n >= 1 and ttft_s and ttft_s > 0:
-        return prompt / ttft_s
+    if prompt is not None and ttft_n is not None and ttft_s is not None:
+        return prompt / ttft_s if ttft_n >= MIN_FIRST_TOKENS and prompt > 0 and ttft_s > 0 else None
     if c.slot_prompt_rate is not None and math.isfinite(c.slot_prompt_rate) and c.slot_prompt_rate > 0:
         return c.slot_prompt_rate
     return None
@@ -126,17 +128,13 @@ def observe(prev: SpeedEstimate | None, sample: Sample, now: float, alpha: float
     mean_running = (prev.running + running) / 2.0
     decode = _decode_rate(d, dt, mean_running, c)
     prefill = _prefill_rate(d, c)
-    share = None
-    if d["prompt_tokens"] is not None and d["generation_tokens"] is not None:
-        work = d["prompt_tokens"] + d["generation_tokens"]
-        share = d["prompt_tokens"] / work if work >= MIN_DECODE_TOKENS else None
     if decode is None and prefill is None:
-        # idle: keep the estimate, move the baseline (a long idle gap must not dilute the next window)
-        return replace(prev, at=now, counters=c, running=running)
+        # too little work yet (or idle): keep the estimate and the baseline, so the window grows until it
+        # holds enough first tokens / generated tokens to say something (histogram sums do not grow while idle)
+        return prev
     return replace(
         prev, at=now, counters=c, running=running,
         decode=_ewma(prev.decode, decode, alpha), prefill=_ewma(prev.prefill, prefill, alpha),
-        prompt_share=_ewma(prev.prompt_share, share, alpha) if share else prev.prompt_share,
         windows=prev.windows + 1,
     )
 
@@ -194,14 +192,15 @@ def service_rates(estimates: Mapping[str, SpeedEstimate], prefill_weight: float 
     return out
 
 
-def neutral(keys: Iterable[str], estimates: Mapping[str, SpeedEstimate], samples: Mapping[str, Sample]) -> Neutral:
+def neutral(keys: Iterable[str], estimates: Mapping[str, SpeedEstimate], samples: Mapping[str, Sample],
+            prefill_weight: float | None = None) -> Neutral:
     """The neutral for the members `keys` (those with fresh samples): measured service rates where any
     member has one (the others get the median, `imputed`); else KV capacity where every member exports
     `kv_max_concurrency`; else equal."""
     keys = list(keys)
     if not keys:
         return Neutral(EQUAL)
-    rates = service_rates({k: estimates[k] for k in keys if k in estimates})
+    rates = service_rates({k: estimates[k] for k in keys if k in estimates}, prefill_weight)
     if rates:
         mid = statistics.median(rates.values())
         values = {k: rates.get(k, mid) for k in keys}

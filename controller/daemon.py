@@ -16,10 +16,10 @@ from datetime import datetime
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from controller import configfile, logs, render, sdnotify
-from controller.bigip import BigIPClient
 from controller.clock import Clock, SystemClock
 from controller.config import AppConfig
 from controller.errors import ConfigError
+from controller.failover import FailoverClient
 from controller.model import Kind, Outcome, Reason, TickReport
 from controller.reconcile import Reconciler
 from controller.scrape import Scraper
@@ -50,8 +50,10 @@ def build(cfg: AppConfig, *, dry_run: bool, clock: Clock | None = None) -> Recon
     instance = instance_id(cfg.source)
     # Only the writer remembers its token: `plan`, `check` and dry runs must not adopt (and then delete) it.
     store = TokenStore(cfg.f5.state_dir, instance) if cfg.f5.state_dir and not dry_run else None
-    bigip = BigIPClient(cfg.f5, clock=clock, token_store=store)
-    logs.REDACTOR.sources[:] = [bigip.tokens.secrets]
+    # One host or every unit of an HA pair (one token each, in one state file); reads trust a failover
+    # check made within half a tick.
+    bigip = FailoverClient(cfg.f5, clock=clock, token_store=store, recheck=cfg.scheduler.tick_seconds / 2)
+    logs.REDACTOR.sources[:] = [bigip.secrets]
     scraper = Scraper(max_workers=cfg.scheduler.scrape_concurrency, clock=clock)
     return Reconciler(cfg, bigip, scraper, clock=clock, dry_run=dry_run, log=logs.get(), instance=instance)
 

@@ -169,12 +169,14 @@ def plan_pool(
     wall: float,
     instance: str = "",
     scorer: policy.Policy | None = None,
+    prefill_weight: float | None = None,
 ) -> tuple[PoolPlan, dict[str, Observation]]:
     """Decide every member of one pool. Returns the plan and the observations to carry forward.
 
     `instance` is this controller's id: it goes into the GUI notes it writes, and a member whose note
     carries another instance's id, written less than OWNER_WINDOW ago, is left alone ("owned-by-other").
-    `scorer` replaces the configured policy (benchmarks compare variants without registering them).
+    `scorer` replaces the configured policy and `prefill_weight` capacity.PREFILL_WEIGHT (benchmarks
+    compare variants without registering them or changing module constants).
     """
     observed = _remember(pool, scrapes, memory, now)
     fresh = _fresh(pool, scrapes)
@@ -184,7 +186,7 @@ def plan_pool(
         return PoolPlan(pool, held, note), observed
 
     speeds = {k: o.speed for k, o in observed.items() if o.speed is not None}
-    neutral = capacity.neutral(fresh, speeds, fresh)
+    neutral = capacity.neutral(fresh, speeds, fresh, prefill_weight)
     ctx = policy.Context(current={m.key: m.ratio for m in pool.members}, scale=cfg.weights.scale,
                          neutral=neutral.values, neutral_source=neutral.source)
     raw = scorer(fresh, cfg.mode, ctx) if scorer is not None else policy.score(fresh, cfg.mode, ctx)
@@ -208,7 +210,27 @@ def plan_pool(
             plans.append(_unknown_plan(m, scrapes.get(m.key), observed[m.key], stale_ratio, cfg, now))
     plans = _cap_floor(plans, cfg)
     plans = [_owned(p, instance, wall) for p in plans]
+    plans = [_writable(p, pool.honours_ratio) for p in plans]
     return PoolPlan(pool, tuple(plans), neutral=neutral.source), observed
+
+
+def _writable(p: MemberPlan, honours_ratio: bool) -> MemberPlan:
+    """Keep only what BIG-IP would accept and act on: nothing for an ephemeral member (BIG-IP refuses
+    it), no ratio where the pool's mode ignores member ratios (connection limits count in every mode)."""
+    m = p.member
+    if not p.changes:
+        return p
+    if not m.writable:
+        why = f"{p.reason}; ephemeral FQDN member: BIG-IP refuses changes, not written"
+        return replace(p, ratio=m.ratio, connection_limit=m.connection_limit, action=Action.NOT_WRITABLE,
+                       reason=why, description=None)
+    if honours_ratio or p.ratio == m.ratio:
+        return p
+    held = replace(p, ratio=m.ratio)
+    why = f"{p.reason}; ratio {p.ratio} not written: the pool's load-balancing mode ignores member ratios"
+    if held.connection_limit != m.connection_limit:
+        return replace(held, reason=why)
+    return replace(held, action=Action.NOT_WRITABLE, reason=why, description=None)
 
 
 def _owned(p: MemberPlan, instance: str, wall: float) -> MemberPlan:
@@ -263,7 +285,10 @@ def _cap_floor(plans: list[MemberPlan], cfg: PoolConfig) -> list[MemberPlan]:
 
 def _hold(m: Member, reason: str = "", action: Action = Action.HOLD, slug: str | None = None) -> MemberPlan:
     """Leave a member as it is; an inactive one says why it is skipped."""
-    if not m.active:
+    if m.fqdn_template:
+        action, reason, slug = (Action.SKIP_INACTIVE, f"FQDN template ({m.state}): its ephemeral members take the "
+                                "traffic; not scraped, not written", None)
+    elif not m.active:
         action, reason, slug = Action.SKIP_INACTIVE, f"{m.session}/{m.state} on BIG-IP: takes no new traffic", None
     return MemberPlan(member=m, sample=None, score=None, ratio=m.ratio, connection_limit=m.connection_limit, action=action,
                       reason=reason, scrape_error=slug)

@@ -97,9 +97,14 @@ BALANCE_LARGE_POOL = 8
 BALANCE_LARGE_POOL_QUEUE_BOOST = 3.0
 #: exponent on a *measured* service rate in the neutral (ratios proportional to rate^SPEED_PRIOR).
 #: Below 1 because ratio-least-connections already sends a faster member more requests at equal
-#: concurrency (it frees its connections sooner); the ratio only has to add the part of the speed
-#: difference that equal concurrency leaves on the table (docs/policy.md).
-SPEED_PRIOR = 1.0
+#: concurrency (it frees its connections sooner); the ratio only adds the part of the speed difference
+#: that equal concurrency leaves on the table. Larger moves along the median/tail trade-off (lower p99,
+#: higher p50) and, in pools of 16, churns more on noisy per-member rates (docs/policy.md).
+SPEED_PRIOR = 0.5
+#: KV use enters the pressure as kv_usage ** BALANCE_KV_POWER: near 0 while a member has room, steep as
+#: its cache fills. With a speed neutral, a fast member is *meant* to hold more concurrency (and so more
+#: KV) than a slow one; a linear KV term pushed it back toward equal concurrency at 15-30% KV use.
+BALANCE_KV_POWER = 3.0
 
 
 def _base_ratios(keys, ctx: Context) -> dict[str, float]:
@@ -111,7 +116,7 @@ def _base_ratios(keys, ctx: Context) -> dict[str, float]:
     return {k: (v if 1 < v <= ctx.scale else neutral) for k, v in cur.items()}
 
 
-def pressure(s: Sample, mode: ModeConfig) -> float:
+def pressure(s: Sample, mode: ModeConfig, kv_power: float = 1.0) -> float:
     """How loaded a member is, comparable across unequal engines: w_a * queued share + w_b * KV use.
 
     The queued share waiting/(running+1) is 0 while the engine admits everything it is sent; KV use
@@ -120,6 +125,8 @@ def pressure(s: Sample, mode: ModeConfig) -> float:
     running = s.running or 0.0
     queued = s.waiting / (running + 1.0)
     kv = s.kv_usage if s.kv_usage is not None else running / (running + s.waiting + 1.0)
+    if kv_power != 1.0:
+        kv = max(0.0, kv) ** kv_power
     wa, wb = mode.w_a, mode.w_b
     total = wa + wb
     if total <= 0:
@@ -141,7 +148,8 @@ def balance_step(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context |
                  max_move: float = BALANCE_MAX_MOVE, log_pressure: bool = True,
                  prior: float = BALANCE_PRIOR, large_pool: int = BALANCE_LARGE_POOL,
                  large_pool_queue_boost: float = BALANCE_LARGE_POOL_QUEUE_BOOST,
-                 speed_prior: float = SPEED_PRIOR, use_neutral: bool = True) -> Scores:
+                 speed_prior: float = SPEED_PRIOR, use_neutral: bool = True, kv_power: float = BALANCE_KV_POWER,
+                 neutral_dead_zone: float = 0.0) -> Scores:
     """One tick of the closed loop, in log space:
 
         log r_i <- (1 - leak) * log current_i + leak * neutral_i - clip(gain * shrink(q_i - mean q))
@@ -161,7 +169,7 @@ def balance_step(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context |
     if len(samples) >= large_pool and large_pool_queue_boost != 1.0:
         mode = ModeConfig(mode.name, w_a=mode.w_a * large_pool_queue_boost, w_b=mode.w_b, w_g=mode.w_g)
     base = _base_ratios(samples, ctx)
-    q = {k: pressure(s, mode) for k, s in samples.items()}
+    q = {k: pressure(s, mode, kv_power) for k, s in samples.items()}
     if log_pressure:
         q = {k: math.log1p(max(0.0, v)) for k, v in q.items()}
     mean = sum(q.values()) / len(q)
@@ -177,7 +185,7 @@ def balance_step(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context |
         # leak toward ratios proportional to the neutral (same geometric mean as now), not toward equal
         cl = {k: math.log(c or 1.0) for k, c in caps.items()}
         cmean = sum(cl.values()) / len(cl)
-        centre = {k: level + exponent * (cl[k] - cmean) for k in logs}
+        centre = {k: level + exponent * shrink(cl[k] - cmean, neutral_dead_zone) for k in logs}
 
     def move(k: str) -> float:
         return max(-max_move, min(max_move, gain * shrink(q[k] - mean, dead_zone)))
@@ -197,20 +205,20 @@ def balance(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context | None
 def balance_kv(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context | None = None) -> Scores:
     """The third `balance` (the default until measured speed): leaks toward KV capacity, never toward
     a measured service rate. Kept for comparison (`balance-kv`)."""
-    return balance_step(samples, mode, ctx, use_neutral=False)
+    return balance_step(samples, mode, ctx, use_neutral=False, kv_power=1.0)
 
 
 def balance_v2(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context | None = None) -> Scores:
     """The second `balance` (the default until the large-pool queue boost): the same loop with the
     configured w_a/w_b at every pool size. Kept for comparison (`balance-v2`); identical below 8 members."""
-    return balance_step(samples, mode, ctx, large_pool_queue_boost=1.0, use_neutral=False)
+    return balance_step(samples, mode, ctx, large_pool_queue_boost=1.0, use_neutral=False, kv_power=1.0)
 
 
 def balance_v1(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context | None = None) -> Scores:
     """The first `balance` (the first default): ratio_i <- current_i * exp(-2 (p_i - mean p)),
     no leak, no dead zone, no clip. Kept for comparison (`balance-v1`); it chases noise on equal engines."""
     return balance_step(samples, mode, ctx, gain=2.0, leak=0.0, dead_zone=0.0, max_move=math.inf,
-                        log_pressure=False, prior=0.0, large_pool_queue_boost=1.0)
+                        log_pressure=False, prior=0.0, large_pool_queue_boost=1.0, kv_power=1.0)
 
 
 def queue_balance(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context | None = None) -> Scores:

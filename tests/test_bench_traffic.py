@@ -180,3 +180,12 @@ def test_runs_as_module_and_as_script(tmp_path, how):
                            "--contenders", "lc,default"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert set(json.loads(out.read_text())["contenders"]) == {"lc", "default"}
+
+
+def test_cli_fixed_ratios_run_as_the_static_contender(tmp_path):
+    out = tmp_path / "o.json"
+    path = write(tmp_path, {**TINY, "duration_s": 20})
+    assert traffic.main(["--scenario", str(path), "--json", str(out), "--quiet", "--contenders", "lc",
+                         "--ratios", "30,100"]) == 0
+    assert set(json.loads(out.read_text())["contenders"]) == {"lc", "static"}
+    assert traffic.main(["--scenario", str(path), "--ratios", "1,2,3"]) == 2  # one ratio per member

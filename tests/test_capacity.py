@@ -31,10 +31,10 @@ def feed(steps, est=None):
     # the ITL histogram wins over the counter: 800 tokens in 4 s of inter-token time -> 200/s
     ([(0, sample(generation_tokens=0, itl_sum=0.0, itl_count=0)),
       (1, sample(generation_tokens=400, itl_sum=4.0, itl_count=800))], 200.0, None, 1),
-    # prefill: 3000 prompt tokens over 1.5 s of TTFT -> 2000 prompt tokens per TTFT-second
+    # prefill: 30,000 prompt tokens over 15 s of TTFT (10 first tokens) -> 2000 prompt tokens per TTFT-second
     ([(0, sample(prompt_tokens=0, generation_tokens=0, ttft_sum=0.0, ttft_count=0)),
-      (2, sample(prompt_tokens=3000, generation_tokens=800, ttft_sum=1.5, ttft_count=3))], 100.0, 2000.0, 1),
-    # idle window (no tokens): nothing learned, baseline moves on
+      (2, sample(prompt_tokens=30000, generation_tokens=800, ttft_sum=15.0, ttft_count=10))], 100.0, 2000.0, 1),
+    # idle window (no tokens): nothing learned
     ([(0, sample(generation_tokens=10)), (1, sample(running=0.0, generation_tokens=10))], None, None, 0),
     # llama.cpp gauges stand in when the counters say nothing
     ([(0, sample(slot_prompt_rate=500.0, slot_gen_rate=30.0)),
@@ -47,6 +47,16 @@ def test_observe_table(steps, decode, prefill, windows):
     assert est.windows == windows
     assert est.decode == (pytest.approx(decode) if decode else None)
     assert est.prefill == (pytest.approx(prefill) if prefill else None)
+
+
+def test_a_quiet_window_grows_until_it_holds_enough_first_tokens():
+    zero = dict(generation_tokens=0, itl_sum=0.0, itl_count=0)
+    est = feed([(0, sample(prompt_tokens=0, ttft_sum=0.0, ttft_count=0, **zero)),
+                (1, sample(prompt_tokens=3000, ttft_sum=1.0, ttft_count=3, **zero)),  # 3 first tokens: too few
+                (2, sample(prompt_tokens=6000, ttft_sum=2.0, ttft_count=6, **zero))])  # 6: still too few
+    assert est.windows == 0 and est.at == 0
+    est = observe(est, sample(prompt_tokens=9000, ttft_sum=4.0, ttft_count=9, **zero), 3)  # 9 since t=0: enough
+    assert est.windows == 1 and est.prefill == pytest.approx(9000 / 4.0)
 
 
 def test_no_counters_no_estimate_and_first_sample_is_only_a_baseline():
@@ -78,8 +88,8 @@ def test_ewma_moves_a_fifth_of_the_way_per_window():
 
 # --- the pool's neutral ----------------------------------------------------------------------------
 
-def ready(decode=None, prefill=None, share=0.5) -> SpeedEstimate:
-    return SpeedEstimate(at=0.0, counters=SpeedCounters(), decode=decode, prefill=prefill, prompt_share=share, windows=5)
+def ready(decode=None, prefill=None) -> SpeedEstimate:
+    return SpeedEstimate(at=0.0, counters=SpeedCounters(), decode=decode, prefill=prefill, windows=5)
 
 
 @pytest.mark.parametrize("w", [0.0, 0.5, 1.0])

@@ -102,7 +102,7 @@ LEAK, DZ, CLIP, GAIN = policy.BALANCE_LEAK, policy.BALANCE_DEAD_ZONE, policy.BAL
 
 
 def _q(s):
-    return math.log1p(policy.pressure(s, BAL))
+    return math.log1p(policy.pressure(s, BAL, policy.BALANCE_KV_POWER))
 
 
 @pytest.mark.parametrize(
@@ -132,7 +132,7 @@ def test_balance_table(samples, current, expect):
 
 
 def test_balance_small_gap_outside_dead_zone_is_gain_times_excess():
-    s = {"a": Sample(0, running=4, kv_usage=0.5), "b": Sample(0, running=4, kv_usage=0.3)}
+    s = {"a": Sample(0, running=4, kv_usage=0.75), "b": Sample(0, running=4, kv_usage=0.5)}
     gap = (_q(s["a"]) - _q(s["b"])) / 2  # each member's distance from the mean
     assert DZ < gap and GAIN * (gap - DZ) < CLIP
     got = policy.score(s, BAL, _ctx(a=100, b=100))
@@ -191,8 +191,9 @@ def _pool(n, hot=HOT):
 
 def _expected_other(n, w_a, w_b):
     """The ratio (from 50) of a member without a queue, by the formula, for pressure weights w_a, w_b."""
-    p_hot = (w_a * 4 / 5 + w_b * 0.2) / (w_a + w_b)
-    p_cold = (w_b * 0.2) / (w_a + w_b)
+    kv = 0.2 ** policy.BALANCE_KV_POWER
+    p_hot = (w_a * 4 / 5 + w_b * kv) / (w_a + w_b)
+    p_cold = (w_b * kv) / (w_a + w_b)
     q_hot, q_cold = math.log1p(p_hot), math.log1p(p_cold)
     mean = (q_hot + (n - 1) * q_cold) / n
     return 50 * math.exp(-max(-CLIP, min(CLIP, GAIN * policy.shrink(q_cold - mean, DZ))))
@@ -203,8 +204,6 @@ def _expected_other(n, w_a, w_b):
     [
         (7, "balance", 0.5, 0.5),     # below BALANCE_LARGE_POOL: configured weights
         (8, "balance", 1.5, 0.5),     # 8+ members: w_a x 3 (0.75 / 0.25 after normalising)
-        (8, "balance-v2", 0.5, 0.5),  # the previous default: configured weights at every size
-        (2, "balance-v2", 0.5, 0.5),
     ],
 )
 def test_balance_large_pool_queue_boost_table(n, name, w_a, w_b):
@@ -217,12 +216,35 @@ def test_balance_equals_v2_below_large_pool_and_differs_from_it_above():
     assert policy.BALANCE_LARGE_POOL == 8 and policy.BALANCE_LARGE_POOL_QUEUE_BOOST == 3.0
     for n in range(1, 8):
         s, ctx = _pool(n), _ctx(**{f"m{i}": 40 + i for i in range(n)})
-        assert policy.score(s, BAL, ctx) == policy.score(s, ModeConfig("balance-v2"), ctx)
+        assert policy.score(s, BAL, ctx) == policy.balance_step(s, BAL, ctx, large_pool_queue_boost=1.0)
+        assert policy.score(s, ModeConfig("balance-kv"), ctx) == policy.score(s, ModeConfig("balance-v2"), ctx)
     s, ctx = _pool(8), _ctx(**{f"m{i}": 50 for i in range(8)})
-    assert policy.score(s, BAL, ctx)["m1"] != pytest.approx(policy.score(s, ModeConfig("balance-v2"), ctx)["m1"])
+    assert policy.score(s, BAL, ctx)["m1"] != pytest.approx(policy.balance_step(s, BAL, ctx, large_pool_queue_boost=1.0)["m1"])
     # a KV-only mode (w_a = 0) has no queue term to boost; queue-balance (w_b = 0) is unchanged by scaling
     kv_only = ModeConfig("balance", w_a=0.0, w_b=1.0)
-    assert policy.score(s, kv_only, ctx) == policy.score(s, ModeConfig("balance-v2", w_a=0.0, w_b=1.0), ctx)
+    assert policy.score(s, kv_only, ctx) == policy.balance_step(s, kv_only, ctx, large_pool_queue_boost=1.0)
     assert policy.score(s, ModeConfig("queue-balance"), ctx) == pytest.approx(
         policy.balance_v2(s, ModeConfig("queue-balance", w_a=1.0, w_b=0.0), ctx))
     assert policy.POLICIES["balance-v2"] is policy.balance_v2
+
+
+# --- the measured-speed neutral (controller.capacity) ------------------------------------------------
+
+def test_balance_leaks_toward_the_measured_neutral_not_kv():
+    """Equal pressure, equal KV capacity, one member measured twice as fast: only the leak moves the ratios."""
+    s = {k: Sample(0, running=4, kv_usage=0.2, kv_max_concurrency=40.0) for k in ("a", "b")}
+    ctx = policy.Context(current={"a": 100, "b": 100}, scale=100, neutral={"a": 1.0, "b": 2.0}, neutral_source="measured")
+    got = policy.score(s, BAL, ctx)
+    half = policy.SPEED_PRIOR * math.log(2) / 2
+    assert got == pytest.approx({"a": 100 * E ** (-LEAK * half), "b": 100 * E ** (LEAK * half)})
+    # the previous default ignores the measured neutral and leaks toward equal KV capacity: nothing moves
+    assert policy.score(s, ModeConfig("balance-kv"), ctx) == pytest.approx({"a": 100, "b": 100})
+
+
+def test_kv_use_weighs_only_when_the_cache_fills():
+    """With the cubic KV term, 10% vs 30% KV use is inside the dead zone; 30% vs 90% is not."""
+    low = {"a": Sample(0, running=4, kv_usage=0.1), "b": Sample(0, running=4, kv_usage=0.3)}
+    assert policy.score(low, BAL, _ctx(a=100, b=100)) == pytest.approx({"a": 100, "b": 100})
+    assert policy.score(low, ModeConfig("balance-kv"), _ctx(a=100, b=100))["b"] < 100  # linear: it moved
+    high = {"a": Sample(0, running=4, kv_usage=0.3), "b": Sample(0, running=4, kv_usage=0.9)}
+    assert policy.score(high, BAL, _ctx(a=100, b=100))["b"] < 100
