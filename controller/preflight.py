@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from controller import bounds
+from controller import as3, bounds, model
 from controller.config import AppConfig
 from controller.errors import BigIPError, NotFoundError
 from controller.scrape import target_for
@@ -42,25 +42,73 @@ def check_role(bigip, username: str) -> Row:
 
 
 def check_sync(bigip) -> Row:
-    # Only sync-failover groups carry LTM pools; the built-in sync-only groups always auto-sync.
-    auto = [g["name"] for g in bigip.device_groups() if g.get("autoSync") == "enabled" and g.get("type") == "sync-failover"]
+    """The sync mode of the device group that carries LTM config (the built-in sync-only groups do not)."""
+    groups = [g for g in bigip.device_groups() if g.get("type") == "sync-failover"]
+    if not groups:
+        return Row("config sync", OK, "no sync-failover device group: a standalone unit")
+    auto = [g["name"] for g in groups if g.get("autoSync") == "enabled"]
     if auto:
-        return Row("config sync", WARN, f"auto-sync on in {', '.join(auto)}: every ratio write starts a config sync")
-    return Row("config sync", OK, "no device group with auto-sync")
+        return Row("config sync", WARN, f"sync-failover, auto-sync on in {', '.join(auto)}: every ratio write starts "
+                                        "a config sync to the peer")
+    names = ", ".join(g["name"] for g in groups)
+    return Row("config sync", WARN, f"sync-failover, manual sync in {names}: ratios written on the active unit stay "
+                                    "there until someone syncs (after a failover the controller writes them again)")
 
 
-def check_pool(bigip, pool_cfg) -> tuple[Row, object]:
+def check_units(bigip) -> list[Row]:
+    """Each configured unit's failover state; FAIL when none is active (nothing would be written)."""
+    statuses = bigip.status() if hasattr(bigip, "status") else []
+    rows = []
+    single = len(statuses) == 1
+    for s in statuses:
+        if s.state == "active":
+            rows.append(Row(f"unit {s.host}", OK, "active: reads and writes go here"))
+        elif s.state == "standby" and not single:
+            rows.append(Row(f"unit {s.host}", OK, "standby: never written"))
+        elif s.state == "unknown" and single:
+            rows.append(Row(f"unit {s.host}", WARN, "failover state not readable (cm/failover-status, cm/device): "
+                                                    "taken as a standalone unit"))
+        else:
+            status = FAIL if single else WARN
+            detail = s.detail or f"{s.state}: never written"
+            rows.append(Row(f"unit {s.host}", status, detail if not single else
+                            f"{s.state}, not active: nothing would be written; point f5.host at the active unit or "
+                            "list every unit of the device group"))
+    if len(statuses) > 1 and sum(s.state == "active" for s in statuses) != 1:
+        states = ", ".join(f"{s.host} {s.state}" for s in statuses)
+        rows.append(Row("failover", FAIL, f"{sum(s.state == 'active' for s in statuses)} active unit(s) ({states}): "
+                                          "nothing would be written"))
+    return rows
+
+
+def check_pool(bigip, pool_cfg, declaration: object = None) -> tuple[Row, object]:
     item = f"pool {pool_cfg.ref}"
     try:
         state = bigip.read_pool(pool_cfg.ref)
     except NotFoundError:
         return Row(item, FAIL, "not found on BIG-IP"), None
     members = f"{len(state.members)} member(s), {sum(m.active for m in state.members)} active"
-    if not state.honours_ratio:
-        return Row(item, WARN, f"{members}; mode {state.load_balancing_mode} ignores ratios: use ratio-least-connections-member"), state
+    ephemeral = sum(m.ephemeral for m in state.members)
+    if ephemeral:
+        members += f" ({ephemeral} ephemeral FQDN member(s): scraped, never written)"
+    problems = [model.mode_problem(state) if pool_cfg.weights.drives_ratio else "", model.fqdn_problem(state)]
+    why = "; ".join(p for p in problems if p)
+    if why:
+        return Row(item, FAIL, f"{members}; not steerable: {why}"), state
+    owner = as3.owner_hint(pool_cfg.ref, declaration)
+    if owner:
+        return Row(item, WARN, f"{members}; {owner}"), state
     if pool_cfg.weights.drives_limit and not state.queue_on_connection_limit:
         return Row(item, WARN, f"{members}; connection limits without queueOnConnectionLimit reject excess requests"), state
     return Row(item, OK, f"{members}; mode {state.load_balancing_mode}"), state
+
+
+def as3_declaration(bigip) -> object:
+    """AS3's declaration when AS3 is installed and readable; None otherwise (best effort, never fails check)."""
+    try:
+        return bigip.get(as3.DECLARE_PATH, retry=False) if hasattr(bigip, "get") else None
+    except BigIPError:
+        return None
 
 
 def check_members(cfg: AppConfig, pool_cfg, state, scraper) -> list[Row]:
@@ -99,10 +147,15 @@ def run(cfg: AppConfig, bigip, scraper) -> list[Row]:
     if login.status == FAIL:
         return rows
     rows.append(_guard("role", lambda: check_role(bigip, cfg.f5.username)))
+    try:
+        rows.extend(check_units(bigip))
+    except BigIPError as exc:
+        rows.append(Row("failover", FAIL, str(exc)))
     rows.append(_guard("config sync", lambda: check_sync(bigip)))
+    declaration = as3_declaration(bigip)
     for pool_cfg in cfg.pools:
         try:
-            row, state = check_pool(bigip, pool_cfg)
+            row, state = check_pool(bigip, pool_cfg, declaration)
         except BigIPError as exc:
             row, state = Row(f"pool {pool_cfg.ref}", FAIL, str(exc)), None
         rows.append(row)

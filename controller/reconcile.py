@@ -54,6 +54,10 @@ class BigIP(Protocol):
 
     def token_counters(self) -> TokenCounters: ...
 
+    def unit(self) -> str:
+        """The BIG-IP unit reads and writes go to now (HA: the active one, confirmed); BigIPError if none."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -97,6 +101,7 @@ class Reconciler:
         self.instance = instance  # this controller's id, written into GUI notes (see planner.other_owner)
         self._silent: str | None = None  # set when BIG-IP gave no reply at all during the current tick
         self._tick_start = 0.0  # a cached membership read before this may not be written against
+        self._unit: str | None = None  # the BIG-IP unit the cache was read from
         self.budget = WriteBudget(cfg.f5.max_writes_per_minute, self.clock)
         self.memory: dict[str, dict[str, planner.Observation]] = {}
         self.cache: dict[str, _Cached] = {}
@@ -122,6 +127,19 @@ class Reconciler:
         self.faults.clear(f"pool:{ref}", "bigip_read_recovered", pool=str(ref))
         self.cache[ref.full_path] = _Cached(state, self.clock.monotonic())
         return state
+
+    def _check_unit(self) -> None:
+        """Each tick: which unit is active. After a failover nothing read from the old unit is trusted."""
+        try:
+            unit = self.bigip.unit()
+        except BigIPError as exc:
+            self.cache.clear()
+            self._unit = None
+            self._silent = exc.message
+            return
+        if unit != self._unit:
+            self.cache.clear()
+            self._unit = unit
 
     def _membership(self, ref: PoolRef) -> PoolState | Outcome:
         cached = self.cache.get(ref.full_path)
@@ -250,6 +268,7 @@ class Reconciler:
     def _tick(self) -> TickReport:
         self._tick_start = self.clock.monotonic()
         self._silent = None
+        self._check_unit()
         outcomes: list[Outcome] = []
         states = {}
         for pool_cfg in self.cfg.pools:
