@@ -32,7 +32,7 @@ def plan_row(pool: str, p: MemberPlan) -> list[object]:
     s = p.sample
     return [
         pool,
-        p.member.endpoint,
+        p.member.display,
         None if s is None else s.waiting,
         None if s is None else s.running,
         None if s is None or s.kv_usage is None else f"{s.kv_usage:.0%}",
@@ -72,5 +72,5 @@ NEUTRAL_LABELS = {
 def neutral_line(plan: PoolPlan) -> str:
     """What the closed loop leaks toward in this pool, and each member's relative speed and its source."""
     label = NEUTRAL_LABELS.get(plan.neutral, plan.neutral)
-    speeds = ", ".join(f"{p.member.endpoint} {p.speed:.2f} {p.speed_source}" for p in plan.members if p.speed is not None)
+    speeds = ", ".join(f"{p.member.display} {p.speed:.2f} {p.speed_source}" for p in plan.members if p.speed is not None)
     return f"{plan.pool.ref}: neutral ratios from {label}" + (f": {speeds}" if speeds else "")
