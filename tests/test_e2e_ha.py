@@ -3,6 +3,8 @@ and modes that ignore member ratios (issue 11)."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from controller.sim.bigip import BigIPEmulator, HAPair
@@ -99,12 +101,26 @@ def test_check_shows_each_unit_and_the_sync_mode(ha, tmp_path):
     assert "manual sync" in sync and "llm-failover-dg" in sync
 
 
+def settled(unit, quiet: float = 1.0, timeout: float = 15.0) -> None:
+    """Wait until `unit` has taken no write for `quiet` seconds (5 ticks of 200 ms)."""
+    last = [len(unit.writes), time.monotonic()]
+
+    def calm() -> bool:
+        n = len(unit.writes)
+        if n != last[0]:
+            last[:] = [n, time.monotonic()]
+        return time.monotonic() - last[1] >= quiet
+
+    wait_for(calm, timeout, interval=0.05, what="no writes for a second")
+
+
 def test_the_daemon_follows_failovers_with_one_log_line_each(ha, tmp_path):
     cfg = ha.config(tmp_path)
     d = Daemon(cfg)
     try:
         wait_for(lambda: ha.pair.a.writes, 15, what="first writes on the active unit")
         for n in (1, 2):
+            settled(ha.pair.active)  # converged under steady load: the ratios the new active unit must get
             new = ha.pair.swap()
             expected = (ha.pair.b if new is ha.pair.a else ha.pair.a).ratios(POOL)
             wait_for(lambda new=new, expected=expected: new.ratios(POOL) == expected, 5,
