@@ -115,7 +115,8 @@ class Daemon:
 
     def _after(self, report: TickReport) -> None:
         if self.dry_run and self.out is not None:
-            print(render.plan_table(report), file=self.out, flush=True)
+            policies = {p.ref.full_path: p.mode.name for p in self.cfg.pools}
+            print(render.plan_table(report, policies), file=self.out, flush=True)
         all_failed = bool(report.errors) and not report.plans
         was = self.backoff
         self.backoff = min(MAX_BACKOFF, max(self.cfg.scheduler.tick_seconds, self.backoff * 2)) if all_failed else 0.0

@@ -215,6 +215,7 @@ class ScrapeResult:
     error: str | None = None  # short reason slug, e.g. "timeout", "not-prometheus", "missing-metric"
     detail: str = ""
     duration: float = 0.0
+    detected: str = ""  # on a "missing-metric" failure: the engine type the page looks like (engines.detect), if any
 
     @property
     def ok(self) -> bool:

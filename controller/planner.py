@@ -126,7 +126,7 @@ def _known_plan(m: Member, sample: Sample, score: float, target: int, cfg: PoolC
             limit = weights.damped_limit(m.connection_limit, wanted, w.dead_band)
     changed = ratio != m.ratio or limit != m.connection_limit
     action = Action.WRITE if changed else (Action.DEAD_BAND if held and target != m.ratio else Action.HOLD)
-    reason = f"score {score:.2f} ({describe_sample(sample)}) target {target}"
+    reason = f"target ratio {target}"  # score, load and share are fields of their own everywhere this shows
     note = gui_note(score, sample, wall, instance) if changed and may_describe(m, w) else None
     return MemberPlan(member=m, sample=sample, score=score, ratio=ratio, connection_limit=limit, action=action,
                       reason=reason, description=note)

@@ -395,6 +395,7 @@ def attach(telemetry: Telemetry, daemon: Observed) -> Telemetry:
         telemetry.observe(report, getattr(daemon.rec, "last_scrapes", None))
 
     telemetry.set_token_source(lambda: token_counters(daemon.rec))
+    telemetry.instruments.failover.source = lambda: daemon.rec.bigip
     telemetry.set_pools(engine_types(daemon.cfg), policies(daemon.cfg))
     _hook_bigip(telemetry, daemon.rec)
     daemon.on_tick.append(on_tick)
