@@ -695,7 +695,8 @@ def _read_pools(root: _Reader, d: _PoolDefaults) -> tuple[PoolConfig, ...]:
     readers = root.items("pools")
     if root.data["pools"] is None or root.data["pools"] == []:
         root.problem("pools", "must list at least one pool")
-    pools, first = [], {}
+    pools: list[PoolConfig] = []
+    first: dict[str, str] = {}  # pool full path -> key path that named it first
     for r in readers:
         pool = _read_pool(r, d)
         if pool is None:
