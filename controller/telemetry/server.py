@@ -257,7 +257,7 @@ def _history_row(view: dict, dry_run: bool) -> dict[str, tuple[float | None, ...
         share = m["percent"] / 100.0 if m["percent"] is not None else None
         metrics = m["metrics"]
         ratio = m["ratio"] if dry_run else m["planned_ratio"]
-        limit = m["connection_limit"] if dry_run else m["planned_connection_limit"]
+        limit = (m["connection_limit"] if dry_run else m["planned_connection_limit"]) or None  # 0: unlimited, no line
         rows[m["name"]] = (ratio, limit, share, metrics["waiting_queue"], metrics["running_req"],
                            metrics["cache_usage"], m["speed"]["value"], m.get("ttft_seconds"))
     return rows
