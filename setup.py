@@ -38,6 +38,8 @@ setup(
             'f5-sdk>=3.0.21; python_version < "3.12"',
         ],
         "bench": ["matplotlib>=3.7"],
+        # the live page's browser test (tests/test_live_page_browser.py); also needs chromium and chromedriver
+        "browser": ["selenium>=4.10"],
         "lint": ["ruff>=0.5", "mypy>=1.5", "import-linter>=2.0", "types-PyYAML", "types-requests"],
     },
     entry_points={"console_scripts": ["f5-llm-ratio=controller.cli:main"]},

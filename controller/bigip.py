@@ -83,6 +83,7 @@ WRITABLE_FIELDS = frozenset({"ratio", "connectionLimit", "description"})
 COORDINATION_HEADER = "X-F5-REST-Coordination-Id"
 TRANSACTION_PATH = "/mgmt/tm/transaction"
 TRANSACTION_POLLS = 3  # GETs while a committed transaction is still being applied
+_ANY_ADDRESS = frozenset({"any6", "any", "::", "0.0.0.0"})  # an FQDN template member's address
 
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.I | re.S)
 _TAG = re.compile(r"<[^>]+>")
@@ -183,6 +184,10 @@ class BigIPClient:
         except _Malformed as e:
             raise PermanentBigIPError(f"malformed pool reply: {_scrub(str(e), self.tokens.secrets())}",
                                       status=200, method="GET", path=path) from None
+
+    def get(self, path: str) -> Any:
+        """One authenticated GET of any iControl REST path (e.g. cm/failover-status), decoded JSON."""
+        return self._call("GET", path)
 
     def version(self) -> str:
         """TMOS version, e.g. "16.1.3"."""
@@ -644,17 +649,23 @@ def _parse_member(ref: PoolRef, index: int, item: Any) -> Member:
     except ValueError:
         raise _Malformed(f"{where}: no port in the name") from None
     partition = text("partition", ref.partition)
+    address, state = text("address"), text("state", "up")
+    fqdn = item.get("fqdn")
+    ephemeral = str(item.get("ephemeral", "false")).lower() == "true"
+    autopopulate = isinstance(fqdn, dict) and fqdn.get("autopopulate") == "enabled"
     return Member(
         name=name,
         partition=partition,
-        address=text("address"),
+        address=address,
         port=port,
         ratio=integer("ratio", RATIO_MIN, RATIO_MAX),
         connection_limit=integer("connectionLimit", 0, 2**32 - 1),
         session=text("session", "monitor-enabled"),
-        state=text("state", "up"),
+        state=state,
         description=text("description", ""),
         full_path=text("fullPath", f"/{partition}/{name}"),
+        ephemeral=ephemeral,
+        fqdn_template=not ephemeral and (autopopulate or state.startswith("fqdn-") or address in _ANY_ADDRESS),
     )
 
 

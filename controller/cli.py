@@ -3,50 +3,75 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
 
 from controller import __version__, configfile, daemon, logs, preflight, render, telemetry
 from controller.errors import ConfigError, RatioError
+from controller.telemetry.status import missing_pool_view, pool_view, scrub
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+CONFIG_HELP = "YAML config file (the sideband scheduler's scheduler-config.yaml works unchanged)"
+JSON_VERSION = 1
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="f5-llm-ratio",
         description="Set BIG-IP pool member ratios from LLM engine load. No request path: LTM picks members natively.",
+        epilog="Exit codes: 0 ok, 1 runtime failure, 2 bad config or usage. Logs go to stderr.",
     )
-    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}", help="print the version and exit")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", choices=LOG_LEVELS, type=str.upper, metavar="LEVEL",
+                        help="log level on stderr: DEBUG, INFO, WARNING or ERROR (default: global.log_level from the config; "
+                             "plan, check and demo show INFO lines only when asked, so only their result reaches the terminal)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", help="run, plan, check or demo; COMMAND --help for its options")
 
-    run = sub.add_parser("run", help="the daemon: reconcile every metrics_fetch_interval")
-    run.add_argument("--config", required=True, metavar="FILE", help="YAML config (the sideband scheduler's file works unchanged)")
+    run = sub.add_parser("run", parents=[common], help="the daemon: reconcile every metrics_fetch_interval",
+                         description="Reconcile every scheduler.metrics_fetch_interval until SIGTERM; SIGHUP reloads the config.")
+    run.add_argument("--config", required=True, metavar="FILE", help=CONFIG_HELP)
     run.add_argument("--once", action="store_true", help="one tick, then exit (1 if anything failed)")
     run.add_argument("--dry-run", action="store_true", help="print the plan each tick instead of writing to BIG-IP")
 
-    plan = sub.add_parser("plan", help="one tick: print the planned ratios, write nothing")
-    plan.add_argument("--config", required=True, metavar="FILE")
+    plan = sub.add_parser("plan", parents=[common], help="one tick: print the planned ratios, write nothing",
+                          description="One tick against BIG-IP and the engines; prints what would be written. "
+                                      "Works with a read-only (Guest) account.")
+    plan.add_argument("--config", required=True, metavar="FILE", help=CONFIG_HELP)
+    plan.add_argument("--json", action="store_true", help="print the plan as one JSON document (shape: README, "
+                                                          "'Machine-readable output') instead of the table")
 
-    check = sub.add_parser("check", help="preflight: config, login, role, pools, LB mode, config sync, member metrics")
-    check.add_argument("--config", required=True, metavar="FILE")
+    check = sub.add_parser("check", parents=[common], help="preflight: config, login, role, pools, LB mode, config sync, member metrics",
+                           description="Verify everything the controller needs and name the likely cause of what fails.")
+    check.add_argument("--config", required=True, metavar="FILE", help=CONFIG_HELP)
+    check.add_argument("--json", action="store_true", help="print the findings as one JSON document (shape: README, "
+                                                           "'Machine-readable output') instead of the table")
 
-    demo = sub.add_parser("demo", help="run the real controller against a built-in BIG-IP emulator and simulated engines")
+    demo = sub.add_parser("demo", parents=[common], help="run the real controller against a built-in BIG-IP emulator and simulated engines",
+                          description="The real controller loop against a BIG-IP emulator, simulated engines and a real trace; "
+                                      "the live page is at http://127.0.0.1:9109/ while it runs.")
     from controller.demo import add_arguments
 
     add_arguments(demo)
     return p
 
 
-def _load(path: str):
+def _load(path: str, level: str | None, quiet: bool = False):
+    """Load the config and set up logging on stderr. `quiet` (plan, check): the config's INFO becomes WARNING,
+    so no progress line lands above the result on a terminal; --log-level, or DEBUG in the config, still wins."""
     cfg = configfile.load(path)
-    logs.setup(cfg.log_level, cfg.secrets(), stream=sys.stderr)
+    default = "WARNING" if quiet and cfg.log_level == "INFO" else cfg.log_level
+    logs.setup(level or default, cfg.secrets(), stream=sys.stderr)
     return cfg
 
 
 def cmd_run(args) -> int:
-    cfg = _load(args.config)
+    cfg = _load(args.config, args.log_level)
     log = logs.get()
     daemon.announce(cfg, log)
     d = daemon.Daemon(args.config, cfg, dry_run=args.dry_run, out=sys.stdout)
@@ -72,21 +97,51 @@ def _explain_failure(report) -> None:
 
 
 def cmd_plan(args) -> int:
-    cfg = _load(args.config)
-    d = daemon.Daemon(args.config, cfg, dry_run=True, out=sys.stdout)
-    return d.run_once()
+    cfg = _load(args.config, args.log_level, quiet=True)
+    d = daemon.Daemon(args.config, cfg, dry_run=True, out=None if args.json else sys.stdout)
+    code = d.run_once()
+    if args.json:
+        report = d.rec.last_report
+        print(json.dumps(plan_json(cfg, report, code), allow_nan=False))
+    return code
+
+
+def plan_json(cfg, report, code: int) -> dict:
+    """The `plan --json` document: per pool the /status pool view; failures as records (README)."""
+    engine_types, policies = telemetry.engine_types(cfg), telemetry.policies(cfg)
+    plans = report.plans if report is not None else ()
+    read = {plan.pool.ref.full_path for plan in plans}
+    pools = [pool_view(plan, engine_types.get(plan.pool.ref.full_path, ""), policies.get(plan.pool.ref.full_path, ""), True)
+             for plan in plans]
+    pools += [missing_pool_view(path, et, report.pool_outcome(path) if report is not None else None)
+              for path, et in engine_types.items() if path not in read]
+    failures = report.failures if report is not None else ()
+    return {
+        "version": JSON_VERSION,
+        "command": "plan",
+        "ok": code == EXIT_OK,
+        "exit_code": code,
+        "dry_run": True,
+        "writes": sum(len(plan.writes) for plan in plans),
+        "pools": pools,
+        "errors": [{"kind": o.kind.value, "reason": o.reason.value, "pool": o.pool or None, "member": o.member or None,
+                    "message": scrub(o.message)} for o in failures],
+    }
 
 
 def cmd_check(args) -> int:
-    cfg = _load(args.config)
+    cfg = _load(args.config, args.log_level, quiet=True)
     rec = daemon.build(cfg, dry_run=True)
     try:
         rows = preflight.run(cfg, rec.bigip, rec.scraper)
     finally:
         daemon.close(rec)
-    print(render.table(("check", "status", "detail"), [(r.item, r.status, r.detail) for r in rows]))
     blocked = preflight.blocking(rows)
-    print("\nresult: " + ("BLOCKED: fix the FAIL rows first" if blocked else "ready"))
+    if args.json:
+        print(json.dumps(preflight.as_json(rows)))
+    else:
+        print(render.table(("check", "status", "detail"), [(r.item, r.status, r.detail) for r in rows]))
+        print("\nresult: " + ("BLOCKED: fix the FAIL rows first" if blocked else "ready"))
     return EXIT_FAIL if blocked else EXIT_OK
 
 

@@ -17,7 +17,7 @@ ENGINE_TYPES = ("vllm", "sglang", "trtllm", "triton", "llamacpp", "tgi")
 
 @dataclass(frozen=True)
 class F5Config:
-    host: str
+    host: str  # the first (or only) management address
     port: int = 443
     username: str = "admin"
     password: str = field(default="", repr=False)
@@ -30,6 +30,12 @@ class F5Config:
     write_mode: str = "patch"  # "patch": one PATCH per member; "transaction": one commit per pool
     write_concurrency: int = 4
     max_writes_per_minute: int = 600  # a cap across all pools; excess changes wait for the next tick
+    hosts: tuple[str, ...] = ()  # every unit of the device group when f5.host is a list (HA pairs)
+
+    @property
+    def units(self) -> tuple[str, ...]:
+        """The management addresses to consider: `hosts`, or just `host`."""
+        return self.hosts or (self.host,)
 
     @property
     def base_url(self) -> str:

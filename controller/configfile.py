@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from controller import bounds, engines, policy, tokenstore
+from controller import bounds, engines, hostnames, policy, tokenstore
 from controller.config import (
     DRIVES,
     ENGINE_TYPES,
@@ -206,6 +206,29 @@ def host_name() -> Conv:
     return conv
 
 
+def management_hosts() -> Conv:
+    """f5.host: one management address, or a list of the device group's units (HA pairs)."""
+
+    def conv(v: Any) -> tuple[str, ...]:
+        items = v if isinstance(v, list) else [v]
+        if not items:
+            raise _Bad("an empty list; give the management address of each unit")
+        out: list[str] = []
+        for i, item in enumerate(items):
+            where = f"[{i}] " if isinstance(v, list) else ""
+            if not isinstance(item, str):
+                raise _Bad(f"{where}expected a host name or IP address as a string, got {_show(item)}")
+            why = hostnames.problem(item.strip())
+            if why:
+                raise _Bad(f"{where}{why}")
+            if hostnames.bare(item.strip()).lower() in (h.lower() for h in out):
+                raise _Bad(f"{where}{item!r} is listed twice")
+            out.append(hostnames.bare(item.strip()))
+        return tuple(out)
+
+    return conv
+
+
 def folder(allow_nested: bool) -> Conv:
     """A partition (one name) or a sub_path (names joined by '/')."""
 
@@ -347,7 +370,7 @@ class _Reader:
 # sections
 
 _F5 = (
-    ("host", host_name()),
+    ("host", management_hosts()),
     ("port", integer(1, 65535)),
     ("username", string()),
     ("timeout", number(0, lo_open=True, unit=" (seconds)")),
@@ -492,7 +515,9 @@ def _read_f5(root: _Reader) -> F5Config:
         r.problem("host", "required (the BIG-IP management address)")
     password, source = _f5_password(r)
     kw["state_dir"] = tokenstore.state_dir(kw.get("state_dir", ""), r.ctx.environ)
-    return F5Config(**{"host": "", **kw}, password=password, password_source=source)
+    units: tuple[str, ...] = kw.pop("host", ()) or ("",)
+    return F5Config(host=units[0], hosts=units if len(units) > 1 else (), **kw, password=password,
+                    password_source=source)
 
 
 # modes, weights, engines ---------------------------------------------------------------------
@@ -640,7 +665,8 @@ def _read_pools(root: _Reader, d: _PoolDefaults) -> tuple[PoolConfig, ...]:
     readers = root.items("pools")
     if root.data["pools"] is None or root.data["pools"] == []:
         root.problem("pools", "must list at least one pool")
-    pools, first = [], {}
+    pools: list[PoolConfig] = []
+    first: dict[str, str] = {}  # pool full path -> key path that named it first
     for r in readers:
         pool = _read_pool(r, d)
         if pool is None:

@@ -16,10 +16,10 @@ from datetime import datetime
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from controller import configfile, logs, render, sdnotify
-from controller.bigip import BigIPClient
 from controller.clock import Clock, SystemClock
 from controller.config import AppConfig
 from controller.errors import ConfigError
+from controller.failover import FailoverClient
 from controller.model import Kind, Outcome, Reason, TickReport
 from controller.reconcile import Reconciler
 from controller.scrape import Scraper
@@ -50,8 +50,10 @@ def build(cfg: AppConfig, *, dry_run: bool, clock: Clock | None = None) -> Recon
     instance = instance_id(cfg.source)
     # Only the writer remembers its token: `plan`, `check` and dry runs must not adopt (and then delete) it.
     store = TokenStore(cfg.f5.state_dir, instance) if cfg.f5.state_dir and not dry_run else None
-    bigip = BigIPClient(cfg.f5, clock=clock, token_store=store)
-    logs.REDACTOR.sources[:] = [bigip.tokens.secrets]
+    # One host or every unit of an HA pair (one token each, in one state file); reads trust a failover
+    # check made within half a tick.
+    bigip = FailoverClient(cfg.f5, clock=clock, token_store=store, recheck=cfg.scheduler.tick_seconds / 2)
+    logs.REDACTOR.sources[:] = [bigip.secrets]
     scraper = Scraper(max_workers=cfg.scheduler.scrape_concurrency, clock=clock)
     return Reconciler(cfg, bigip, scraper, clock=clock, dry_run=dry_run, log=logs.get(), instance=instance)
 
@@ -113,7 +115,8 @@ class Daemon:
 
     def _after(self, report: TickReport) -> None:
         if self.dry_run and self.out is not None:
-            print(render.plan_table(report), file=self.out, flush=True)
+            policies = {p.ref.full_path: p.mode.name for p in self.cfg.pools}
+            print(render.plan_table(report, policies), file=self.out, flush=True)
         all_failed = bool(report.errors) and not report.plans
         was = self.backoff
         self.backoff = min(MAX_BACKOFF, max(self.cfg.scheduler.tick_seconds, self.backoff * 2)) if all_failed else 0.0

@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 
-from controller import configfile, daemon, logs, render, telemetry
+from controller import configfile, daemon, logs, policy, render, telemetry
 from controller.sim.bigip import BigIPEmulator
 from controller.sim.dataplane import QUEUED
 from controller.sim.engine import Engine, RealtimeEngine, Request, preset
@@ -31,10 +31,34 @@ def add_arguments(parser) -> None:
     parser.add_argument("--load", type=float, default=0.85, help="offered load as a share of pool capacity (default 0.85)")
     parser.add_argument("--trace", default="conv", help="conv, code, sample (built in) or a CSV path (default conv)")
     parser.add_argument("--compare", action="store_true", help="also run plain least-connections on the same trace")
-    parser.add_argument("--mode", default=None, help="scoring mode (default: the controller's default policy)")
+    parser.add_argument("--mode", default=None, metavar="POLICY",
+                        help=f"scoring policy: {' or '.join(SUPPORTED_MODES)} (default: balance, the controller's default); "
+                             "others only with --experimental")
+    parser.add_argument("--experimental", action="store_true",
+                        help=f"allow the comparison policies of the benchmarks in --mode ({', '.join(experimental_modes())})")
     parser.add_argument("--interval", type=int, default=1000, metavar="MS", help="metrics_fetch_interval in ms (default 1000)")
-    parser.add_argument("--telemetry-port", type=int, default=9109, help="port for /metrics, /healthz, /status (0: any)")
-    parser.add_argument("--verbose", action="store_true", help="show the controller's log lines")
+    parser.add_argument("--telemetry-port", type=int, default=9109, metavar="PORT",
+                        help="port of the live page http://127.0.0.1:PORT/ and of /metrics, /healthz, /status (0: any free port)")
+    parser.add_argument("--verbose", action="store_true", help="show the controller's log lines (same as --log-level INFO)")
+
+
+#: Policies the demo offers; the others in policy.POLICIES are benchmark comparisons (docs/policy.md).
+SUPPORTED_MODES = ("balance", "s1")
+
+
+def experimental_modes() -> list[str]:
+    return [name for name in policy.POLICIES if name not in SUPPORTED_MODES]
+
+
+def check_mode(args) -> str | None:
+    """None when --mode is acceptable, else the message for the user."""
+    if args.mode is None or args.mode in SUPPORTED_MODES:
+        return None
+    if args.mode in policy.POLICIES:
+        return None if args.experimental else (f"--mode {args.mode} is an experimental comparison policy; "
+                                               f"add --experimental to run it, or use {' or '.join(SUPPORTED_MODES)}")
+    return f"--mode {args.mode!r}: choose {' or '.join(SUPPORTED_MODES)} (experimental with --experimental: " \
+           f"{', '.join(experimental_modes())})"
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -109,7 +133,7 @@ class Cluster:
     def _finished(self, req: Request) -> None:
         member = self.members[req.engine]
         arrived = self.arrivals.pop(req.rid, req.arrival)
-        if req.first_token is not None:
+        if req.first_token is not None and arrived is not None:
             with self.lock:
                 self.stats[member].ttfts.append(req.first_token - arrived)
         for ticket, other in self.emulator.dataplane.release(POOL, member):
@@ -124,7 +148,7 @@ class Cluster:
 def demo_config(cluster: Cluster, args, password: str):
     """The controller's config, in the sideband scheduler's format plus our keys."""
     data = {
-        "global": {"log_level": "INFO" if args.verbose else "WARNING"},
+        "global": {"log_level": getattr(args, "log_level", None) or ("INFO" if args.verbose else "WARNING")},
         "f5": {"host": "127.0.0.1", "port": cluster.emulator.port, "username": "admin", "password_env": "F5_PASSWORD",
                "verify_tls": cluster.emulator.cert_path},
         "scheduler": {"pool_fetch_interval": 10, "metrics_fetch_interval": args.interval},
@@ -201,6 +225,10 @@ def build_trace(args):
 
 
 def run(args) -> int:
+    problem = check_mode(args)
+    if problem:
+        print(f"f5-llm-ratio demo: {problem}", file=sys.stderr)
+        return 2
     password = secrets.token_urlsafe(16)
     try:
         trace, capacity, trace_name = build_trace(args)
@@ -222,7 +250,8 @@ def run(args) -> int:
     tty = sys.stdout.isatty()
     print(f"trace {trace_name}: {len(trace)} requests in {args.duration:.0f}s, {args.load:.0%} of pool capacity "
           f"({capacity:.1f} req/s); BIG-IP emulator {cfg.f5.base_url}"
-          + (f"; telemetry http://{tel.address[0]}:{tel.address[1]}/status" if tel else ""), flush=True)
+          + (f"\nlive page: http://{tel.address[0]}:{tel.address[1]}/ (ratios, load and the reasons for each change)"
+             if tel else ""), flush=True)
     began = time.monotonic()
     try:
         while (elapsed := time.monotonic() - began) < args.duration:

@@ -72,6 +72,10 @@ class NotFoundError(PermanentBigIPError):
     pass
 
 
+class NotActiveError(PermanentBigIPError):
+    """No configured BIG-IP unit is active (standby, offline, forced offline): nothing may be written."""
+
+
 class MetricsError(RatioError):
     """A member's metrics page was unusable. `reason` is a short stable slug for logs and counters."""
 

@@ -1,4 +1,4 @@
-"""structlog setup: JSON lines for journald, a readable console on a TTY, secrets redacted everywhere."""
+"""structlog setup: JSON lines on stderr for journald, a readable console on a TTY, secrets redacted everywhere, floats rounded."""
 
 from __future__ import annotations
 
@@ -14,6 +14,12 @@ from controller.redact import Redactor
 REDACTED = redact.MARKER
 
 REDACTOR = Redactor()
+FLOAT_DIGITS = 4  # decimals kept in a log line: kv=0.41, not kv=0.40995919881305637
+
+
+def round_floats(_logger, _name, event_dict):
+    """A structlog processor: floats rounded to FLOAT_DIGITS decimals, so log lines stay readable."""
+    return {k: round(v, FLOAT_DIGITS) if isinstance(v, float) else v for k, v in event_dict.items()}
 
 
 def _route_stdlib(level: int, renderer, stream) -> None:
@@ -27,7 +33,7 @@ def _route_stdlib(level: int, renderer, stream) -> None:
                 structlog.processors.add_log_level,
                 structlog.processors.TimeStamper(fmt="iso", utc=True),
             ],
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, REDACTOR, renderer],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, round_floats, REDACTOR, renderer],
         )
     )
     root = logging.getLogger()
@@ -38,7 +44,9 @@ def _route_stdlib(level: int, renderer, stream) -> None:
 
 
 def setup(level: str = "INFO", secrets: Iterable[str] = (), stream=None, json: bool | None = None) -> None:
-    stream = stream or sys.stdout
+    """Logs go to stderr (journald reads both streams; stdout stays for the output of plan and check):
+    JSON lines when stderr is not a terminal, a readable console format on one."""
+    stream = stream or sys.stderr
     REDACTOR.update(secrets)
     if json is None:
         json = not stream.isatty()
@@ -50,6 +58,7 @@ def setup(level: str = "INFO", secrets: Iterable[str] = (), stream=None, json: b
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            round_floats,
             REDACTOR,
             renderer,
         ],

@@ -16,6 +16,12 @@ INACTIVE_STATES = frozenset({"down", "user-down", "forced-down", "offline"})
 
 _ROUTE_DOMAIN = re.compile(r"%\d+$")
 
+#: The only load-balancing modes in which a pool member's static `ratio` takes effect. The -node modes
+#: weigh by the node object's ratio (shared by every pool using the node); dynamic-ratio-* modes take
+#: weights from performance monitors; the rest ignore ratios.
+RATIO_MODES = frozenset({"ratio-member", "ratio-least-connections-member"})
+RECOMMENDED_MODE = "ratio-least-connections-member"
+
 
 @dataclass(frozen=True)
 class PoolRef:
@@ -37,6 +43,11 @@ class PoolRef:
 
     def __str__(self) -> str:
         return self.full_path
+
+
+def _has_port(name: str) -> bool:
+    sep = "." if name.count(":") > 1 else ":"
+    return name.rpartition(sep)[2].isdigit()
 
 
 def split_member_name(name: str) -> tuple[str, int]:
@@ -62,6 +73,8 @@ class Member:
     state: str = "up"
     description: str = ""
     full_path: str = ""
+    ephemeral: bool = False  # created by BIG-IP from an FQDN template's DNS answer: refuses changes
+    fqdn_template: bool = False  # an FQDN template (address any6, state fqdn-*): no engine behind it
 
     @property
     def key(self) -> str:
@@ -76,8 +89,24 @@ class Member:
 
     @property
     def active(self) -> bool:
-        """False when LTM would send it no new traffic regardless of ratio."""
-        return self.session not in INACTIVE_SESSIONS and self.state not in INACTIVE_STATES
+        """False when LTM would send it no new traffic regardless of ratio (an FQDN template never does:
+        its ephemeral members take the traffic)."""
+        return self.session not in INACTIVE_SESSIONS and self.state not in INACTIVE_STATES and not self.fqdn_template
+
+    @property
+    def writable(self) -> bool:
+        """BIG-IP accepts a change to it: not an ephemeral member, not an FQDN template."""
+        return not self.ephemeral and not self.fqdn_template
+
+    @property
+    def display(self) -> str:
+        """The member as the BIG-IP GUI names it, with the address where the name does not say it:
+        `gpu-node-1:8000 (10.0.0.7)`, `10.0.0.1:8000`."""
+        node, _ = split_member_name(self.name) if _has_port(self.name) else (self.name, 0)
+        node = node.removeprefix("_auto_")
+        if self.fqdn_template or node == self.address or _ROUTE_DOMAIN.sub("", node) == self.address:
+            return self.name
+        return f"{self.name} ({self.address})"
 
     @property
     def endpoint(self) -> str:
@@ -97,7 +126,34 @@ class PoolState:
 
     @property
     def honours_ratio(self) -> bool:
-        return self.load_balancing_mode.startswith(("ratio-", "dynamic-ratio-"))
+        """Member ratios take effect only in ratio-member and ratio-least-connections-member."""
+        return self.load_balancing_mode in RATIO_MODES
+
+
+def mode_problem(pool: PoolState) -> str:
+    """Why member ratios written to this pool would change nothing, with the fix; "" when they take effect."""
+    mode = pool.load_balancing_mode
+    if mode in RATIO_MODES:
+        return ""
+    if mode.endswith("-node"):
+        why = "weighs by the node's ratio, shared by every pool using the node (never written by f5-llm-ratio)"
+    elif mode.startswith("dynamic-ratio"):
+        why = "takes its weights from performance monitors, not the member ratio"
+    else:
+        why = "ignores member ratios"
+    return (f"load-balancing mode {mode} {why}: no ratio written; fix: tmsh modify ltm pool {pool.ref.full_path} "
+            f"load-balancing-mode {RECOMMENDED_MODE}")
+
+
+def fqdn_problem(pool: PoolState) -> str:
+    """Why no member of this pool can be written (every one is ephemeral or a template); "" otherwise."""
+    real = [m for m in pool.members if not m.fqdn_template]
+    if not pool.members or any(m.writable for m in pool.members):
+        return ""
+    if real:
+        return (f"all {len(real)} member(s) are ephemeral FQDN members, which BIG-IP does not let anyone modify: "
+                "per-engine ratios cannot be written; use one static member (node) per engine to steer this pool")
+    return "only FQDN template member(s), no resolved member: nothing to scrape or steer"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -159,6 +215,7 @@ class ScrapeResult:
     error: str | None = None  # short reason slug, e.g. "timeout", "not-prometheus", "missing-metric"
     detail: str = ""
     duration: float = 0.0
+    detected: str = ""  # on a "missing-metric" failure: the engine type the page looks like (engines.detect), if any
 
     @property
     def ok(self) -> bool:
@@ -177,6 +234,7 @@ class Action(str, Enum):
     FLOOR_CAP = "floor-cap"  # would go to the floor, but too many members already would: held above it (written)
     FLOOR_HOLD = "floor-hold"  # as floor-cap, with nothing to write
     OWNED_BY_OTHER = "owned-by-other"  # another live instance wrote it last: left alone
+    NOT_WRITABLE = "not-writable"  # BIG-IP would ignore or refuse the change (LB mode, ephemeral member): held
 
     def __str__(self) -> str:
         return self.value
@@ -252,6 +310,7 @@ class Reason(str, Enum):
     NOT_READ = "not-read"  # not tried: BIG-IP gave no reply, or refused the login, earlier in this tick
     APPLIED = "applied"  # member written
     WRITE_FAILED = "write-failed"  # member write refused or failed (locally or by BIG-IP)
+    NOT_STEERABLE = "not-steerable"  # pool read, but its mode or members let no ratio take effect
     WRITE_DEFERRED = "write-deferred"  # not attempted: an earlier write of this tick timed out (next tick)
     BLIND = "blind"  # pool read, but not one active member had fresh metrics: the controller could not see it
     INTERNAL_ERROR = "internal-error"  # a bug in the tick: nothing after it ran
@@ -261,7 +320,7 @@ class Reason(str, Enum):
 
 
 FAILURES = frozenset({Reason.READ_FAILED, Reason.NOT_READ, Reason.WRITE_FAILED, Reason.WRITE_DEFERRED,
-                      Reason.BLIND, Reason.INTERNAL_ERROR})
+                      Reason.BLIND, Reason.INTERNAL_ERROR, Reason.NOT_STEERABLE})
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -126,7 +126,7 @@ def _known_plan(m: Member, sample: Sample, score: float, target: int, cfg: PoolC
             limit = weights.damped_limit(m.connection_limit, wanted, w.dead_band)
     changed = ratio != m.ratio or limit != m.connection_limit
     action = Action.WRITE if changed else (Action.DEAD_BAND if held and target != m.ratio else Action.HOLD)
-    reason = f"score {score:.2f} ({describe_sample(sample)}) target {target}"
+    reason = f"target ratio {target}"  # score, load and share are fields of their own everywhere this shows
     note = gui_note(score, sample, wall, instance) if changed and may_describe(m, w) else None
     return MemberPlan(member=m, sample=sample, score=score, ratio=ratio, connection_limit=limit, action=action,
                       reason=reason, description=note)
@@ -210,7 +210,27 @@ def plan_pool(
             plans.append(_unknown_plan(m, scrapes.get(m.key), observed[m.key], stale_ratio, cfg, now))
     plans = _cap_floor(plans, cfg)
     plans = [_owned(p, instance, wall) for p in plans]
+    plans = [_writable(p, pool.honours_ratio) for p in plans]
     return PoolPlan(pool, tuple(plans), neutral=neutral.source), observed
+
+
+def _writable(p: MemberPlan, honours_ratio: bool) -> MemberPlan:
+    """Keep only what BIG-IP would accept and act on: nothing for an ephemeral member (BIG-IP refuses
+    it), no ratio where the pool's mode ignores member ratios (connection limits count in every mode)."""
+    m = p.member
+    if not p.changes:
+        return p
+    if not m.writable:
+        why = f"{p.reason}; ephemeral FQDN member: BIG-IP refuses changes, not written"
+        return replace(p, ratio=m.ratio, connection_limit=m.connection_limit, action=Action.NOT_WRITABLE,
+                       reason=why, description=None)
+    if honours_ratio or p.ratio == m.ratio:
+        return p
+    held = replace(p, ratio=m.ratio)
+    why = f"{p.reason}; ratio {p.ratio} not written: the pool's load-balancing mode ignores member ratios"
+    if held.connection_limit != m.connection_limit:
+        return replace(held, reason=why)
+    return replace(held, action=Action.NOT_WRITABLE, reason=why, description=None)
 
 
 def _owned(p: MemberPlan, instance: str, wall: float) -> MemberPlan:
@@ -265,7 +285,10 @@ def _cap_floor(plans: list[MemberPlan], cfg: PoolConfig) -> list[MemberPlan]:
 
 def _hold(m: Member, reason: str = "", action: Action = Action.HOLD, slug: str | None = None) -> MemberPlan:
     """Leave a member as it is; an inactive one says why it is skipped."""
-    if not m.active:
+    if m.fqdn_template:
+        action, reason, slug = (Action.SKIP_INACTIVE, f"FQDN template ({m.state}): its ephemeral members take the "
+                                "traffic; not scraped, not written", None)
+    elif not m.active:
         action, reason, slug = Action.SKIP_INACTIVE, f"{m.session}/{m.state} on BIG-IP: takes no new traffic", None
     return MemberPlan(member=m, sample=None, score=None, ratio=m.ratio, connection_limit=m.connection_limit, action=action,
                       reason=reason, scrape_error=slug)

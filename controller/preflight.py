@@ -1,84 +1,133 @@
-"""`check`: everything the controller needs, verified before it is trusted with a BIG-IP."""
+"""`check`: everything the controller needs, verified before it is trusted with a BIG-IP.
+
+Each finding is a `Row`: what was checked (`item`), a severity (`status`: ok, info, warn, FAIL), a
+stable machine-readable `code` and a human `detail`. FAIL rows block (`check` exits 1). The same
+rows render as the table and as `check --json` (README, "Machine-readable output").
+
+Beyond "does it work", `check` names the likely cause of what does not:
+- pages that lack the configured engine's metrics but look like another engine (`engines.detect`):
+  "these pages look like vLLM; set engine_type: vllm";
+- a metrics path that answers 404 on every member (trtllm-serve serves /prometheus/metrics);
+- a pool whose load-balancing mode ignores ratios;
+- config keys that are accepted but ignored (the sideband scheduler's request-path keys).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from controller import bounds
-from controller.config import AppConfig
+from controller.config import AppConfig, PoolConfig
+from controller.engines import FLAVOURS, base_engine_type, default_path
 from controller.errors import BigIPError, NotFoundError
-from controller.scrape import target_for
+from controller.model import PoolState, ScrapeResult
+from controller.scrape import Target, target_for
 
-OK, WARN, FAIL = "ok", "warn", "FAIL"
+OK, INFO, WARN, FAIL = "ok", "info", "warn", "FAIL"
+SEVERITIES = (OK, INFO, WARN, FAIL)
 WRITER_ROLES = ("admin", "resource-admin", "manager")
 
 
 @dataclass(frozen=True)
 class Row:
     item: str
-    status: str
+    status: str  # one of SEVERITIES
     detail: str
+    code: str = ""  # stable slug for scripts, e.g. "login", "engine-mismatch", "metrics-path-404"
 
 
-def _guard(item: str, fn: Callable[[], Row]) -> Row:
+def _guard(item: str, code: str, fn: Callable[[], Row]) -> Row:
     try:
         return fn()
     except BigIPError as exc:
-        return Row(item, FAIL, str(exc))
+        return Row(item, FAIL, str(exc), code)
+
+
+def check_config(cfg: AppConfig) -> list[Row]:
+    rows = [Row("config", OK, f"{cfg.source}: {len(cfg.pools)} pool(s)", "config")]
+    rows += [Row("config key", INFO, note, "ignored-key") for note in cfg.notes]
+    return rows
 
 
 def check_login(bigip) -> Row:
-    return Row("login", OK, f"BIG-IP {bigip.version()}")
+    return Row("login", OK, f"BIG-IP {bigip.version()}", "login")
 
 
 def check_role(bigip, username: str) -> Row:
     roles = sorted({a.get("role", "") for a in bigip.whoami().get("partitionAccess", []) if a.get("role")})
     if not roles:
-        return Row("role", WARN, f"could not read the role of {username}; writes need Manager on the pools' partitions")
+        return Row("role", WARN, f"could not read the role of {username}; writes need Manager on the pools' partitions", "role")
     writer = any(r in WRITER_ROLES for r in roles)
     detail = f"{username}: {', '.join(roles)}" + ("" if writer else " (read-only: `plan` works, writes need Manager)")
-    return Row("role", OK if writer else WARN, detail)
+    return Row("role", OK if writer else WARN, detail, "role")
 
 
 def check_sync(bigip) -> Row:
     # Only sync-failover groups carry LTM pools; the built-in sync-only groups always auto-sync.
     auto = [g["name"] for g in bigip.device_groups() if g.get("autoSync") == "enabled" and g.get("type") == "sync-failover"]
     if auto:
-        return Row("config sync", WARN, f"auto-sync on in {', '.join(auto)}: every ratio write starts a config sync")
-    return Row("config sync", OK, "no device group with auto-sync")
+        return Row("config sync", WARN, f"auto-sync on in {', '.join(auto)}: every ratio write starts a config sync", "config-sync")
+    return Row("config sync", OK, "no device group with auto-sync", "config-sync")
 
 
-def check_pool(bigip, pool_cfg) -> tuple[Row, object]:
+def check_pool(bigip, pool_cfg: PoolConfig) -> tuple[Row, PoolState | None]:
     item = f"pool {pool_cfg.ref}"
     try:
         state = bigip.read_pool(pool_cfg.ref)
     except NotFoundError:
-        return Row(item, FAIL, "not found on BIG-IP"), None
+        return Row(item, FAIL, "not found on BIG-IP", "pool-missing"), None
     members = f"{len(state.members)} member(s), {sum(m.active for m in state.members)} active"
     if not state.honours_ratio:
-        return Row(item, WARN, f"{members}; mode {state.load_balancing_mode} ignores ratios: use ratio-least-connections-member"), state
+        return Row(item, WARN, f"{members}; mode {state.load_balancing_mode} ignores ratios: "
+                               "use ratio-least-connections-member", "lb-mode-ignores-ratio"), state
     if pool_cfg.weights.drives_limit and not state.queue_on_connection_limit:
-        return Row(item, WARN, f"{members}; connection limits without queueOnConnectionLimit reject excess requests"), state
-    return Row(item, OK, f"{members}; mode {state.load_balancing_mode}"), state
+        return Row(item, WARN, f"{members}; connection limits without queueOnConnectionLimit reject excess requests",
+                   "no-queue-on-limit"), state
+    return Row(item, OK, f"{members}; mode {state.load_balancing_mode}", "pool"), state
 
 
-def check_members(cfg: AppConfig, pool_cfg, state, scraper) -> list[Row]:
+def check_members(cfg: AppConfig, pool_cfg: PoolConfig, state: PoolState, scraper) -> list[Row]:
     targets = [target_for(m, pool_cfg, cfg.keys_for(pool_cfg.engine_type)) for m in state.members if m.active]
     if not targets:
-        return [Row(f"  metrics {pool_cfg.ref}", WARN, "no active member to scrape")]
+        return [Row(f"  metrics {pool_cfg.ref}", WARN, "no active member to scrape", "no-active-member")]
     results = scraper.scrape(targets, max(t.timeout for t in targets) + 1.0)
-    failed = sum(not r.ok for r in results.values())
-    bad = FAIL if failed == len(results) else WARN
+    ordered = [(t, results[t.key]) for t in targets]
+    failed = sum(not r.ok for _, r in ordered)
+    bad = FAIL if failed == len(ordered) else WARN
+    rows = [_member_row(pool_cfg, t, r, bad) for t, r in ordered]
+    return rows + diagnose(pool_cfg, ordered)
+
+
+def _member_row(pool_cfg: PoolConfig, t: Target, r: ScrapeResult, bad: str) -> Row:
+    if r.sample is None:
+        return Row(f"  {t.member}", bad, f"{t.url}: {r.error} {r.detail}".strip(), f"metrics-{r.error}")
+    s = r.sample
+    running = "" if s.running is None else f" running={s.running:g}"
+    kv = " no KV metric" if s.kv_usage is None else f" kv={s.kv_usage:.0%}"
+    return Row(f"  {t.member}", OK, f"{s.engine or pool_cfg.engine_type}: waiting={s.waiting:g}{running}{kv}", "metrics")
+
+
+def diagnose(pool_cfg: PoolConfig, results: Sequence[tuple[Target, ScrapeResult]]) -> list[Row]:
+    """The likely cause behind the members' failures, said once per pool."""
     rows = []
-    for t in targets:
-        r = results[t.key]
-        if r.ok:
-            s = r.sample
-            kv = "no KV metric" if s.kv_usage is None else f"kv={s.kv_usage:.0%}"
-            rows.append(Row(f"  {t.member}", OK, f"{s.engine or pool_cfg.engine_type}: waiting={s.waiting:g} {kv}"))
-        else:
-            rows.append(Row(f"  {t.member}", bad, f"{t.url}: {r.error} {r.detail}".strip()))
+    failures = [(t, r) for t, r in results if not r.ok]
+    configured = base_engine_type(pool_cfg.engine_type) or pool_cfg.engine_type
+    looks = Counter(r.detected for _, r in failures if r.detected and r.detected != configured)
+    if looks:
+        engine, n = looks.most_common(1)[0]
+        severity = FAIL if len(failures) == len(results) else WARN
+        rows.append(Row(f"  engine {pool_cfg.ref}", severity,
+                        f"{n} of {len(results)} member page(s) lack {configured}'s metrics but look like "
+                        f"{FLAVOURS.get(engine, engine)}: set engine_type: {engine} (or engines_metrics_keys)",
+                        "engine-mismatch"))
+    if results and all(r.error == "http-404" for _, r in results):
+        path = pool_cfg.metrics.path or default_path(pool_cfg.engine_type)
+        hint = ("trtllm-serve serves its metrics at /prometheus/metrics" if path != "/prometheus/metrics"
+                else "vLLM, SGLang, TGI, llama.cpp and Triton serve /metrics")
+        rows.append(Row(f"  path {pool_cfg.ref}", FAIL, f"every member answers 404 on {path}: wrong metrics.path? "
+                                                         f"({hint})", "metrics-path-404"))
     return rows
 
 
@@ -89,22 +138,22 @@ def tick_bound_row(cfg: AppConfig, environ=None) -> Row:
     bound = bounds.tick_bound(cfg)
     watchdog, source = bounds.watchdog_seconds(os.environ if environ is None else environ)
     return Row("tick bound", OK, f"worst case {bound.explain()}; with one interval "
-                                 f"{bound.ping_gap:g}s < watchdog {watchdog:g}s ({source})")
+                                 f"{bound.ping_gap:g}s < watchdog {watchdog:g}s ({source})", "tick-bound")
 
 
 def run(cfg: AppConfig, bigip, scraper) -> list[Row]:
-    rows = [Row("config", OK, f"{cfg.source}: {len(cfg.pools)} pool(s)"), tick_bound_row(cfg)]
-    login = _guard("login", lambda: check_login(bigip))
+    rows = [*check_config(cfg), tick_bound_row(cfg)]
+    login = _guard("login", "login", lambda: check_login(bigip))
     rows.append(login)
     if login.status == FAIL:
         return rows
-    rows.append(_guard("role", lambda: check_role(bigip, cfg.f5.username)))
-    rows.append(_guard("config sync", lambda: check_sync(bigip)))
+    rows.append(_guard("role", "role", lambda: check_role(bigip, cfg.f5.username)))
+    rows.append(_guard("config sync", "config-sync", lambda: check_sync(bigip)))
     for pool_cfg in cfg.pools:
         try:
             row, state = check_pool(bigip, pool_cfg)
         except BigIPError as exc:
-            row, state = Row(f"pool {pool_cfg.ref}", FAIL, str(exc)), None
+            row, state = Row(f"pool {pool_cfg.ref}", FAIL, str(exc), "pool-read-failed"), None
         rows.append(row)
         if state is not None:
             rows.extend(check_members(cfg, pool_cfg, state, scraper))
@@ -113,3 +162,14 @@ def run(cfg: AppConfig, bigip, scraper) -> list[Row]:
 
 def blocking(rows: list[Row]) -> bool:
     return any(r.status == FAIL for r in rows)
+
+
+def as_json(rows: list[Row]) -> dict:
+    """The `check --json` document (stable; README "Machine-readable output")."""
+    return {
+        "version": 1,
+        "command": "check",
+        "result": "blocked" if blocking(rows) else "ready",
+        "findings": [{"item": r.item.strip(), "severity": r.status.lower(), "code": r.code, "message": r.detail}
+                     for r in rows],
+    }

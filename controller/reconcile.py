@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from controller import planner
+from controller import model, planner
 from controller.clock import Clock, SystemClock
 from controller.config import AppConfig, PoolConfig
 from controller.errors import AuthError, BigIPError, NotFoundError, TokenLimitError
@@ -182,6 +182,17 @@ class Reconciler:
             elif p.member.active:
                 self.faults.clear(key, "ownership_released", pool=str(ref), member=p.member.key)
 
+    def _steerable(self, pool_cfg: PoolConfig, state: PoolState) -> tuple[Outcome, ...]:
+        """A pool whose mode or members let no ratio take effect fails its tick, logged once per cause."""
+        problems = [model.mode_problem(state) if pool_cfg.weights.drives_ratio else "", model.fqdn_problem(state)]
+        why = "; ".join(p for p in problems if p)
+        key = f"steer:{state.ref}"
+        if not why:
+            self.faults.clear(key, "pool_steerable", pool=str(state.ref), mode=state.load_balancing_mode)
+            return ()
+        self.faults.fault(key, "pool_not_steerable", pool=str(state.ref), mode=state.load_balancing_mode, reason=why)
+        return (Outcome(kind=Kind.POOL, reason=Reason.NOT_STEERABLE, pool=state.ref.full_path, detail=why),)
+
     def _apply(self, ref: PoolRef, plan: PoolPlan) -> tuple[Outcome, ...]:
         writes = self.budget.take(sorted(plan.writes, key=_urgency, reverse=True))
         if len(writes) < len(plan.writes):
@@ -254,6 +265,7 @@ class Reconciler:
             plans.append(plan)
             if not any(o.kind is Kind.POOL for o in done):  # a failed re-read speaks for the pool itself
                 outcomes.append(_read_outcome(plan, path))
+                outcomes += self._steerable(pool_cfg, plan.pool)
             outcomes += done
         report = TickReport(started=self._tick_start, finished=self.clock.monotonic(), plans=tuple(plans),
                             outcomes=tuple(outcomes), dry_run=self.dry_run)

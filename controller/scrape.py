@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urljoin, urlsplit
 
 import certifi
@@ -312,13 +312,16 @@ class Scraper:
             return self._result(target, 0.0, "deadline", "tick deadline passed before the request started")
         # Which limit stops us decides the slug: the member's own timeout, or the tick's deadline.
         late = "timeout" if target.timeout <= end - started else "deadline"
+        text = ""
         try:
             text = self._get(flight, started + budget, budget, late)
             sample = engines.extract(text, target.engine_type, target.keys)
         except _Failed as exc:
             return self._result(target, time.monotonic() - started, exc.reason, exc.detail)
         except MetricsError as exc:
-            return self._result(target, time.monotonic() - started, exc.reason, exc.detail)
+            # Only on failure: what the page looks like, so `check` can name a wrong engine_type.
+            looks_like = engines.detect(text) or "" if exc.reason == "missing-metric" else ""
+            return replace(self._result(target, time.monotonic() - started, exc.reason, exc.detail), detected=looks_like)
         except Exception as exc:  # noqa: BLE001 - a worker's failure becomes that member's error
             reason, detail = _classify(exc, budget, late)
             if flight.aborted:

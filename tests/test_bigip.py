@@ -6,6 +6,7 @@ import copy
 import json
 import re
 import warnings
+from dataclasses import dataclass
 from urllib.parse import unquote
 
 import pytest
@@ -36,7 +37,23 @@ def fixture(name: str):
     return json.loads(shared_path("fixtures", "bigip", name).read_text())
 
 
-ERR = fixture("error_bodies.json")
+@dataclass(frozen=True)
+class Err:
+    """A named body of ../shared/fixtures/bigip/error_bodies.json, read when a test runs (not at collection)."""
+
+    name: str
+
+
+def resolve(body):
+    return fixture("error_bodies.json")[body.name] if isinstance(body, Err) else body
+
+
+class _Errors:
+    def __getitem__(self, name: str):
+        return resolve(Err(name))
+
+
+ERR = _Errors()  # ERR["name"] inside a test body
 HOST = "bigip.example"
 BASE = f"https://{HOST}:443"
 PASSWORD = "pw-S3cret-Value"
@@ -147,9 +164,14 @@ def test_pool_without_items_is_empty_and_metadata_and_queue_parsed(client, auth)
 
 
 def _mutate(fn):
-    reply = pool_reply()
-    fn(reply)
-    return reply
+    """A pool reply changed by `fn`, built when the test runs (the fixture is not read at collection)."""
+
+    def build():
+        reply = pool_reply()
+        fn(reply)
+        return reply
+
+    return build
 
 
 @pytest.mark.parametrize(
@@ -170,6 +192,7 @@ def _mutate(fn):
     ],
 )
 def test_malformed_pool_reply_is_permanent_and_not_retried(client, auth, sleeps, reply, words):
+    reply = reply() if callable(reply) else reply
     auth.get(POOL_URL, json=reply)
     with pytest.raises(PermanentBigIPError, match="malformed pool reply") as info:
         client.read_pool(REF)
@@ -179,19 +202,19 @@ def test_malformed_pool_reply_is_permanent_and_not_retried(client, auth, sleeps,
 
 # -- error translation and retries ---------------------------------------------------------------
 
-HTML_503 = ERR["restjavad_restarting_503_html"]
+HTML_503 = Err("restjavad_restarting_503_html")
 
 
 @pytest.mark.parametrize(
     "status, body, error, calls, text",
     [
-        (500, ERR["mcpd_lost_500"], RetryableBigIPError, ATTEMPTS, "connection to mcpd has been lost"),
+        (500, Err("mcpd_lost_500"), RetryableBigIPError, ATTEMPTS, "connection to mcpd has been lost"),
         (503, HTML_503, RetryableBigIPError, ATTEMPTS, "Configuration Utility restarting..."),
-        (404, ERR["restjavad_not_ready_404"], RetryableBigIPError, ATTEMPTS, "not registered"),
-        (404, ERR["pool_not_found_404"], NotFoundError, 1, "The requested Pool (/Common/my-pool) was not found."),
-        (404, ERR["object_not_found_404"], NotFoundError, 1, "Object not found"),
-        (400, ERR["node_in_use_400"], PermanentBigIPError, 1, "is referenced by a member of pool"),
-        (400, ERR["transaction_header_left_on_commit_400"], PermanentBigIPError, 1, "not allowed to be added"),
+        (404, Err("restjavad_not_ready_404"), RetryableBigIPError, ATTEMPTS, "not registered"),
+        (404, Err("pool_not_found_404"), NotFoundError, 1, "The requested Pool (/Common/my-pool) was not found."),
+        (404, Err("object_not_found_404"), NotFoundError, 1, "Object not found"),
+        (400, Err("node_in_use_400"), PermanentBigIPError, 1, "is referenced by a member of pool"),
+        (400, Err("transaction_header_left_on_commit_400"), PermanentBigIPError, 1, "not allowed to be added"),
         (403, {"code": 403, "message": "Forbidden"}, PermanentBigIPError, 1, "Forbidden"),
         (500, {"code": 500, "message": "java.lang.NullPointerException"}, BigIPError, 1, "NullPointerException"),
         (200, "<html><body>hello</body></html>", RetryableBigIPError, ATTEMPTS, "unexpected non-JSON reply"),
@@ -199,6 +222,7 @@ HTML_503 = ERR["restjavad_restarting_503_html"]
     ],
 )
 def test_error_replies_are_translated(client, auth, sleeps, status, body, error, calls, text):
+    body = resolve(body)
     kw = {"text": body} if isinstance(body, str) else {"json": body}
     auth.get(POOL_URL, status_code=status, headers={"Location": "/tmui/login.jsp"}, **kw)
     with pytest.raises(error) as info:
@@ -212,7 +236,7 @@ def test_error_replies_are_translated(client, auth, sleeps, status, body, error,
 
 
 def test_backoff_is_exponential_with_jitter_and_bounded(client, auth, sleeps):
-    auth.get(POOL_URL, status_code=503, text=HTML_503)
+    auth.get(POOL_URL, status_code=503, text=resolve(HTML_503))
     for _ in range(20):
         with pytest.raises(RetryableBigIPError):
             client.read_pool(REF)
@@ -221,8 +245,9 @@ def test_backoff_is_exponential_with_jitter_and_bounded(client, auth, sleeps):
     assert len(set(sleeps.delays)) > 1  # jittered
 
 
-@pytest.mark.parametrize("status, body", [(500, ERR["mcpd_lost_500"]), (503, HTML_503), (404, ERR["restjavad_not_ready_404"])])
+@pytest.mark.parametrize("status, body", [(500, Err("mcpd_lost_500")), (503, HTML_503), (404, Err("restjavad_not_ready_404"))])
 def test_transient_failure_then_success(client, auth, status, body):
+    body = resolve(body)
     kw = {"text": body} if isinstance(body, str) else {"json": body}
     auth.get(POOL_URL, [dict(status_code=status, **kw), {"json": pool_reply()}])
     assert len(client.read_pool(REF).members) == 1
@@ -279,8 +304,9 @@ def test_expired_token_gives_one_relogin_and_one_retry(client, auth):
     assert [r.method for r in non_auth(auth.request_history)] == ["GET", "GET"]
 
 
-@pytest.mark.parametrize("body", [ERR["token_expired_401"], ERR["token_missing_401"], ERR["no_auth_401"]])
+@pytest.mark.parametrize("body", [Err("token_expired_401"), Err("token_missing_401"), Err("no_auth_401")])
 def test_second_401_is_auth_error(client, auth, sleeps, body):
+    body = resolve(body)
     auth.get(POOL_URL, status_code=401, json=body)
     with pytest.raises(AuthError) as info:
         client.read_pool(REF)
@@ -517,15 +543,15 @@ def test_transaction_failure_fails_all_and_abandons(auth, sleeps):
     "commit",
     [
         {"json": {"transId": 1389812351, "state": "FAILED", "failureReason": "01070734:3: invalid ratio"}},
-        {"status_code": 400, "json": ERR["transaction_header_left_on_commit_400"]},
-        {"status_code": 500, "json": ERR["mcpd_lost_500"]},  # a commit is never retried
+        {"status_code": 400, "json": Err("transaction_header_left_on_commit_400")},
+        {"status_code": 500, "json": Err("mcpd_lost_500")},  # a commit is never retried
     ],
 )
 def test_transaction_commit_failure_fails_all(auth, sleeps, commit):
     client = tx_client(auth, sleeps)
     m = member()
     auth.patch(BASE + member_path(REF, m), json={})
-    auth.patch(TX + "/1389812351", **commit)
+    auth.patch(TX + "/1389812351", **{k: resolve(v) for k, v in commit.items()})
     result = client.apply(REF, [plan(m, 3)])
     assert result.applied == [] and len(result.failed) == 1
     assert sum(1 for r in auth.request_history if r.method == "PATCH" and r.url == TX + "/1389812351") == 1
@@ -581,8 +607,9 @@ def test_whoami_reads_roles_and_drops_password_hash(client, auth):
                   "partitionAccess": [{"name": "Common", "role": "manager"}]}
 
 
-@pytest.mark.parametrize("status, body", [(404, ERR["object_not_found_404"]), (401, ERR["no_auth_401"])])
+@pytest.mark.parametrize("status, body", [(404, Err("object_not_found_404")), (401, Err("no_auth_401"))])
 def test_whoami_is_best_effort(client, auth, status, body):
+    body = resolve(body)
     auth.get(re.compile(re.escape(BASE) + r"/mgmt/(shared/authz/users|tm/auth/user)/"), status_code=status, json=body)
     assert client.whoami() == {}
 

@@ -83,8 +83,10 @@ def test_one_read_per_pool_per_tick_and_no_writes_at_steady_load(rig):
         clock.advance(1.0)
         assert report.ok and report.applied == 0
         assert _calls(emu, "GET", "/ltm/pool/") == len(POOLS)  # expandSubcollections: members in the same GET
-        assert len(emu.request_log) == len(POOLS)  # nothing else: no login, no write
-        assert all("expandSubcollections=true" in r.query for r in emu.request_log)
+        # nothing else but the one failover check per tick (issue 11): no login, no write
+        assert [r.path for r in emu.request_log if "/ltm/pool/" not in r.path] == ["/mgmt/tm/cm/failover-status"]
+        assert len(emu.request_log) == len(POOLS) + 1
+        assert all("expandSubcollections=true" in r.query for r in emu.request_log if "/ltm/pool/" in r.path)
     daemon.close(rec)
     assert emu.logins == 1 and emu.live_tokens() == []
 

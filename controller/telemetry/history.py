@@ -125,38 +125,52 @@ class History:
             return sum(r.nbytes() for rings in self.pools.values() for r in rings)
 
     def snapshot(self, *, now: float, pool: str | None = None, since: float | None = None) -> dict:
-        """The /history.json document: per pool one time axis and per member one list per field."""
+        """The /history.json document: per pool one time axis and per member one list per field.
+
+        The lock is held only to copy the raw arrays (a memcpy); the document is built outside it, so a
+        page refresh never holds up the tick that records the next point.
+        """
         with self._lock:
-            pools = [self._pool_doc(path, rings, now, since) for path, rings in self.pools.items() if pool in (None, path)]
+            copies = [(path, self._copy(fine, since), self._copy(coarse, None)) for path, (fine, coarse) in self.pools.items()
+                      if pool in (None, path)]
             changes = [c for c in self.changes if pool in (None, c.get("pool")) and (since is None or c["at_epoch"] > since)]
         return {
             "now": round(now, 3),
             "window_seconds": self.window,
             "resolution_seconds": {"recent": "tick", "older": self.coarse_step},
             "fields": list(FIELDS),
-            "pools": pools,
+            "pools": [self._pool_doc(path, fine, coarse, now, since) for path, fine, coarse in copies],
             "changes": changes,
         }
 
-    def _pool_doc(self, path: str, rings: tuple[Ring, Ring], now: float, since: float | None) -> dict:
-        fine, coarse = rings
-        fine_slots = fine.slots(since)
-        first_fine = fine.times[fine_slots[0]] if fine_slots else math.inf
+    @staticmethod
+    def _copy(ring: Ring, since: float | None) -> tuple[list[float], list[int], dict[str, array]]:
+        """(times oldest first, their slots, {member: a copy of its array}): memcpys, cheap under the lock."""
+        slots = ring.slots(since)
+        return [ring.times[s] for s in slots], slots, {k: a[:] for k, a in ring.series.items()}
+
+    def _pool_doc(self, path: str, fine: tuple[list[float], list[int], dict[str, array]],
+                  coarse: tuple[list[float], list[int], dict[str, array]], now: float, since: float | None) -> dict:
+        fine_t, fine_slots, fine_s = fine
+        coarse_t, coarse_slots, coarse_s = coarse
+        first_fine = fine_t[0] if fine_t else math.inf
         oldest = max(now - self.window, since if since is not None else -math.inf)
-        coarse_slots = [s for s in coarse.slots(oldest) if coarse.times[s] < first_fine - self.coarse_step / 2]
-        points = [(coarse, s) for s in coarse_slots] + [(fine, s) for s in fine_slots]
-        members = sorted(set(fine.series) | set(coarse.series))
+        keep = [i for i, t in enumerate(coarse_t) if oldest < t < first_fine - self.coarse_step / 2]
+        keep_slots = [coarse_slots[i] for i in keep]
         width = len(FIELDS)
         out: dict[str, dict[str, list]] = {}
-        for key in members:
-            cols: dict[str, list] = {f: [] for f in FIELDS}
-            for ring, slot in points:
-                series = ring.series.get(key)
-                for i, f in enumerate(FIELDS):
-                    v = _NAN if series is None else series[slot * width + i]
-                    cols[f].append(None if math.isnan(v) else round(v, _DIGITS[f]) if _DIGITS[f] else int(round(v)))
+        for key in sorted(set(fine_s) | set(coarse_s)):
+            cols: dict[str, list] = {}
+            for i, f in enumerate(FIELDS):
+                older = coarse_s[key][i::width] if key in coarse_s else None  # this field, slot by slot
+                recent = fine_s[key][i::width] if key in fine_s else None
+                values = [older[j] for j in keep_slots] if older is not None else [_NAN] * len(keep)
+                values += [recent[j] for j in fine_slots] if recent is not None else [_NAN] * len(fine_t)
+                digits = _DIGITS[f]
+                cols[f] = [None if v != v else (round(v, digits) if digits else int(round(v))) for v in values]
             out[key] = cols
-        return {"pool": path, "t": [round(ring.times[s], 3) for ring, s in points], "members": out}
+        times = [coarse_t[j] for j in keep] + fine_t
+        return {"pool": path, "t": [round(t, 3) for t in times], "members": out}
 
 
 class Ttft:

@@ -15,7 +15,7 @@ from dataclasses import asdict
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from controller import __version__
 from controller.model import NOT_SCRAPED, MemberPlan, ScrapeResult, TickReport, TokenCounters
@@ -112,6 +112,32 @@ class TokenCollector:
                 yield c
 
 
+class FailoverCollector:
+    """HA state of the BIG-IP client, read live: with `f5.host` listing a device group's units, the client
+    knows which unit is active and counts failovers; a single-host client exports nothing here."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Any] | None = None
+
+    def collect(self):
+        client = None
+        try:
+            client = self.source() if self.source is not None else None
+        except Exception:  # noqa: BLE001 - a broken source must not break /metrics
+            return
+        failovers, hosts = getattr(client, "failovers", None), getattr(client, "hosts", None)
+        if not isinstance(failovers, int) or hosts is None:
+            return
+        c = CounterMetricFamily(PREFIX + "bigip_failovers", "Times the active BIG-IP unit changed while running")
+        c.add_metric([], failovers)
+        yield c
+        g = GaugeMetricFamily(PREFIX + "bigip_active_unit_known",
+                              "1 when one configured BIG-IP unit is known to be active, 0 when none is (all standby "
+                              "or unreachable: nothing is written)")
+        g.add_metric([], 1.0 if getattr(client, "active_host", None) else 0.0)
+        yield g
+
+
 class Metrics:
     """Every metric of one controller process, and how a tick report updates them."""
 
@@ -144,7 +170,10 @@ class Metrics:
             self.config_reloads.labels(result)
         self.tokens = TokenCollector()
         r.register(self.tokens)
-        self._member_series: dict[str, set[tuple[str, str]]] = {name: set() for name, _ in MEMBER_GAUGES}
+        self.failover = FailoverCollector()
+        r.register(self.failover)
+        # The labelled children in use, per gauge: set() through a kept child is 5x cheaper than .labels()
+        self._member_series: dict[str, dict[tuple[str, str], Any]] = {name: {} for name, _ in MEMBER_GAUGES}
         self._scrape_series: set[tuple[str, str, str]] = set()
         self._duration_series: set[tuple[str, str]] = set()
         self.pools_seen: set[str] = set()
@@ -180,20 +209,22 @@ class Metrics:
                 for name, value in member_values(p, current[p.member.key], unit.get(p.member.key)).items():
                     self._put(name, labels, value)
         for name, series in self._member_series.items():  # members that left, or whose pool was not read
-            for labels in series - present:
+            for labels in series.keys() - present:
                 self._drop(name, labels)
         return present
 
     def _put(self, name: str, labels: tuple[str, str], value: float | None) -> None:
-        if value is None or not math.isfinite(float(value)):
+        if value is None or not math.isfinite(value):
             self._drop(name, labels)
             return
-        self.member[name].labels(*labels).set(float(value))
-        self._member_series[name].add(labels)
+        children = self._member_series[name]
+        child = children.get(labels)
+        if child is None:
+            child = children[labels] = self.member[name].labels(*labels)
+        child.set(value)
 
     def _drop(self, name: str, labels: tuple[str, str]) -> None:
-        if labels in self._member_series[name]:
-            self._member_series[name].discard(labels)
+        if self._member_series[name].pop(labels, None) is not None:
             self.member[name].remove(*labels)
 
     def _record_scrapes(self, report: TickReport, scrapes) -> None:

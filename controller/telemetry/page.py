@@ -22,7 +22,7 @@ CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 's
 
 @cache
 def read(name: str) -> bytes:
-    return resources.files("controller.telemetry").joinpath("static", name).read_bytes()
+    return resources.files("controller.telemetry").joinpath("static").joinpath(name).read_bytes()
 
 
 def total_bytes() -> int:

@@ -244,7 +244,7 @@ def _history_row(view: dict, dry_run: bool) -> dict[str, tuple[float | None, ...
         share = m["percent"] / 100.0 if m["percent"] is not None else None
         metrics = m["metrics"]
         ratio = m["ratio"] if dry_run else m["planned_ratio"]
-        limit = m["connection_limit"] if dry_run else m["planned_connection_limit"]
+        limit = (m["connection_limit"] if dry_run else m["planned_connection_limit"]) or None  # 0: unlimited, no line
         rows[m["name"]] = (ratio, limit, share, metrics["waiting_queue"], metrics["running_req"],
                            metrics["cache_usage"], m["speed"]["value"], m.get("ttft_seconds"))
     return rows
@@ -395,6 +395,7 @@ def attach(telemetry: Telemetry, daemon: Observed) -> Telemetry:
         telemetry.observe(report, getattr(daemon.rec, "last_scrapes", None))
 
     telemetry.set_token_source(lambda: token_counters(daemon.rec))
+    telemetry.instruments.failover.source = lambda: daemon.rec.bigip
     telemetry.set_pools(engine_types(daemon.cfg), policies(daemon.cfg))
     _hook_bigip(telemetry, daemon.rec)
     daemon.on_tick.append(on_tick)

@@ -2,13 +2,13 @@
 "use strict";
 const COLORS = {ratio: "#0969da", connection_limit: "#8250df", share: "#1a7f37", waiting: "#cf222e",
   running: "#9a6700", kv: "#0550ae", speed: "#57606a", ttft: "#953800"};
-const CHARTS = [  // [title, fields, fixed max or null, format of the axis maximum]
-  ["ratio", ["ratio", "connection_limit"], null, v => v.toFixed(0)],
-  ["share", ["share"], 1, v => pct(v)],
-  ["load", ["waiting", "running"], null, v => v.toFixed(0)],
-  ["KV", ["kv"], 1, v => pct(v)],
-  ["speed", ["speed"], null, v => v.toPrecision(3)],
-  ["TTFT s", ["ttft"], null, v => v.toPrecision(2)],
+const CHARTS = [  // [title, fields, fixed maximum or null, smallest maximum, format of the axis maximum]
+  ["ratio", ["ratio", "connection_limit"], null, 1, v => v.toFixed(0)],
+  ["share", ["share"], null, 0.05, v => pct(v)],
+  ["load", ["waiting", "running"], null, 1, v => v.toFixed(0)],
+  ["KV", ["kv"], 1, 1, v => pct(v)],
+  ["speed", ["speed"], null, 0.1, v => v.toPrecision(2)],
+  ["TTFT s", ["ttft"], null, 0.01, v => v.toPrecision(2)],
 ];
 const W = 300, H = 58, PAD = 2;
 let refreshes = 0, timer = null;
@@ -17,6 +17,7 @@ function pct(v) { return v == null ? "-" : (100 * v).toFixed(0) + "%"; }
 function fmt(v, d = 1) { return v == null ? "-" : (Math.round(v * 10 ** d) / 10 ** d).toString(); }
 function esc(s) { return String(s ?? "").replace(/[&<>"']/g, c => "&#" + c.charCodeAt(0) + ";"); }
 function last(values) { for (let i = values.length - 1; i >= 0; i--) if (values[i] != null) return values[i]; return null; }
+function span(s) { return s < 120 ? Math.round(s) + " s" : Math.round(s / 60) + " min"; }
 function clock(epoch) { return new Date(epoch * 1000).toLocaleTimeString(); }
 
 function path(t, values, x, y) {
@@ -29,11 +30,11 @@ function path(t, values, x, y) {
   return d;
 }
 
-function chart(title, fields, fixedMax, axis, t, cols, t0, t1, changes) {
+function chart(title, fields, fixedMax, floor, axis, t, cols, t0, t1, changes) {
   const present = fields.filter(f => cols[f] && cols[f].some(v => v != null));
   if (!present.length) return "";
   let max = fixedMax;
-  if (max == null) max = Math.max(1, ...present.flatMap(f => cols[f].filter(v => v != null)));
+  if (max == null) max = 1.1 * Math.max(floor, ...present.flatMap(f => cols[f].filter(v => v != null)));
   const x = tt => PAD + (W - 2 * PAD) * (t1 > t0 ? (tt - t0) / (t1 - t0) : 1);
   const y = v => H - 12 - (H - 16) * Math.min(1, v / max);
   let svg = `<svg class="chart" data-chart="${title}" viewBox="0 0 ${W} ${H}" preserveAspectRatio="none" role="img" ` +
@@ -46,7 +47,7 @@ function chart(title, fields, fixedMax, axis, t, cols, t0, t1, changes) {
     if (dots === 1) { const i = cols[f].findIndex(v => v != null); svg += `<circle cx="${x(t[i])}" cy="${y(cols[f][i])}" r="2" fill="${COLORS[f]}"/>`; }
   }
   svg += `<text x="2" y="${H - 1}">${title} (max ${axis(max)})</text>` +
-    `<text x="${W - 2}" y="${H - 1}" text-anchor="end">${Math.round((t1 - t0) / 60)} min</text></svg>`;
+    `<text x="${W - 2}" y="${H - 1}" text-anchor="end">last ${span(t1 - t0)}</text></svg>`;
   return svg;
 }
 
@@ -54,7 +55,8 @@ function card(pool, key, cols, t, t0, t1, changes) {
   const mine = changes.filter(c => c.pool === pool && c.member === key);
   const latest = mine.length ? mine[mine.length - 1] : null;
   const ratio = last(cols.ratio), limit = last(cols.connection_limit), share = last(cols.share);
-  const charts = CHARTS.map(([title, fields, mx, axis]) => chart(title, fields, mx, axis, t, cols, t0, t1, mine.map(c => c.at_epoch))).join("");
+  const charts = CHARTS.map(([title, fields, mx, floor, axis]) =>
+    chart(title, fields, mx, floor, axis, t, cols, t0, t1, mine.map(c => c.at_epoch))).join("");
   const speed = last(cols.speed), ttft = last(cols.ttft);
   return `<div class="member${share ? "" : " inactive"}" data-pool="${esc(pool)}" data-member="${esc(key)}" data-ratio="${ratio ?? ""}">` +
     `<h3><span>${esc(key)}</span><span>ratio <b class="k-ratio">${ratio ?? "-"}</b>${limit ? ` · limit <b class="k-limit">${limit}</b>` : ""}</span></h3>` +
@@ -69,7 +71,7 @@ function render(doc) {
   const pools = document.getElementById("pools");
   let html = "";
   for (const p of doc.pools) {
-    const t = p.t, t1 = doc.now, t0 = t.length ? Math.min(t[0], t1 - 60) : t1 - 60;
+    const t = p.t, t1 = Math.max(doc.now, t.length ? t[t.length - 1] : doc.now), t0 = t.length > 1 ? t[0] : t1 - 60;
     html += `<section class="pool" data-pool="${esc(p.pool)}"><h2>${esc(p.pool)}</h2><div class="grid">` +
       Object.entries(p.members).map(([key, cols]) => card(p.pool, key, cols, t, t0, t1, doc.changes)).join("") + `</div></section>`;
   }
