@@ -112,6 +112,9 @@ class FailoverClient:
         self.units: dict[str, BigIPClient] = {
             h: factory(replace(cfg, host=h, hosts=(h,)), clock=clock, sleep=sleep, token_store=token_store)
             for h in self.hosts}
+        first = self.units[self.hosts[0]]
+        for c in self.units.values():  # failover checks on every unit count against one tick's budget
+            c.budget = first.budget
         self.faults = FaultLog(log or logs.get())
         self.log = self.faults.log
         self.active_host: str | None = None
@@ -187,6 +190,11 @@ class FailoverClient:
         return f"no unit of the device group is active ({states}): nothing written"
 
     # -- the BigIP seam ------------------------------------------------------------------------
+    def unit(self) -> str:
+        """The active unit's address, confirmed now (or within `recheck`); NotActiveError when none is."""
+        self.active(self.recheck)
+        return self.active_host or self.hosts[0]
+
     def read_pool(self, ref: PoolRef) -> PoolState:
         return self.active(self.recheck).read_pool(ref)
 
@@ -208,8 +216,8 @@ class FailoverClient:
     def device_groups(self) -> list[dict]:
         return self._reader().device_groups()
 
-    def get(self, path: str) -> Any:
-        return self._reader().get(path)
+    def get(self, path: str, *, retry: bool = True) -> Any:
+        return self._reader().get(path, retry=retry)
 
     def _reader(self) -> BigIPClient:
         """For `check`: the active unit, else the first unit (reads only)."""
@@ -217,6 +225,13 @@ class FailoverClient:
             return self.active()
         except NotActiveError:
             return next(iter(self.units.values()))
+
+    # -- the tick's BIG-IP budget (f5.tick_budget): one budget shared by every unit's calls ------
+    def begin_tick(self, seconds: float | None = None) -> None:
+        self.units[self.hosts[0]].begin_tick(seconds)
+
+    def end_tick(self) -> None:
+        self.units[self.hosts[0]].end_tick()
 
     # -- tokens and lifecycle ------------------------------------------------------------------
     @property
