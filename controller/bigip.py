@@ -185,9 +185,9 @@ class BigIPClient:
             raise PermanentBigIPError(f"malformed pool reply: {_scrub(str(e), self.tokens.secrets())}",
                                       status=200, method="GET", path=path) from None
 
-    def get(self, path: str) -> Any:
+    def get(self, path: str, *, retry: bool = True) -> Any:
         """One authenticated GET of any iControl REST path (e.g. cm/failover-status), decoded JSON."""
-        return self._call("GET", path)
+        return self._call("GET", path, retry=retry)
 
     def version(self) -> str:
         """TMOS version, e.g. "16.1.3"."""
@@ -284,6 +284,10 @@ class BigIPClient:
 
     def token_counters(self) -> TokenCounters:
         return self.tokens.counters()
+
+    def unit(self) -> str:
+        """This client's one unit (no call; `controller.failover` confirms which unit is active)."""
+        return self.cfg.host
 
     def close(self) -> None:
         """Delete the token (best effort). The session stays usable; a later call logs in again."""

@@ -90,6 +90,9 @@ class MetricsConfig:
     api_key: str | None = field(default=None, repr=False)
     user: str | None = None
     password: str | None = field(default=None, repr=False)
+    #: Where to scrape instead of the member's address:port: a template over {name}, {node}, {address},
+    #: {port} (e.g. "{address}:9400" for a sidecar, "{node}.metrics.example.com:{port}" for route domains).
+    target: str | None = None
 
 
 @dataclass(frozen=True)

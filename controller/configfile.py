@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import string as _string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -34,7 +35,7 @@ from controller.config import (
     WeightsConfig,
 )
 from controller.errors import ConfigError
-from controller.model import PoolRef
+from controller.model import TARGET_FIELDS, PoolRef
 
 __all__ = ["load", "parse", "normalize_engine_type", "LOG_LEVELS", "ENGINE_ALIASES"]
 
@@ -229,6 +230,34 @@ def management_hosts() -> Conv:
     return conv
 
 
+_FORMATTER = _string.Formatter()
+
+
+def scrape_target() -> Conv:
+    """metrics.target: `host:port` with {name}, {node}, {address}, {port} placeholders; no scheme, no path."""
+
+    def conv(v: Any) -> str | None:
+        s = string(null=True)(v)
+        if s is None:
+            return None
+        s = s.strip()
+        try:
+            names = {f for _, f, _, _ in _FORMATTER.parse(s) if f is not None}
+        except ValueError as exc:
+            raise _Bad(f"{s!r}: {exc}") from None
+        unknown = sorted(names - set(TARGET_FIELDS))
+        if unknown:
+            raise _Bad(f"{s!r}: unknown placeholder(s) {', '.join(unknown)}; use {{{'}, {'.join(TARGET_FIELDS)}}}")
+        sample = s.format(name="gpu-node-1:8000", node="gpu-node-1", address="10.0.0.1", port=8000)
+        host, _, port = sample.rpartition(":")
+        if "/" in sample or not port.isdigit() or not 0 < int(port) < 65536 or hostnames.problem(host):
+            raise _Bad(f"{s!r} must give host:port (e.g. \"{{address}}:9400\"); the scheme and path are "
+                       "metrics.schema and metrics.path")
+        return s
+
+    return conv
+
+
 def folder(allow_nested: bool) -> Conv:
     """A partition (one name) or a sub_path (names joined by '/')."""
 
@@ -419,6 +448,7 @@ _METRICS = (
     ("timeout", number(0, lo_open=True, unit=" (seconds)")),
     ("APIkey", string(null=True, secret=True), "api_key"),
     ("metric_user", string(null=True), "user"),
+    ("target", scrape_target()),
 )
 
 _TELEMETRY = (
@@ -665,7 +695,8 @@ def _read_pools(root: _Reader, d: _PoolDefaults) -> tuple[PoolConfig, ...]:
     readers = root.items("pools")
     if root.data["pools"] is None or root.data["pools"] == []:
         root.problem("pools", "must list at least one pool")
-    pools, first = [], {}
+    pools: list[PoolConfig] = []
+    first: dict[str, str] = {}  # pool full path -> key path that named it first
     for r in readers:
         pool = _read_pool(r, d)
         if pool is None:

@@ -115,7 +115,7 @@ class _Registering:
         s = current()
         if s is not None and self.sock is not None:
             s.register(self.sock)
-        return super().request(*args, **kwargs)  # type: ignore[misc]
+        return super().request(*args, **kwargs)  # type: ignore[misc, unused-ignore]
 
 
 class _HTTPConnection(_Registering, HTTPConnection):

@@ -133,7 +133,7 @@ class Cluster:
     def _finished(self, req: Request) -> None:
         member = self.members[req.engine]
         arrived = self.arrivals.pop(req.rid, req.arrival)
-        if req.first_token is not None:
+        if req.first_token is not None and arrived is not None:
             with self.lock:
                 self.stats[member].ttfts.append(req.first_token - arrived)
         for ticket, other in self.emulator.dataplane.release(POOL, member):

@@ -187,6 +187,11 @@ class FailoverClient:
         return f"no unit of the device group is active ({states}): nothing written"
 
     # -- the BigIP seam ------------------------------------------------------------------------
+    def unit(self) -> str:
+        """The active unit's address, confirmed now (or within `recheck`); NotActiveError when none is."""
+        self.active(self.recheck)
+        return self.active_host or self.hosts[0]
+
     def read_pool(self, ref: PoolRef) -> PoolState:
         return self.active(self.recheck).read_pool(ref)
 
@@ -208,8 +213,8 @@ class FailoverClient:
     def device_groups(self) -> list[dict]:
         return self._reader().device_groups()
 
-    def get(self, path: str) -> Any:
-        return self._reader().get(path)
+    def get(self, path: str, *, retry: bool = True) -> Any:
+        return self._reader().get(path, retry=retry)
 
     def _reader(self) -> BigIPClient:
         """For `check`: the active unit, else the first unit (reads only)."""

@@ -21,6 +21,8 @@ _ROUTE_DOMAIN = re.compile(r"%\d+$")
 #: weights from performance monitors; the rest ignore ratios.
 RATIO_MODES = frozenset({"ratio-member", "ratio-least-connections-member"})
 RECOMMENDED_MODE = "ratio-least-connections-member"
+#: Placeholders of a pool's `metrics.target` (where to scrape instead of the member's address:port).
+TARGET_FIELDS = ("name", "node", "address", "port")
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,12 @@ class Member:
         """False when LTM would send it no new traffic regardless of ratio (an FQDN template never does:
         its ephemeral members take the traffic)."""
         return self.session not in INACTIVE_SESSIONS and self.state not in INACTIVE_STATES and not self.fqdn_template
+
+    def scrape_address(self, template: str) -> str:
+        """`metrics.target` filled for this member: {name} gpu-node-1:8000, {node} gpu-node-1, {address} the IP
+        without route domain (IPv6 in brackets), {port} 8000."""
+        node = self.name.rsplit("." if self.name.count(":") > 1 else ":", 1)[0]
+        return template.format(name=self.name, node=node, address=self.scrape_host, port=self.port)
 
     @property
     def writable(self) -> bool:

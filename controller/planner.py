@@ -210,11 +210,11 @@ def plan_pool(
             plans.append(_unknown_plan(m, scrapes.get(m.key), observed[m.key], stale_ratio, cfg, now))
     plans = _cap_floor(plans, cfg)
     plans = [_owned(p, instance, wall) for p in plans]
-    plans = [_writable(p, pool.honours_ratio) for p in plans]
+    plans = [writable(p, pool.honours_ratio) for p in plans]
     return PoolPlan(pool, tuple(plans), neutral=neutral.source), observed
 
 
-def _writable(p: MemberPlan, honours_ratio: bool) -> MemberPlan:
+def writable(p: MemberPlan, honours_ratio: bool) -> MemberPlan:
     """Keep only what BIG-IP would accept and act on: nothing for an ephemeral member (BIG-IP refuses
     it), no ratio where the pool's mode ignores member ratios (connection limits count in every mode)."""
     m = p.member

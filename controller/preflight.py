@@ -8,7 +8,9 @@ Beyond "does it work", `check` names the likely cause of what does not:
 - pages that lack the configured engine's metrics but look like another engine (`engines.detect`):
   "these pages look like vLLM; set engine_type: vllm";
 - a metrics path that answers 404 on every member (trtllm-serve serves /prometheus/metrics);
-- a pool whose load-balancing mode ignores ratios;
+- a pool whose load-balancing mode ignores member ratios (FAIL, with the tmsh fix), or whose members are
+  all ephemeral FQDN members (FAIL), or that looks owned by AS3 (warn);
+- each configured unit's failover state (HA pairs) and the device group's sync mode;
 - config keys that are accepted but ignored (the sideband scheduler's request-path keys).
 """
 
@@ -18,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from controller import bounds
+from controller import as3, bounds, model
 from controller.config import AppConfig, PoolConfig
 from controller.engines import FLAVOURS, base_engine_type, default_path
 from controller.errors import BigIPError, NotFoundError
@@ -65,23 +67,74 @@ def check_role(bigip, username: str) -> Row:
 
 
 def check_sync(bigip) -> Row:
-    # Only sync-failover groups carry LTM pools; the built-in sync-only groups always auto-sync.
-    auto = [g["name"] for g in bigip.device_groups() if g.get("autoSync") == "enabled" and g.get("type") == "sync-failover"]
+    """The sync mode of the device group that carries LTM config (the built-in sync-only groups do not)."""
+    groups = [g for g in bigip.device_groups() if g.get("type") == "sync-failover"]
+    if not groups:
+        return Row("config sync", OK, "no sync-failover device group: a standalone unit", "config-sync")
+    auto = [g["name"] for g in groups if g.get("autoSync") == "enabled"]
     if auto:
-        return Row("config sync", WARN, f"auto-sync on in {', '.join(auto)}: every ratio write starts a config sync", "config-sync")
-    return Row("config sync", OK, "no device group with auto-sync", "config-sync")
+        return Row("config sync", WARN, f"sync-failover, auto-sync on in {', '.join(auto)}: every ratio write starts "
+                                        "a config sync to the peer", "config-sync")
+    names = ", ".join(g["name"] for g in groups)
+    return Row("config sync", WARN, f"sync-failover, manual sync in {names}: ratios written on the active unit stay "
+                                    "there until someone syncs (after a failover the controller writes them again)",
+               "config-sync")
 
 
-def check_pool(bigip, pool_cfg: PoolConfig) -> tuple[Row, PoolState | None]:
+def check_units(bigip) -> list[Row]:
+    """Each configured unit's failover state (HA pairs); FAIL when none is active (nothing would be written)."""
+    statuses = bigip.status() if hasattr(bigip, "status") else []
+    single = len(statuses) == 1
+    rows = []
+    for s in statuses:
+        item = f"unit {s.host}"
+        if s.state == "active":
+            rows.append(Row(item, OK, "active: reads and writes go here", "unit-active"))
+        elif s.state == "standby" and not single:
+            rows.append(Row(item, OK, "standby: never written", "unit-standby"))
+        elif s.state == "unknown" and single:
+            rows.append(Row(item, WARN, "failover state not readable (cm/failover-status, cm/device): taken as a "
+                                        "standalone unit", "unit-state-unknown"))
+        elif single:
+            rows.append(Row(item, FAIL, f"{s.detail or s.state}: not active, nothing would be written; point f5.host "
+                                        "at the active unit or list every unit of the device group", "unit-not-active"))
+        else:
+            rows.append(Row(item, WARN, s.detail or f"{s.state}: never written", f"unit-{s.state}"))
+    active = sum(s.state == "active" for s in statuses)
+    if len(statuses) > 1 and active != 1:
+        states = ", ".join(f"{s.host} {s.state}" for s in statuses)
+        rows.append(Row("failover", FAIL, f"{active} active unit(s) ({states}): nothing would be written",
+                        "no-active-unit"))
+    return rows
+
+
+def as3_declaration(bigip) -> object:
+    """AS3's declaration when AS3 is installed and readable; None otherwise (best effort, never fails check)."""
+    try:
+        return bigip.get(as3.DECLARE_PATH, retry=False) if hasattr(bigip, "get") else None
+    except BigIPError:
+        return None
+
+
+def check_pool(bigip, pool_cfg: PoolConfig, declaration: object = None) -> tuple[Row, PoolState | None]:
     item = f"pool {pool_cfg.ref}"
     try:
         state = bigip.read_pool(pool_cfg.ref)
     except NotFoundError:
         return Row(item, FAIL, "not found on BIG-IP", "pool-missing"), None
     members = f"{len(state.members)} member(s), {sum(m.active for m in state.members)} active"
-    if not state.honours_ratio:
-        return Row(item, WARN, f"{members}; mode {state.load_balancing_mode} ignores ratios: "
-                               "use ratio-least-connections-member", "lb-mode-ignores-ratio"), state
+    ephemeral = sum(m.ephemeral for m in state.members)
+    if ephemeral:
+        members += f" ({ephemeral} ephemeral FQDN member(s): scraped, never written)"
+    mode = model.mode_problem(state) if pool_cfg.weights.drives_ratio else ""
+    if mode:
+        return Row(item, FAIL, f"{members}; not steerable: {mode}", "lb-mode-ignores-ratio"), state
+    fqdn = model.fqdn_problem(state)
+    if fqdn:
+        return Row(item, FAIL, f"{members}; not steerable: {fqdn}", "all-ephemeral"), state
+    owner = as3.owner_hint(pool_cfg.ref, declaration)
+    if owner:
+        return Row(item, WARN, f"{members}; {owner}", "as3-owned"), state
     if pool_cfg.weights.drives_limit and not state.queue_on_connection_limit:
         return Row(item, WARN, f"{members}; connection limits without queueOnConnectionLimit reject excess requests",
                    "no-queue-on-limit"), state
@@ -148,10 +201,15 @@ def run(cfg: AppConfig, bigip, scraper) -> list[Row]:
     if login.status == FAIL:
         return rows
     rows.append(_guard("role", "role", lambda: check_role(bigip, cfg.f5.username)))
+    try:
+        rows.extend(check_units(bigip))
+    except BigIPError as exc:
+        rows.append(Row("failover", FAIL, str(exc), "failover"))
     rows.append(_guard("config sync", "config-sync", lambda: check_sync(bigip)))
+    declaration = as3_declaration(bigip)
     for pool_cfg in cfg.pools:
         try:
-            row, state = check_pool(bigip, pool_cfg)
+            row, state = check_pool(bigip, pool_cfg, declaration)
         except BigIPError as exc:
             row, state = Row(f"pool {pool_cfg.ref}", FAIL, str(exc), "pool-read-failed"), None
         rows.append(row)

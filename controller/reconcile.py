@@ -8,7 +8,7 @@ against what BIG-IP holds right now.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from controller import model, planner
@@ -54,6 +54,10 @@ class BigIP(Protocol):
 
     def token_counters(self) -> TokenCounters: ...
 
+    def unit(self) -> str:
+        """The BIG-IP unit reads and writes go to now (HA: the active one, confirmed); BigIPError if none."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -97,6 +101,8 @@ class Reconciler:
         self.instance = instance  # this controller's id, written into GUI notes (see planner.other_owner)
         self._silent: str | None = None  # set when BIG-IP gave no reply at all during the current tick
         self._tick_start = 0.0  # a cached membership read before this may not be written against
+        self._unit: str | None = None  # the BIG-IP unit the cache was read from
+        self._carried: dict[str, PoolState] = {}  # after a failover: each pool as the previous active unit held it
         self.budget = WriteBudget(cfg.f5.max_writes_per_minute, self.clock)
         self.memory: dict[str, dict[str, planner.Observation]] = {}
         self.cache: dict[str, _Cached] = {}
@@ -122,6 +128,21 @@ class Reconciler:
         self.faults.clear(f"pool:{ref}", "bigip_read_recovered", pool=str(ref))
         self.cache[ref.full_path] = _Cached(state, self.clock.monotonic())
         return state
+
+    def _check_unit(self) -> None:
+        """Each tick: which unit is active. After a failover nothing read from the old unit is trusted."""
+        try:
+            unit = self.bigip.unit()
+        except BigIPError as exc:
+            self.cache.clear()
+            self._unit = None
+            self._silent = exc.message
+            return
+        if unit != self._unit:
+            if self._unit is not None:  # a failover: damp from what the old active unit held, not the new one's
+                self._carried = {path: c.state for path, c in self.cache.items()}
+            self.cache.clear()
+            self._unit = unit
 
     def _membership(self, ref: PoolRef) -> PoolState | Outcome:
         cached = self.cache.get(ref.full_path)
@@ -152,7 +173,11 @@ class Reconciler:
     # -- planning and writing ------------------------------------------------------------------
     def _plan(self, pool_cfg: PoolConfig, state: PoolState, scrapes: Mapping[str, ScrapeResult]) -> tuple[PoolPlan, dict]:
         memory = self.memory.get(pool_cfg.ref.full_path, {})
-        return planner.plan_pool(state, scrapes, pool_cfg, memory, self.clock.monotonic(), self.clock.wall(), self.instance)
+        carried = self._carried.get(pool_cfg.ref.full_path)
+        basis = _rebase(state, carried) if carried is not None else state
+        plan, observed = planner.plan_pool(basis, scrapes, pool_cfg, memory, self.clock.monotonic(), self.clock.wall(),
+                                           self.instance)
+        return (_onto(plan, state) if carried is not None else plan), observed
 
     def _reconcile_pool(
         self, pool_cfg: PoolConfig, state: PoolState, scrapes: Mapping[str, ScrapeResult]
@@ -165,6 +190,7 @@ class Reconciler:
                 return plan, (fresh,)
             plan, memory = self._plan(pool_cfg, fresh, scrapes)
         self.memory[pool_cfg.ref.full_path] = memory
+        self._carried.pop(pool_cfg.ref.full_path, None)
         self._note_owners(pool_cfg.ref, plan)
         if self.dry_run or not plan.writes:
             return plan, ()
@@ -250,6 +276,7 @@ class Reconciler:
     def _tick(self) -> TickReport:
         self._tick_start = self.clock.monotonic()
         self._silent = None
+        self._check_unit()
         outcomes: list[Outcome] = []
         states = {}
         for pool_cfg in self.cfg.pools:
@@ -279,6 +306,31 @@ def _read_outcome(plan: PoolPlan, path: str) -> Outcome:
         return Outcome(kind=Kind.POOL, reason=Reason.BLIND, pool=path,
                        detail="blind: no active member has fresh metrics; nothing written")
     return Outcome(kind=Kind.POOL, reason=Reason.READ, pool=path)
+
+
+def _rebase(state: PoolState, carried: PoolState) -> PoolState:
+    """`state` (read from the new active unit) with the ratios and limits the previous active unit held.
+
+    Until the failover, traffic was steered by those; the new unit's own values are whatever it held at
+    its last sync. Damping from them would take several ticks to converge; from these it takes one."""
+    old = {m.key: m for m in carried.members}
+    members = tuple(replace(m, ratio=old[m.key].ratio, connection_limit=old[m.key].connection_limit)
+                    if m.key in old else m for m in state.members)
+    return replace(state, members=members)
+
+
+def _onto(plan: PoolPlan, actual: PoolState) -> PoolPlan:
+    """A plan made on a rebased state, diffed against what the unit really holds (still only what it accepts)."""
+    by_key = {m.key: m for m in actual.members}
+    out = []
+    for p in plan.members:
+        m = by_key.get(p.member.key, p.member)
+        moved = replace(p, member=m)
+        if moved.changes and not p.changes:
+            moved = replace(moved, action=Action.WRITE, reason=f"{p.reason}; restoring the previous active unit's "
+                                                               "setting after a failover")
+        out.append(planner.writable(moved, actual.honours_ratio))
+    return replace(plan, pool=actual, members=tuple(out))
 
 
 def _urgency(p: MemberPlan) -> int:

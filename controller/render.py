@@ -44,7 +44,7 @@ def _pct(value: float | None, digits: int = 0) -> str | None:
 
 def _natural(p: MemberPlan) -> tuple:
     """Members by planned ratio, largest first; ties by address, numerically (10.0.0.9 before 10.0.0.10)."""
-    parts = tuple(int(x) if x.isdigit() else x for x in re.split(r"(\d+)", p.member.endpoint))
+    parts = tuple(int(x) if x.isdigit() else x for x in re.split(r"(\d+)", p.member.display))
     return (-p.ratio, parts)
 
 
@@ -73,7 +73,7 @@ def pool_table(plan: PoolPlan, policy: str = "", width: int = PLAN_WIDTH) -> str
     rows = []
     for p in sorted(plan.members, key=_natural):
         s = p.sample
-        row = [p.member.endpoint, _count(s.waiting) if s else None, _count(s.running) if s else None,
+        row = [p.member.display, _count(s.waiting) if s else None, _count(s.running) if s else None,
                _pct(s.kv_usage) if s else None, None if p.member.key not in unit else f"{unit[p.member.key]:.2f}",
                _arrow(p.member.ratio, p.ratio)]
         row += [_arrow(p.member.connection_limit, p.connection_limit)] if limits else []

@@ -103,7 +103,8 @@ def target_for(member: Member, pool: PoolConfig, keys: EngineKeys | None) -> Tar
     if m.api_key:
         headers.append(("Authorization", f"Bearer {m.api_key}"))
     auth = (m.user, m.password or "") if m.user else None
-    url = f"{m.schema.lower()}://{member.scrape_host}:{port}{path}"
+    where = member.scrape_address(m.target) if m.target else f"{member.scrape_host}:{port}"
+    url = f"{m.schema.lower()}://{where}{path}"
     return Target(member.key, url, pool.engine_type, m.timeout, tuple(headers), auth, keys, pool=pool.ref.full_path)
 
 

@@ -52,6 +52,9 @@ class FakeBigIP:
     def token_counters(self):
         return TokenCounters()
 
+    def unit(self):
+        return "fake-bigip"
+
     def close(self):
         self.closed = True
 

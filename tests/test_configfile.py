@@ -640,3 +640,58 @@ def test_pathological_yaml_is_a_config_error(tmp_path, text):
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError, match="c.yaml"):
         load(str(path), ENV)
+
+
+# --- f5.host: one unit or the device group's units (issue 11) --------------------------------------
+
+
+def test_f5_host_list_names_every_unit():
+    cfg = parse(setting(minimal(), "f5.host", ["10.0.0.1", "bigip-b.example.com", "[2001:db8::2]"]), ENV)
+    assert cfg.f5.host == "10.0.0.1" and cfg.f5.units == ("10.0.0.1", "bigip-b.example.com", "2001:db8::2")
+
+
+def test_f5_host_string_keeps_working():
+    cfg = parse(minimal(), ENV)
+    assert cfg.f5.host == "192.0.2.10" and cfg.f5.units == ("192.0.2.10",) and cfg.f5.hosts == ()
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("big ip", "f5.host: 'big ip' contains white space"),
+    ("10.0.0.1:8443", "f5.host: '10.0.0.1:8443' carries a port"),
+    (["10.0.0.1", "[::1"], "f5.host: [1] '[::1' has an unbalanced bracket"),
+    (["10.0.0.1", "10.0.0.1"], "f5.host: [1] '10.0.0.1' is listed twice"),
+    ([], "f5.host: an empty list"),
+    (["10.0.0.1", 7], "f5.host: [1] expected a host name or IP address as a string"),
+    ("x" * 300, "f5.host: is 300 characters long"),
+])
+def test_f5_host_problems_name_the_key(value, expected):
+    found = problems(setting(minimal(), "f5.host", value))
+    assert any(p.startswith(expected) for p in found), found
+
+
+# --- metrics.target: where to scrape instead of the member's address:port (issue 11) --------------
+
+
+def test_metrics_target_template_is_kept_and_filled_per_member():
+    from controller.model import Member
+    from controller.scrape import target_for
+
+    cfg = parse(setting(minimal(), "pools[0].metrics", {"target": "{address}:9400"}), ENV)
+    pool = cfg.pools[0]
+    assert pool.metrics.target == "{address}:9400"
+    member = Member(name="gpu-node-1:8000", partition="Common", address="10.0.0.7%2", port=8000)
+    assert target_for(member, pool, None).url == "http://10.0.0.7:9400/metrics"
+    named = parse(setting(minimal(), "pools[0].metrics", {"target": "{node}.metrics.example.com:{port}"}), ENV)
+    assert target_for(member, named.pools[0], None).url == "http://gpu-node-1.metrics.example.com:8000/metrics"
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("{addr}:9400", "unknown placeholder(s) addr"),
+    ("http://{address}:9400", "must give host:port"),
+    ("{address}", "must give host:port"),
+    ("{address}:9400/metrics", "must give host:port"),
+    ("{address:9400", "'{address:9400'"),
+])
+def test_metrics_target_problems_name_the_key(value, expected):
+    found = problems(setting(minimal(), "pools[0].metrics", {"target": value}))
+    assert any(p.startswith("pools[0].metrics.target:") and expected in p for p in found), found

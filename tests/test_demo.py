@@ -14,8 +14,9 @@ def get(url: str):
         return r.status, r.read().decode()
 
 
-def poll(url: str, deadline: float):
-    while time.monotonic() < deadline:
+def poll(url: str, deadline: float, proc: subprocess.Popen | None = None):
+    """The body once `url` answers 200; fails at `deadline` or as soon as `proc` has exited."""
+    while time.monotonic() < deadline and (proc is None or proc.poll() is None):
         try:
             status, body = get(url)
             if status == 200:
@@ -23,7 +24,7 @@ def poll(url: str, deadline: float):
         except OSError:
             pass
         time.sleep(0.3)
-    raise AssertionError(f"{url} never answered 200")
+    raise AssertionError(f"{url} never answered 200" + ("" if proc is None or proc.poll() is None else " before the demo exited"))
 
 
 def test_demo_runs_the_controller_and_serves_telemetry():
@@ -32,7 +33,9 @@ def test_demo_runs_the_controller_and_serves_telemetry():
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        health = json.loads(poll(f"{base}/healthz", time.monotonic() + 9))
+        # Generous for a loaded CI box: start-up (imports, a TLS certificate) can take seconds there; the
+        # demo runs 10 s once started, and polling stops when it exits.
+        health = json.loads(poll(f"{base}/healthz", time.monotonic() + 60, proc))
         assert health["status"] == "healthy"
         status = json.loads(poll(f"{base}/status", time.monotonic() + 3))
         members = status["pools"][0]["members"]

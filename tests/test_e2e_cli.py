@@ -442,14 +442,16 @@ def test_check_does_not_warn_about_the_default_sync_only_device_groups(stack, tm
     assert rows["config sync"][0] == "warn" and "failover-dg" in rows["config sync"][1]
 
 
-def test_check_warns_on_round_robin(tmp_path):
+def test_check_fails_on_round_robin_with_the_tmsh_fix(tmp_path):
+    """Issue 11: a mode that ignores member ratios is not steerable: FAIL with the reason and the fix."""
     s = Stack(LOADS, lb_mode="round-robin").start()
     try:
         r = cli("check", "--config", str(write_config(tmp_path / "seed.yaml", seed_config(s))))
-        assert r.code == 0, r.out + r.err
+        assert r.code == 1, r.out + r.err
         status, detail = check_rows(r.out)[f"pool {POOL}"]
-        assert status == "warn" and "round-robin" in detail and "ignores ratios" in detail
-        assert "ready" in r.out
+        assert status == "FAIL" and "round-robin" in detail and "ignores member ratios" in detail
+        assert f"tmsh modify ltm pool {POOL} load-balancing-mode ratio-least-connections-member" in detail
+        assert "BLOCKED" in r.out
     finally:
         s.stop()
 

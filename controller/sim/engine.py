@@ -164,6 +164,18 @@ def preset(kind: str, **changes) -> EngineSpec:
 _rids = itertools.count(1)
 
 
+def _between(start: float | None, end: float | None) -> float | None:
+    """end - start, or None while either time is not known yet."""
+    return None if start is None or end is None else end - start
+
+
+def _stamped(t: float | None) -> float:
+    """A request time the engine has already set by this point of its life (arrival at submit, ...)."""
+    if t is None:
+        raise RuntimeError("request time used before the engine set it")
+    return t
+
+
 @dataclass(eq=False, slots=True)  # slots: a benchmark keeps hundreds of thousands
 class Request:
     """One request and its lifecycle. Times are in the engine's clock (virtual seconds or monotonic).
@@ -195,22 +207,23 @@ class Request:
 
     @property
     def ttft(self) -> float | None:
-        return None if self.first_token is None else self.first_token - self.arrival
+        return _between(self.arrival, self.first_token)
 
     @property
     def queue_time(self) -> float | None:
-        return None if self.first_scheduled is None else self.first_scheduled - self.arrival
+        return _between(self.arrival, self.first_scheduled)
 
     @property
     def e2e(self) -> float | None:
-        return None if self.finish is None else self.finish - self.arrival
+        return _between(self.arrival, self.finish)
 
     @property
     def tpot(self) -> float | None:
         """Mean time per output token after the first; None until finished or with one output token."""
-        if self.finish is None or self.output_tokens < 2:
+        decode = _between(self.first_token, self.finish)
+        if decode is None or self.output_tokens < 2:
             return None
-        return (self.finish - self.first_token) / (self.output_tokens - 1)
+        return decode / (self.output_tokens - 1)
 
 
 # --- statistics -------------------------------------------------------------------------------------
@@ -650,7 +663,7 @@ class Engine:
         if req.first_token is None:
             req.first_token = t1
             self.prompt_tokens_total += req.prompt_tokens
-            self._hist["ttft"].observe(t1 - req.arrival)
+            self._hist["ttft"].observe(t1 - _stamped(req.arrival))
         else:
             self._hist["itl"].observe(t1 - (req.last_token if req.last_token is not None else req.first_token))
         if req.generated >= req.output_tokens:
@@ -689,15 +702,16 @@ class Engine:
         req.generated = req.output_tokens
         req.finish = t1
         h = self._hist
-        h["e2e"].observe(t1 - req.arrival)
-        h["queue"].observe(req.first_scheduled - req.arrival)
-        h["inference"].observe(t1 - req.first_scheduled)
-        h["prefill"].observe(req.first_token - req.first_scheduled)
-        h["decode"].observe(t1 - req.first_token)
+        arrival, scheduled, first = _stamped(req.arrival), _stamped(req.first_scheduled), _stamped(req.first_token)
+        h["e2e"].observe(t1 - arrival)
+        h["queue"].observe(scheduled - arrival)
+        h["inference"].observe(t1 - scheduled)
+        h["prefill"].observe(first - scheduled)
+        h["decode"].observe(t1 - first)
         h["prompt_tokens"].observe(req.prompt_tokens)
         h["generation_tokens"].observe(req.output_tokens)
         if req.output_tokens > 1:
-            h["request_tpot"].observe((t1 - req.first_token) / (req.output_tokens - 1))
+            h["request_tpot"].observe((t1 - first) / (req.output_tokens - 1))
         self._success[req.finished_reason] = self._success.get(req.finished_reason, 0) + 1
         if self.keep_finished:
             self.finished.append(req)

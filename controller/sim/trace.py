@@ -190,7 +190,7 @@ def capacity_estimate(spec: EngineSpec, trace: Sequence[TraceRequest], *, method
         if engine.fits(r.prompt_tokens, r.output_tokens):
             engine.submit(Request(r.prompt_tokens, r.output_tokens), 0.0)
     engine.advance(math.inf)
-    finishes = sorted(req.finish for req in engine.finished)
+    finishes = sorted(req.finish for req in engine.finished if req.finish is not None)
     if len(finishes) < 10:
         return _capacity_analytic(spec, trace)
     lo, hi = int(0.1 * len(finishes)), int(0.9 * len(finishes))
