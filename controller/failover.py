@@ -112,6 +112,9 @@ class FailoverClient:
         self.units: dict[str, BigIPClient] = {
             h: factory(replace(cfg, host=h, hosts=(h,)), clock=clock, sleep=sleep, token_store=token_store)
             for h in self.hosts}
+        first = self.units[self.hosts[0]]
+        for c in self.units.values():  # failover checks on every unit count against one tick's budget
+            c.budget = first.budget
         self.faults = FaultLog(log or logs.get())
         self.log = self.faults.log
         self.active_host: str | None = None
@@ -222,6 +225,13 @@ class FailoverClient:
             return self.active()
         except NotActiveError:
             return next(iter(self.units.values()))
+
+    # -- the tick's BIG-IP budget (f5.tick_budget): one budget shared by every unit's calls ------
+    def begin_tick(self, seconds: float | None = None) -> None:
+        self.units[self.hosts[0]].begin_tick(seconds)
+
+    def end_tick(self) -> None:
+        self.units[self.hosts[0]].end_tick()
 
     # -- tokens and lifecycle ------------------------------------------------------------------
     @property

@@ -1,0 +1,96 @@
+"""FailoverClient against an emulated HA pair over HTTPS: which unit is active, and what is never written."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller.config import F5Config
+from controller.errors import NotActiveError
+from controller.failover import FailoverClient, read_state
+from controller.model import PoolRef
+from controller.sim.bigip import BigIPEmulator, HAPair
+
+USERS = {"admin": "secret"}
+REF = PoolRef("llm")
+
+
+class Log:
+    def __init__(self):
+        self.lines: list[tuple[str, dict]] = []
+
+    def warning(self, event, **kw):
+        self.lines.append((event, kw))
+
+    info = warning
+
+    def named(self, event):
+        return [kw for e, kw in self.lines if e == event]
+
+
+@pytest.fixture
+def pair():
+    p = HAPair(BigIPEmulator(USERS, hostname="a.example.com"), BigIPEmulator(USERS, hostname="b.example.com"))
+    p.add_pool("/Common/llm", ["10.0.0.1:8000"])
+    p.start()
+    yield p
+    p.stop()
+
+
+def client(pair, hosts=None, log=None):
+    cfg = F5Config(host=pair.hosts[0], hosts=tuple(hosts or pair.hosts), port=pair.a.port, password="secret",
+                   verify_tls=pair.cert_path, timeout=5)
+    return FailoverClient(cfg, log=log or Log(), sleep=lambda s: None)
+
+
+def test_reads_go_to_the_active_unit_and_a_swap_is_followed_with_one_line(pair):
+    log = Log()
+    c = client(pair, log=log)
+    assert c.unit() == pair.hosts[0]
+    c.read_pool(REF)
+    pair.swap()
+    assert c.unit() == pair.hosts[1] and c.failovers == 1
+    assert [kw["to_host"] for kw in log.named("bigip_failover")] == [pair.hosts[1]]
+    assert [s.state for s in c.status()] == ["standby", "active"]
+    c.close()
+    assert pair.live_tokens() == 0
+
+
+def test_no_active_unit_means_no_reads_and_failed_writes(pair):
+    pair.a.set_failover_state("standby")
+    c = client(pair)
+    with pytest.raises(NotActiveError, match="no unit of the device group is active"):
+        c.read_pool(REF)
+    pair.a.set_failover_state("active")
+    pair.b.set_failover_state("active")
+    with pytest.raises(NotActiveError, match="split brain"):
+        c.unit()
+    assert pair.writes() == []
+    c.close()
+
+
+def test_a_single_standby_host_is_refused_with_the_reason(pair):
+    c = client(pair, hosts=[pair.hosts[1]])
+    with pytest.raises(NotActiveError, match="is standby, not active"):
+        c.unit()
+    c.close()
+
+
+def test_state_falls_back_to_cm_device_then_unknown(pair):
+    c = client(pair, hosts=[pair.hosts[0]])
+    unit = c.units[pair.hosts[0]]
+    pair.a.fail_next(1, (404, {"code": 404, "message": "Object not found", "errorStack": []}),
+                     path="failover-status")
+    assert read_state(unit) == "active"  # from cm/device selfDevice
+    pair.a.fail_next(2, (404, {"code": 404, "message": "Object not found", "errorStack": []}), path="/mgmt/tm/cm/")
+    assert read_state(unit) == "unknown"
+    c.close()
+
+
+def test_every_unit_shares_one_tick_budget(pair):
+    c = client(pair)
+    budgets = {id(u.budget) for u in c.units.values()}
+    assert len(budgets) == 1
+    c.begin_tick(5.0)
+    assert all(u.budget.remaining() is not None for u in c.units.values())
+    c.end_tick()
+    c.close()
