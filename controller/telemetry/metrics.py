@@ -171,6 +171,9 @@ class Metrics:
         self.config_reloads = Counter(p + "config_reloads", "Config reloads (SIGHUP) by result: applied or rejected",
                                       ["result"], registry=r)
         self.pool_up = Gauge(p + "pool_up", "1 when the pool was read from BIG-IP this tick, else 0", ["pool"], registry=r)
+        self.pool_blind = Gauge(p + "pool_blind", "1 when the pool was read but no active member had fresh metrics "
+                                "this tick (blind: nothing written), else 0", ["pool"], registry=r)
+        self.blind_ticks = Gauge(p + "blind_ticks", "Ticks in a row in which at least one pool was blind", registry=r)
         self.dry_run = Gauge(p + "dry_run", "1 when the controller plans but does not write", registry=r)
         self.observe_errors = Counter(p + "telemetry_observe_errors", "Ticks telemetry failed to record (a bug)", registry=r)
         self.member = {name: Gauge(f"{p}member_{name}", doc, ["pool", "member"], registry=r) for name, doc in MEMBER_GAUGES}
@@ -206,8 +209,10 @@ class Metrics:
             self.bigip_writes.labels(path, "failed").inc(failed)
         read = {plan.pool.ref.full_path for plan in report.plans}
         self.pools_seen |= read | set(configured)
+        blind = {plan.pool.ref.full_path for plan in report.plans if plan.blind}
         for path in self.pools_seen:
             self.pool_up.labels(path).set(1 if path in read else 0)
+            self.pool_blind.labels(path).set(1 if path in blind else 0)
 
     def _record_members(self, report: TickReport, policies: Mapping[str, str]) -> set[tuple[str, str]]:
         present: set[tuple[str, str]] = set()
@@ -275,6 +280,7 @@ class Metrics:
         for result in ("applied", "failed"):
             _remove_quietly(self.bigip_writes, path, result)
         _remove_quietly(self.pool_up, path)
+        _remove_quietly(self.pool_blind, path)
         for name, members in self._member_series.items():
             for labels in [s for s in members if s[0] == path]:
                 self._drop(name, labels)
