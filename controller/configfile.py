@@ -455,6 +455,7 @@ _TELEMETRY = (
     ("enabled", boolean()),
     ("host", host_name()),
     ("port", integer(1, 65535)),
+    ("blind_ticks", integer(1, 1000)),
 )
 
 _ENGINE_KEYS = (("waiting_queue", metric_key()), ("cache_usage", metric_key()), ("running_req", metric_key()))

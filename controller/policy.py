@@ -90,9 +90,9 @@ BALANCE_DEAD_ZONE = 0.03
 BALANCE_MAX_MOVE = 0.1
 #: in a pool of at least BALANCE_LARGE_POOL members the queued-share term of the pressure weighs
 #: BALANCE_LARGE_POOL_QUEUE_BOOST times its configured w_a (the default 0.5/0.5 becomes 0.75/0.25).
-#: Empirical (docs/policy.md): with 16 members the KV-use differences kept the loop from following
-#: queue bursts (p99 1.32-1.35x the oracle at hetero16-conv 95%, 1.02-1.04x with the boost, seeds 4-6);
-#: pools of fewer members are scored exactly as before (`balance-v2`).
+#: Empirical, from the previous benchmark (single `speed` engine model, KV-proportional pools): with 16
+#: members the KV-use differences kept the loop from following queue bursts (hetero16-conv 95%, p99 down
+#: by about a quarter with the boost, seeds 4-6). Not re-tuned with the current benchmark.
 BALANCE_LARGE_POOL = 8
 BALANCE_LARGE_POOL_QUEUE_BOOST = 3.0
 #: exponent on a *measured* service rate in the neutral (ratios proportional to rate^SPEED_PRIOR).

@@ -102,7 +102,7 @@ class Reconciler:
         self.scraper = scraper
         self.clock = clock or SystemClock()
         self.dry_run = dry_run
-        self.faults = FaultLog(log)
+        self.faults = FaultLog(log, clock=self.clock)
         self.log = self.faults.log
         self.target_for = target_for or default_target_for
         self.instance = instance  # this controller's id, written into GUI notes (see planner.other_owner)
@@ -125,7 +125,8 @@ class Reconciler:
         try:
             state = self.bigip.read_pool(ref)
         except BigIPError as exc:
-            self.faults.fault(f"pool:{ref}", "bigip_read_failed", error=str(exc), pool=str(ref), retryable=exc.retryable)
+            self.faults.fault(f"pool:{ref}", "bigip_read_failed", error=str(exc), pool=str(ref), retryable=exc.retryable,
+                              signature=f"{type(exc).__name__}|{exc.status}")  # the text may vary (a deadline's seconds)
             self.cache.pop(ref.full_path, None)
             if exc.retryable and exc.status is None:  # no reply at all (refused, timeout, reset)
                 self._silent = "BIG-IP gave no reply earlier in this tick"
@@ -243,13 +244,25 @@ class Reconciler:
         for key in result.deferred:  # an earlier write timed out: this one waits for the next tick
             outcomes.append(Outcome(kind=Kind.MEMBER, reason=Reason.WRITE_DEFERRED, pool=ref.full_path, member=key,
                                     detail="not attempted: an earlier write in this tick timed out"))
+        self._note_write_failures(ref, result.failed, len(result.applied))
         for key, exc in result.failed:
-            self.log.warning("write_failed", pool=str(ref), member=key, error=str(exc))
             outcomes.append(Outcome(kind=Kind.MEMBER, reason=Reason.WRITE_FAILED, pool=ref.full_path, member=key,
                                     detail=str(exc), error=exc))
             if isinstance(exc, NotFoundError):
                 self.cache.pop(ref.full_path, None)  # membership changed under us: re-read next tick
         return tuple(outcomes)
+
+    def _note_write_failures(self, ref: PoolRef, failed: Sequence[tuple[str, BaseException]], applied: int) -> None:
+        """Write failures go through the fault log, per pool: once when they start (with the first error),
+        once when a tick's writes to the pool all land again (with the count of failed writes)."""
+        key = f"write:{ref}"
+        if failed:
+            first_key, first = failed[0]
+            self.faults.fault(key, "write_failed", pool=str(ref), member=first_key, error=str(first), failed=len(failed),
+                              members=[k for k, _ in failed][:10], count=len(failed),
+                              signature=f"{type(first).__name__}|{getattr(first, 'status', None)}")
+        elif applied:
+            self.faults.clear(key, "write_recovered", pool=str(ref))
 
     def _log_change(self, ref: PoolRef, p: MemberPlan) -> None:
         s = p.sample
