@@ -44,6 +44,9 @@ class ApplyResult(Protocol):
     @property
     def failed(self) -> Sequence[tuple[str, BigIPError]]: ...
 
+    @property
+    def deferred(self) -> Sequence[str]: ...  # not attempted: an earlier write of the tick timed out
+
 
 class BigIP(Protocol):
     """Everything the reconciler and the daemon call on the BIG-IP client."""
@@ -51,6 +54,10 @@ class BigIP(Protocol):
     def read_pool(self, ref: PoolRef) -> PoolState: ...
 
     def apply(self, ref: PoolRef, plans: Sequence[MemberPlan]) -> ApplyResult: ...
+
+    def begin_tick(self, seconds: float | None = None) -> None: ...  # one budget for the tick's calls (f5.tick_budget)
+
+    def end_tick(self) -> None: ...
 
     def token_counters(self) -> TokenCounters: ...
 
@@ -234,7 +241,7 @@ class Reconciler:
         for key in result.applied:
             self._log_change(ref, by_key[key])
             outcomes.append(Outcome(kind=Kind.MEMBER, reason=Reason.APPLIED, pool=ref.full_path, member=key))
-        for key in getattr(result, "deferred", ()):  # an earlier write timed out: this one waits for the next tick
+        for key in result.deferred:  # an earlier write timed out: this one waits for the next tick
             outcomes.append(Outcome(kind=Kind.MEMBER, reason=Reason.WRITE_DEFERRED, pool=ref.full_path, member=key,
                                     detail="not attempted: an earlier write in this tick timed out"))
         self._note_write_failures(ref, result.failed, len(result.applied))
@@ -277,14 +284,11 @@ class Reconciler:
 
     # -- the tick ------------------------------------------------------------------------------
     def tick(self) -> TickReport:
-        begin, end = getattr(self.bigip, "begin_tick", None), getattr(self.bigip, "end_tick", None)
-        if begin is not None:
-            begin()  # one budget for all of this tick's BIG-IP calls (f5.tick_budget)
+        self.bigip.begin_tick()  # one budget for all of this tick's BIG-IP calls (f5.tick_budget)
         try:
             return self._tick()
         finally:
-            if end is not None:
-                end()
+            self.bigip.end_tick()
 
     def _tick(self) -> TickReport:
         self._tick_start = self.clock.monotonic()
