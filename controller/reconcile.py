@@ -237,7 +237,7 @@ class Reconciler:
             outcomes.append(Outcome(kind=Kind.MEMBER, reason=Reason.WRITE_DEFERRED, pool=ref.full_path, member=key,
                                     detail="not attempted: an earlier write in this tick timed out"))
         for key, exc in result.failed:
-            self.log.warning("write_failed", pool=str(ref), member=key, error=str(exc))
+            self.log.warning("write_failed", pool=str(ref), member=key, error=str(exc), **_address(by_key[key]))
             outcomes.append(Outcome(kind=Kind.MEMBER, reason=Reason.WRITE_FAILED, pool=ref.full_path, member=key,
                                     detail=str(exc), error=exc))
             if isinstance(exc, NotFoundError):
@@ -260,6 +260,7 @@ class Reconciler:
             running=None if s is None else s.running,
             kv=None if s is None else s.kv_usage,
             reason=p.reason,
+            **_address(p),
         )
 
     # -- the tick ------------------------------------------------------------------------------
@@ -306,6 +307,11 @@ def _read_outcome(plan: PoolPlan, path: str) -> Outcome:
         return Outcome(kind=Kind.POOL, reason=Reason.BLIND, pool=path,
                        detail="blind: no active member has fresh metrics; nothing written")
     return Outcome(kind=Kind.POOL, reason=Reason.READ, pool=path)
+
+
+def _address(p: MemberPlan) -> dict[str, str]:
+    """The member's address for a log line, where its name (as BIG-IP shows it) does not say it."""
+    return {"address": p.member.address} if p.member.display != p.member.name else {}
 
 
 def _rebase(state: PoolState, carried: PoolState) -> PoolState:
