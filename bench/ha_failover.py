@@ -139,6 +139,7 @@ def run(duration: float, swap: float, tick_ms: int, auto_sync: bool, seed: int) 
                 expected = old.ratios("/Common/llm") if old else {}
                 new = pair.swap()
                 t0 = time.monotonic()
+                stale = new.ratios("/Common/llm") != expected
                 converged = None
                 while time.monotonic() - t0 < min(swap / 2, 10 * tick):
                     if new.ratios("/Common/llm") == expected:
@@ -146,7 +147,7 @@ def run(duration: float, swap: float, tick_ms: int, auto_sync: bool, seed: int) 
                         break
                     time.sleep(0.02)
                 swaps.append({"at": round(t0 - start, 1), "to": new.hostname, "converged_s": converged,
-                              "stale_at_swap": new is not old and expected != {} and converged != 0.0})
+                              "stale_at_swap": stale})
                 next_swap += swap
             time.sleep(0.02)
     finally:

@@ -134,6 +134,7 @@ class TelemetryConfig:
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = 9109
+    blind_ticks: int = 2  # /healthz answers 503 after this many ticks in a row in which some pool was blind
 
 
 @dataclass(frozen=True)

@@ -455,6 +455,7 @@ _TELEMETRY = (
     ("enabled", boolean()),
     ("host", host_name()),
     ("port", integer(1, 65535)),
+    ("blind_ticks", integer(1, 1000)),
 )
 
 _ENGINE_KEYS = (("waiting_queue", metric_key()), ("cache_usage", metric_key()), ("running_req", metric_key()))
@@ -504,6 +505,14 @@ def _secret_file(ctx: _Ctx, path_key: str, path: str) -> tuple[str, str]:
         return "", ""
     if not secret:
         ctx.problem(path_key, f"{path} is empty")
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = 0
+    if mode & 0o077:  # logged at start as a config_note: the secret is readable by more than its owner
+        who = "everyone" if mode & 0o004 else "its group"
+        ctx.notes.append(f"{path_key} WARNING: {path} is readable by {who} (mode {mode & 0o777:04o}); "
+                         f"chmod 0600 it (systemd's LoadCredential= reads a root-only file)")
     return secret, f"file {path}"
 
 
@@ -656,7 +665,20 @@ def _pool_ref(r: _Reader) -> PoolRef | None:
 
 
 def _read_metrics(pool: _Reader) -> MetricsConfig:
-    r, kw = _section(pool, "metrics", _METRICS, ("metric_pwd_env",))
+    r, kw = _section(pool, "metrics", _METRICS, ("metric_pwd_env", "metric_pwd_file", "APIkey_file"))
+    environ = r.ctx.environ
+    if r.data.get("APIkey_file") is not None:  # a file, or a name under $CREDENTIALS_DIRECTORY (LoadCredential=)
+        name = r.get("APIkey_file", string())
+        if r.data.get("APIkey") is not None:
+            r.problem("APIkey_file", "give APIkey or APIkey_file, not both")
+        elif name:
+            kw["api_key"], _ = _secret_file(r.ctx, r.at("APIkey_file"), _credential_path(name, environ))
+    if r.data.get("metric_pwd_file") is not None:
+        name = r.get("metric_pwd_file", string())
+        if name:
+            kw["password"], _ = _secret_file(r.ctx, r.at("metric_pwd_file"), _credential_path(name, environ))
+        if name and r.data.get("metric_user") is None:
+            r.problem("metric_pwd_file", "set, but metric_user is not (basic auth needs both)")
     if r.has("metric_pwd_env"):
         var = r.get("metric_pwd_env", string(null=True))
         if var:
@@ -752,6 +774,27 @@ def parse(data: Any, environ: Mapping[str, str] = os.environ, source: str = "") 
     return cfg
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: str, line: int, first: int):
+        super().__init__(f"line {line}: duplicate key {key!r} (first at line {first}); a second one would replace it")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML silently keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # an unhashable key: let the base class report it
+                continue
+            if first != key_node.start_mark.line + 1:
+                raise _DuplicateKey(str(key), key_node.start_mark.line + 1, first)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(path: str) -> Any:
     try:
         with open(path, encoding="utf-8") as f:
@@ -761,7 +804,9 @@ def _read_yaml(path: str) -> Any:
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
+    except _DuplicateKey as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except yaml.MarkedYAMLError as exc:
         # Only the problem text, never the snippet: the offending line may hold an APIkey.
         mark = exc.problem_mark or exc.context_mark

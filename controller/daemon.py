@@ -126,6 +126,12 @@ class Daemon:
                              max_backoff_seconds=MAX_BACKOFF, error=report.errors[0])
         elif was and not all_failed:
             self.log.info("bigip_available_again", pools=len(report.plans))
+        blind = sorted(p.pool.ref.full_path for p in report.plans if p.blind)
+        if blind:  # same words as /healthz and f5lr_pool_blind: no active member has fresh metrics
+            self.rec.faults.fault("blind", "pools_blind", pools=blind, error=",".join(blind),
+                                  reason="no active member has fresh metrics; nothing written")
+        elif report.plans:
+            self.rec.faults.clear("blind", "pools_sighted", pools=sorted(p.pool.ref.full_path for p in report.plans))
         sdnotify.notify(f"WATCHDOG=1\nSTATUS=pools {len(report.plans)}/{len(self.cfg.pools)}, writes {report.applied}")
         for hook in self.on_tick:
             try:

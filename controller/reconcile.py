@@ -44,6 +44,9 @@ class ApplyResult(Protocol):
     @property
     def failed(self) -> Sequence[tuple[str, BigIPError]]: ...
 
+    @property
+    def deferred(self) -> Sequence[str]: ...  # not attempted: an earlier write of the tick timed out
+
 
 class BigIP(Protocol):
     """Everything the reconciler and the daemon call on the BIG-IP client."""
@@ -51,6 +54,10 @@ class BigIP(Protocol):
     def read_pool(self, ref: PoolRef) -> PoolState: ...
 
     def apply(self, ref: PoolRef, plans: Sequence[MemberPlan]) -> ApplyResult: ...
+
+    def begin_tick(self, seconds: float | None = None) -> None: ...  # one budget for the tick's calls (f5.tick_budget)
+
+    def end_tick(self) -> None: ...
 
     def token_counters(self) -> TokenCounters: ...
 
@@ -95,7 +102,7 @@ class Reconciler:
         self.scraper = scraper
         self.clock = clock or SystemClock()
         self.dry_run = dry_run
-        self.faults = FaultLog(log)
+        self.faults = FaultLog(log, clock=self.clock)
         self.log = self.faults.log
         self.target_for = target_for or default_target_for
         self.instance = instance  # this controller's id, written into GUI notes (see planner.other_owner)
@@ -118,7 +125,8 @@ class Reconciler:
         try:
             state = self.bigip.read_pool(ref)
         except BigIPError as exc:
-            self.faults.fault(f"pool:{ref}", "bigip_read_failed", error=str(exc), pool=str(ref), retryable=exc.retryable)
+            self.faults.fault(f"pool:{ref}", "bigip_read_failed", error=str(exc), pool=str(ref), retryable=exc.retryable,
+                              signature=f"{type(exc).__name__}|{exc.status}")  # the text may vary (a deadline's seconds)
             self.cache.pop(ref.full_path, None)
             if exc.retryable and exc.status is None:  # no reply at all (refused, timeout, reset)
                 self._silent = "BIG-IP gave no reply earlier in this tick"
@@ -233,16 +241,28 @@ class Reconciler:
         for key in result.applied:
             self._log_change(ref, by_key[key])
             outcomes.append(Outcome(kind=Kind.MEMBER, reason=Reason.APPLIED, pool=ref.full_path, member=key))
-        for key in getattr(result, "deferred", ()):  # an earlier write timed out: this one waits for the next tick
+        for key in result.deferred:  # an earlier write timed out: this one waits for the next tick
             outcomes.append(Outcome(kind=Kind.MEMBER, reason=Reason.WRITE_DEFERRED, pool=ref.full_path, member=key,
                                     detail="not attempted: an earlier write in this tick timed out"))
+        self._note_write_failures(ref, result.failed, len(result.applied))
         for key, exc in result.failed:
-            self.log.warning("write_failed", pool=str(ref), member=key, error=str(exc))
             outcomes.append(Outcome(kind=Kind.MEMBER, reason=Reason.WRITE_FAILED, pool=ref.full_path, member=key,
                                     detail=str(exc), error=exc))
             if isinstance(exc, NotFoundError):
                 self.cache.pop(ref.full_path, None)  # membership changed under us: re-read next tick
         return tuple(outcomes)
+
+    def _note_write_failures(self, ref: PoolRef, failed: Sequence[tuple[str, BaseException]], applied: int) -> None:
+        """Write failures go through the fault log, per pool: once when they start (with the first error),
+        once when a tick's writes to the pool all land again (with the count of failed writes)."""
+        key = f"write:{ref}"
+        if failed:
+            first_key, first = failed[0]
+            self.faults.fault(key, "write_failed", pool=str(ref), member=first_key, error=str(first), failed=len(failed),
+                              members=[k for k, _ in failed][:10], count=len(failed),
+                              signature=f"{type(first).__name__}|{getattr(first, 'status', None)}")
+        elif applied:
+            self.faults.clear(key, "write_recovered", pool=str(ref))
 
     def _log_change(self, ref: PoolRef, p: MemberPlan) -> None:
         s = p.sample
@@ -264,14 +284,11 @@ class Reconciler:
 
     # -- the tick ------------------------------------------------------------------------------
     def tick(self) -> TickReport:
-        begin, end = getattr(self.bigip, "begin_tick", None), getattr(self.bigip, "end_tick", None)
-        if begin is not None:
-            begin()  # one budget for all of this tick's BIG-IP calls (f5.tick_budget)
+        self.bigip.begin_tick()  # one budget for all of this tick's BIG-IP calls (f5.tick_budget)
         try:
             return self._tick()
         finally:
-            if end is not None:
-                end()
+            self.bigip.end_tick()
 
     def _tick(self) -> TickReport:
         self._tick_start = self.clock.monotonic()

@@ -74,6 +74,7 @@ class TokenManager:
         self._store = store
         self._store_key = key_for(cfg.username, cfg.host, cfg.port)
         self._reclaimed = store is None  # a predecessor's token is looked for once, before the first login
+        self._refresh_failing = False
         self._lock = threading.RLock()
         self._token: str | None = None
         self._held: tuple[str, ...] = ()  # recent tokens, for scrubbing error texts; replaced, never mutated
@@ -179,6 +180,7 @@ class TokenManager:
                 status=e.status, method="POST", path=LOGIN_PATH,
             ) from e
         token, lifetime = _parse_login(reply)
+        self._refresh_failing = False
         self.logins += 1
         self._held = (*self._held[-7:], token)
         self._token = token
@@ -264,7 +266,10 @@ class TokenManager:
                 raise
             self._token, self._expires_at = old, old_expires
             self._refresh_at = now + min(RELOGIN_BACKOFF, max(0.0, (old_expires - now) / 2))
-            log.warning("bigip_token_refresh_failed", extra={"keeping_seconds": round(old_expires - now), "error": str(e)})
+            # once per failing spell (an outage would otherwise log it every RELOGIN_BACKOFF); again at DEBUG
+            level = logging.DEBUG if self._refresh_failing else logging.WARNING
+            self._refresh_failing = True
+            log.log(level, "bigip_token_refresh_failed", extra={"keeping_seconds": round(old_expires - now), "error": str(e)})
             return
         self._delete(old)
 

@@ -12,6 +12,7 @@ from controller.model import ScrapeKey, ScrapeResult, TokenCounters
 class Applied:
     applied: list = field(default_factory=list)
     failed: list = field(default_factory=list)
+    deferred: list = field(default_factory=list)
     calls: int = 0
 
 
@@ -23,6 +24,7 @@ class FakeBigIP:
         self.read_error = None
         self.vanished: set[str] = set()  # members that 404 on write
         self.closed = False
+        self.ticks_begun = self.ticks_ended = 0
 
     def read_pool(self, ref):
         self.reads += 1
@@ -48,6 +50,12 @@ class FakeBigIP:
             result.applied.append(p.member.key)
         self.pools[ref.full_path] = replace(state, members=tuple(members[m.key] for m in state.members))
         return result
+
+    def begin_tick(self, seconds=None):
+        self.ticks_begun += 1
+
+    def end_tick(self):
+        self.ticks_ended += 1
 
     def token_counters(self):
         return TokenCounters()

@@ -83,10 +83,8 @@ def test_promtool_checks_and_unit_tests_the_rules(tmp_path):
             "input_series": [
                 {"series": f"f5lr_last_success_timestamp_seconds{{{LABELS}}}", "values": "0x15"},
                 {"series": f"process_start_time_seconds{{{LABELS}}}", "values": "0x15"},
-                {"series": f'f5lr_member_up{{{LABELS},pool="/Common/p",member="a"}}', "values": "0x15"},
-                {"series": f'f5lr_member_active{{{LABELS},pool="/Common/p",member="a"}}', "values": "1x15"},
-                {"series": f'f5lr_member_up{{{LABELS},pool="/Common/q",member="b"}}', "values": "1x15"},
-                {"series": f'f5lr_member_active{{{LABELS},pool="/Common/q",member="b"}}', "values": "1x15"},
+                {"series": f'f5lr_pool_blind{{{LABELS},pool="/Common/p"}}', "values": "1x15"},
+                {"series": f'f5lr_pool_blind{{{LABELS},pool="/Common/q"}}', "values": "0x15"},
                 {"series": f"f5lr_bigip_active_unit_known{{{LABELS}}}", "values": "1 1 1 0x12"},
                 {"series": f'f5lr_config_reloads_total{{{LABELS},result="rejected"}}', "values": "0 0 0 1x12"},
             ],

@@ -41,13 +41,17 @@ def test_demo_runs_the_controller_and_serves_telemetry():
         members = status["pools"][0]["members"]
         assert len(members) == 4 and all(m["ratio"] >= 1 for m in members)
         assert abs(sum(m["share"] for m in members) - 1.0) < 1e-6
-        assert "f5lr_member_ratio" in poll(f"{base}/metrics", time.monotonic() + 3)
+        assert "f5lr_member_ratio_weight{" in poll(f"{base}/metrics", time.monotonic() + 3)
+        assert "history.json" in poll(f"{base}/static/app.js", time.monotonic() + 3)  # the live page the demo points at
+        history = json.loads(poll(f"{base}/history.json", time.monotonic() + 3))
+        assert len(history["pools"][0]["members"]) == 4
         out, err = proc.communicate(timeout=40)
     finally:
         proc.kill()
     assert proc.returncode == 0, err
     assert "Traceback" not in out + err
     assert "final ratios:" in out and "least-conn" in out
+    assert f"live page: http://127.0.0.1:{port}/" in out
     ratios = dict(kv.split("=") for kv in out.split("final ratios: ")[1].splitlines()[0].split(", "))
     assert set(ratios) == {"a100-a", "a100-b", "h100", "l40s"}
     # Ratios were written: at least one member moved off BIG-IP's default of 1.

@@ -196,3 +196,14 @@ def test_bad_hosts_exit_2_naming_the_key_before_any_call(ha, tmp_path, host, why
     r = cli("run", "--once", "--config", str(ha.config(tmp_path, hosts=[ha.pair.hosts[0], host])))
     assert r.code == 2 and "f5.host" in r.err and why in r.err
     assert ha.pair.a.request_log == [] and ha.pair.b.request_log == []
+
+
+def test_check_warns_when_the_declaration_names_the_pool(ha, tmp_path):
+    for unit in ha.pair.units:
+        unit.as3_declaration = {"class": "ADC", "Common": {"class": "Tenant"}, "Tenant": {"class": "Tenant"}}
+        unit.add_pool("/Tenant/App/llm", ha.members)
+    cfg = ha.config(tmp_path, pools=[{"name": "/Tenant/App/llm", "engine_type": "vllm",
+                                      "metrics": {"schema": "http", "port": None, "timeout": 1}}])
+    r = cli("check", "--config", str(cfg))
+    line = next(x for x in r.out.splitlines() if x.startswith("pool /Tenant/App/llm"))
+    assert "warn" in line and "looks owned by AS3" in line

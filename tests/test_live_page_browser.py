@@ -21,7 +21,6 @@ from controller.model import Action, Kind, Member, MemberPlan, Outcome, PoolPlan
 from controller.telemetry import Telemetry
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed (pip install '.[browser]')")
-from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
@@ -80,35 +79,50 @@ def browser(tmp_path):
     driver.quit()
 
 
+# The page redraws on every refresh, so it is read in one script call: element handles would go stale.
+READ_PAGE = """
+const cards = [...document.querySelectorAll('.member')].map(card => ({
+  member: card.dataset.member, ratio: card.dataset.ratio, text: card.textContent,
+  charts: [...card.querySelectorAll('svg.chart')].map(svg => svg.dataset.chart),
+  ratioPath: (card.querySelector('svg.chart path[data-field="ratio"]') || {getAttribute: () => ''}).getAttribute('d'),
+  ratioWidth: (card.querySelector('svg.chart path[data-field="ratio"]') || {getBoundingClientRect: () => ({width: 0})})
+              .getBoundingClientRect().width,
+  changeMarks: card.querySelectorAll('svg.chart line.change').length,
+}));
+const changes = [...document.querySelectorAll('#changes tbody tr')].map(tr => tr.textContent);
+return {cards, changes, refreshes: Number(document.body.dataset.refreshes || 0)};
+"""
+
+
 def test_page_draws_a_chart_per_member_and_follows_ratio_changes(telemetry, browser, tmp_path):
     t, clock = telemetry
     host, port = t.address
     browser.get(f"http://{host}:{port}/")
-    wait = WebDriverWait(browser, 15, poll_frequency=0.1)
-    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".member")) == MEMBERS)
+    wait = WebDriverWait(browser, 20, poll_frequency=0.1)
+    page = wait.until(lambda d: (p := d.execute_script(READ_PAGE)) and len(p["cards"]) == MEMBERS and p)
 
-    cards = browser.find_elements(By.CSS_SELECTOR, ".member")
-    for card in cards:
-        charts = card.find_elements(By.CSS_SELECTOR, "svg.chart")
-        assert {c.get_attribute("data-chart") for c in charts} >= {"ratio", "share", "load", "KV"}
-        ratio_line = card.find_element(By.CSS_SELECTOR, 'svg.chart path[data-field="ratio"]')
-        assert ratio_line.get_attribute("d").count("L") >= 2  # three ticks: a drawn line, not a dot
-        assert ratio_line.size["width"] > 100  # laid out, visible
-    assert cards[0].get_attribute("data-ratio") == "50"
-    refreshes = int(browser.find_element(By.TAG_NAME, "body").get_attribute("data-refreshes"))
+    for card in page["cards"]:
+        assert set(card["charts"]) >= {"ratio", "share", "load", "KV"}
+        assert card["ratioPath"].count("L") >= 2  # three ticks: a drawn line, not a dot
+        assert card["ratioWidth"] > 100  # laid out, visible
+    assert page["cards"][0]["ratio"] == "50"
 
     # a tick moves member 1 from 50 to 90: the page must show it without a reload
     t.observe(tick([(50, 90)] + [(50, 50)] * (MEMBERS - 1), reason="target ratio 90 (queue emptied)"))
     clock.advance(1.0)
     t.observe(tick([(90, 90)] + [(50, 50)] * (MEMBERS - 1)))
-    first = '.member[data-member="10.0.0.1:8000"]'
-    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, first).get_attribute("data-ratio") == "90")
-    assert int(browser.find_element(By.TAG_NAME, "body").get_attribute("data-refreshes")) > refreshes
-    rows = browser.find_elements(By.CSS_SELECTOR, "#changes tbody tr")
-    assert len(rows) == 1 and "50 → 90" in rows[0].text and "queue emptied" in rows[0].text
-    card = browser.find_element(By.CSS_SELECTOR, first)
-    assert card.find_elements(By.CSS_SELECTOR, "svg.chart line.change")  # the change is marked on the charts
-    assert "queue emptied" in card.text
+
+    def moved(d):
+        p = d.execute_script(READ_PAGE)
+        first = next(c for c in p["cards"] if c["member"] == "10.0.0.1:8000")
+        return p if first["ratio"] == "90" and p["changes"] else None
+
+    after = wait.until(moved)
+    assert after["refreshes"] > page["refreshes"]
+    assert len(after["changes"]) == 1 and "50 → 90" in after["changes"][0] and "queue emptied" in after["changes"][0]
+    first = next(c for c in after["cards"] if c["member"] == "10.0.0.1:8000")
+    assert first["changeMarks"] >= 1  # the change is marked on its charts
+    assert "queue emptied" in first["text"]
 
     shots = Path(os.environ.get("F5LR_SCREENSHOT_DIR") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)

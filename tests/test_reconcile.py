@@ -144,3 +144,16 @@ def test_fault_logged_once_not_every_tick():
     load(scraper, Sample(0), Sample(0))
     rec.tick()
     assert ("warning", "scrape_recovered") in events
+
+
+def test_every_tick_runs_inside_one_bigip_budget():
+    """The tick budget (f5.tick_budget) is started and ended by the reconciler through the BigIP protocol."""
+    rec, bigip, scraper, clock = make(1, 1)
+    load(scraper, Sample(0, kv_usage=0.1), Sample(4, kv_usage=0.4))
+    for n in (1, 2):
+        rec.tick()
+        clock.advance(3)
+        assert bigip.ticks_begun == bigip.ticks_ended == n
+    bigip.read_error = BigIPUnreachable("cannot connect")
+    rec.tick()  # a failing tick still gets, and releases, its budget
+    assert bigip.ticks_begun == bigip.ticks_ended == 3

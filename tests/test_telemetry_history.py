@@ -190,3 +190,14 @@ def test_nan_never_reaches_json(tel):
                    connection_limit=0, action=Action.HOLD)
     tel.observe(TickReport(started=0.0, finished=0.1, plans=(PoolPlan(PoolState(REF, "ratio-member", (m,)), (p,)),)))
     assert get(tel, "/history.json").status_code == 200 and get(tel, "/status").status_code == 200
+
+
+def test_a_blind_tick_is_counted_as_blind(tel):
+    m = Member("10.0.0.1:8000", "Common", "10.0.0.1", 8000, 10)
+    p = MemberPlan(member=m, sample=None, score=None, ratio=10, connection_limit=0, action=Action.UNKNOWN_HOLD,
+                   scrape_error="timeout")
+    blind = Outcome(kind=Kind.POOL, reason=Reason.BLIND, pool=REF.full_path, detail="blind")
+    tel.observe(TickReport(started=0.0, finished=0.1, plans=(PoolPlan(PoolState(REF, "ratio-member", (m,)), (p,)),),
+                           outcomes=(blind,)))
+    text = get(tel, "/metrics").text
+    assert 'f5lr_ticks_total{result="blind"} 1.0' in text and 'f5lr_ticks_total{result="error"} 0.0' in text

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from controller import __version__
-from controller.model import NOT_SCRAPED, MemberPlan, ScrapeResult, TickReport, TokenCounters
+from controller.model import NOT_SCRAPED, MemberPlan, Reason, ScrapeResult, TickReport, TokenCounters
 from controller.telemetry.status import shares, unit_scores
 
 PREFIX = "f5lr_"
@@ -69,6 +69,17 @@ class Reconciler(Protocol):
 def token_counters(rec: Reconciler) -> dict[str, int]:
     """{"logins": n, "extensions": n, "deletions": n} of a reconciler's BIG-IP client."""
     return asdict(rec.bigip.token_counters())
+
+
+TICK_RESULTS = ("ok", "blind", "error")
+
+
+def tick_result(report: TickReport) -> str:
+    """ok; blind when the only failures are pools whose members' load could not be read; else error."""
+    failures = report.failures
+    if not failures:
+        return "ok"
+    return "blind" if all(o.reason is Reason.BLIND for o in failures) else "error"
 
 
 def writes_per_pool(report: TickReport) -> dict[str, tuple[int, int]]:
@@ -147,7 +158,8 @@ class Metrics:
         self.tick_duration = Histogram(p + "tick_duration_seconds", "Duration of one reconcile tick", buckets=TICK_BUCKETS, registry=r)
         self.last_success = Gauge(p + "last_success_timestamp_seconds",
                                   "Unix time of the last tick without errors (0 = none since start)", registry=r)
-        self.ticks = Counter(p + "ticks", "Reconcile ticks by result", ["result"], registry=r)
+        self.ticks = Counter(p + "ticks", "Reconcile ticks by result: ok, blind (a pool's load unreadable) or error",
+                             ["result"], registry=r)
         self.scrape_errors = Counter(p + "scrape_errors", "Member /metrics reads that could not be used, by reason",
                                      ["pool", "member", "reason"], registry=r)
         self.scrape_duration = Histogram(p + "scrape_duration_seconds", "Time to read and parse one member's /metrics",
@@ -159,12 +171,15 @@ class Metrics:
         self.config_reloads = Counter(p + "config_reloads", "Config reloads (SIGHUP) by result: applied or rejected",
                                       ["result"], registry=r)
         self.pool_up = Gauge(p + "pool_up", "1 when the pool was read from BIG-IP this tick, else 0", ["pool"], registry=r)
+        self.pool_blind = Gauge(p + "pool_blind", "1 when the pool was read but no active member had fresh metrics "
+                                "this tick (blind: nothing written), else 0", ["pool"], registry=r)
+        self.blind_ticks = Gauge(p + "blind_ticks", "Ticks in a row in which at least one pool was blind", registry=r)
         self.dry_run = Gauge(p + "dry_run", "1 when the controller plans but does not write", registry=r)
         self.observe_errors = Counter(p + "telemetry_observe_errors", "Ticks telemetry failed to record (a bug)", registry=r)
         self.member = {name: Gauge(f"{p}member_{name}", doc, ["pool", "member"], registry=r) for name, doc in MEMBER_GAUGES}
         Info(p + "build", "Controller version", registry=r).info({"version": __version__})
         ProcessCollector(registry=r)
-        for result in ("ok", "error"):
+        for result in TICK_RESULTS:
             self.ticks.labels(result)  # present at 0 from the start, so rate() works from tick one
         for result in ("applied", "rejected"):
             self.config_reloads.labels(result)
@@ -182,7 +197,7 @@ class Metrics:
     def record(self, report: TickReport, scrapes: Mapping[str, Mapping[str, ScrapeResult]] | None,
                policies: Mapping[str, str], configured: Iterable[str], wall: float) -> None:
         self.tick_duration.observe(max(0.0, report.finished - report.started))
-        self.ticks.labels("ok" if report.ok else "error").inc()
+        self.ticks.labels(tick_result(report)).inc()
         self.dry_run.set(1 if report.dry_run else 0)
         if report.ok:
             self.last_success.set(wall)
@@ -194,8 +209,10 @@ class Metrics:
             self.bigip_writes.labels(path, "failed").inc(failed)
         read = {plan.pool.ref.full_path for plan in report.plans}
         self.pools_seen |= read | set(configured)
+        blind = {plan.pool.ref.full_path for plan in report.plans if plan.blind}
         for path in self.pools_seen:
             self.pool_up.labels(path).set(1 if path in read else 0)
+            self.pool_blind.labels(path).set(1 if path in blind else 0)
 
     def _record_members(self, report: TickReport, policies: Mapping[str, str]) -> set[tuple[str, str]]:
         present: set[tuple[str, str]] = set()
@@ -263,6 +280,7 @@ class Metrics:
         for result in ("applied", "failed"):
             _remove_quietly(self.bigip_writes, path, result)
         _remove_quietly(self.pool_up, path)
+        _remove_quietly(self.pool_blind, path)
         for name, members in self._member_series.items():
             for labels in [s for s in members if s[0] == path]:
                 self._drop(name, labels)

@@ -19,7 +19,7 @@ from controller import __version__, httpserve, logs
 from controller.clock import Clock, SystemClock
 from controller.config import AppConfig, TelemetryConfig
 from controller.errors import ConfigError
-from controller.model import Kind, PoolPlan, ScrapeResult, TickReport
+from controller.model import Kind, PoolPlan, Reason, ScrapeResult, TickReport
 from controller.telemetry import history as hist
 from controller.telemetry import page
 from controller.telemetry import status as views
@@ -62,6 +62,8 @@ class Telemetry:
         self._started_mono = clock.monotonic()
         self._last_ok_mono: float | None = None
         self._last_ok_wall: float | None = None
+        self._blind_streak = 0  # ticks in a row in which some pool was blind
+        self._blind_pools: tuple[str, ...] = ()
         self._last_tick: dict | None = None
         self._pools_views: list[dict] = []
         self._dry_run = False
@@ -104,7 +106,11 @@ class Telemetry:
         now_mono, now_wall = self.clock.monotonic(), self.clock.wall()
         self.instruments.record(report, scrapes, self._policies, self._engine_types, now_wall)
         self._dry_run = report.dry_run
-        if report.ok:
+        blind = tuple(plan.pool.ref.full_path for plan in report.plans if plan.blind)
+        self._blind_streak, self._blind_pools = (self._blind_streak + 1, blind) if blind else (0, ())
+        self.instruments.blind_ticks.set(self._blind_streak)
+        # A blind tick is not ok, but its blindness is judged by telemetry.blind_ticks below, not by age.
+        if report.ok or (blind and all(o.reason is Reason.BLIND for o in report.failures)):
             self._last_ok_mono, self._last_ok_wall = now_mono, now_wall
         read = {plan.pool.ref.full_path for plan in report.plans}
         views_ = [views.pool_view(plan, self._engine_type(plan), self._policies.get(plan.pool.ref.full_path, ""), report.dry_run)
@@ -146,6 +152,13 @@ class Telemetry:
         limit = self.health_ticks * self.tick_seconds
         with self._lock:
             last_ok, last_tick = self._last_ok_mono, self._last_tick
+            streak, blind = self._blind_streak, self._blind_pools
+        if streak >= self.cfg.blind_ticks:
+            why = (f"blind for {streak} tick(s) (limit telemetry.blind_ticks = {self.cfg.blind_ticks}): no active member "
+                   f"has fresh metrics in {', '.join(blind)}")
+            body = _unhealthy(why, limit, last_tick)
+            body["blind_pools"], body["blind_ticks"] = list(blind), streak
+            return 503, body
         if last_ok is None:
             return 503, _unhealthy("no successful tick yet", limit, last_tick)
         age = max(0.0, self.clock.monotonic() - last_ok)
