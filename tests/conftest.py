@@ -88,7 +88,7 @@ E2E_FILES = frozenset({
     "test_e2e_cli.py", "test_faults_bigip.py", "test_faults_engines.py", "test_lifecycle.py", "test_security.py",
     "test_sim_bigip.py", "test_sim_bigip_ha.py", "test_sim_f5sdk.py", "test_sim_engine_server.py",
     "test_deadline.py", "test_token_state.py", "test_cli_output.py",
-    "test_live_page_browser.py",
+    "test_live_page_browser.py", "test_e2e_ha.py", "test_honest_health.py", "test_sim_bigip_writes.py",
 })
 #: Test files of the slow tier: the demo run as a user runs it, and scale runs.
 SLOW_FILES = frozenset({"test_demo.py", "test_scale_smoke.py"})
