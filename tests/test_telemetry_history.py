@@ -144,6 +144,7 @@ def test_page_and_assets_ship_in_the_package_and_need_nothing_else(tel):
         assert get(tel, "/" + ref).status_code == 200
     assert "http" not in r.text.replace("http-equiv", "")  # no CDN, no external URL
     assert "history.json" in get(tel, "/static/app.js").text
+    assert get(tel, "/history.json?pool=/Common/nope").json()["pools"] == []
     assert page.total_bytes() < 20_000
 
 

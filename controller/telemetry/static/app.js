@@ -88,7 +88,8 @@ function render(doc) {
 async function refresh() {
   let every = 2000;
   try {
-    const r = await fetch("history.json", {cache: "no-store"});
+    const pool = new URLSearchParams(location.search).get("pool");  // /?pool=/Common/p: one pool only
+    const r = await fetch("history.json" + (pool ? "?pool=" + encodeURIComponent(pool) : ""), {cache: "no-store"});
     if (!r.ok) throw new Error("HTTP " + r.status);
     const doc = await r.json();
     every = Math.min(10000, Math.max(1000, 1000 * (doc.tick_seconds || 2)));
