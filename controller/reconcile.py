@@ -280,6 +280,7 @@ class Reconciler:
             running=None if s is None else s.running,
             kv=None if s is None else s.kv_usage,
             reason=p.reason,
+            **_address(p),
         )
 
     # -- the tick ------------------------------------------------------------------------------
@@ -323,6 +324,11 @@ def _read_outcome(plan: PoolPlan, path: str) -> Outcome:
         return Outcome(kind=Kind.POOL, reason=Reason.BLIND, pool=path,
                        detail="blind: no active member has fresh metrics; nothing written")
     return Outcome(kind=Kind.POOL, reason=Reason.READ, pool=path)
+
+
+def _address(p: MemberPlan) -> dict[str, str]:
+    """The member's address for a log line, where its name (as BIG-IP shows it) does not say it."""
+    return {"address": p.member.address} if p.member.display != p.member.name else {}
 
 
 def _rebase(state: PoolState, carried: PoolState) -> PoolState:
