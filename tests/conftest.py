@@ -88,10 +88,12 @@ E2E_FILES = frozenset({
     "test_e2e_cli.py", "test_faults_bigip.py", "test_faults_engines.py", "test_lifecycle.py", "test_security.py",
     "test_sim_bigip.py", "test_sim_bigip_ha.py", "test_sim_f5sdk.py", "test_sim_engine_server.py",
     "test_deadline.py", "test_token_state.py", "test_cli_output.py",
-    "test_live_page_browser.py",
+    "test_live_page_browser.py", "test_e2e_ha.py", "test_honest_health.py", "test_sim_bigip_writes.py",
 })
 #: Test files of the slow tier: the demo run as a user runs it, and scale runs.
 SLOW_FILES = frozenset({"test_demo.py", "test_scale_smoke.py"})
+#: Single tests of otherwise fast files that start a subprocess (file name::test name).
+E2E_TESTS = frozenset({"test_bench_traffic.py::test_runs_as_module_and_as_script"})
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -105,7 +107,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if any(item.get_closest_marker(t) for t in TIERS):
             continue  # the test chose its own tier
         name = item.path.name
-        item.add_marker("slow" if name in SLOW_FILES else "e2e" if name in E2E_FILES else "unit")
+        test = f"{name}::{getattr(item, 'originalname', item.name)}"
+        item.add_marker("slow" if name in SLOW_FILES else "e2e" if name in E2E_FILES or test in E2E_TESTS else "unit")
 
 
 # -- hypothesis --------------------------------------------------------------------------------
