@@ -47,26 +47,43 @@ class SlowWrites(FakeBigIP):
         self.visible = dict(self.pools)
 
 
+class Via:
+    """One instance's connection to the shared BIG-IP: records who wrote which member."""
+
+    def __init__(self, bigip, name):
+        self.bigip, self.name = bigip, name
+
+    def read_pool(self, ref):
+        return self.bigip.read_pool(ref)
+
+    def apply(self, ref, plans):
+        result = self.bigip.apply(ref, plans)
+        self.bigip.by.extend((self.name, key) for key in result.applied)
+        return result
+
+    def __getattr__(self, name):  # unit(), begin_tick(), end_tick(), ...: the shared fake's
+        return getattr(self.bigip, name)
+
+
 def _pair(draw_a, draw_b, settle=10.0):
     """Two reconcilers with their own ids on one BIG-IP, one clock, and scripted random draws."""
     clock, bigip = FakeClock(), SlowWrites(_pool(1, 1, 1))
+    bigip.by = []
     recs = []
     for name, draw in (("a", draw_a), ("b", draw_b)):
         scraper = FakeScraper(clock)
         scraper.samples = {KEYS[0]: Sample(0, kv_usage=0.1), KEYS[1]: Sample(4, kv_usage=0.4),
                            KEYS[2]: Sample(8, kv_usage=0.9)}
-        recs.append(Reconciler(_cfg(), bigip, scraper, clock=clock, target_for=fake_target_for, instance=name,
+        recs.append(Reconciler(_cfg(), Via(bigip, name), scraper, clock=clock, target_for=fake_target_for, instance=name,
                                settle=settle, rng=lambda d=draw: d))
     return recs[0], recs[1], bigip, clock
 
 
 def _written_by(bigip):
-    """member -> number of writes, per instance, from the notes the writes carried."""
+    """member -> the instances that wrote it."""
     out: dict[str, set[str]] = {}
-    for _, member, changes in bigip.writes:
-        note = changes.get("description", "")
-        owner = note[len("f5-llm-ratio["):note.index("]")]
-        out.setdefault(member, set()).add(owner)
+    for name, member in bigip.by:
+        out.setdefault(member, set()).add(name)
     return out
 
 
@@ -128,6 +145,7 @@ def test_delay_runs_from_the_first_tick_so_a_start_into_an_outage_writes_at_once
     bigip.read_error = None
     bigip.land()
     assert a.tick().applied == 3
+    assert _written_by(bigip) == {k: {"a"} for k in KEYS}
 
 
 def test_draw_is_clamped_to_the_bound():
