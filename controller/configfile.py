@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 import string as _string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -307,14 +308,52 @@ def normalize_engine_type(name: str) -> str:
 # the reader: typed access to one mapping, problems recorded with key paths
 
 
+#: A key whose value may be a secret (case-insensitive; "passwrd" and other typos of password included).
+#: A config error never repeats the value given under such a key, whatever the key's spelling.
+SECRET_KEY = re.compile(r"pass|pwd|token|key(?!s)|secret|credential", re.IGNORECASE)  # not "keys": engines_metrics_keys
+#: Hidden values shorter than this are not scrubbed from messages (they would mangle unrelated text).
+_MIN_HIDDEN = 4
+HIDDEN = "(value not shown)"
+
+
+def secret_values(data: Any, inherited: bool = False) -> tuple[str, ...]:
+    """Every scalar given under a secret-looking key (SECRET_KEY), at any depth of the raw YAML."""
+    out: list[str] = []
+
+    def walk(value: Any, hidden: bool) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, hidden or bool(SECRET_KEY.search(str(k))))
+        elif isinstance(value, list):
+            for v in value:
+                walk(v, hidden)
+        elif hidden and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            out.append(str(value))
+
+    walk(data, inherited)
+    return tuple(out)
+
+
+def scrub(message: str, hidden: Sequence[str]) -> str:
+    """`message` without any of the `hidden` values (nor the clipped form _show gives a long one)."""
+    forms = set()
+    for h in hidden:
+        if len(h) >= _MIN_HIDDEN:
+            forms.update({h, repr(h), _clip(repr(h))[:-3] if len(repr(h)) > 40 else repr(h)})
+    for form in sorted(forms, key=len, reverse=True):
+        message = message.replace(form, HIDDEN)
+    return message
+
+
 @dataclass
 class _Ctx:
     environ: Mapping[str, str]
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    hidden: tuple[str, ...] = ()  # values under secret-looking keys: never repeated in a problem
 
     def problem(self, path: str, message: str) -> None:
-        self.problems.append(f"{path or '(top level)'}: {message}")
+        self.problems.append(f"{path or '(top level)'}: {scrub(message, self.hidden)}")
 
 
 Spec = Sequence[tuple]  # (yaml key, converter) or (yaml key, converter, dataclass attribute)
@@ -493,18 +532,24 @@ def _strip_newline(text: str) -> str:
     return text
 
 
-def _secret_file(ctx: _Ctx, path_key: str, path: str) -> tuple[str, str]:
+#: In place of a file name or variable name the user gave under a secret key: it may be the secret itself.
+_NAMED = "the {} named here (the name is not shown: a value under this key may be the secret itself)"
+
+
+def _secret_file(ctx: _Ctx, path_key: str, path: str, given: bool = True) -> tuple[str, str]:
+    """The secret in file `path`. `given`: the path came from the config (never repeated in a problem)."""
+    shown = _NAMED.format("file") if given else path
     try:
         with open(path, encoding="utf-8") as f:
             secret = _strip_newline(f.read())
     except OSError as exc:
-        ctx.problem(path_key, f"cannot read {path}: {exc.strerror or type(exc).__name__}")
+        ctx.problem(path_key, f"cannot read {shown}: {exc.strerror or type(exc).__name__}")
         return "", ""
     except UnicodeDecodeError:
-        ctx.problem(path_key, f"{path} is not UTF-8 text")
+        ctx.problem(path_key, f"{shown} is not UTF-8 text")
         return "", ""
     if not secret:
-        ctx.problem(path_key, f"{path} is empty")
+        ctx.problem(path_key, f"{shown} is empty")
     try:
         mode = os.stat(path).st_mode
     except OSError:
@@ -516,10 +561,12 @@ def _secret_file(ctx: _Ctx, path_key: str, path: str) -> tuple[str, str]:
     return secret, f"file {path}"
 
 
-def _secret_env(ctx: _Ctx, path_key: str, name: str, why: str = "") -> tuple[str, str]:
+def _secret_env(ctx: _Ctx, path_key: str, name: str, why: str = "", given: bool = True) -> tuple[str, str]:
+    """The secret in environment variable `name`. `given`: the name came from the config (not repeated)."""
     secret = ctx.environ.get(name, "")
     if not secret:
-        ctx.problem(path_key, f"{why}environment variable {name} is not set (or empty)")
+        shown = _NAMED.format("environment variable") if given else f"environment variable {name}"
+        ctx.problem(path_key, f"{why}{shown} is not set (or empty)")
     return secret, f"env {name}"
 
 
@@ -543,9 +590,9 @@ def _f5_password(r: _Reader) -> tuple[str, str]:
         return _secret_env(r.ctx, r.at("password_env"), name) if name else ("", "")
     implicit = os.path.join(environ.get("CREDENTIALS_DIRECTORY", ""), CREDENTIAL_NAME)
     if environ.get("CREDENTIALS_DIRECTORY") and os.path.isfile(implicit):
-        return _secret_file(r.ctx, r.at("password_file"), implicit)
+        return _secret_file(r.ctx, r.at("password_file"), implicit, given=False)
     why = "not configured (nor password_file), and the default "
-    return _secret_env(r.ctx, r.at("password_env"), DEFAULT_PASSWORD_ENV, why)
+    return _secret_env(r.ctx, r.at("password_env"), DEFAULT_PASSWORD_ENV, why, given=False)
 
 
 def _read_f5(root: _Reader) -> F5Config:
@@ -743,7 +790,7 @@ def parse(data: Any, environ: Mapping[str, str] = os.environ, source: str = "") 
         raise ConfigError(f"{where}: the file is empty")
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping at the top level, got {_kind(data)}")
-    ctx = _Ctx(environ)
+    ctx = _Ctx(environ, hidden=secret_values(data))
     root = _Reader(ctx, data, "")
     root.check_keys(_TOP)
     log_level = _read_global(root)

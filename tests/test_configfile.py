@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.config import AppConfig, EngineKeys, WeightsConfig
-from controller.configfile import load, parse
+from controller.configfile import HIDDEN, load, parse, scrub, secret_values
 from controller.errors import ConfigError
 from controller.model import PoolRef
 from tests.conftest import shared_path
@@ -160,22 +160,27 @@ def test_empty_or_non_mapping_file(tmp_path, text, expected):
 @pytest.mark.parametrize(
     "f5, environ, expected",
     [
-        ({"password_env": "F5_PASSWORD"}, {}, "f5.password_env: environment variable F5_PASSWORD is not set (or empty)"),
-        ({"password_env": "MY_BIGIP_PW"}, {"MY_BIGIP_PW": ""}, "f5.password_env: environment variable MY_BIGIP_PW is not set"),
+        ({"password_env": "F5_PASSWORD"}, {}, "f5.password_env: the environment variable named here (the name is not shown"),
+        ({"password_env": "MY_BIGIP_PW"}, {"MY_BIGIP_PW": ""}, "f5.password_env: the environment variable named here"),
         ({}, {}, "f5.password_env: not configured (nor password_file), and the default environment variable F5_PASSWORD"),
     ],
 )
-def test_missing_f5_password_names_the_variable(f5, environ, expected):
+def test_missing_f5_password_names_the_key_and_only_the_default_variable(f5, environ, expected):
+    """A name the user gave under a secret key is not repeated (it may be the password typed in the wrong
+    place); the built-in default F5_PASSWORD is ours, so it is named."""
     data = minimal()
     data["f5"] = {"host": "192.0.2.10", **f5}
-    assert [p for p in problems(data, environ) if p.startswith(expected)]
+    found = problems(data, environ)
+    assert [p for p in found if p.startswith(expected)], found
+    given = f5.get("password_env")
+    assert not given or given not in " ".join(found)
 
 
-def test_missing_metric_password_names_the_variable():
+def test_missing_metric_password_names_the_key_not_the_variable():
     data = setting(minimal(), "pools[0].metrics", {"metric_user": "u", "metric_pwd_env": "METRIC_PWD"})
-    assert problems(data, {"F5_PASSWORD": "x"}) == [
-        "pools[0].metrics.metric_pwd_env: environment variable METRIC_PWD is not set (or empty)"
-    ]
+    [problem] = problems(data, {"F5_PASSWORD": "x"})
+    assert problem.startswith("pools[0].metrics.metric_pwd_env: the environment variable named here")
+    assert problem.endswith("is not set (or empty)") and "METRIC_PWD" not in problem
 
 
 def test_metric_pwd_env_without_user_is_a_problem():
@@ -229,7 +234,56 @@ def test_unusable_password_file(tmp_path, content, expected):
         path.write_text(content, encoding="utf-8")
     data = setting(minimal(), "f5", {"host": "h", "password_file": str(path)})
     [problem] = problems(data)
-    assert problem.startswith("f5.password_file: ") and expected in problem and str(path) in problem
+    assert problem.startswith("f5.password_file: ") and expected in problem
+    assert str(path) not in problem and "pw" not in problem.split(":", 1)[1].replace("password", "")  # not echoed
+
+
+HUNTER = "hunter2-Zq9-secret"
+
+
+@pytest.mark.parametrize("where, value", [
+    ("f5.passwrd", HUNTER),  # a typo of password: an unknown key
+    ("f5.Password", HUNTER),
+    ("f5.PWD", HUNTER),
+    ("f5.token", HUNTER),
+    ("f5.api_key", HUNTER),
+    ("f5.secret", HUNTER),
+    ("f5.credential", HUNTER),
+    ("f5.password_env", HUNTER),  # the password itself typed where a variable name belongs
+    ("f5.password_file", HUNTER),  # ... or where a file name belongs
+    ("f5.password", HUNTER),
+    ("f5.password", [HUNTER]),
+    ("f5.password", {"value": HUNTER}),
+    ("secret", HUNTER),
+    ("pools[0].metrics.apikey", HUNTER),
+    ("pools[0].metrics.ApiKey", HUNTER),
+    ("pools[0].metrics.APIkey", 98765432123),  # a known secret key with the wrong type
+    ("pools[0].metrics.APIkey_file", HUNTER),
+    ("pools[0].metrics.metric_pwd", HUNTER),
+    ("pools[0].metrics.metric_pwd_env", HUNTER),
+    ("pools[0].metrics.metric_pwd_file", HUNTER),
+    ("pools[0].metrics.metric_password", HUNTER),
+    ("telemetry.auth_token", HUNTER),
+    ("weights.secret_key", HUNTER),
+])
+def test_a_value_under_a_secret_looking_key_is_never_echoed(where, value):
+    data = setting(minimal(), where, value)
+    data = setting(data, "pools[0].metrics.metric_user", "u")
+    with pytest.raises(ConfigError) as info:
+        parse(data, {})
+    text = str(info.value)
+    assert where.split(".")[-1] in text  # the key is named ...
+    assert HUNTER not in text and "98765432123" not in text  # ... its value never
+
+
+def test_secret_values_and_scrub():
+    data = {"f5": {"host": "h", "passwrd": HUNTER, "user": "admin"}, "pools": [{"metrics": {"APIkey": 12345}}],
+            "engines_metrics_keys": {"vllm": {"waiting": "vllm:num_requests_waiting"}}, "token": {"a": ["abcd"]}}
+    assert sorted(secret_values(data)) == sorted([HUNTER, "12345", "abcd"])  # metric names are not secrets
+    long = "x" * 60
+    assert scrub(f"got {long!r} and {HUNTER}", [HUNTER, long]) == f"got {HIDDEN} and {HIDDEN}"
+    assert scrub(f"got {repr(long)[:37]}...", [long]) == f"got {HIDDEN}..."  # the clipped form too
+    assert scrub("pools[0] abc", ["abc", "0"]) == "pools[0] abc"  # too short to scrub without mangling text
 
 
 def test_literal_f5_password_is_refused_without_echoing_it():

@@ -217,6 +217,22 @@ def test_every_config_problem_is_reported_at_once(stack, tmp_path):
     assert stack.bigip.request_log == []
 
 
+TYPED_SECRET = "hunter2-Qx7-typed"
+
+
+@pytest.mark.parametrize("f5", [{"passwrd": TYPED_SECRET}, {"password": TYPED_SECRET},
+                                {"password_env": TYPED_SECRET}, {"password_file": TYPED_SECRET},
+                                {"Token": TYPED_SECRET}])
+def test_a_secret_typed_under_a_wrong_key_never_appears_in_the_error(stack, tmp_path, f5):
+    c = merge(seed_config(stack), {"f5": f5})
+    for command in (("run", "--once"), ("check",), ("plan",)):
+        r = cli(*command, "--config", str(write_config(tmp_path / "c.yaml", c)), timeout=15)
+        assert r.code == 2, (r.out, r.err)
+        assert f"f5.{next(iter(f5))}" in r.err, r.err  # the key is named
+        assert TYPED_SECRET not in r.err and TYPED_SECRET not in r.out  # the value never
+    assert stack.bigip.request_log == []
+
+
 # --------------------------------------------------------------------------------------------------
 # 5: one member's scrape fails
 
