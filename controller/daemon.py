@@ -11,7 +11,7 @@ import socket
 import sys
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
@@ -28,6 +28,11 @@ from controller.tokenstore import TokenStore
 # While BIG-IP fails every read, ticks are spaced out: one tick, then twice as long each time, up to this.
 # Kept short so that recovery comes at most this long after BIG-IP answers again.
 MAX_BACKOFF = 30.0
+#: Two instances started together: before its first write the daemon waits a random delay of up to this
+#: many ticks (see Reconciler.settle). `run --once`, `plan` and dry runs do not wait.
+SETTLE_TICKS = 2.0
+#: ... and never longer than this many seconds, however long a tick is.
+SETTLE_MAX_SECONDS = 60.0
 #: On SIGTERM, how long a running tick may take to finish before the token is deleted regardless.
 STOP_GRACE = 3.0
 
@@ -42,6 +47,23 @@ def instance_id(config_path: str = "", hostname: str | None = None) -> str:
     host = re.sub(r"[^A-Za-z0-9-]", "", host)[:24] or "host"
     path = os.path.abspath(config_path) if config_path else ""
     return f"{host}-{hashlib.sha256(path.encode()).hexdigest()[:6]}"
+
+
+#: Tests of two real processes replace the random draw (a number in [0, 1]) so their order is known.
+SETTLE_DRAW_ENV = "F5LR_SETTLE_DRAW"
+
+
+def fixed_draw(text: str | None) -> float | None:
+    """The draw from SETTLE_DRAW_ENV, clamped into [0, 1]; None when unset or not a number."""
+    try:
+        return min(1.0, max(0.0, float(text))) if text else None
+    except ValueError:
+        return None
+
+
+def settle_seconds(cfg: AppConfig) -> float:
+    """The longest random wait before a daemon's first write: SETTLE_TICKS ticks, at most SETTLE_MAX_SECONDS."""
+    return min(SETTLE_MAX_SECONDS, SETTLE_TICKS * cfg.scheduler.tick_seconds)
 
 
 def build(cfg: AppConfig, *, dry_run: bool, clock: Clock | None = None) -> Reconciler:
@@ -89,6 +111,7 @@ class Daemon:
         self.skip_until = 0.0
         self.on_tick: list[Callable[[TickReport], None]] = []
         self.on_reload: list[Callable[[bool], None]] = []  # called with True (applied) or False (rejected)
+        self._settle_tick_added = False
 
     # -- one tick ---------------------------------------------------------------------------
     def tick(self) -> TickReport | None:
@@ -132,12 +155,23 @@ class Daemon:
                                   reason="no active member has fresh metrics; nothing written")
         elif report.plans:
             self.rec.faults.clear("blind", "pools_sighted", pools=sorted(p.pool.ref.full_path for p in report.plans))
+        self._tick_at_settle()
         sdnotify.notify(f"WATCHDOG=1\nSTATUS=pools {len(report.plans)}/{len(self.cfg.pools)}, writes {report.applied}")
         for hook in self.on_tick:
             try:
                 hook(report)
             except Exception as exc:  # noqa: BLE001 - an observer must not fail the tick
                 self.log.error("tick_hook_failed", hook=getattr(hook, "__name__", repr(hook)), error=str(exc))
+
+    def _tick_at_settle(self) -> None:
+        """One extra tick the moment the settle delay ends, so the first write is not rounded up to the
+        tick grid (two instances started together tick in step: rounding would make their delays equal)."""
+        if self.scheduler is None or self._settle_tick_added or not self.rec.settling or self.rec.settle_at is None:
+            return
+        self._settle_tick_added = True
+        wait = max(0.0, self.rec.settle_at - self.rec.clock.monotonic())
+        self.scheduler.add_job(self.tick, "date", id="settle", run_date=datetime.now() + timedelta(seconds=wait),
+                               misfire_grace_time=None)
 
     # -- reload -----------------------------------------------------------------------------
     def request_reload(self, *_args) -> None:
@@ -178,6 +212,11 @@ class Daemon:
     def run_forever(self) -> int:
         logging.getLogger("apscheduler").setLevel(logging.ERROR)
         self.scheduler = BlockingScheduler()
+        if not self.dry_run:
+            self.rec.arm_settle(settle_seconds(self.cfg))
+            draw = fixed_draw(os.environ.get(SETTLE_DRAW_ENV))
+            if draw is not None:
+                self.rec.rng = lambda: draw
         self.scheduler.add_job(
             self.tick, "interval", id="tick", seconds=self.cfg.scheduler.tick_seconds,
             max_instances=1, coalesce=True, next_run_time=datetime.now(), misfire_grace_time=None,

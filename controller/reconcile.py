@@ -7,6 +7,7 @@ against what BIG-IP holds right now.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -96,6 +97,8 @@ class Reconciler:
         log: Any = None,
         target_for: Callable[..., Target] | None = None,
         instance: str = "",
+        settle: float = 0.0,
+        rng: Callable[[], float] = random.random,
     ):
         self.cfg = cfg
         self.bigip = bigip
@@ -106,6 +109,13 @@ class Reconciler:
         self.log = self.faults.log
         self.target_for = target_for or default_target_for
         self.instance = instance  # this controller's id, written into GUI notes (see planner.other_owner)
+        # Two instances started together: before its first write this one waits a random share of `settle`
+        # seconds (drawn once, from `rng`), then writes only against a pool read after that wait, so the
+        # other's notes, if it wrote first, keep this one off those members (planner.other_owner).
+        self.settle = settle
+        self.rng = rng
+        self.settle_at: float | None = None  # monotonic time the first write may happen; None until drawn
+        self._settled = settle <= 0
         self._silent: str | None = None  # set when BIG-IP gave no reply at all during the current tick
         self._tick_start = 0.0  # a cached membership read before this may not be written against
         self._unit: str | None = None  # the BIG-IP unit the cache was read from
@@ -192,7 +202,10 @@ class Reconciler:
     ) -> tuple[PoolPlan, tuple[Outcome, ...]]:
         """The pool's plan and what became of it: a failed re-read, or one Outcome per member written."""
         plan, memory = self._plan(pool_cfg, state, scrapes)
-        if plan.writes and not self.dry_run and self.cache[pool_cfg.ref.full_path].read_at < self._tick_start:
+        cached_before_tick = self.cache[pool_cfg.ref.full_path].read_at < self._tick_start
+        # The first write (after the settle delay) is planned on a read made just now, after the scrapes:
+        # the shorter the gap from this read to the write, the smaller the window two instances can share.
+        if plan.writes and not self.dry_run and self._may_write_yet() and (cached_before_tick or not self._settled):
             fresh = self._read(pool_cfg.ref)
             if isinstance(fresh, Outcome):
                 return plan, (fresh,)
@@ -200,9 +213,38 @@ class Reconciler:
         self.memory[pool_cfg.ref.full_path] = memory
         self._carried.pop(pool_cfg.ref.full_path, None)
         self._note_owners(pool_cfg.ref, plan)
-        if self.dry_run or not plan.writes:
+        if self.dry_run or not plan.writes or not self._may_write_yet():
             return plan, ()
         return plan, self._apply(pool_cfg.ref, plan)
+
+    def arm_settle(self, seconds: float) -> None:
+        """Wait a random share of `seconds` (drawn at the next tick) before this instance's first write."""
+        self.settle, self.settle_at, self._settled = seconds, None, seconds <= 0
+
+    def _draw_settle(self) -> None:
+        """At the first tick: when the first write may happen (this tick's start + a random delay)."""
+        if self._settled or self.settle_at is not None:
+            return
+        delay = max(0.0, min(1.0, self.rng())) * self.settle
+        self.settle_at = self._tick_start + delay
+        self.log.info("first_write_settling", delay_seconds=round(delay, 3), max_seconds=self.settle,
+                      instance=self.instance)
+
+    def _may_write_yet(self) -> bool:
+        """False until the settle delay before this instance's first write has passed.
+
+        Ticks that start before `settle_at` write nothing (not a failure: nothing is wrong). A tick that
+        starts at or after it writes only against a pool read in that tick (see _reconcile_pool), i.e.
+        after the delay, so the notes another instance wrote meanwhile keep this one off those members.
+        The delay runs from the first tick, so a start into a BIG-IP outage does not delay the first write
+        after the outage.
+        """
+        return self._settled or (self.settle_at is not None and self._tick_start >= self.settle_at)
+
+    @property
+    def settling(self) -> bool:
+        """Waiting out the settle delay before the first write (settle_at says until when)."""
+        return not self._settled and self.settle_at is not None
 
     def _note_owners(self, ref: PoolRef, plan: PoolPlan) -> None:
         """Once per member and owner: another live instance wrote it last, so this one keeps off it."""
@@ -294,6 +336,7 @@ class Reconciler:
     def _tick(self) -> TickReport:
         self._tick_start = self.clock.monotonic()
         self._silent = None
+        self._draw_settle()
         self._check_unit()
         outcomes: list[Outcome] = []
         states = {}
@@ -312,6 +355,7 @@ class Reconciler:
                 outcomes.append(_read_outcome(plan, path))
                 outcomes += self._steerable(pool_cfg, plan.pool)
             outcomes += done
+        self._settled = self._may_write_yet()
         report = TickReport(started=self._tick_start, finished=self.clock.monotonic(), plans=tuple(plans),
                             outcomes=tuple(outcomes), dry_run=self.dry_run)
         self.last_report = report

@@ -50,14 +50,15 @@ def step_toward(current: int, target: int, w: WeightsConfig) -> int:
 def damped_ratio(current: int, target: int, w: WeightsConfig) -> tuple[int, bool]:
     """The ratio to write this tick, and whether the dead band held it back.
 
-    A current ratio outside [floor, scale] was not set by us (BIG-IP's default is 1): it goes
-    straight to target, so the first tick already orders members by load.
+    A current ratio outside [floor, scale] was not set by us (BIG-IP's default is 1, or a hand edit):
+    it is taken as the nearest bound and stepped from there like any other, so `max_step` holds for
+    every member (1 -> 60 on the first tick toward 100, not 1 -> 100). The correction into the range is
+    always written, even where the dead band would hold the step.
     """
-    if not (w.floor <= current <= w.scale):
-        return clamp(target, w.floor, w.scale), False
-    if within_dead_band(current, target, w.dead_band):
-        return current, True
-    return step_toward(current, target, w), False
+    start = clamp(current, w.floor, w.scale)
+    if within_dead_band(start, target, w.dead_band):
+        return (current, True) if start == current else (start, False)
+    return step_toward(start, target, w), False
 
 
 def neutral_ratio(planned: Mapping[str, int], w: WeightsConfig) -> int:

@@ -268,4 +268,6 @@ def test_member_added_is_scraped_and_written_after_the_membership_refresh(rig_fa
     rig.clock.advance(rig.pool_fetch)
     report = rig.tick()
     assert report.ok and name in [p.member.key for p in report.plans[0].members]
+    assert rig.emu.ratios(rig.refs[0].full_path)[name] == 60  # from BIG-IP's default 1: floor 10 + max_step 50
+    assert rig.tick().ok
     assert rig.emu.ratios(rig.refs[0].full_path)[name] == 100

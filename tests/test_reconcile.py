@@ -38,8 +38,11 @@ def test_ratios_land_then_steady_state_writes_nothing():
     load(scraper, Sample(0, kv_usage=0.1), Sample(4, kv_usage=0.4), Sample(8, kv_usage=0.9))
     report = rec.tick()
     assert report.applied == 3 and report.ok
+    assert ratios(bigip) == [60, 58, 10]  # from BIG-IP's default 1: stepped from the floor, max_step 50
+    clock.advance(3)
+    assert rec.tick().applied == 1  # the rest of the way to 100
     r = ratios(bigip)
-    assert r[0] > r[1] > r[2] >= 10
+    assert r[0] > r[1] > r[2] >= 10 and r[0] == 100
     writes = len(bigip.writes)
     for _ in range(5):
         clock.advance(3)

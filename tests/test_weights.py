@@ -38,13 +38,27 @@ def test_ratios_are_integers_in_range_for_max_scale():
         (10, 100, 60, False),
         (1, 10, 10, False),  # below floor (BIG-IP default 1) is always corrected
         (1, 12, 12, False),
-        (1, 100, 100, False),  # adoption from BIG-IP's default: no step cap
+        (1, 11, 10, False),  # corrected to the floor; the step from there to 11 is inside the dead band
+        (1, 100, 60, False),  # steps from the clamped 10: max_step (50) applies, not a jump to 100
+        (7, 100, 60, False),  # issue 12: 7 -> 100 in one tick was wrong
+        (9, 30, 30, False),
         (200, 100, 100, False),  # above scale is corrected too
+        (200, 10, 50, False),  # ... and stepped from the clamped 100
+        (65535, 95, 100, False),  # corrected to scale; 95 is then inside the band
         (50, 50, 50, True),
     ],
 )
 def test_damped_ratio(current, target, expected, held):
     assert weights.damped_ratio(current, target, W) == (expected, held)
+
+
+@pytest.mark.parametrize("current", [-5, 0, 1, 7, 9, 10, 55, 100, 101, 65535])
+@pytest.mark.parametrize("target", [10, 33, 60, 100])
+def test_damped_ratio_never_moves_more_than_max_step_from_the_clamped_current(current, target):
+    ratio, _ = weights.damped_ratio(current, target, W)
+    start = weights.clamp(current, W.floor, W.scale)
+    assert W.floor <= ratio <= W.scale
+    assert abs(ratio - start) <= round(W.max_step * W.scale)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,50 @@
+"""Two instances (issue 12, item 6) as two real `run` processes against one BIG-IP emulator, started together.
+
+Each has its own config file (so its own instance id). The random settle draw is fixed through
+F5LR_SETTLE_DRAW (the only thing replaced): instance a may write at once, instance b only after the
+whole settle delay (2 ticks). The test asserts what an F5 admin would see: every member written, and by
+one instance only; the other logs that it keeps off members another live instance owns.
+"""
+
+from __future__ import annotations
+
+import pytest
+from e2e_env import Daemon, Stack, cli_env, merge, seed_config, wait_for, write_config
+
+pytestmark = pytest.mark.e2e
+
+LOADS = [(0, 1, 0.05), (6, 8, 0.40), (24, 16, 0.90)]
+
+
+def _owner(write) -> str:
+    note = str(write.body.get("description", ""))
+    return note[len("f5-llm-ratio["):note.index("]")] if note.startswith("f5-llm-ratio[") else ""
+
+
+def test_two_instances_started_together_never_write_the_same_member(tmp_path):
+    stack = Stack(LOADS).start()
+    daemons: list[Daemon] = []
+    try:
+        data = merge(seed_config(stack), {"scheduler": {"metrics_fetch_interval": 1000}, "telemetry": {"enabled": False}})
+        configs = []
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+            configs.append(write_config(tmp_path / name / "config.yaml", data))
+        for config, draw in zip(configs, ("0", "1"), strict=True):
+            daemons.append(Daemon(config, env=cli_env(F5LR_SETTLE_DRAW=draw)))
+        first, second = daemons
+        wait_for(lambda: len({w.member for w in stack.member_writes()}) == 3, 30, what="every member written")
+        second.wait_event("owned_by_other_instance", timeout=30, count=3)  # b's delay is over: it read and yielded
+        settling = [d.events("first_write_settling")[0] for d in daemons]
+        assert [e["delay_seconds"] for e in settling] == [0.0, 2.0]
+        owners: dict[str, set[str]] = {}
+        for w in stack.member_writes():
+            owners.setdefault(w.member, set()).add(_owner(w))
+        assert len(owners) == 3 and all(len(o) == 1 for o in owners.values()), owners
+        assert {o for s in owners.values() for o in s} == {settling[0]["instance"]}  # a wrote, b yielded
+        assert first.alive() and second.alive()
+    finally:
+        for d in daemons:
+            d.stop()
+            d.close()
+        stack.stop()
