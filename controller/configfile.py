@@ -9,18 +9,14 @@ appear in a message.
 
 from __future__ import annotations
 
-import difflib
-import math
 import os
-import re
-import string as _string
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import yaml
 
-from controller import bounds, engines, hostnames, policy, tokenstore
+from controller import bounds, engines, policy, tokenstore
 from controller.config import (
     DRIVES,
     ENGINE_TYPES,
@@ -35,19 +31,34 @@ from controller.config import (
     TelemetryConfig,
     WeightsConfig,
 )
+from controller.configread import (
+    ENGINE_ALIASES,
+    Context,
+    Reader,
+    Spec,
+    boolean,
+    choice,
+    folder,
+    host_name,
+    integer,
+    kind_of,
+    management_hosts,
+    metric_key,
+    normalize_engine_type,
+    number,
+    scrape_target,
+    secret_values,
+    spec_keys,
+    string,
+    url_path,
+    verify_tls,
+)
 from controller.errors import ConfigError
-from controller.model import TARGET_FIELDS, PoolRef
+from controller.model import PoolRef
 
 __all__ = ["load", "parse", "normalize_engine_type", "LOG_LEVELS", "ENGINE_ALIASES"]
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-ENGINE_ALIASES = {
-    "trt-llm": "trtllm",
-    "tensorrt-llm": "trtllm",
-    "trtllm-serve": "trtllm",
-    "llama.cpp": "llamacpp",
-    "llama-cpp": "llamacpp",
-}
 DEFAULT_PASSWORD_ENV = "F5_PASSWORD"
 CREDENTIAL_NAME = "f5-password"  # systemd: LoadCredential=f5-password:/etc/...
 
@@ -57,381 +68,6 @@ _GLOBAL_NOTES = {
     "api_port": f"{_UNUSED} (no request path); ignored",
     "api_host": f"{_UNUSED} (no request path); ignored",
 }
-
-
-# ---------------------------------------------------------------------------------------------
-# value converters: each takes a YAML value and returns the typed value or raises _Bad
-
-
-class _Bad(ValueError):
-    """What is wrong with one value; the reader prefixes the key path."""
-
-
-Conv = Callable[[Any], Any]
-_MISSING = object()
-
-
-def _kind(value: Any) -> str:
-    names = {
-        bool: "a boolean",
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-        list: "a list",
-        dict: "a mapping",
-        type(None): "null",
-    }
-    return names.get(type(value), type(value).__name__)
-
-
-def _clip(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, (str, int, float)):
-        return _clip(repr(value))
-    return _kind(value)
-
-
-def _bounds(lo: Any, hi: Any, lo_open: bool, hi_open: bool) -> str:
-    if lo is not None and hi is not None and not (lo_open or hi_open):
-        return f"between {lo} and {hi}"
-    parts = [f"{'>' if lo_open else '>='} {lo}"] if lo is not None else []
-    parts += [f"{'<' if hi_open else '<='} {hi}"] if hi is not None else []
-    return " and ".join(parts)
-
-
-def _check_range(v: float, lo: Any = None, hi: Any = None, lo_open: bool = False, hi_open: bool = False) -> None:
-    low = lo is not None and (v <= lo if lo_open else v < lo)
-    high = hi is not None and (v >= hi if hi_open else v > hi)
-    if low or high:
-        got = f"{v:g}" if isinstance(v, float) else _clip(str(v))
-        raise _Bad(f"must be {_bounds(lo, hi, lo_open, hi_open)}, got {got}")
-
-
-def integer(lo: int | None = None, hi: int | None = None, unit: str = "", null: bool = False) -> Conv:
-    """Whole numbers; 3000.0 is accepted as 3000, true is not."""
-
-    def conv(v: Any) -> int | None:
-        if v is None and null:
-            return None
-        integral = isinstance(v, int) or (isinstance(v, float) and v.is_integer())
-        if isinstance(v, bool) or not integral:
-            raise _Bad(f"expected an integer{unit}, got {_show(v)}")
-        _check_range(int(v), lo, hi)
-        return int(v)
-
-    return conv
-
-
-def number(
-    lo: float | None = None,
-    hi: float | None = None,
-    *,
-    lo_open: bool = False,
-    hi_open: bool = False,
-    unit: str = "",
-    null: bool = False,
-) -> Conv:
-    def conv(v: Any) -> float | None:
-        if v is None and null:
-            return None
-        try:
-            f = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
-        except OverflowError:
-            f = math.nan
-        if not math.isfinite(f):
-            raise _Bad(f"expected a number{unit}, got {_show(v)}")
-        _check_range(f, lo, hi, lo_open, hi_open)
-        return f
-
-    return conv
-
-
-def boolean() -> Conv:
-    def conv(v: Any) -> bool:
-        if not isinstance(v, bool):
-            raise _Bad(f"expected true or false, got {_show(v)}")
-        return v
-
-    return conv
-
-
-def string(null: bool = False, secret: bool = False) -> Conv:
-    """A non-empty string. Numbers are refused (YAML mangles e.g. 0123), so the user quotes them."""
-
-    def conv(v: Any) -> str | None:
-        if v is None and null:
-            return None
-        if not isinstance(v, str):
-            hint = " (put it in quotes)" if isinstance(v, (int, float)) and not isinstance(v, bool) else ""
-            raise _Bad(f"expected a string{hint}, got {_kind(v) if secret else _show(v)}")
-        if not v.strip():
-            raise _Bad("must not be empty")
-        return v
-
-    return conv
-
-
-def choice(options: Sequence[str], normalize: Callable[[str], str] = str.lower) -> Conv:
-    def conv(v: Any) -> str:
-        s = string()(v)
-        if normalize(s.strip()) not in options:
-            raise _Bad(f"{s!r} is not one of {', '.join(options)}")
-        return normalize(s.strip())
-
-    return conv
-
-
-def url_path() -> Conv:
-    def conv(v: Any) -> str:
-        s = string()(v)
-        if not s.startswith("/"):
-            raise _Bad(f"must start with '/', got {s!r}")
-        return s
-
-    return conv
-
-
-def host_name() -> Conv:
-    def conv(v: Any) -> str:
-        s = string()(v).strip()
-        if "://" in s or "/" in s:
-            raise _Bad(f"expected a host name or address, not a URL, got {s!r}")
-        return s
-
-    return conv
-
-
-def management_hosts() -> Conv:
-    """f5.host: one management address, or a list of the device group's units (HA pairs)."""
-
-    def conv(v: Any) -> tuple[str, ...]:
-        items = v if isinstance(v, list) else [v]
-        if not items:
-            raise _Bad("an empty list; give the management address of each unit")
-        out: list[str] = []
-        for i, item in enumerate(items):
-            where = f"[{i}] " if isinstance(v, list) else ""
-            if not isinstance(item, str):
-                raise _Bad(f"{where}expected a host name or IP address as a string, got {_show(item)}")
-            why = hostnames.problem(item.strip())
-            if why:
-                raise _Bad(f"{where}{why}")
-            if hostnames.bare(item.strip()).lower() in (h.lower() for h in out):
-                raise _Bad(f"{where}{item!r} is listed twice")
-            out.append(hostnames.bare(item.strip()))
-        return tuple(out)
-
-    return conv
-
-
-_FORMATTER = _string.Formatter()
-
-
-def scrape_target() -> Conv:
-    """metrics.target: `host:port` with {name}, {node}, {address}, {port} placeholders; no scheme, no path."""
-
-    def conv(v: Any) -> str | None:
-        s = string(null=True)(v)
-        if s is None:
-            return None
-        s = s.strip()
-        try:
-            names = {f for _, f, _, _ in _FORMATTER.parse(s) if f is not None}
-        except ValueError as exc:
-            raise _Bad(f"{s!r}: {exc}") from None
-        unknown = sorted(names - set(TARGET_FIELDS))
-        if unknown:
-            raise _Bad(f"{s!r}: unknown placeholder(s) {', '.join(unknown)}; use {{{'}, {'.join(TARGET_FIELDS)}}}")
-        sample = s.format(name="gpu-node-1:8000", node="gpu-node-1", address="10.0.0.1", port=8000)
-        host, _, port = sample.rpartition(":")
-        if "/" in sample or not port.isdigit() or not 0 < int(port) < 65536 or hostnames.problem(host):
-            raise _Bad(f"{s!r} must give host:port (e.g. \"{{address}}:9400\"); the scheme and path are "
-                       "metrics.schema and metrics.path")
-        return s
-
-    return conv
-
-
-def folder(allow_nested: bool) -> Conv:
-    """A partition (one name) or a sub_path (names joined by '/')."""
-
-    def conv(v: Any) -> str:
-        s = string()(v).strip().strip("/")
-        if "" in s.split("/") or (not allow_nested and "/" in s):
-            raise _Bad(f"{v!r} is not a valid {'folder path' if allow_nested else 'partition name'}")
-        return s
-
-    return conv
-
-
-def metric_key() -> Conv:
-    """`name` or `name{label="value",...}`, as controller.engines reads them."""
-
-    def conv(v: Any) -> str:
-        s = string()(v).strip()
-        try:
-            engines.parse_key(s)
-        except ValueError as exc:
-            raise _Bad(str(exc)) from None
-        return s
-
-    return conv
-
-
-def verify_tls(v: Any) -> Any:
-    if isinstance(v, bool):
-        return v
-    if not isinstance(v, str) or not v.strip():
-        raise _Bad(f"expected true, false or a CA bundle path, got {_show(v)}")
-    if v.strip().lower() in ("true", "false", "yes", "no", "on", "off"):
-        raise _Bad(f"expected true or false without quotes, got the string {v!r}")
-    path = os.path.expanduser(v)
-    if not os.path.exists(path):
-        raise _Bad(f"CA bundle {path} does not exist")
-    return path
-
-
-def normalize_engine_type(name: str) -> str:
-    """'vLLM' -> 'vllm', 'TensorRT-LLM' -> 'trtllm', 'llama.cpp' -> 'llamacpp'."""
-    low = name.strip().lower()
-    return ENGINE_ALIASES.get(low, low)
-
-
-# ---------------------------------------------------------------------------------------------
-# the reader: typed access to one mapping, problems recorded with key paths
-
-
-#: A key whose value may be a secret (case-insensitive; "passwrd" and other typos of password included).
-#: A config error never repeats the value given under such a key, whatever the key's spelling.
-SECRET_KEY = re.compile(r"pass|pwd|token|key(?!s)|secret|credential", re.IGNORECASE)  # not "keys": engines_metrics_keys
-#: Hidden values shorter than this are not scrubbed from messages (they would mangle unrelated text).
-_MIN_HIDDEN = 4
-HIDDEN = "(value not shown)"
-
-
-def secret_values(data: Any, inherited: bool = False) -> tuple[str, ...]:
-    """Every scalar given under a secret-looking key (SECRET_KEY), at any depth of the raw YAML."""
-    out: list[str] = []
-
-    def walk(value: Any, hidden: bool) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(v, hidden or bool(SECRET_KEY.search(str(k))))
-        elif isinstance(value, list):
-            for v in value:
-                walk(v, hidden)
-        elif hidden and isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            out.append(str(value))
-
-    walk(data, inherited)
-    return tuple(out)
-
-
-def scrub(message: str, hidden: Sequence[str]) -> str:
-    """`message` without any of the `hidden` values (nor the clipped form _show gives a long one)."""
-    forms = set()
-    for h in hidden:
-        if len(h) >= _MIN_HIDDEN:
-            forms.update({h, repr(h), _clip(repr(h))[:-3] if len(repr(h)) > 40 else repr(h)})
-    for form in sorted(forms, key=len, reverse=True):
-        message = message.replace(form, HIDDEN)
-    return message
-
-
-@dataclass
-class _Ctx:
-    environ: Mapping[str, str]
-    problems: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    hidden: tuple[str, ...] = ()  # values under secret-looking keys: never repeated in a problem
-
-    def problem(self, path: str, message: str) -> None:
-        self.problems.append(f"{path or '(top level)'}: {scrub(message, self.hidden)}")
-
-
-Spec = Sequence[tuple]  # (yaml key, converter) or (yaml key, converter, dataclass attribute)
-
-
-def _keys(spec: Spec) -> tuple[str, ...]:
-    return tuple(entry[0] for entry in spec)
-
-
-class _Reader:
-    """One YAML mapping at key path `path`. A missing or null mapping reads as empty."""
-
-    def __init__(self, ctx: _Ctx, data: Any, path: str):
-        self.ctx = ctx
-        self.path = path
-        if data is not None and not isinstance(data, dict):
-            ctx.problem(path, f"expected a mapping, got {_kind(data)}")
-        self.data: dict = data if isinstance(data, dict) else {}
-
-    def at(self, key: Any) -> str:
-        return f"{self.path}.{key}" if self.path else str(key)
-
-    def has(self, key: str) -> bool:
-        return key in self.data
-
-    def problem(self, key: str, message: str) -> None:
-        self.ctx.problem(self.at(key) if key else self.path, message)
-
-    def note(self, key: str, message: str) -> None:
-        self.ctx.notes.append(f"{self.at(key)} {message}")
-
-    def get(self, key: str, conv: Conv, default: Any = None, required: bool = False) -> Any:
-        if key not in self.data:
-            if required:
-                self.problem(key, "required")
-            return default
-        try:
-            return conv(self.data[key])
-        except _Bad as bad:
-            self.problem(key, str(bad))
-            return default
-
-    def pick(self, spec: Spec) -> dict:
-        """{attribute: value} for every key of `spec` present and valid, for dataclass(**...)."""
-        out = {}
-        for key, conv, *attr in spec:
-            if key in self.data:
-                value = self.get(key, conv, _MISSING)
-                if value is not _MISSING:
-                    out[attr[0] if attr else key] = value
-        return out
-
-    def section(self, key: str) -> _Reader:
-        return _Reader(self.ctx, self.data.get(key), self.at(key))
-
-    def items(self, key: str) -> list[_Reader]:
-        value = self.data.get(key)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            self.problem(key, f"expected a list, got {_kind(value)}")
-            return []
-        out = []
-        for i, item in enumerate(value):
-            path = f"{self.at(key)}[{i}]"
-            if isinstance(item, dict):
-                out.append(_Reader(self.ctx, item, path))
-            else:
-                self.ctx.problem(path, f"expected a mapping, got {_kind(item)}")
-        return out
-
-    def check_keys(self, known: Sequence[str]) -> None:
-        for key in self.data:
-            if key in known:
-                continue
-            close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
-            hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
-            self.problem(str(key), f"unknown key ({hint})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -504,13 +140,13 @@ _POOL = ("name", "partition", "sub_path", "engine_type", "metrics", "mode", "wei
 _TOP = ("global", "f5", "scheduler", "modes", "pools", "engines_metrics_keys", "weights", "telemetry")
 
 
-def _section(parent: _Reader, key: str, spec: Spec, extra: Sequence[str] = ()) -> tuple[_Reader, dict]:
+def _section(parent: Reader, key: str, spec: Spec, extra: Sequence[str] = ()) -> tuple[Reader, dict]:
     r = parent.section(key)
-    r.check_keys(_keys(spec) + tuple(extra))
+    r.check_keys(spec_keys(spec) + tuple(extra))
     return r, r.pick(spec)
 
 
-def _read_global(root: _Reader) -> str:
+def _read_global(root: Reader) -> str:
     r = root.section("global")
     r.check_keys(_GLOBAL)
     for key, message in _GLOBAL_NOTES.items():
@@ -536,7 +172,7 @@ def _strip_newline(text: str) -> str:
 _NAMED = "the {} named here (the name is not shown: a value under this key may be the secret itself)"
 
 
-def _secret_file(ctx: _Ctx, path_key: str, path: str, given: bool = True) -> tuple[str, str]:
+def _secret_file(ctx: Context, path_key: str, path: str, given: bool = True) -> tuple[str, str]:
     """The secret in file `path`. `given`: the path came from the config (never repeated in a problem)."""
     shown = _NAMED.format("file") if given else path
     try:
@@ -561,7 +197,7 @@ def _secret_file(ctx: _Ctx, path_key: str, path: str, given: bool = True) -> tup
     return secret, f"file {path}"
 
 
-def _secret_env(ctx: _Ctx, path_key: str, name: str, why: str = "", given: bool = True) -> tuple[str, str]:
+def _secret_env(ctx: Context, path_key: str, name: str, why: str = "", given: bool = True) -> tuple[str, str]:
     """The secret in environment variable `name`. `given`: the name came from the config (not repeated)."""
     secret = ctx.environ.get(name, "")
     if not secret:
@@ -577,7 +213,7 @@ def _credential_path(name: str, environ: Mapping[str, str]) -> str:
     return os.path.join(creds, path) if creds and not os.path.isabs(path) else path
 
 
-def _f5_password(r: _Reader) -> tuple[str, str]:
+def _f5_password(r: Reader) -> tuple[str, str]:
     """password_file, else password_env, else $CREDENTIALS_DIRECTORY/f5-password, else $F5_PASSWORD."""
     environ = r.ctx.environ  # a key given as null counts as not given (the seed's default is null)
     if r.data.get("password") is not None:
@@ -595,7 +231,7 @@ def _f5_password(r: _Reader) -> tuple[str, str]:
     return _secret_env(r.ctx, r.at("password_env"), DEFAULT_PASSWORD_ENV, why, given=False)
 
 
-def _read_f5(root: _Reader) -> F5Config:
+def _read_f5(root: Reader) -> F5Config:
     r, kw = _section(root, "f5", _F5, _F5_EXTRA)
     if not r.has("host"):
         r.problem("host", "required (the BIG-IP management address)")
@@ -609,8 +245,8 @@ def _read_f5(root: _Reader) -> F5Config:
 # modes, weights, engines ---------------------------------------------------------------------
 
 
-def _read_mode(r: _Reader) -> ModeConfig:
-    r.check_keys(_keys(_MODE))
+def _read_mode(r: Reader) -> ModeConfig:
+    r.check_keys(spec_keys(_MODE))
     fields = r.pick(_MODE)
     fields.setdefault("name", "s1")  # the seed's default for a listed mode without a name
     if fields["name"] not in policy.POLICIES:
@@ -623,7 +259,7 @@ def _read_mode(r: _Reader) -> ModeConfig:
     return mode
 
 
-def _read_modes(root: _Reader) -> tuple[ModeConfig, ...]:
+def _read_modes(root: Reader) -> tuple[ModeConfig, ...]:
     if not root.has("modes"):
         return (ModeConfig(),)
     readers = root.items("modes")
@@ -638,8 +274,8 @@ def _read_modes(root: _Reader) -> tuple[ModeConfig, ...]:
     return modes or (ModeConfig(),)
 
 
-def _read_weights(r: _Reader, base: WeightsConfig) -> WeightsConfig:
-    r.check_keys(_keys(_WEIGHTS))
+def _read_weights(r: Reader, base: WeightsConfig) -> WeightsConfig:
+    r.check_keys(spec_keys(_WEIGHTS))
     picked = r.pick(_WEIGHTS)
     weights = replace(base, **picked)
     if ("floor" in picked or "scale" in picked) and weights.floor > weights.scale:
@@ -647,11 +283,11 @@ def _read_weights(r: _Reader, base: WeightsConfig) -> WeightsConfig:
     return weights
 
 
-def _read_engine_keys(root: _Reader) -> tuple[tuple[str, EngineKeys], ...]:
+def _read_engine_keys(root: Reader) -> tuple[tuple[str, EngineKeys], ...]:
     section = root.section("engines_metrics_keys")
     out: dict[str, EngineKeys] = {}
     for raw_name, value in section.data.items():
-        r = _Reader(root.ctx, value, section.at(raw_name))
+        r = Reader(root.ctx, value, section.at(raw_name))
         name = normalize_engine_type(str(raw_name))
         keys = _read_one_engine(r, name)
         if name in out:
@@ -661,9 +297,9 @@ def _read_engine_keys(root: _Reader) -> tuple[tuple[str, EngineKeys], ...]:
     return tuple(out.items())
 
 
-def _read_one_engine(r: _Reader, name: str) -> EngineKeys | None:
+def _read_one_engine(r: Reader, name: str) -> EngineKeys | None:
     """Upstream's variant entry. Metrics it does not name keep its base engine's defaults."""
-    r.check_keys(_keys(_ENGINE_KEYS))
+    r.check_keys(spec_keys(_ENGINE_KEYS))
     kw = r.pick(_ENGINE_KEYS)
     base = engines.base_engine_type(name)
     if not r.data:
@@ -683,7 +319,7 @@ def _read_one_engine(r: _Reader, name: str) -> EngineKeys | None:
 # pools ---------------------------------------------------------------------------------------
 
 
-def _split_full_path(r: _Reader, name: str) -> PoolRef | None:
+def _split_full_path(r: Reader, name: str) -> PoolRef | None:
     parts = name.strip("/").split("/")
     if len(parts) < 2 or "" in parts:
         r.problem("name", f"{name!r} is not a full path like /Partition/pool or /Partition/folder/pool")
@@ -696,7 +332,7 @@ def _split_full_path(r: _Reader, name: str) -> PoolRef | None:
     return ref
 
 
-def _pool_ref(r: _Reader) -> PoolRef | None:
+def _pool_ref(r: Reader) -> PoolRef | None:
     name = r.get("name", string(), required=True)
     if name is None:
         return None
@@ -711,7 +347,7 @@ def _pool_ref(r: _Reader) -> PoolRef | None:
     return PoolRef(name=name, partition=partition, sub_path=sub_path)
 
 
-def _read_metrics(pool: _Reader) -> MetricsConfig:
+def _read_metrics(pool: Reader) -> MetricsConfig:
     r, kw = _section(pool, "metrics", _METRICS, ("metric_pwd_env", "metric_pwd_file", "APIkey_file"))
     environ = r.ctx.environ
     if r.data.get("APIkey_file") is not None:  # a file, or a name under $CREDENTIALS_DIRECTORY (LoadCredential=)
@@ -742,7 +378,7 @@ class _PoolDefaults:
     engines: tuple[str, ...]
 
 
-def _read_pool(r: _Reader, d: _PoolDefaults) -> PoolConfig | None:
+def _read_pool(r: Reader, d: _PoolDefaults) -> PoolConfig | None:
     r.check_keys(_POOL)
     ref = _pool_ref(r)
     engine = r.get("engine_type", choice(d.engines, normalize=normalize_engine_type), required=True)
@@ -757,7 +393,7 @@ def _read_pool(r: _Reader, d: _PoolDefaults) -> PoolConfig | None:
     return PoolConfig(ref=ref, engine_type=engine, metrics=metrics, mode=mode, weights=weights)
 
 
-def _read_pools(root: _Reader, d: _PoolDefaults) -> tuple[PoolConfig, ...]:
+def _read_pools(root: Reader, d: _PoolDefaults) -> tuple[PoolConfig, ...]:
     if not root.has("pools"):
         root.problem("pools", "required (at least one pool)")
         return ()
@@ -789,9 +425,9 @@ def parse(data: Any, environ: Mapping[str, str] = os.environ, source: str = "") 
     if data is None:
         raise ConfigError(f"{where}: the file is empty")
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping at the top level, got {_kind(data)}")
-    ctx = _Ctx(environ, hidden=secret_values(data))
-    root = _Reader(ctx, data, "")
+        raise ConfigError(f"{where}: expected a mapping at the top level, got {kind_of(data)}")
+    ctx = Context(environ, hidden=secret_values(data))
+    root = Reader(ctx, data, "")
     root.check_keys(_TOP)
     log_level = _read_global(root)
     f5 = _read_f5(root)

@@ -10,7 +10,6 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.clock import FakeClock
 from controller.config import TelemetryConfig
 from controller.model import Action, Kind, Member, MemberPlan, Outcome, PoolPlan, PoolRef, PoolState, Reason, Sample, TickReport
 from controller.telemetry import Telemetry, attach, page
@@ -34,11 +33,6 @@ def tick(ratios: dict[int, tuple[int, int]], waiting: float = 1.0, dry_run: bool
         outcomes += [Outcome(kind=Kind.MEMBER, reason=Reason.APPLIED, pool=REF.full_path, member=p.member.key)
                      for p in plans if p.action is Action.WRITE]
     return TickReport(started=0.0, finished=0.1, plans=(pool,), outcomes=tuple(outcomes), dry_run=dry_run)
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
 
 
 @pytest.fixture

@@ -1,0 +1,61 @@
+"""Helpers and fixtures shared by test_e2e_cli and test_e2e_cli_daemon."""
+
+from __future__ import annotations
+
+import pytest
+from e2e_env import (
+    Daemon,
+    Stack,
+    assert_clean,
+    merge,
+    seed_config,
+)
+
+# idle, medium, busy: (waiting, running, KV usage)
+LOADS = [(0, 1, 0.05), (6, 8, 0.40), (24, 16, 0.90)]
+
+
+@pytest.fixture(name="stack")
+def stack_fixture():
+    s = Stack(LOADS).start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture(name="daemons")
+def daemons_fixture():
+    """Background `run` processes; killed (and their files closed) whatever the test did."""
+    started: list[Daemon] = []
+
+    def start(config, *extra, **kw) -> Daemon:
+        d = Daemon(config, *extra, **kw)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.close()
+    for d in started:  # whatever a test asserted, no daemon may have printed a traceback or a secret
+        assert_clean(d.out, d.err)
+
+
+def daemon_config(stack: Stack, **changes) -> dict:
+    """The seed config tuned for a long-running test: membership re-read often (so the token is used
+    every few ticks), telemetry off (no fixed port to collide on)."""
+    return merge(seed_config(stack), merge({"scheduler": {"pool_fetch_interval": 0.3}, "telemetry": {"enabled": False}}, changes))
+
+
+def strictly_decreasing(xs) -> bool:
+    return all(xs[i] > xs[i + 1] for i in range(len(xs) - 1))
+
+
+def flip_loads(stack: Stack) -> None:
+    """The idle member becomes the busy one and vice versa."""
+    for load, (w, run, kv) in zip(stack.loads, reversed(LOADS), strict=True):
+        load.set(w, run, kv)
+
+
+def member_ratio_events(events, member: str) -> list[dict]:
+    return [e for e in events if e.get("event") == "ratio_changed" and e.get("member") == member]

@@ -1,0 +1,71 @@
+"""Helpers and fixtures shared by test_sim_bigip and test_sim_bigip_writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import requests
+
+from controller.sim.bigip import BigIPEmulator
+from tests.conftest import shared_path
+
+POOL = "/Common/llm-pool"
+PURI = "/mgmt/tm/ltm/pool/~Common~llm-pool"
+M1 = "10.0.0.1:8000"
+M1URI = PURI + "/members/~Common~10.0.0.1:8000"
+
+
+@pytest.fixture(name="bigip_fixtures")
+def bigip_fixtures_fixture() -> Path:
+    return shared_path("fixtures", "bigip")
+
+
+needs_fixtures = pytest.mark.usefixtures("bigip_fixtures")  # skipped, saying where it looked, when absent
+
+
+def fixture(name: str):
+    return json.loads(shared_path("fixtures", "bigip", name).read_text())
+
+
+class Client:
+    """requests with the emulator's cert as CA, passed per request (REQUESTS_CA_BUNDLE overrides Session.verify)."""
+
+    def __init__(self, emu: BigIPEmulator):
+        self.emu = emu
+        self.s = requests.Session()
+        self.s.trust_env = False
+        self.headers: dict = {}
+
+    def __call__(self, method: str, path: str, **kw) -> requests.Response:
+        headers = {**self.headers, **kw.pop("headers", {})}
+        return self.s.request(method, self.emu.base_url + path, verify=self.emu.cert_path, headers=headers,
+                              timeout=10, **kw)
+
+    def login(self, user="admin", password="secret") -> str:
+        r = self("POST", "/mgmt/shared/authn/login",
+                 json={"username": user, "password": password, "loginProviderName": "tmos"})
+        assert r.status_code == 200, r.text
+        tok = r.json()["token"]["token"]
+        self.headers["X-F5-Auth-Token"] = tok
+        return tok
+
+
+@pytest.fixture(name="emu")
+def emu_fixture(clock):
+    e = BigIPEmulator({"admin": "secret", "ops": "ops", "viewer": "v"}, clock=clock,
+                      roles={"ops": "operator", "viewer": "guest"},
+                      user_ids={"admin": "2dcd8b8f-5ac5-4c2e-b1ba-1c4d2d1e9b7f"}, trans_id_start=1389812351)
+    e.add_pool(POOL, [M1, "10.0.0.2:8000", {"name": "10.0.0.3:8000", "ratio": 4}], description="test",
+               monitor="min 1 of { /Common/http /Common/inband }")
+    e.start()
+    yield e
+    e.stop()
+
+
+@pytest.fixture(name="c")
+def c_fixture(emu):
+    cl = Client(emu)
+    cl.login()
+    return cl
