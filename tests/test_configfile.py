@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from controller.config import AppConfig
-from controller.configfile import HIDDEN, load, parse, scrub, secret_values
+from controller.configfile import load, parse
+from controller.configread import HIDDEN, scrub, secret_values
 from controller.errors import ConfigError
 from controller.model import PoolRef
 from tests.configfile_support import (
