@@ -31,6 +31,12 @@ from controller.errors import MetricsError
 
 Series = list[tuple[dict[str, str], float]]
 
+#: At most this many sample lines of the requested names are read from one page (per `select` call). A
+#: real engine exports a few per name (one per data-parallel rank or label set); a page over the cap is
+#: refused as "too-many-series" as soon as the cap is passed, so its cost stays bounded and it is never
+#: summed into a load figure.
+MAX_SAMPLES = 10_000
+
 METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_:")
 
@@ -57,24 +63,29 @@ _LOOKS_PROMETHEUS = re.compile(
 )
 
 
-def select(text: str, names: Iterable[str]) -> dict[str, Series]:
+def select(text: str, names: Iterable[str], limit: int = MAX_SAMPLES) -> dict[str, Series]:
     """Every sample line of `text` whose metric name is one of `names`, as (labels, value), in page order.
 
     Each requested name is a key of the result, with an empty list when the page has no such line.
     Raises MetricsError("not-prometheus") when a wanted line is malformed, or when nothing was found
-    and the page does not look like a Prometheus exposition at all (HTML, JSON, binary, empty).
+    and the page does not look like a Prometheus exposition at all (HTML, JSON, binary, empty), and
+    MetricsError("too-many-series") past `limit` sample lines of the wanted names in all.
     """
     wanted = list(dict.fromkeys(names))
     for name in wanted:
         if not METRIC_NAME.match(name):
             raise ValueError(f"not a Prometheus metric name: {name!r}")
-    out = {name: _occurrences(text, name) for name in wanted}
+    out: dict[str, Series] = {}
+    budget = limit
+    for name in wanted:
+        out[name] = _occurrences(text, name, budget)
+        budget -= len(out[name])
     if not any(out.values()):
         _require_prometheus(text)
     return out
 
 
-def _occurrences(text: str, name: str) -> Series:
+def _occurrences(text: str, name: str, limit: int = MAX_SAMPLES) -> Series:
     """The parsed sample lines for one name, found by substring search rather than per-line work.
 
     Only the first occurrence in a line can start it, so after each hit the search resumes on the next
@@ -91,6 +102,9 @@ def _occurrences(text: str, name: str) -> Series:
         # A sample only if the name opens the line (after blanks) and is not the prefix of a longer name
         # (`..._waiting_by_reason`); elsewhere it sits in a `# HELP` comment or a label value.
         if (start == pos or text[start:pos].isspace()) and text[pos + size : pos + size + 1] not in _NAME_CHARS:
+            if len(found) >= limit:
+                raise MetricsError("too-many-series", f"more than {MAX_SAMPLES} samples of {name} and the other "
+                                                      "metrics read on one page")
             line = text[start:] if end == -1 else text[start:end]
             found.append(_parse_line(line.strip(), size, name))
         if end == -1:

@@ -2,23 +2,20 @@
 
 Each has its own config file (so its own instance id). The random settle draw is fixed through
 F5LR_SETTLE_DRAW (the only thing replaced): instance a may write at once, instance b only after the
-whole settle delay (2 ticks). The test asserts what an F5 admin would see: every member written, and by
-one instance only; the other logs that it keeps off members another live instance owns.
+whole settle delay (2 ticks). Each logs in as its own BIG-IP user, so the emulator's write log says who
+wrote what (a write whose GUI note is unchanged carries no description). The test asserts what an F5
+admin would see: every member written, and by one instance only; the other logs that it keeps off
+members another live instance owns.
 """
 
 from __future__ import annotations
 
 import pytest
-from e2e_env import Daemon, Stack, cli_env, merge, seed_config, wait_for, write_config
+from e2e_env import PASSWORD, POOL, Daemon, Stack, cli_env, merge, seed_config, wait_for, write_config
 
 pytestmark = pytest.mark.e2e
 
 LOADS = [(0, 1, 0.05), (6, 8, 0.40), (24, 16, 0.90)]
-
-
-def _owner(write) -> str:
-    note = str(write.body.get("description", ""))
-    return note[len("f5-llm-ratio["):note.index("]")] if note.startswith("f5-llm-ratio[") else ""
 
 
 def test_two_instances_started_together_never_write_the_same_member(tmp_path):
@@ -28,8 +25,9 @@ def test_two_instances_started_together_never_write_the_same_member(tmp_path):
         data = merge(seed_config(stack), {"scheduler": {"metrics_fetch_interval": 1000}, "telemetry": {"enabled": False}})
         configs = []
         for name in ("a", "b"):
+            stack.bigip.users[f"ctl-{name}"] = PASSWORD
             (tmp_path / name).mkdir()
-            configs.append(write_config(tmp_path / name / "config.yaml", data))
+            configs.append(write_config(tmp_path / name / "config.yaml", merge(data, {"f5": {"username": f"ctl-{name}"}})))
         for config, draw in zip(configs, ("0", "1"), strict=True):
             daemons.append(Daemon(config, env=cli_env(F5LR_SETTLE_DRAW=draw)))
         first, second = daemons
@@ -39,12 +37,11 @@ def test_two_instances_started_together_never_write_the_same_member(tmp_path):
         assert [e["delay_seconds"] for e in settling] == [0.0, 2.0]
         owners: dict[str, set[str]] = {}
         for w in stack.member_writes():
-            # A write without a note leaves the note already there (max_step's follow-up steps): it is by the
-            # instance whose note that is. Any write by another instance changes the note to its own id.
-            if _owner(w):
-                owners.setdefault(w.member, set()).add(_owner(w))
+            owners.setdefault(w.member, set()).add(w.user)
         assert len(owners) == 3 and all(len(o) == 1 for o in owners.values()), owners
-        assert {o for s in owners.values() for o in s} == {settling[0]["instance"]}  # a wrote, b yielded
+        assert {o for s in owners.values() for o in s} == {"ctl-a"}  # a wrote, b yielded
+        notes = {m["name"]: m.get("description", "") for m in stack.bigip.members(POOL)}
+        assert len(notes) == 3 and all(n.startswith(f"f5-llm-ratio[{settling[0]['instance']}]") for n in notes.values()), notes
         assert first.alive() and second.alive()
     finally:
         for d in daemons:

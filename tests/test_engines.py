@@ -209,3 +209,12 @@ def test_garbage_is_not_prometheus(body):
 def test_detect_falls_back_to_name_prefixes():
     assert detect("# TYPE sglang:gen_throughput gauge\nsglang:gen_throughput 1\n") == "sglang"
     assert detect("process_cpu_seconds_total 1\n") is None
+
+
+def test_a_page_with_50000_waiting_series_is_a_scrape_error_not_a_sum():
+    base = dp_page()
+    extra = "".join(f'vllm:num_requests_waiting{{engine="{i}",model_name="m"}} 1\n' for i in range(2, 50_000))
+    with pytest.raises(MetricsError) as info:
+        extract(base + extra, "vllm")
+    assert info.value.reason == "too-many-series"
+    assert extract(base, "vllm").ranks == 2  # the same page without the flood reads as usual

@@ -255,3 +255,35 @@ def test_select_equals_prometheus_client(page, data):
         assert err.reason == "not-prometheus" and not any(expected.values()), (err, expected)
         return
     assert same(got, expected), (got, expected)
+
+
+# --- the series cap (issue 12) ---------------------------------------------------------------------
+
+
+def _many(n: int, name: str = "vllm:num_requests_waiting") -> str:
+    return "".join(f'{name}{{engine="{i}",model_name="m"}} 1\n' for i in range(n))
+
+
+def test_a_page_at_the_cap_is_read_whole():
+    from controller.exposition import MAX_SAMPLES
+
+    assert MAX_SAMPLES == 10_000
+    out = select(_many(MAX_SAMPLES), ["vllm:num_requests_waiting"])
+    assert len(out["vllm:num_requests_waiting"]) == MAX_SAMPLES
+
+
+def test_50000_series_are_refused_as_too_many_series_not_summed():
+    page = _many(50_000)
+    started = time.perf_counter()
+    with pytest.raises(MetricsError) as info:
+        select(page, ["vllm:num_requests_waiting"])
+    assert info.value.reason == "too-many-series"
+    assert "10000" in str(info.value)
+    assert time.perf_counter() - started < 5  # generous: stops at the cap (about 20 ms here), never a hang
+
+
+def test_the_cap_counts_every_requested_name_together():
+    page = _many(6_000, "a_total") + _many(6_000, "b_total")
+    assert len(select(page, ["a_total"], limit=10_000)["a_total"]) == 6_000
+    with pytest.raises(MetricsError, match="too-many-series"):
+        select(page, ["a_total", "b_total"], limit=10_000)

@@ -22,6 +22,9 @@ from tests.fault_rig import PageServer, Rig, vllm_page
 INF = vllm_page("+Inf", 0, 0.1)
 NEGATIVE = vllm_page(-3, 0, 0.1)
 KV_OVER = vllm_page(0, 0, 7.5)
+# 50,000 waiting series (one per made-up label set; 2.8 MB, under the 8 MB page cap): past the series cap
+MANY_SERIES = vllm_page(0, 0, 0.1, extra="".join(f'vllm:num_requests_waiting{{engine="{i}",model_name="m"}} 1\n'
+                                                 for i in range(1, 50_000)))
 
 MATRIX = {
     "refused": (("fault", "refuse"), "refused", {}),
@@ -36,6 +39,7 @@ MATRIX = {
     "negative": (("text", NEGATIVE), "bad-value", {}),
     "kv-over-1": (("text", KV_OVER), "bad-value", {}),
     "missing": (("fault", "missing"), "missing-metric", {}),
+    "50k-series": (("text", MANY_SERIES), "too-many-series", {}),
 }
 
 

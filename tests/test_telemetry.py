@@ -448,3 +448,28 @@ def test_dashboard_is_importable_and_queries_only_real_metrics(clock):
     assert annotations, "ratio changes are annotated"
     used = set(re.findall(r"\bf5lr_[a-z_]+", " ".join(exprs + annotations + [variables["pool"]["query"]["query"]])))
     assert used and used <= exported, used - exported
+
+
+def test_listen_backlog_is_128_not_5(tel):
+    """Issue 12: the telemetry server listened with socketserver's default backlog of 5, so a burst of
+    scrapers and browsers got SYNs dropped. The kernel's own view of the listening socket is checked
+    (ss shows a listener's backlog as Send-Q), capped by net.core.somaxconn as the kernel caps it."""
+    import shutil
+    import subprocess
+
+    from controller import httpserve
+
+    assert httpserve.Server.__init__.__kwdefaults__["backlog"] == 128
+    ss = shutil.which("ss")
+    if ss is None:
+        pytest.skip("ss (iproute2) is not installed: cannot read the kernel's listen backlog")
+    _, port = tel.address
+    out = subprocess.run([ss, "-ltnH", f"sport = :{port}"], capture_output=True, text=True, timeout=10).stdout
+    rows = [line.split() for line in out.splitlines() if line.strip()]
+    assert rows, f"no listener on port {port} in: {out!r}"
+    try:
+        with open("/proc/sys/net/core/somaxconn") as f:
+            somaxconn = int(f.read())
+    except OSError:
+        somaxconn = 4096
+    assert int(rows[0][2]) == min(128, somaxconn), rows
