@@ -63,8 +63,23 @@ def _member_props() -> dict[str, Any]:
             "logging": "disabled", "monitor": "default", "priorityGroup": 0, "rateLimit": "disabled"}
 
 
+class _Addressed:
+    """The path and URI segment of an object named by partition and name (a member, a node)."""
+
+    name: str
+    partition: str
+
+    @property
+    def full_path(self) -> str:
+        return f"/{self.partition}/{self.name}"
+
+    @property
+    def uri_name(self) -> str:
+        return "~" + self.partition + "~" + quote(self.name, safe=":.")
+
+
 @dataclass
-class Member:
+class Member(_Addressed):
     name: str
     partition: str
     address: str
@@ -91,17 +106,9 @@ class Member:
     def ephemeral(self) -> bool:
         return self.props.get("ephemeral") == "true"
 
-    @property
-    def full_path(self) -> str:
-        return f"/{self.partition}/{self.name}"
-
-    @property
-    def uri_name(self) -> str:
-        return "~" + self.partition + "~" + quote(self.name, safe=":.")
-
 
 @dataclass
-class Node:
+class Node(_Addressed):
     """An LTM node: one per address (or FQDN) shared by every pool member that uses it."""
 
     name: str
@@ -115,14 +122,6 @@ class Node:
                                                            "downInterval": 5, "interval": "3600"})
     state: str = "unchecked"
     session: str = "user-enabled"
-
-    @property
-    def full_path(self) -> str:
-        return f"/{self.partition}/{self.name}"
-
-    @property
-    def uri_name(self) -> str:
-        return "~" + self.partition + "~" + quote(self.name, safe=":.")
 
 
 @dataclass
