@@ -63,7 +63,7 @@ def _job(args: tuple) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.matrix", description=__doc__.split("\n")[0])
     ap.add_argument("--only", default="", help="comma-separated scenario names (default: every file in bench/scenarios)")
-    ap.add_argument("--duration", type=float, default=DURATION, help="simulated s per run (pools of 16: half)")
+    ap.add_argument("--duration", type=float, default=DURATION, help="simulated s per run (pools of 16: DURATION_16/DURATION of it)")
     ap.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=str(RESULTS))
