@@ -55,10 +55,12 @@ def note_prefix(instance: str = "") -> str:
     return f"{OWNED_PREFIX}{instance}]:" if instance else NOTE_PREFIX
 
 
-def gui_note(score: float, sample: Sample, wall: float, instance: str = "") -> str:
-    """The member description an F5 admin sees in the GUI next to the ratio."""
+def gui_note(score: float, sample: Sample, wall: float, instance: str = "", ttft: float | None = None) -> str:
+    """The member description an F5 admin sees in the GUI next to the ratio (with the measured mean time
+    to first token the policy compared, where there is one)."""
     stamp = time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(wall))
-    return f"{note_prefix(instance)} score {score:.2f} {describe_sample(sample)} {stamp}"
+    seen = describe_sample(sample) + (f" ttft={ttft:.2f}s" if ttft else "")
+    return f"{note_prefix(instance)} score {score:.2f} {seen} {stamp}"
 
 
 def may_describe(member: Member, w: WeightsConfig) -> bool:
@@ -114,7 +116,8 @@ def _fresh(pool: PoolState, scrapes: Mapping[str, ScrapeResult]) -> dict[str, Sa
     return out
 
 
-def _known_plan(m: Member, sample: Sample, score: float, target: int, cfg: PoolConfig, wall: float, instance: str = "") -> MemberPlan:
+def _known_plan(m: Member, sample: Sample, score: float, target: int, cfg: PoolConfig, wall: float, instance: str = "",
+                ttft: float | None = None) -> MemberPlan:
     w = cfg.weights
     ratio, held = m.ratio, False
     if w.drives_ratio:
@@ -127,9 +130,9 @@ def _known_plan(m: Member, sample: Sample, score: float, target: int, cfg: PoolC
     changed = ratio != m.ratio or limit != m.connection_limit
     action = Action.WRITE if changed else (Action.DEAD_BAND if held and target != m.ratio else Action.HOLD)
     reason = f"target ratio {target}"  # score, load and share are fields of their own everywhere this shows
-    note = gui_note(score, sample, wall, instance) if changed and may_describe(m, w) else None
+    note = gui_note(score, sample, wall, instance, ttft) if changed and may_describe(m, w) else None
     return MemberPlan(member=m, sample=sample, score=score, ratio=ratio, connection_limit=limit, action=action,
-                      reason=reason, description=note)
+                      reason=reason, description=note, ttft=ttft)
 
 
 def _why(result: ScrapeResult | None) -> str:
@@ -203,10 +206,10 @@ def plan_pool(
         if not m.active:
             plans.append(_hold(m))
         elif m.key in fresh:
-            known = _known_plan(m, fresh[m.key], smoothed[m.key], targets[m.key], cfg, wall, instance)
+            known = _known_plan(m, fresh[m.key], smoothed[m.key], targets[m.key], cfg, wall, instance, ttft.get(m.key))
             speed = neutral.values.get(m.key)
             plans.append(replace(known, speed=speed / top if speed and top > 0 else None,
-                                 speed_source=neutral.sources.get(m.key, ""), ttft=ttft.get(m.key)))
+                                 speed_source=neutral.sources.get(m.key, "")))
         else:
             plans.append(_unknown_plan(m, scrapes.get(m.key), observed[m.key], stale_ratio, cfg, now))
     plans = _cap_floor(plans, cfg)

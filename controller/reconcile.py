@@ -321,6 +321,8 @@ class Reconciler:
             waiting=None if s is None else s.waiting,
             running=None if s is None else s.running,
             kv=None if s is None else s.kv_usage,
+            ttft=None if p.ttft is None else round(p.ttft, 4),
+            speed=None if p.speed is None else round(p.speed, 4),
             reason=p.reason,
             **_address(p),
         )

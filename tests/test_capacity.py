@@ -240,3 +240,4 @@ def test_planner_passes_measured_ttft_to_the_policy_and_the_plan():
     by = {p.member.name: p for p in plan.members}
     assert by[names[0]].ttft == pytest.approx(0.1) and by[names[1]].ttft == pytest.approx(0.4)
     assert by[names[0]].ratio > by[names[1]].ratio
+    assert " ttft=0.40s " in by[names[1]].description  # the admin sees what the policy compared
