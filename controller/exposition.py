@@ -210,9 +210,11 @@ def _parse_line(line: str, size: int, name: str) -> tuple[dict[str, str], float]
     rest = line[size:]
     simple = _SIMPLE_LINE.match(rest)
     if simple is not None:
-        pairs = _SIMPLE_PAIRS.findall(simple.group(1))
+        block = simple.group(1)
+        pairs = _SIMPLE_PAIRS.findall(block)
         labels = dict(pairs)
-        if len(labels) == len(pairs) and not any(k.startswith("__") for k in labels):
+        # No "__" in the block (the usual case) means no reserved label name, without a look at each.
+        if len(labels) == len(pairs) and ("__" not in block or not any(k.startswith("__") for k in labels)):
             return labels, _number(simple.group(2), name)
     if not rest or rest[0] not in " \t{":
         raise _malformed(name, "no value after the name")

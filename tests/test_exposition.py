@@ -358,6 +358,8 @@ SCAN_TABLE = [
     ("duplicate names asked", "m 1\n", ["m", "m"], {"m": [({}, 1.0)]}),
     ("malformed wanted line", "m 1\nm{a=1} 2\n", ["m"], "not-prometheus"),
     ("malformed unwanted line", "m 1\nn{a=1} 2\n", ["m"], {"m": [({}, 1.0)]}),
+    ("reserved label name", 'm{a="1",__x="2"} 5\n', ["m"], "not-prometheus"),
+    ("double underscores elsewhere", 'm{a="__",b__c="1"} 5\n', ["m"], {"m": [({"a": "__", "b__c": "1"}, 5.0)]}),
     ("nothing found on HTML", "<html>m</html>", ["m"], "not-prometheus"),
     ("nothing found on a real page", "x 1\n", ["m"], {"m": []}),
     ("no names", "m 1\n", [], {}),
