@@ -10,7 +10,7 @@ from bench import scenario as S
 from bench.experiments import contenders
 
 HETERO_GOAL_LC, HETERO_GOAL_SB, MEDIAN_GOAL, STATIC_GOAL, WRITES_GOAL = 0.7, 0.8, 1.05, 1.15, 30.0
-ORDER = ("lc", "rr", "sideband", "sideband-10s", "default", "balance-kv", "static-best", "jsed")
+ORDER = ("lc", "rr", "sideband", "sideband-10s", "default", "balance-rate", "static-best", "jsed")
 
 
 def _f(x: float | None, nd: int = 2) -> str:
@@ -172,8 +172,8 @@ made 50 ms after the scrape and written ratios take effect 250 ms later (iContro
   writes per minute (one member PATCH = one write). The run drains every request after the last arrival.
 * **Contenders**: `lc` and `rr` are plain LTM modes; `sideband` is the sideband scheduler's S1 weighted
   random pick, refreshed every 1 s (its best case) and every 10 s (`sideband-10s`, its shipped config);
-  `default` is f5-llm-ratio's default policy on ratio-least-connections-member; `balance-kv` the previous
-  default (leaks toward KV capacity). **References, not bounds**: `static-best` (the best fixed ratio
+  `default` is f5-llm-ratio's default policy on ratio-least-connections-member; `balance-rate` the previous
+  default (the same loop without the TTFT term: it leaks toward the measured service rate only). **References, not bounds**: `static-best` (the best fixed ratio
   vector for the point, one ratio per member class on a coordinate search over 0.5–2.8×, run on seed 1's
   arrivals and then on every seed) and `jsed` (join-shortest-expected-delay per request,
   (in-flight + 1) / true service rate, knowing each member's real capacity and slowdowns). Either can be

@@ -21,7 +21,7 @@ if __package__ in (None, ""):  # run as a script: `python bench/traffic.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import report
-from bench.experiments import ALL, run_scenario
+from bench.experiments import ALL, KNOWN, run_scenario
 from bench.scenario import ScenarioError, load
 
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--load", type=float, default=None, help="override arrivals.load (share of pool capacity)")
     ap.add_argument("--duration", type=float, default=None,
                     help="override duration_s (simulated seconds); slowdown times scale with it")
-    ap.add_argument("--contenders", default=",".join(ALL), help=f"comma-separated subset of {','.join(ALL)}")
+    ap.add_argument("--contenders", default=",".join(ALL), help=f"comma-separated subset of {','.join(KNOWN)} (default: all but balance-kv)")
     ap.add_argument("--ratios", type=_ints, default=None,
                     help="also run fixed ratios, one per member, under ratio-least-connections (contender `static`)")
     ap.add_argument("--quiet", action="store_true", help="no per-run progress lines")
@@ -62,9 +62,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         sc = sc.with_duration(args.duration)
     chosen = [c for c in args.contenders.split(",") if c]
-    unknown = [c for c in chosen if c not in ALL]
+    unknown = [c for c in chosen if c not in KNOWN]
     if unknown:
-        print(f"error: --contenders: unknown {', '.join(unknown)}; expected some of {', '.join(ALL)}", file=sys.stderr)
+        print(f"error: --contenders: unknown {', '.join(unknown)}; expected some of {', '.join(KNOWN)}", file=sys.stderr)
         return 2
     if args.ratios is not None:
         if len(args.ratios) != len(sc.members) or min(args.ratios) < 1:

@@ -33,13 +33,16 @@ def _variant(name: str, prefill_weight: float | None = None, **kw: object) -> Co
 
 VARIANTS: dict[str, Contender] = {c.name: c for c in [
     _variant("default"),
-    _variant("rate: prefill 0.5, decode 0.5", prefill_weight=0.5),
+    _variant("no TTFT term (balance-rate, previous default)", ttft_weight=0.0, ttft_weight_large=0.0),
+    _variant("TTFT weight 0.2", ttft_weight=0.2, ttft_weight_large=0.1),
+    _variant("TTFT without dead zone", ttft_dead_zone=0.0),
+    _variant("TTFT full weight in pools of 8+", ttft_weight_large=policy.BALANCE_TTFT_WEIGHT),
+    _variant("min leak 0.1 (reach the neutral)", min_leak=0.1),
     _variant("rate: decode only", prefill_weight=0.0),
     _variant("speed exponent 1.0", speed_prior=1.0),
-    _variant("speed exponent 0.25", speed_prior=0.25),
     _variant("linear KV term", kv_power=1.0),
     _variant("no neutral (leak toward equal)", prior=0.0, speed_prior=0.0),
-    Contender("balance-kv (previous default)", "ctl", RLC, "balance-kv"),
+    Contender("balance-kv (the default before)", "ctl", RLC, "balance-kv"),
 ]}
 
 

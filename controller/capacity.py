@@ -42,8 +42,10 @@ from controller.model import Sample, SpeedCounters
 ALPHA = 0.2
 #: a window counts for decode only with at least this many generated tokens (inter-token samples).
 MIN_DECODE_TOKENS = 64.0
-#: a window counts for prefill only with at least this many first tokens (TTFT samples).
-MIN_FIRST_TOKENS = 8.0
+#: a window counts for prefill (and TTFT) only with at least this many first tokens (TTFT samples). 32,
+#: not 8: a mean over 8 first tokens under bursts is mostly which member caught the burst; with 32 the
+#: default churned half as much on a homogeneous pool of 16 (conv trace, 7 vs 17 writes a minute).
+MIN_FIRST_TOKENS = 32.0
 #: busy windows a member needs before its estimate is used (before that: the pool median).
 MIN_WINDOWS = 2
 #: weight of the prefill rate (prompt tokens per TTFT-second) against the decode rate (tokens/s per
@@ -58,10 +60,15 @@ class SpeedEstimate:
     """One member's learned speed and the counter baseline for the next window."""
 
     at: float
-    counters: SpeedCounters
+    counters: SpeedCounters  # baseline of the decode window
     running: float = 0.0
+    #: baseline of the prefill window, kept apart from the decode one: a member with a few requests a
+    #: second crosses MIN_DECODE_TOKENS every tick but MIN_FIRST_TOKENS only every few ticks, and a shared
+    #: baseline would throw its first tokens away with each decode window (None: same as `counters`)
+    prefill_base: SpeedCounters | None = None
     decode: float | None = None  # generated tokens/s per running request
     prefill: float | None = None  # prompt tokens per second of TTFT
+    ttft: float | None = None  # mean time to first token, seconds (EWMA over prefill windows)
     windows: int = 0  # busy windows that updated the estimate
     resets: int = 0  # counter resets seen (engine restarts)
 
@@ -110,8 +117,18 @@ def _prefill_rate(d: dict[str, float | None], c: SpeedCounters) -> float | None:
     return None
 
 
+def _mean_ttft(d: dict[str, float | None]) -> float | None:
+    n, total = d["ttft_count"], d["ttft_sum"]
+    if n is None or total is None or n < MIN_FIRST_TOKENS or total <= 0:
+        return None
+    return total / n
+
+
 def observe(prev: SpeedEstimate | None, sample: Sample, now: float, alpha: float = ALPHA) -> SpeedEstimate | None:
-    """Fold one fresh sample into a member's estimate. None while the member exports no speed signal."""
+    """Fold one fresh sample into a member's estimate. None while the member exports no speed signal.
+
+    The decode and prefill windows each keep their own baseline and close on their own: a window with
+    too little work (idle, or a slow trickle) is left open and grows until it holds enough."""
     c = sample.counters
     if c is None:
         return prev
@@ -121,20 +138,26 @@ def observe(prev: SpeedEstimate | None, sample: Sample, now: float, alpha: float
     dt = now - prev.at
     if dt <= 0:
         return prev
-    if _reset(prev.counters, c):
-        return replace(prev, at=now, counters=c, running=running, resets=prev.resets + 1)
+    pre_base = prev.prefill_base or prev.counters
+    if _reset(prev.counters, c) or _reset(pre_base, c):
+        return replace(prev, at=now, counters=c, running=running, prefill_base=None, resets=prev.resets + 1)
     names = ("prompt_tokens", "generation_tokens", "ttft_sum", "ttft_count", "itl_sum", "itl_count")
-    d = {n: _delta(prev.counters, c, n) for n in names}
     mean_running = (prev.running + running) / 2.0
-    decode = _decode_rate(d, dt, mean_running, c)
-    prefill = _prefill_rate(d, c)
+    decode = _decode_rate({n: _delta(prev.counters, c, n) for n in names}, dt, mean_running, c)
+    pd = {n: _delta(pre_base, c, n) for n in names}
+    prefill = _prefill_rate(pd, c)
+    ttft = _mean_ttft(pd)
     if decode is None and prefill is None:
-        # too little work yet (or idle): keep the estimate and the baseline, so the window grows until it
-        # holds enough first tokens / generated tokens to say something (histogram sums do not grow while idle)
         return prev
+    decode_closed = decode is not None
     return replace(
-        prev, at=now, counters=c, running=running,
+        prev,
+        at=now if decode_closed else prev.at,
+        counters=c if decode_closed else prev.counters,
+        running=running if decode_closed else prev.running,
+        prefill_base=c if prefill is not None else pre_base,
         decode=_ewma(prev.decode, decode, alpha), prefill=_ewma(prev.prefill, prefill, alpha),
+        ttft=_ewma(prev.ttft, ttft, alpha) if prefill is not None else prev.ttft,
         windows=prev.windows + 1,
     )
 
@@ -190,6 +213,11 @@ def service_rates(estimates: Mapping[str, SpeedEstimate], prefill_weight: float 
         if rate > 0 and math.isfinite(rate):
             out[k] = rate
     return out
+
+
+def ttfts(keys: Iterable[str], estimates: Mapping[str, SpeedEstimate]) -> dict[str, float]:
+    """The measured mean time to first token of each of `keys` with a ready estimate."""
+    return {k: e.ttft for k in keys if (e := estimates.get(k)) is not None and e.ready and e.ttft}
 
 
 def neutral(keys: Iterable[str], estimates: Mapping[str, SpeedEstimate], samples: Mapping[str, Sample],

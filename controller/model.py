@@ -271,6 +271,7 @@ class MemberPlan:
     scrape_error: str | None = None  # ScrapeResult.error slug (or NOT_SCRAPED) when the load is unknown
     speed: float | None = None  # relative service rate the closed loop leaks toward (controller.capacity)
     speed_source: str = ""  # "measured", "imputed" (pool median), "kv-capacity" or "equal"
+    ttft: float | None = None  # measured mean time to first token (s) the policy compared (controller.capacity)
 
     @property
     def changes(self) -> dict:

@@ -187,8 +187,9 @@ def plan_pool(
 
     speeds = {k: o.speed for k, o in observed.items() if o.speed is not None}
     neutral = capacity.neutral(fresh, speeds, fresh, prefill_weight)
+    ttft = capacity.ttfts(fresh, speeds)
     ctx = policy.Context(current={m.key: m.ratio for m in pool.members}, scale=cfg.weights.scale,
-                         neutral=neutral.values, neutral_source=neutral.source)
+                         neutral=neutral.values, neutral_source=neutral.source, ttft=ttft)
     raw = scorer(fresh, cfg.mode, ctx) if scorer is not None else policy.score(fresh, cfg.mode, ctx)
     smoothed = {k: weights.smooth(observed[k].smoothed, s, cfg.weights.smoothing) for k, s in raw.items()}
     for k, s in smoothed.items():
@@ -205,7 +206,7 @@ def plan_pool(
             known = _known_plan(m, fresh[m.key], smoothed[m.key], targets[m.key], cfg, wall, instance)
             speed = neutral.values.get(m.key)
             plans.append(replace(known, speed=speed / top if speed and top > 0 else None,
-                                 speed_source=neutral.sources.get(m.key, "")))
+                                 speed_source=neutral.sources.get(m.key, ""), ttft=ttft.get(m.key)))
         else:
             plans.append(_unknown_plan(m, scrapes.get(m.key), observed[m.key], stale_ratio, cfg, now))
     plans = _cap_floor(plans, cfg)

@@ -7,7 +7,7 @@ decides what happens to the others.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from controller.config import ModeConfig
@@ -29,6 +29,8 @@ class Context:
     #: (controller.capacity: "measured" service rates, "kv-capacity" or "equal"); empty: derive from the samples
     neutral: Mapping[str, float] = field(default_factory=dict)
     neutral_source: str = ""
+    #: each member's recent mean time to first token (seconds), where measured (controller.capacity)
+    ttft: Mapping[str, float] = field(default_factory=dict)
 
 
 Policy = Callable[[Mapping[str, Sample], ModeConfig, Context], Scores]
@@ -101,6 +103,20 @@ BALANCE_LARGE_POOL_QUEUE_BOOST = 3.0
 #: that equal concurrency leaves on the table. Larger moves along the median/tail trade-off (lower p99,
 #: higher p50) and, in pools of 16, churns more on noisy per-member rates (docs/policy.md).
 SPEED_PRIOR = 0.5
+#: weight of a member's measured time to first token in its pressure: q_i += BALANCE_TTFT_WEIGHT *
+#: shrink(log ttft_i - mean log ttft, BALANCE_TTFT_DEAD_ZONE). This is how the loop *sees* speed at
+#: the load it gives: with ratio-least-connections evening out concurrency, queue and KV use look alike
+#: on a fast and a slow member, but the slow one's prompts wait longer for their first token. The
+#: integrator moves share until first tokens come about as fast everywhere (the dead zone: differences
+#: under ~20% are noise), bounded by the queue and KV terms, which still pull a member back whose
+#: cache fills. Measured (bench.variants, docs/policy.md): 0.1 gives most of the tail gain at low and
+#: mid load; 0.2+ oscillates at 90% load and costs the median.
+BALANCE_TTFT_WEIGHT = 0.1
+BALANCE_TTFT_DEAD_ZONE = 0.2
+#: the TTFT weight in a pool of BALANCE_LARGE_POOL or more members. Halved: with bursty arrivals the
+#: per-member TTFT differences of a large pool are mostly which member caught a burst, and a full weight
+#: doubled the writes (pools of 16, conv trace: 30 -> 66 per minute) for no gain in p99.
+BALANCE_TTFT_WEIGHT_LARGE = 0.05
 #: KV use enters the pressure as kv_usage ** BALANCE_KV_POWER: near 0 while a member has room, steep as
 #: its cache fills. With a speed neutral, a fast member is *meant* to hold more concurrency (and so more
 #: KV) than a slow one; a linear KV term pushed it back toward equal concurrency at 15-30% KV use.
@@ -134,6 +150,17 @@ def pressure(s: Sample, mode: ModeConfig, kv_power: float = 1.0) -> float:
     return (wa * queued + wb * kv) / total
 
 
+def ttft_term(keys: Iterable[str], ttft: Mapping[str, float], dead_zone: float) -> dict[str, float]:
+    """Each member's log TTFT against the pool's mean log TTFT, soft-thresholded; all 0 unless every
+    member has a measured TTFT (a member without one would otherwise look average and be pushed around)."""
+    keys = list(keys)
+    if not keys or not all(ttft.get(k, 0) > 0 for k in keys):
+        return dict.fromkeys(keys, 0.0)
+    logs = {k: math.log(ttft[k]) for k in keys}
+    mean = sum(logs.values()) / len(logs)
+    return {k: shrink(v - mean, dead_zone) for k, v in logs.items()}
+
+
 def shrink(x: float, dead_zone: float) -> float:
     """Soft threshold: 0 inside ±dead_zone, and x moved toward 0 by dead_zone outside it (continuous)."""
     if x > dead_zone:
@@ -143,13 +170,33 @@ def shrink(x: float, dead_zone: float) -> float:
     return 0.0
 
 
+def _centre(logs: Mapping[str, float], samples: Mapping[str, Sample], ctx: Context, speed_prior: float | None,
+            prior: float, dead_zone: float) -> dict[str, float]:
+    """Where each log ratio leaks to: the pool's current geometric mean, spread in proportion to the
+    neutral (ctx.neutral ** speed_prior for measured rates, ** prior for KV capacity; speed_prior None:
+    ignore ctx.neutral and use the samples' kv_max_concurrency ** prior), or all equal."""
+    level = sum(logs.values()) / len(logs)
+    caps: Mapping[str, float | None] = {k: s.kv_max_concurrency for k, s in samples.items()}
+    exponent = prior
+    if speed_prior is not None and ctx.neutral and all(ctx.neutral.get(k, 0) > 0 for k in samples):
+        caps = ctx.neutral
+        exponent = speed_prior if ctx.neutral_source == "measured" else prior
+    if not exponent or not all(c and c > 0 for c in caps.values()):
+        return dict.fromkeys(logs, level)
+    cl = {k: math.log(c or 1.0) for k, c in caps.items()}
+    cmean = sum(cl.values()) / len(cl)
+    return {k: level + exponent * shrink(cl[k] - cmean, dead_zone) for k in logs}
+
+
 def balance_step(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context | None, *,
                  gain: float = BALANCE_GAIN, leak: float = BALANCE_LEAK, dead_zone: float = BALANCE_DEAD_ZONE,
                  max_move: float = BALANCE_MAX_MOVE, log_pressure: bool = True,
                  prior: float = BALANCE_PRIOR, large_pool: int = BALANCE_LARGE_POOL,
                  large_pool_queue_boost: float = BALANCE_LARGE_POOL_QUEUE_BOOST,
                  speed_prior: float = SPEED_PRIOR, use_neutral: bool = True, kv_power: float = BALANCE_KV_POWER,
-                 neutral_dead_zone: float = 0.0) -> Scores:
+                 neutral_dead_zone: float = 0.0, min_leak: float = 0.0,
+                 ttft_weight: float = BALANCE_TTFT_WEIGHT, ttft_dead_zone: float = BALANCE_TTFT_DEAD_ZONE,
+                 ttft_weight_large: float = BALANCE_TTFT_WEIGHT_LARGE) -> Scores:
     """One tick of the closed loop, in log space:
 
         log r_i <- (1 - leak) * log current_i + leak * neutral_i - clip(gain * shrink(q_i - mean q))
@@ -162,6 +209,11 @@ def balance_step(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context |
     Members more pressed than the pool's mean lose share, less pressed ones gain it; the leak makes
     differences the pressure does not renew decay back to the neutral. In a pool of `large_pool` or
     more members the queue weight w_a is multiplied by `large_pool_queue_boost` (1 = off).
+
+    q also carries ttft_weight (ttft_weight_large in a large pool) x ttft_term(): a member whose first
+    tokens come slower than the pool's (ctx.ttft, measured) is more pressed. min_leak > 0 makes a quiet
+    member's offset from the neutral shrink by at least that much per tick (a variant: it reaches the
+    neutral, and churns).
     """
     if not samples:
         return {}
@@ -172,53 +224,65 @@ def balance_step(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context |
     q = {k: pressure(s, mode, kv_power) for k, s in samples.items()}
     if log_pressure:
         q = {k: math.log1p(max(0.0, v)) for k, v in q.items()}
+    weight = ttft_weight_large if len(samples) >= large_pool else ttft_weight
+    if weight:
+        slow = ttft_term(q, ctx.ttft, ttft_dead_zone)
+        q = {k: v + weight * slow[k] for k, v in q.items()}
     mean = sum(q.values()) / len(q)
     logs = {k: math.log(v) for k, v in base.items()}
-    level = sum(logs.values()) / len(logs)
-    centre = {k: level for k in logs}
-    caps: Mapping[str, float | None] = {k: s.kv_max_concurrency for k, s in samples.items()}
-    exponent = prior
-    if use_neutral and ctx.neutral and all(ctx.neutral.get(k, 0) > 0 for k in samples):
-        caps = ctx.neutral
-        exponent = speed_prior if ctx.neutral_source == "measured" else prior
-    if exponent and all(c and c > 0 for c in caps.values()):
-        # leak toward ratios proportional to the neutral (same geometric mean as now), not toward equal
-        cl = {k: math.log(c or 1.0) for k, c in caps.items()}
-        cmean = sum(cl.values()) / len(cl)
-        centre = {k: level + exponent * shrink(cl[k] - cmean, neutral_dead_zone) for k in logs}
+    centre = _centre(logs, samples, ctx, speed_prior if use_neutral else None, prior, neutral_dead_zone)
 
     def move(k: str) -> float:
         return max(-max_move, min(max_move, gain * shrink(q[k] - mean, dead_zone)))
 
-    return {k: math.exp((1.0 - leak) * logs[k] + leak * centre[k] - move(k)) for k in samples}
+    def decayed(k: str, push: float) -> float:
+        # the offset from the neutral shrinks by `leak` of itself; while the pressure is quiet by at
+        # least `min_leak`, so the step clears the planner's dead band and the ratio reaches the neutral
+        off = logs[k] - centre[k]
+        cut = leak * abs(off) if push else max(leak * abs(off), min_leak)
+        return math.copysign(max(0.0, abs(off) - cut), off)
+
+    out = {}
+    for k in samples:
+        push = move(k)
+        out[k] = math.exp(centre[k] + decayed(k, push) - push)
+    return out
 
 
 def balance(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context | None = None) -> Scores:
     """The default closed loop (balance_step with the BALANCE_* constants): equalise log(1 + pressure)
     across the pool, ignoring differences under the dead zone, at most ~10% per tick, with a 20% leak
     toward the neutral ctx.neutral (measured service rates; KV capacity where no member exports speed
-    counters); in pools of 8+ members the queue term weighs 3x. Scores
-    are ratios (the planner rescales so the best is `scale`)."""
+    counters); in pools of 8+ members the queue term weighs 3x; a member whose measured time to first
+    token is above the pool's (beyond ~20%) counts as more pressed. Scores are ratios (the planner
+    rescales so the best is `scale`)."""
     return balance_step(samples, mode, ctx)
+
+
+def balance_rate(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context | None = None) -> Scores:
+    """The fourth `balance` (the default until the TTFT term): leaks toward the measured service rate
+    but does not see each member's time to first token. Kept for comparison (`balance-rate`)."""
+    return balance_step(samples, mode, ctx, ttft_weight=0.0, ttft_weight_large=0.0)
 
 
 def balance_kv(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context | None = None) -> Scores:
     """The third `balance` (the default until measured speed): leaks toward KV capacity, never toward
     a measured service rate. Kept for comparison (`balance-kv`)."""
-    return balance_step(samples, mode, ctx, use_neutral=False, kv_power=1.0)
+    return balance_step(samples, mode, ctx, use_neutral=False, kv_power=1.0, ttft_weight=0.0, ttft_weight_large=0.0)
 
 
 def balance_v2(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context | None = None) -> Scores:
     """The second `balance` (the default until the large-pool queue boost): the same loop with the
     configured w_a/w_b at every pool size. Kept for comparison (`balance-v2`); identical below 8 members."""
-    return balance_step(samples, mode, ctx, large_pool_queue_boost=1.0, use_neutral=False, kv_power=1.0)
+    return balance_step(samples, mode, ctx, large_pool_queue_boost=1.0, use_neutral=False, kv_power=1.0,
+                        ttft_weight=0.0, ttft_weight_large=0.0)
 
 
 def balance_v1(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context | None = None) -> Scores:
     """The first `balance` (the first default): ratio_i <- current_i * exp(-2 (p_i - mean p)),
     no leak, no dead zone, no clip. Kept for comparison (`balance-v1`); it chases noise on equal engines."""
     return balance_step(samples, mode, ctx, gain=2.0, leak=0.0, dead_zone=0.0, max_move=math.inf,
-                        log_pressure=False, prior=0.0, large_pool_queue_boost=1.0, kv_power=1.0)
+                        log_pressure=False, prior=0.0, large_pool_queue_boost=1.0, kv_power=1.0, ttft_weight=0.0, ttft_weight_large=0.0)
 
 
 def queue_balance(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context | None = None) -> Scores:
@@ -244,6 +308,7 @@ POLICIES.update({
     "balance": balance,
     "balance-v1": balance_v1,
     "balance-v2": balance_v2,
+    "balance-rate": balance_rate,
     "balance-kv": balance_kv,
     "queue-balance": queue_balance,
     "kv-capacity": kv_capacity,

@@ -68,8 +68,9 @@ def pool_table(plan: PoolPlan, policy: str = "", width: int = PLAN_WIDTH) -> str
     share = shares(plan, planned=True)
     limits = any(p.connection_limit or p.member.connection_limit for p in plan.members)
     speeds = any(p.speed_source == "measured" for p in plan.members)
+    ttfts = any(p.ttft for p in plan.members)
     headers = ["member", "wait", "run", "kv", "score", "ratio"] + (["limit"] if limits else []) + ["share"]
-    headers += (["speed"] if speeds else []) + ["action", "reason"]
+    headers += (["speed"] if speeds else []) + (["ttft"] if ttfts else []) + ["action", "reason"]
     rows = []
     for p in sorted(plan.members, key=_natural):
         s = p.sample
@@ -79,6 +80,7 @@ def pool_table(plan: PoolPlan, policy: str = "", width: int = PLAN_WIDTH) -> str
         row += [_arrow(p.member.connection_limit, p.connection_limit)] if limits else []
         row += [_pct(share[p.member.key], 1) if p.member.active else None]
         row += [None if p.speed is None else f"{p.speed:.2f}"] if speeds else []
+        row += [None if not p.ttft else f"{p.ttft:.2f}s"] if ttfts else []
         rows.append(row + [p.action.value, p.reason])
     return _fit(table(headers, rows), width)
 

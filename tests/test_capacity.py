@@ -31,9 +31,9 @@ def feed(steps, est=None):
     # the ITL histogram wins over the counter: 800 tokens in 4 s of inter-token time -> 200/s
     ([(0, sample(generation_tokens=0, itl_sum=0.0, itl_count=0)),
       (1, sample(generation_tokens=400, itl_sum=4.0, itl_count=800))], 200.0, None, 1),
-    # prefill: 30,000 prompt tokens over 15 s of TTFT (10 first tokens) -> 2000 prompt tokens per TTFT-second
+    # prefill: 30,000 prompt tokens over 15 s of TTFT (40 first tokens) -> 2000 prompt tokens per TTFT-second
     ([(0, sample(prompt_tokens=0, generation_tokens=0, ttft_sum=0.0, ttft_count=0)),
-      (2, sample(prompt_tokens=30000, generation_tokens=800, ttft_sum=15.0, ttft_count=10))], 100.0, 2000.0, 1),
+      (2, sample(prompt_tokens=30000, generation_tokens=800, ttft_sum=15.0, ttft_count=40))], 100.0, 2000.0, 1),
     # idle window (no tokens): nothing learned
     ([(0, sample(generation_tokens=10)), (1, sample(running=0.0, generation_tokens=10))], None, None, 0),
     # llama.cpp gauges stand in when the counters say nothing
@@ -51,12 +51,36 @@ def test_observe_table(steps, decode, prefill, windows):
 
 def test_a_quiet_window_grows_until_it_holds_enough_first_tokens():
     zero = dict(generation_tokens=0, itl_sum=0.0, itl_count=0)
+    third = capacity.MIN_FIRST_TOKENS / 3
     est = feed([(0, sample(prompt_tokens=0, ttft_sum=0.0, ttft_count=0, **zero)),
-                (1, sample(prompt_tokens=3000, ttft_sum=1.0, ttft_count=3, **zero)),  # 3 first tokens: too few
-                (2, sample(prompt_tokens=6000, ttft_sum=2.0, ttft_count=6, **zero))])  # 6: still too few
+                (1, sample(prompt_tokens=3000, ttft_sum=1.0, ttft_count=third, **zero)),  # too few first tokens
+                (2, sample(prompt_tokens=6000, ttft_sum=2.0, ttft_count=2 * third, **zero))])  # still too few
     assert est.windows == 0 and est.at == 0
-    est = observe(est, sample(prompt_tokens=9000, ttft_sum=4.0, ttft_count=9, **zero), 3)  # 9 since t=0: enough
+    est = observe(est, sample(prompt_tokens=9000, ttft_sum=4.0, ttft_count=3 * third, **zero), 3)  # enough since t=0
     assert est.windows == 1 and est.prefill == pytest.approx(9000 / 4.0)
+    assert est.ttft == pytest.approx(4.0 / (3 * third))
+
+
+def test_prefill_window_survives_decode_windows():
+    """A member with a few requests a second closes a decode window every tick; its first tokens must
+    still add up across those ticks (a shared baseline threw them away: the slow members' prefill rate
+    was measured only on bursts)."""
+    n = capacity.MIN_FIRST_TOKENS
+    steps = [(t, sample(generation_tokens=400.0 * t, prompt_tokens=1000.0 * t, ttft_sum=0.5 * t, ttft_count=n / 4 * t))
+             for t in range(0, 5)]
+    est = feed(steps)
+    assert est.windows == 4  # four decode windows ...
+    assert est.prefill == pytest.approx(1000.0 / 0.5)  # ... and the prefill window closed once, at t=4
+    assert est.ttft == pytest.approx(0.5 / (n / 4))
+    assert est.prefill_base is not None and est.prefill_base.ttft_count == n
+
+
+def test_ttft_is_an_ewma_of_window_means():
+    n = capacity.MIN_FIRST_TOKENS
+    est = feed([(0, sample(prompt_tokens=0, ttft_sum=0.0, ttft_count=0)),
+                (1, sample(prompt_tokens=100, ttft_sum=0.1 * n, ttft_count=n)),    # 0.1 s each
+                (2, sample(prompt_tokens=200, ttft_sum=0.6 * n, ttft_count=2 * n))])  # then 0.5 s each
+    assert est.ttft == pytest.approx(0.8 * 0.1 + 0.2 * 0.5)
 
 
 def test_no_counters_no_estimate_and_first_sample_is_only_a_baseline():
@@ -199,3 +223,20 @@ def test_planner_without_counters_falls_back_to_kv_capacity():
     plan, _ = planner.plan_pool(_pool(names), scrapes, cfg, {}, 0.0, 0.0)
     assert plan.neutral == KV_CAPACITY
     assert {p.speed_source for p in plan.members} == {KV_CAPACITY}
+
+
+def test_planner_passes_measured_ttft_to_the_policy_and_the_plan():
+    names = ["10.0.0.1:8000", "10.0.0.2:8000"]
+    cfg = PoolConfig(PoolRef("p"), "vllm", mode=ModeConfig("balance"))
+    n = capacity.MIN_FIRST_TOKENS
+    memory: dict = {}
+    plan = None
+    for t in range(6):
+        # the same load and decode speed; the second member's first tokens take three times as long
+        scrapes = {name: ScrapeResult(name, float(t), sample=sample(
+            generation_tokens=400.0 * t, prompt_tokens=1000.0 * t, ttft_sum=0.1 * (3 * i + 1) * n * t, ttft_count=n * t))
+            for i, name in enumerate(names)}
+        plan, memory = planner.plan_pool(_pool(names), scrapes, cfg, memory, float(t), 0.0)
+    by = {p.member.name: p for p in plan.members}
+    assert by[names[0]].ttft == pytest.approx(0.1) and by[names[1]].ttft == pytest.approx(0.4)
+    assert by[names[0]].ratio > by[names[1]].ratio

@@ -117,7 +117,7 @@ def test_mode_names_are_policies_and_unnamed_means_s1():
     data["modes"] = [{"w_a": 0.7, "w_b": 0.3}]
     assert parse(data, ENV).pools[0].mode.name == "s1"
     data["modes"] = [{"name": "s2"}]
-    policies = "s1, balance, balance-v1, balance-v2, balance-kv, queue-balance, kv-capacity"
+    policies = "s1, balance, balance-v1, balance-v2, balance-rate, balance-kv, queue-balance, kv-capacity"
     assert problems(data) == [f"modes[0].name: 's2' is not one of {policies}"]
 
 

@@ -248,3 +248,57 @@ def test_kv_use_weighs_only_when_the_cache_fills():
     assert policy.score(low, ModeConfig("balance-kv"), _ctx(a=100, b=100))["b"] < 100  # linear: it moved
     high = {"a": Sample(0, running=4, kv_usage=0.3), "b": Sample(0, running=4, kv_usage=0.9)}
     assert policy.score(high, BAL, _ctx(a=100, b=100))["b"] < 100
+
+
+# --- the TTFT term: how the loop sees speed at the load it gives ----------------------------------------
+
+@pytest.mark.parametrize(("ttft", "dz", "expect"), [
+    ({"a": 0.1, "b": 0.1}, 0.2, {"a": 0.0, "b": 0.0}),  # equal: nobody is slower
+    ({"a": 0.1, "b": 0.11}, 0.2, {"a": 0.0, "b": 0.0}),  # 10% apart: inside the dead zone
+    ({"a": 0.1, "b": 0.4}, 0.2, {"a": -(math.log(2) - 0.2), "b": math.log(2) - 0.2}),  # 4x: log 2 each side
+    ({"a": 0.1, "b": 0.4}, 0.0, {"a": -math.log(2), "b": math.log(2)}),
+    ({"a": 0.1}, 0.2, {"a": 0.0, "b": 0.0}),  # b not measured: no term for anybody
+    ({"a": 0.1, "b": 0.0}, 0.2, {"a": 0.0, "b": 0.0}),
+])
+def test_ttft_term_table(ttft, dz, expect):
+    assert policy.ttft_term(["a", "b"], ttft, dz) == pytest.approx(expect)
+
+
+def _even(n: int) -> dict[str, Sample]:
+    return {f"m{i}": Sample(0, running=4, kv_usage=0.2) for i in range(n)}
+
+
+def test_slower_first_tokens_lose_share_and_equal_ones_do_not_move():
+    s = _even(2)
+    ctx = policy.Context(current={"m0": 100, "m1": 100}, scale=100, ttft={"m0": 0.1, "m1": 0.3})
+    got = policy.score(s, BAL, ctx)
+    push = policy.BALANCE_TTFT_WEIGHT * (math.log(0.3 / 0.1) / 2 - policy.BALANCE_TTFT_DEAD_ZONE)
+    step = min(CLIP, GAIN * max(0.0, push - DZ))
+    assert step > 0
+    assert got == pytest.approx({"m0": 100 * E ** step, "m1": 100 * E ** -step})
+    same = policy.Context(current={"m0": 100, "m1": 100}, scale=100, ttft={"m0": 0.2, "m1": 0.2})
+    assert policy.score(s, BAL, same) == pytest.approx({"m0": 100, "m1": 100})
+    # the variants from before the term ignore it
+    for name in ("balance-rate", "balance-kv", "balance-v2", "balance-v1"):
+        assert policy.score(s, ModeConfig(name), ctx) == pytest.approx({"m0": 100, "m1": 100})
+
+
+def test_ttft_term_weighs_less_in_a_large_pool():
+    n = policy.BALANCE_LARGE_POOL
+    s = _even(n)
+    ttft = {k: 0.1 for k in s} | {"m0": 0.1 * math.exp(1.15)}  # both weights move it, neither hits the clip
+    ctx = policy.Context(current=dict.fromkeys(s, 100), scale=100, ttft=ttft)
+    full = policy.balance_step(s, BAL, ctx, ttft_weight_large=policy.BALANCE_TTFT_WEIGHT)
+    assert policy.score(s, BAL, ctx)["m0"] > full["m0"]  # cut less than with the small-pool weight
+    assert policy.score(s, BAL, ctx)["m0"] < 100
+
+
+def test_min_leak_reaches_the_neutral_when_the_pressure_is_quiet():
+    s = _even(2)
+    ctx = policy.Context(current={"m0": 100, "m1": 100}, scale=100, neutral={"m0": 1.0, "m1": 4.0},
+                         neutral_source="measured")
+    cur: dict[str, float] = {"m0": 100.0, "m1": 100.0}
+    for _ in range(60):
+        cur = policy.balance_step(s, BAL, policy.Context(current=cur, scale=10**6, neutral=ctx.neutral,
+                                                         neutral_source="measured"), min_leak=0.1)
+    assert cur["m1"] / cur["m0"] == pytest.approx(4.0 ** policy.SPEED_PRIOR, rel=1e-6)

@@ -124,7 +124,8 @@ def member_view(p: MemberPlan, *, score: float | None, share: float, planned_sha
         "action": p.action.value,
         "reason": scrub(p.reason),
     }
-    view["speed"] = {"value": num(p.speed), "source": p.speed_source or None}  # the planner's capacity estimate
+    # the planner's capacity estimate, and the mean TTFT the policy compared across the pool
+    view["speed"] = {"value": num(p.speed), "source": p.speed_source or None, "ttft_seconds": num(p.ttft, 4)}
     return view
 
 
