@@ -178,7 +178,7 @@ def main(argv=None) -> int:
     print(f" page               {origin}")
     print(f"                    {len(text.encode()) / 1024:.1f} KB, {text.count(chr(10))} lines, engine {engine}")
     print(f" full parse         {full * 1e3:8.3f} ms/page   (prometheus_client.parser)")
-    print(f" extract()          {fast * 1e3:8.3f} ms/page   (exposition.select + engines)")
+    print(f" extract()          {fast * 1e3:8.3f} ms/page   (exposition.scan + engines)")
     print(f" speed-up           {ratio:8.1f} x        (target >= {TARGET_RATIO:.0f}x)")
     print(f" values agree       {'yes' if same else 'NO'}            {sample}")
     print(f" verdict            {verdict}")

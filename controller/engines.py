@@ -140,13 +140,19 @@ class _Plan:
         keys = [self.waiting, self.running, *self.kv[:1]]
         return [k.name for k in keys if k is not None] + ([self.info] if self.info else [])
 
+    @property
+    def lookups(self) -> tuple[str, ...]:
+        """Every metric name extract() may read: the first pass's and the fallback KV candidates'."""
+        return (*self.names, *(k.name for k in self.kv[1:]))
 
-@lru_cache(maxsize=256)  # EngineKeys is frozen, so (type, keys) is a good cache key
+
+@lru_cache(maxsize=256)
 def base_engine_type(name: str) -> str:
     """The built-in engine type a variant's name starts with ("vllm_ascend" -> "vllm"), or ""."""
     return max((t for t in ENGINE_TYPES if name.startswith(t)), key=len, default="")
 
 
+@lru_cache(maxsize=256)  # EngineKeys is frozen, so (type, keys) is a good cache key
 def _plan(engine_type: str, keys: EngineKeys | None) -> _Plan:
     """The keys to read: the engine's defaults, each replaced by a custom key when one is set.
 
@@ -171,7 +177,10 @@ def extract(text: str, engine_type: str, keys: EngineKeys | None = None) -> Samp
     See the module docstring for how data-parallel ranks and odd values are combined.
     """
     plan = _plan(engine_type, keys)
-    page = exposition.select(text, plan.names)
+    speed = _speed_reads(engine_type)
+    # One pass finds every line read below: the load figures, the fallback KV names and the speed counters.
+    found = exposition.scan(text, plan.lookups + (speed.lookups if speed else ()))
+    page = found.select(plan.names)
 
     waiting_series = _series(page, plan.waiting)
     if not waiting_series:
@@ -182,7 +191,7 @@ def extract(text: str, engine_type: str, keys: EngineKeys | None = None) -> Samp
 
     kv_usage, kv_key = None, None
     if plan.kv:
-        kv_key, kv_series = _first_present(text, page, plan.kv)
+        kv_key, kv_series = _first_present(found, page, plan.kv)
         if kv_key is None:
             raise MetricsError("missing-metric", " or ".join(k.text for k in plan.kv))
         kv_usage = _kv(kv_series, kv_key)
@@ -194,7 +203,7 @@ def extract(text: str, engine_type: str, keys: EngineKeys | None = None) -> Samp
         kv_max_concurrency=_max_concurrency(page.get(plan.info, [])) if plan.info else None,
         engine="vllm-legacy" if kv_key is not None and kv_key.text == VLLM_KV_LEGACY else engine_type,
         ranks=len(waiting_series),
-        counters=speed_counters(text, engine_type),
+        counters=_read_speed(found, speed) if speed else None,
     )
 
 
@@ -207,12 +216,12 @@ def _series(page: dict[str, exposition.Series], key: Key) -> list[float]:
     return list(distinct.values())
 
 
-def _first_present(text: str, page: dict, candidates: tuple[Key, ...]) -> tuple[Key | None, list[float]]:
+def _first_present(found: exposition.Scan, page: dict, candidates: tuple[Key, ...]) -> tuple[Key | None, list[float]]:
     """The first candidate key with any series: vLLM 0.10 exports both KV names, and the new one is right.
-    Later candidates are searched only when needed (each search is a pass over the page)."""
+    Later candidates are parsed only when needed, each on its own as a separate `select` would."""
     for key in candidates:
         if key.name not in page:
-            page.update(exposition.select(text, [key.name]))
+            page.update(found.select([key.name]))
         values = _series(page, key)
         if values:
             return key, values
@@ -307,11 +316,18 @@ SPEED_NAMES: dict[str, SpeedNames] = {
 }
 
 
-def speed_counters(text: str, engine_type: str) -> SpeedCounters | None:
-    """The speed signals on a page, each summed over its distinct series (data-parallel ranks, finish
-    reasons); None when the page has none. Never raises: a missing or odd value is left out (None),
-    since speed only refines the neutral ratios and a page good enough for the load figures must not
-    be rejected for it."""
+@dataclass(frozen=True)
+class _SpeedReads:
+    """What `speed_counters` reads for one engine type: field -> metric name, the ITL candidates'
+    histogram bases, and every metric name looked up."""
+
+    fields: tuple[tuple[str, str], ...]
+    itl: tuple[str, ...]
+    lookups: tuple[str, ...]
+
+
+@lru_cache(maxsize=64)
+def _speed_reads(engine_type: str) -> _SpeedReads | None:
     names = SPEED_NAMES.get(engine_type) or SPEED_NAMES.get(base_engine_type(engine_type))
     if names is None:
         return None
@@ -322,17 +338,35 @@ def speed_counters(text: str, engine_type: str) -> SpeedCounters | None:
     }
     if names.ttft:
         wanted.update(ttft_sum=names.ttft + "_sum", ttft_count=names.ttft + "_count")
-    lookups = [n for n in wanted.values() if n]
+    fields = tuple((field, name) for field, name in wanted.items() if name)
+    lookups = [name for _field, name in fields]
     for base in names.itl:
         lookups += [base + "_sum", base + "_count"]
     if not lookups:
         return None
+    return _SpeedReads(fields, names.itl, tuple(lookups))
+
+
+def speed_counters(text: str, engine_type: str) -> SpeedCounters | None:
+    """The speed signals on a page, each summed over its distinct series (data-parallel ranks, finish
+    reasons); None when the page has none. Never raises: a missing or odd value is left out (None),
+    since speed only refines the neutral ratios and a page good enough for the load figures must not
+    be rejected for it. (`extract` reads the same from its own scan of the page.)"""
+    speed = _speed_reads(engine_type)
+    if speed is None:
+        return None
+    return _read_speed(exposition.scan(text, speed.lookups), speed)
+
+
+def _read_speed(found: exposition.Scan, speed: _SpeedReads) -> SpeedCounters | None:
+    """`speed_counters` from a scan that looked for `speed.lookups`: their own select, with its own
+    series cap, whose errors only make the counters None."""
     try:
-        page = exposition.select(text, lookups)
+        page = found.select(speed.lookups)
     except MetricsError:
         return None
-    values = {field: _sum_or_none(page.get(name, [])) for field, name in wanted.items() if name}
-    for base in names.itl:
+    values = {field: _sum_or_none(page.get(name, [])) for field, name in speed.fields}
+    for base in speed.itl:
         itl_sum, itl_count = _sum_or_none(page.get(base + "_sum", [])), _sum_or_none(page.get(base + "_count", []))
         if itl_sum is not None and itl_count is not None:
             values.update(itl_sum=itl_sum, itl_count=itl_count)

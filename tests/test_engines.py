@@ -6,8 +6,9 @@ import re
 
 import pytest
 
+from controller import exposition
 from controller.config import ENGINE_TYPES, EngineKeys
-from controller.engines import FLAVOURS, SPECS, default_path, detect, extract, parse_key
+from controller.engines import FLAVOURS, SPECS, default_path, detect, extract, parse_key, speed_counters
 from controller.errors import MetricsError
 from tests.conftest import ENGINE_PAGES, engine_page_text, shared_path
 
@@ -218,3 +219,56 @@ def test_a_page_with_50000_waiting_series_is_a_scrape_error_not_a_sum():
         extract(base + extra, "vllm")
     assert info.value.reason == "too-many-series"
     assert extract(base, "vllm").ranks == 2  # the same page without the flood reads as usual
+
+
+# -- one scan per page: the same Sample as reading each group of names on its own ---------------------
+def _lines(n: int, name: str, value: str = "1") -> str:
+    return "".join(f'{name}{{engine="{i}",model_name="m"}} {value}\n' for i in range(2, n + 2))
+
+
+SPEEDY = dp_page(extra='vllm:generation_tokens_total{engine="0"} 10\nvllm:generation_tokens_total{engine="1"} 5\n'
+                       'vllm:time_to_first_token_seconds_sum{engine="0"} 2.5\nvllm:time_to_first_token_seconds_count{engine="0"} 4\n')
+
+# case, page, engine: extract() must give the same Sample (or error) with one scan as with a select per group
+ONE_SCAN_TABLE = [
+    *((name, None, engine) for name, engine, *_ in TABLE),
+    ("speed counters summed over ranks", SPEEDY, "vllm"),
+    ("malformed speed line: no counters, load read", SPEEDY + "vllm:generation_tokens_total{x=1} 5\n", "vllm"),
+    ("speed names past their own cap: no counters, load read", SPEEDY + _lines(10_001, "vllm:generation_tokens_total"), "vllm"),
+    ("6,000 waiting and 6,000 speed lines: each within its own cap",
+     SPEEDY + _lines(6_000, "vllm:num_requests_waiting") + _lines(6_000, "vllm:generation_tokens_total"), "vllm"),
+    ("waiting past the cap", SPEEDY + _lines(10_001, "vllm:num_requests_waiting"), "vllm"),
+    ("malformed waiting line", SPEEDY + "vllm:num_requests_waiting{x=1} 5\n", "vllm"),
+    ("malformed legacy KV line, read only as a fallback", 'vllm:num_requests_waiting 1\nvllm:gpu_cache_usage_perc{x=1} 5\n', "vllm"),
+    ("legacy KV fallback", 'vllm:num_requests_waiting 1\nvllm:gpu_cache_usage_perc 0.5\n', "vllm"),
+    ("bad speed value", SPEEDY.replace("} 10\n", "} NaN\n"), "vllm"),
+    ("HTML", "<html>vllm:num_requests_waiting</html>", "vllm"),
+]
+
+
+def _sample_or_error(page: str, engine: str):
+    try:
+        return extract(page, engine)
+    except MetricsError as err:
+        return err.reason, err.detail
+
+
+@pytest.mark.parametrize("case,page,engine", ONE_SCAN_TABLE, ids=[c[0] for c in ONE_SCAN_TABLE])
+def test_one_scan_gives_what_a_select_per_group_gives(monkeypatch, case, page, engine):
+    page = page if page is not None else fixture(case)
+    one_scan = _sample_or_error(page, engine)
+    # A Scan that holds nothing reads every group with exposition.select: the per-name path.
+    monkeypatch.setattr(exposition, "scan", lambda text, names: exposition.Scan(text, None))
+    assert one_scan == _sample_or_error(page, engine)
+    if not isinstance(one_scan, tuple):
+        assert one_scan.counters == speed_counters(page, engine)
+
+
+def test_speed_counters_on_pages_that_test_the_caps():
+    assert extract(SPEEDY, "vllm").counters.generation_tokens == 15
+    assert extract(SPEEDY, "vllm").counters.ttft_sum == 2.5
+    assert extract(SPEEDY + "vllm:generation_tokens_total{x=1} 5\n", "vllm").counters is None
+    capped = extract(SPEEDY + _lines(10_001, "vllm:generation_tokens_total"), "vllm")
+    assert (capped.waiting, capped.counters) == (5, None)
+    both = extract(SPEEDY + _lines(6_000, "vllm:num_requests_waiting") + _lines(6_000, "vllm:generation_tokens_total"), "vllm")
+    assert (both.waiting, both.ranks, both.counters.generation_tokens) == (5 + 6_000, 6_002, 15 + 6_000)

@@ -1,4 +1,5 @@
-"""exposition.select: same values as prometheus_client for the selected names, read far more cheaply."""
+"""exposition.select: same values as prometheus_client for the selected names, read far more cheaply;
+exposition.scan: one pass for many names, then the same result and errors as select."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
+from controller import engines
 from controller.errors import MetricsError
-from controller.exposition import select
+from controller.exposition import MAX_SAMPLES, scan, select
 from tests.conftest import ENGINE_PAGES, engine_page_text
 
 
@@ -287,3 +289,134 @@ def test_the_cap_counts_every_requested_name_together():
     assert len(select(page, ["a_total"], limit=10_000)["a_total"]) == 6_000
     with pytest.raises(MetricsError, match="too-many-series"):
         select(page, ["a_total", "b_total"], limit=10_000)
+
+
+# --- scan: one pass for many names, the same answers as select ------------------------------------
+
+
+def outcome(read):
+    """What a read gives: ("ok", series by name) or ("error", reason, detail)."""
+    try:
+        return ("ok", read())
+    except MetricsError as err:
+        return ("error", err.reason, err.detail)
+
+
+def same_outcome(a, b) -> bool:
+    return a[0] == b[0] and (same(a[1], b[1]) if a[0] == "ok" else a == b)
+
+
+def groups_for(text: str) -> list[list[str]]:
+    """Name groups read from `text`: every name written on it, each engine's load and speed names (the
+    groups extract() reads), and the names that are prefixes of others or absent."""
+    written = sorted(set(re.findall(r"^[ \t]*([a-zA-Z_:][a-zA-Z0-9_:]*)[ \t{]", text, re.MULTILINE)))
+    out = [written, written[::-1], ["nope", "also:absent"]]
+    for engine in engines.SPECS:
+        plan = engines._plan(engine, None)
+        out.append(plan.names)
+        out.append(list(plan.lookups))
+        speed = engines._speed_reads(engine)
+        if speed:
+            out.append(list(speed.lookups))
+    return out
+
+
+@pytest.mark.parametrize("name", ENGINE_PAGES)
+def test_scan_gives_what_select_gives_on_the_real_pages(name):
+    """One scan for every name of every group, then each group: the same series (or error) as select."""
+    text = engine_page_text(name)
+    groups = groups_for(text)
+    found = scan(text, [n for group in groups for n in group])
+    assert any(found.select(group)[n] for group in groups for n in group)  # the pages do hold wanted lines
+    for group in groups:
+        assert same_outcome(outcome(lambda g=group: found.select(g)), outcome(lambda g=group: select(text, g))), group
+
+
+@pytest.mark.parametrize("name", ENGINE_PAGES)
+def test_scan_on_crlf_indented_and_unterminated_real_pages(name):
+    base = engine_page_text(name)
+    for text in (base.replace("\n", "\r\n"), base.replace("\n", "\n \t"), base.rstrip("\n"), "\n\n" + base):
+        for group in groups_for(base):
+            assert same_outcome(outcome(lambda g=group, t=text: scan(t, g).select(g)),
+                                outcome(lambda g=group, t=text: select(t, g))), (group, text[:80])
+
+
+# page, names scanned for and selected, expected series (or the MetricsError reason)
+SCAN_TABLE = [
+    ("first line", "m 1\nx 2\n", ["m", "x"], {"m": [({}, 1.0)], "x": [({}, 2.0)]}),
+    ("no final newline", "x 2\nm 1", ["m"], {"m": [({}, 1.0)]}),
+    ("prefix names both wanted", "q 1\nq_len 2\nq:x 3\nq 4\n", ["q", "q_len"],
+     {"q": [({}, 1.0), ({}, 4.0)], "q_len": [({}, 2.0)]}),
+    ("longer name not wanted", "q_len 2\n", ["q"], {"q": []}),
+    ("HELP, TYPE and label values", '# HELP m m 5\n# TYPE m gauge\nother{a="\\nm 9"} 1\nxm 3\nm 7\n', ["m"],
+     {"m": [({}, 7.0)]}),
+    ("leading blanks", " \t m 1\n\x0bm 2\n\u00a0m 3\n\u2028m 4\n", ["m"],
+     {"m": [({}, 1.0), ({}, 2.0), ({}, 3.0), ({}, 4.0)]}),
+    ("text before the name", "a m 1\n# m 2\nx 1\n", ["m"], {"m": []}),
+    ("lone CR is not a line end", "a 1\rm 2\n", ["m", "a"], "not-prometheus"),
+    ("CRLF", "m{a=\"b\"} 1\r\nm 2\r\n", ["m"], {"m": [({"a": "b"}, 1.0), ({}, 2.0)]}),
+    ("duplicate names asked", "m 1\n", ["m", "m"], {"m": [({}, 1.0)]}),
+    ("malformed wanted line", "m 1\nm{a=1} 2\n", ["m"], "not-prometheus"),
+    ("malformed unwanted line", "m 1\nn{a=1} 2\n", ["m"], {"m": [({}, 1.0)]}),
+    ("reserved label name", 'm{a="1",__x="2"} 5\n', ["m"], "not-prometheus"),
+    ("double underscores elsewhere", 'm{a="__",b__c="1"} 5\n', ["m"], {"m": [({"a": "__", "b__c": "1"}, 5.0)]}),
+    ("nothing found on HTML", "<html>m</html>", ["m"], "not-prometheus"),
+    ("nothing found on a real page", "x 1\n", ["m"], {"m": []}),
+    ("no names", "m 1\n", [], {}),
+]
+
+
+@pytest.mark.parametrize("case,text,names,expect", SCAN_TABLE, ids=[c[0] for c in SCAN_TABLE])
+def test_scan_table(case, text, names, expect):
+    got = outcome(lambda: scan(text, names).select(names))
+    assert same_outcome(got, outcome(lambda: select(text, names))), case
+    if isinstance(expect, str):
+        assert got[0] == "error" and got[1] == expect, got
+    else:
+        assert got == ("ok", expect)
+
+
+def test_scan_selects_subsets_and_falls_back_for_names_it_did_not_look_for():
+    text = "a 1\nb 2\nc 3\n"
+    found = scan(text, ["a", "b"])
+    assert found.select(["b"]) == {"b": [({}, 2.0)]}
+    assert found.select(["c", "a"]) == {"c": [({}, 3.0)], "a": [({}, 1.0)]}  # c: read with select
+    with pytest.raises(ValueError):
+        found.select(["not a name"])
+    with pytest.raises(ValueError):
+        scan(text, ["a", "not a name"])
+
+
+def test_scan_keeps_each_selects_own_cap_and_order_of_errors():
+    page = _many(6_000, "a_total") + _many(6_000, "b_total") + "c 1\n"
+    found = scan(page, ["a_total", "b_total", "c"])  # 12,001 lines: past the scan's cap, so select decides
+    assert len(found.select(["a_total"])["a_total"]) == 6_000
+    assert found.select(["c"]) == {"c": [({}, 1.0)]}
+    with pytest.raises(MetricsError, match="too-many-series"):
+        found.select(["a_total", "b_total"])
+    small = scan(page[:200] + "a_total{x=1} 1\n", ["a_total"])
+    with pytest.raises(MetricsError, match="not-prometheus"):
+        small.select(["a_total"])
+    under = _many(3, "a_total") + "a_total{x=1} 1\n" + _many(3, "b_total")
+    for names, limit in ((["a_total", "b_total"], 2), (["b_total", "a_total"], 4), (["b_total", "a_total"], 3)):
+        assert outcome(lambda n=names, k=limit: scan(under, n).select(n, k)) == outcome(lambda n=names, k=limit: select(under, n, k))
+
+
+def test_scan_at_and_past_the_cap():
+    at = _many(MAX_SAMPLES)
+    assert len(scan(at, ["vllm:num_requests_waiting"]).select(["vllm:num_requests_waiting"])["vllm:num_requests_waiting"]) == MAX_SAMPLES
+    started = time.perf_counter()
+    with pytest.raises(MetricsError) as info:
+        scan(_many(50_000), ["vllm:num_requests_waiting"]).select(["vllm:num_requests_waiting"])
+    assert info.value.reason == "too-many-series"
+    assert time.perf_counter() - started < 5  # generous: stops at the cap (about 40 ms here), never a hang
+
+
+@settings(max_examples=min(200, settings.default.max_examples), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(page=pages(), data=st.data())
+def test_scan_equals_select_on_generated_pages(page, data):
+    present = sorted(set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", page)))
+    pool = present + ["vllm:q", "q", "q_len"]
+    scanned = data.draw(st.lists(st.sampled_from(pool), min_size=1, max_size=8, unique=True))
+    wanted = data.draw(st.lists(st.sampled_from(scanned), min_size=1, max_size=4, unique=True))
+    assert same_outcome(outcome(lambda: scan(page, scanned).select(wanted)), outcome(lambda: select(page, wanted)))
