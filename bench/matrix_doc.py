@@ -28,8 +28,9 @@ def _point_label(p: dict) -> str:
 
 def goal_rows(points: list[dict]) -> tuple[list[str], dict]:
     rows = ["| scenario | arrivals | p50 / LC (≤ 1.05) | p99 / LC (hetero ≤ 0.7, homo ≤ 1.05) | p99 / sideband (hetero ≤ 0.8) "
-            "| p99 / static-best (≤ 1.15; degrade < 1) | TTFT ≤ 2 s vs LC (≥) | writes/min (16: ≤ 30) |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+            "| p99 / static-best (≤ 1.15; degrade < 1) | TTFT ≤ 2 s vs LC (≥) | writes/min (16: ≤ 30) "
+            "| p50, p99 / previous default |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     tally: dict[str, list[bool]] = {k: [] for k in ("p50", "p99_lc", "p99_sb", "static", "slo", "writes")}
     for p in points:
         m = p["median"]
@@ -48,7 +49,8 @@ def goal_rows(points: list[dict]) -> tuple[list[str], dict]:
             f"| {p['scenario']} | {_point_label(p)} | {_f(r50)} {_mark(ok['p50'])} | {_f(r99)} {_mark(ok['p99_lc'])} | "
             + ("n/a" if homo else f"{_f(rsb)} {_mark(ok['p99_sb'])}")
             + f" | {_f(gst)} {_mark(ok['static'])} | {d['slo_2s']:.1%} vs {lc['slo_2s']:.1%} {_mark(ok['slo'])} | "
-            f"{_f(d['writes_per_min'], 1)}" + (f" {_mark(ok['writes'])}" if p["members"] >= 16 else "") + " |")
+            f"{_f(d['writes_per_min'], 1)}" + (f" {_mark(ok['writes'])}" if p["members"] >= 16 else "") + " | "
+            + (f"{_f(d['p50'] / m['balance-rate']['p50'])}, {_f(d['p99'] / m['balance-rate']['p99'])} |" if "balance-rate" in m else "– |"))
     return rows, tally
 
 
@@ -64,18 +66,20 @@ def summary_rows(points: list[dict]) -> list[str]:
         "homogeneous, all": [p for p in points if p["scenario"].startswith("homo")],
     }
     out = ["| points | n | p50 / LC | p99 / LC | p99 / sideband (1 s) | p99 / sideband-10s | p99 / static-best | p99 / jsed "
-           "| TTFT ≤ 2 s: default − LC (points) | writes/min, pools of 4–8 | writes/min, pools of 16 |",
-           "| --- | ---: | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+           "| p50, p99 / previous default (`balance-rate`) | TTFT ≤ 2 s: default − LC (points) | writes/min, pools of 4–8 "
+           "| writes/min, pools of 16 |",
+           "| --- | ---: | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for label, ps in groups.items():
         if not ps:
             continue
         def r(ref: str, key: str = "p99", ps: list[dict] = ps) -> str:
-            return _range([p["median"]["default"][key] / p["median"][ref][key] for p in ps])
+            return _range([p["median"]["default"][key] / p["median"][ref][key] for p in ps if ref in p["median"]])
         slo = [100 * (p["median"]["default"]["slo_2s"] - p["median"]["lc"]["slo_2s"]) for p in ps]
         small = [p["median"]["default"]["writes_per_min"] for p in ps if p["members"] < 16]
         large = [p["median"]["default"]["writes_per_min"] for p in ps if p["members"] >= 16]
         out.append(f"| {label} | {len(ps)} | {r('lc', 'p50')} | {r('lc')} | {r('sideband')} | {r('sideband-10s')} | "
-                   f"{r('static-best')} | {r('jsed')} | {_range(slo, 1)} pp | {_range(small, 1)} | {_range(large, 1)} |")
+                   f"{r('static-best')} | {r('jsed')} | {r('balance-rate', 'p50')}, {r('balance-rate')} | {_range(slo, 1)} pp | "
+                   f"{_range(small, 1)} | {_range(large, 1)} |")
     return out
 
 
