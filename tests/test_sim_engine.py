@@ -435,3 +435,17 @@ def test_step_noise_varies_step_times_with_mean_one_and_is_seeded():
     assert mean_noisy == pytest.approx(mean_quiet, rel=0.1)
     with pytest.raises(ValueError):
         EngineSpec(step_noise=2.0)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_looking_at_a_noisy_engine_does_not_change_what_it_does(seed):
+    """A scrape advances the engine to the scrape time, cutting a run of decode steps in two. The cut
+    run must go on with the same noise draw: otherwise a benchmark contender that scrapes every tick
+    (the controller) would see other engines than one that does not (least-connections)."""
+    spec = EngineSpec(max_num_seqs=16, step_noise=0.2, noise_seed=seed)
+    work = poisson(seed, 200, 6.0)
+    plain, plain_reqs = run(spec, work, check=False)
+    looked, looked_reqs = run(spec, work, step=0.37, check=False)
+    assert [r.first_token for r in looked_reqs] == pytest.approx([r.first_token for r in plain_reqs], abs=1e-9)
+    assert looked.t == pytest.approx(plain.t, abs=1e-9)
+    assert looked.generation_tokens_total == plain.generation_tokens_total

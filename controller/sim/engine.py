@@ -100,6 +100,9 @@ class Engine:
         self._n_decode = 0
         self._heap: list[tuple[int, int, _Seq]] = []
         self._noise = random.Random(self.spec.noise_seed) if self.spec.step_noise > 0 else None
+        # the noise factor of a decode run cut short only by `until` (an observer or an arrival elsewhere):
+        # the run goes on with it, so looking at the engine does not change what it does
+        self._carry: float | None = None
         self._init_stats()
 
     # -- statistics --
@@ -258,6 +261,7 @@ class Engine:
     def _general_step(self) -> None:
         """One step with prefill work, admissions or a preemption: O(prefilling + admitted + finished)."""
         spec, B, t0 = self.spec, self._B, self.t
+        self._carry = None
         preempted = False
         while self._growth_now() > self._free():
             self._preempt_newest(t0)
@@ -309,10 +313,12 @@ class Engine:
     def _decode_run(self, until: float, strict: bool) -> None:
         """k identical decode-only steps at once, stopping at the next finish, KV limit or `until`."""
         n = self._n_decode
-        d = self.spec.step_seconds(n, 0) * self._noise_factor()  # one draw per run of identical steps
-        k = self._steps_starting_by(until, d, strict)
-        k = min(k, self._next_finish_G() - self._G)
-        k = self._kv_limit(k, n)
+        factor = self._carry if self._carry is not None else self._noise_factor()  # one draw per run of identical steps
+        d = self.spec.step_seconds(n, 0) * factor
+        k_until = self._steps_starting_by(until, d, strict)
+        k_finish = self._next_finish_G() - self._G
+        k = self._kv_limit(min(k_until, k_finish), n)
+        self._carry = factor if k == k_until < k_finish and until != math.inf else None
         self._used += self._growth(k, n)
         self._G += k
         t1 = self.t + k * d
