@@ -113,10 +113,11 @@ SPEED_PRIOR = 0.5
 #: mid load; 0.2+ oscillates at 90% load and costs the median.
 BALANCE_TTFT_WEIGHT = 0.1
 BALANCE_TTFT_DEAD_ZONE = 0.2
-#: the TTFT weight in a pool of BALANCE_LARGE_POOL or more members. Halved: with bursty arrivals the
-#: per-member TTFT differences of a large pool are mostly which member caught a burst, and a full weight
-#: doubled the writes (pools of 16, conv trace: 30 -> 66 per minute) for no gain in p99.
-BALANCE_TTFT_WEIGHT_LARGE = 0.05
+#: the TTFT weight in a pool of BALANCE_LARGE_POOL or more members: off. Measured (bench.matrix, 2026-11-30,
+#: seeds 1-3): at 0.05 the pools of 16 wrote 15-70% more (e.g. fastsmallkv16 conv trace 38 vs 22 writes a
+#: minute) and their p99 was no better (0.71-1.01x least-connections against 0.64-1.01x without the term);
+#: at 0.1 writes doubled. A large pool's speed differences reach it through the measured neutral.
+BALANCE_TTFT_WEIGHT_LARGE = 0.0
 #: KV use enters the pressure as kv_usage ** BALANCE_KV_POWER: near 0 while a member has room, steep as
 #: its cache fills. With a speed neutral, a fast member is *meant* to hold more concurrency (and so more
 #: KV) than a slow one; a linear KV term pushed it back toward equal concurrency at 15-30% KV use.

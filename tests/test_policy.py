@@ -283,14 +283,15 @@ def test_slower_first_tokens_lose_share_and_equal_ones_do_not_move():
         assert policy.score(s, ModeConfig(name), ctx) == pytest.approx({"m0": 100, "m1": 100})
 
 
-def test_ttft_term_weighs_less_in_a_large_pool():
+def test_ttft_term_is_off_in_a_large_pool():
     n = policy.BALANCE_LARGE_POOL
     s = _even(n)
-    ttft = {k: 0.1 for k in s} | {"m0": 0.1 * math.exp(1.15)}  # both weights move it, neither hits the clip
+    ttft = {k: 0.1 for k in s} | {"m0": 0.1 * math.exp(1.15)}
     ctx = policy.Context(current=dict.fromkeys(s, 100), scale=100, ttft=ttft)
-    full = policy.balance_step(s, BAL, ctx, ttft_weight_large=policy.BALANCE_TTFT_WEIGHT)
-    assert policy.score(s, BAL, ctx)["m0"] > full["m0"]  # cut less than with the small-pool weight
-    assert policy.score(s, BAL, ctx)["m0"] < 100
+    assert policy.BALANCE_TTFT_WEIGHT_LARGE == 0.0
+    assert policy.score(s, BAL, ctx) == pytest.approx(dict.fromkeys(s, 100))
+    small = policy.balance_step(s, BAL, ctx, ttft_weight_large=policy.BALANCE_TTFT_WEIGHT)
+    assert small["m0"] < 100  # the same pool with the small-pool weight would move
 
 
 def test_min_leak_reaches_the_neutral_when_the_pressure_is_quiet():
