@@ -254,9 +254,9 @@ def balance(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context | None
     """The default closed loop (balance_step with the BALANCE_* constants): equalise log(1 + pressure)
     across the pool, ignoring differences under the dead zone, at most ~10% per tick, with a 20% leak
     toward the neutral ctx.neutral (measured service rates; KV capacity where no member exports speed
-    counters); in pools of 8+ members the queue term weighs 3x; a member whose measured time to first
-    token is above the pool's (beyond ~20%) counts as more pressed. Scores are ratios (the planner
-    rescales so the best is `scale`)."""
+    counters); in pools of 8+ members the queue term weighs 3x; in smaller pools a member whose measured
+    time to first token is above the pool's (beyond ~20%) counts as more pressed. Scores are ratios (the
+    planner rescales so the best is `scale`)."""
     return balance_step(samples, mode, ctx)
 
 
