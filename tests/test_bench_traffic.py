@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench import experiments, scenario, simulator, traffic
+from bench import experiments, ratios, scenario, simulator, traffic
 from bench.scenario import ScenarioError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -189,3 +189,12 @@ def test_cli_fixed_ratios_run_as_the_static_contender(tmp_path):
                          "--ratios", "30,100"]) == 0
     assert set(json.loads(out.read_text())["contenders"]) == {"lc", "static"}
     assert traffic.main(["--scenario", str(path), "--ratios", "1,2,3"]) == 2  # one ratio per member
+
+
+def test_bench_ratios_prints_the_ratios_through_a_run(capsys):
+    scenario = Path(__file__).resolve().parent.parent / "bench" / "scenarios" / "equalkv4.yaml"
+    assert ratios.main(["--scenario", str(scenario), "--load", "0.5", "--seed", "1", "--duration", "30", "--every", "10"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) >= 4 and lines[0].startswith("t=") and "h100-80g-1" in lines[0]
+    assert "'p99'" in lines[-1]
+    assert any(" ttft " in ln and "s wait" in ln and "-  wait" not in ln.split("|")[1] for ln in lines[1:-1])
