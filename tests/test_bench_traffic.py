@@ -192,8 +192,8 @@ def test_cli_fixed_ratios_run_as_the_static_contender(tmp_path):
 
 
 def test_bench_ratios_prints_the_ratios_through_a_run(capsys):
-    scenario = Path(__file__).resolve().parent.parent / "bench" / "scenarios" / "equalkv4.yaml"
-    assert ratios.main(["--scenario", str(scenario), "--load", "0.5", "--seed", "1", "--duration", "30", "--every", "10"]) == 0
+    path = Path(__file__).resolve().parent.parent / "bench" / "scenarios" / "equalkv4.yaml"
+    assert ratios.main(["--scenario", str(path), "--load", "0.5", "--seed", "1", "--duration", "30", "--every", "10"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) >= 4 and lines[0].startswith("t=") and "h100-80g-1" in lines[0]
     assert "'p99'" in lines[-1]
