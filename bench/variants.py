@@ -59,7 +59,7 @@ def _job(args: tuple) -> tuple[str, float, int, dict[str, dict]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.variants", description=__doc__.split("\n")[0])
     ap.add_argument("--only", default=",".join(SCENARIOS))
-    ap.add_argument("--loads", default="0.7,0.9")
+    ap.add_argument("--loads", default="0.5,0.9")
     ap.add_argument("--seeds", default="1,2,3")
     ap.add_argument("--duration", type=float, default=300.0)
     ap.add_argument("--workers", type=int, default=2)
