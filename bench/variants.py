@@ -5,7 +5,10 @@
 
 Each variant is a bench-only scorer or setting passed to the planner (`plan_pool(scorer=...,
 prefill_weight=...)`); nothing is registered in `controller.policy.POLICIES` and no module constant is
-changed. Cells: the median over seeds of p50 / LC p50 and p99 / LC p99 (Poisson arrivals).
+changed. Cells: the median over seeds of each variant's p50 and p99 divided by the same median of
+least-connections (as the goal table in docs/benchmarks.md divides them), Poisson arrivals; a second
+table gives the median writes per minute. Runs are shortened with `Scenario.with_duration`, as in
+`bench.matrix`, so a slowdown comes at the same share of the run.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import functools
 import multiprocessing as mp
 import statistics
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from controller import policy
@@ -48,7 +50,7 @@ VARIANTS: dict[str, Contender] = {c.name: c for c in [
 
 def _job(args: tuple) -> tuple[str, float, int, dict[str, dict]]:
     name, load, seed, duration = args
-    sc = replace(S.load(Path(__file__).resolve().parent / "scenarios" / f"{name}.yaml"), duration_s=duration)
+    sc = S.load(Path(__file__).resolve().parent / "scenarios" / f"{name}.yaml").with_duration(duration)
     sc = sc.with_arrivals(kind="poisson", trace="conv", load=load, seed=seed)
     out = {"lc": run(sc, Contender("lc", "lb", "least-connections-member")).summary()}
     for v, con in VARIANTS.items():
@@ -71,18 +73,24 @@ def main(argv: list[str] | None = None) -> int:
     with mp.get_context("fork").Pool(max(1, args.workers)) as pool:
         results = pool.map(_job, jobs, chunksize=1)
     cols = [(n, ld) for n in names for ld in loads]
-    print(f"p50/LC and p99/LC, median over seeds {args.seeds}, Poisson arrivals, {args.duration:g} simulated s per run\n")
+    print(f"p50/LC and p99/LC (medians over seeds {args.seeds}), Poisson arrivals, {args.duration:g} simulated s per run\n")
+    _table(results, cols, lambda m, lc: f"{m['p50'] / lc['p50']:.2f} / {m['p99'] / lc['p99']:.2f}")
+    print(f"\nBIG-IP writes per minute (median over seeds {args.seeds})\n")
+    _table(results, cols, lambda m, lc: f"{m['writes_per_min']:.1f}")
+    return 0
+
+
+def _table(results: list, cols: list[tuple[str, float]], cell) -> None:
     print("| variant | " + " | ".join(f"{n} {ld:.0%}" for n, ld in cols) + " |")
     print("| --- | " + " | ".join("---:" for _ in cols) + " |")
     for v in VARIANTS:
         cells = []
         for n, ld in cols:
             rs = [r for (rn, rl, _, r) in results if rn == n and rl == ld]
-            p50 = statistics.median(r[v]["p50"] / r["lc"]["p50"] for r in rs)
-            p99 = statistics.median(r[v]["p99"] / r["lc"]["p99"] for r in rs)
-            cells.append(f"{p50:.2f} / {p99:.2f}")
+            med = {k: statistics.median(r[v][k] for r in rs) for k in ("p50", "p99", "writes_per_min")}
+            lc = {k: statistics.median(r["lc"][k] for r in rs) for k in ("p50", "p99")}
+            cells.append(cell(med, lc))
         print(f"| {v} | " + " | ".join(cells) + " |")
-    return 0
 
 
 if __name__ == "__main__":
