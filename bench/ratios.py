@@ -3,7 +3,8 @@
     python -m bench.ratios --scenario bench/scenarios/equalkv4.yaml --trace conv --load 0.85 --seed 1
 
 Each line: simulated time, each member's ratio on LTM, the mean TTFT the controller measured for it
-(the TTFT term's input), and its queue (requests waiting). Then the run's TTFT summary.
+(the TTFT term's input), its measured prefill rate in thousands of prompt tokens per TTFT-second (what
+the neutral follows) and its queue (requests waiting). Then the run's TTFT summary.
 """
 
 from __future__ import annotations
@@ -25,9 +26,14 @@ class _Traced(Sim):
         if t >= self.next_line:
             self.next_line = t + self.every
             ttft = [getattr(self.memory.get(n), "speed", None) for n in self.names]
-            cells = [f"{n} {v.ratio:>3} ttft {_s(e.ttft if e else None)} wait {eng.snapshot().waiting:>3}"
+            cells = [f"{n} {v.ratio:>3} ttft {_s(e.ttft if e else None)} pre {_k(e.prefill if e else None)} "
+                     f"wait {eng.snapshot().waiting:>3}"
                      for n, v, e, eng in zip(self.names, self.views, ttft, self.engines, strict=True)]
             print(f"t={t:6.1f}  " + " | ".join(cells))
+
+
+def _k(x: float | None) -> str:
+    return "   - " if x is None else f"{x / 1000:4.1f}k"
 
 
 def _s(x: float | None) -> str:
