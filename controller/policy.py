@@ -109,14 +109,14 @@ SPEED_PRIOR = 0.5
 #: on a fast and a slow member, but the slow one's prompts wait longer for their first token. The
 #: integrator moves share until first tokens come about as fast everywhere (the dead zone: differences
 #: under ~20% are noise), bounded by the queue and KV terms, which still pull a member back whose
-#: cache fills. Measured (bench.variants, docs/policy.md): 0.1 gives most of the tail gain at low and
-#: mid load; 0.2+ oscillates at 90% load and costs the median.
+#: cache fills. Measured (bench.variants, docs/policy.md): 0.1 gives most of the tail gain at 50% load;
+#: 0.2 is mixed (better at 6 cells, worse at 4, p50 up at 90%) and writes up to 50% more.
 BALANCE_TTFT_WEIGHT = 0.1
 BALANCE_TTFT_DEAD_ZONE = 0.2
 #: the TTFT weight in a pool of BALANCE_LARGE_POOL or more members: off. Measured (bench.matrix, 2026-11-30,
-#: seeds 1-3): at 0.05 the pools of 16 wrote 15-70% more (e.g. fastsmallkv16 conv trace 38 vs 22 writes a
-#: minute) and their p99 was no better (0.71-1.01x least-connections against 0.64-1.01x without the term);
-#: at 0.1 writes doubled. A large pool's speed differences reach it through the measured neutral.
+#: seeds 1-3, docs/policy.md): at 0.05 the pools of 16 wrote 15-70% more (e.g. fastsmallkv16 conv trace 38
+#: vs 22 writes a minute, over the 30/min budget at 3 of 12 points) for a p99 better at 4 points and worse
+#: at 4. A large pool's speed differences reach it through the measured neutral.
 BALANCE_TTFT_WEIGHT_LARGE = 0.0
 #: KV use enters the pressure as kv_usage ** BALANCE_KV_POWER: near 0 while a member has room, steep as
 #: its cache fills. With a speed neutral, a fast member is *meant* to hold more concurrency (and so more
