@@ -8,7 +8,8 @@ from controller import capacity, engines, planner
 from controller.capacity import IMPUTED, KV_CAPACITY, MEASURED, SpeedEstimate, neutral, observe
 from controller.config import ModeConfig, PoolConfig
 from controller.model import Member, PoolRef, PoolState, Sample, ScrapeResult, SpeedCounters
-from controller.render import neutral_line
+from controller.render import neutral_line, pool_table
+from controller.telemetry.status import pool_view
 
 
 def sample(running=4.0, kv_max=None, **counters) -> Sample:
@@ -241,3 +242,19 @@ def test_planner_passes_measured_ttft_to_the_policy_and_the_plan():
     assert by[names[0]].ttft == pytest.approx(0.1) and by[names[1]].ttft == pytest.approx(0.4)
     assert by[names[0]].ratio > by[names[1]].ratio
     assert " ttft=0.40s " in by[names[1]].description  # the admin sees what the policy compared
+    table = pool_table(plan)
+    assert table.splitlines()[0].split()[-3:] == ["ttft", "action", "reason"]
+    assert "0.40s" in next(ln for ln in table.splitlines() if ln.startswith(names[1]))
+    view = pool_view(plan, "vllm", "balance", dry_run=True)
+    speeds = {m["name"]: m["speed"] for m in view["members"]}
+    assert speeds[names[1]]["ttft_seconds"] == pytest.approx(0.4) and speeds[names[1]]["source"] == MEASURED
+
+
+@pytest.mark.parametrize(("est", "expect"), [
+    ({"a": SpeedEstimate(at=0.0, counters=SpeedCounters(), prefill=1.0, ttft=0.2, windows=5)}, {"a": 0.2}),
+    ({"a": SpeedEstimate(at=0.0, counters=SpeedCounters(), prefill=1.0, ttft=0.2, windows=1)}, {}),  # not ready
+    ({"a": SpeedEstimate(at=0.0, counters=SpeedCounters(), decode=1.0, windows=5)}, {}),  # no TTFT measured
+    ({"b": SpeedEstimate(at=0.0, counters=SpeedCounters(), prefill=1.0, ttft=0.2, windows=5)}, {}),  # not asked for
+])
+def test_ttfts_only_of_ready_estimates_that_measured_one(est, expect):
+    assert capacity.ttfts(["a"], est) == expect
