@@ -35,7 +35,7 @@ def _variant(name: str, prefill_weight: float | None = None, **kw: object) -> Co
 
 VARIANTS: dict[str, Contender] = {c.name: c for c in [
     _variant("default"),
-    _variant("no TTFT term (balance-rate, previous default)", ttft_weight=0.0, ttft_weight_large=0.0),
+    Contender("no TTFT term (balance-rate, previous default)", "ctl", RLC, "balance-rate"),
     _variant("TTFT weight 0.2", ttft_weight=0.2, ttft_weight_large=0.1),
     _variant("TTFT without dead zone", ttft_dead_zone=0.0),
     _variant("TTFT full weight in pools of 8+", ttft_weight_large=policy.BALANCE_TTFT_WEIGHT),
