@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from controller import policy
+
 from bench import scenario as S
 from bench.simulator import RLC, Contender, Sim
 
@@ -50,7 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--policy", default="balance", help="the mode.name to run (default: balance)")
     ap.add_argument("--every", type=float, default=10.0, help="simulated seconds between lines")
     args = ap.parse_args(argv)
-    sc = S.load(args.scenario)
+    if args.policy not in policy.POLICIES:
+        print(f"error: --policy: unknown {args.policy!r}; expected one of {', '.join(policy.POLICIES)}", file=sys.stderr)
+        return 2
+    try:
+        sc = S.load(args.scenario)
+    except S.ScenarioError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if args.duration:
         sc = sc.with_duration(args.duration)
     changes: dict = {"kind": "trace", "trace": args.trace} if args.trace else {}

@@ -198,3 +198,13 @@ def test_bench_ratios_prints_the_ratios_through_a_run(tmp_path, capsys):
     assert len(lines) >= 4 and lines[0].startswith("t=") and "fast" in lines[0] and "slow" in lines[0]
     assert "'p99'" in lines[-1]
     assert any("ttft    -" not in ln for ln in lines[1:-1])  # the controller measured some TTFT
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--scenario", "/nonexistent/s.yaml"], "cannot read"),
+    (["--policy", "nope"], "--policy: unknown 'nope'"),
+])
+def test_bench_ratios_refuses_bad_input_with_a_message(tmp_path, capsys, args, says):
+    argv = ["--scenario", str(write(tmp_path, TINY)), *args]
+    assert ratios.main(argv) == 2
+    assert says in capsys.readouterr().err
