@@ -9,11 +9,18 @@ Measured per member from the difference between two ticks (`observe`):
 
 * **decode**: generated tokens per second per running request (1 / time per output token), from the
   inter-token-latency histogram (Δcount / Δsum) where the page has one; else Δgeneration tokens /
-  (Δt × mean running requests); else a gauge (llama.cpp `predicted_tokens_seconds` per slot, SGLang
-  `gen_throughput` / running).
+  (Δt × mean running requests), or Δgenerated tokens / Δgeneration seconds where the engine counts the
+  time each request spends generating (llama.cpp `tokens_predicted_seconds_total`, summed over slots);
+  else a gauge (SGLang `gen_throughput` / running; llama.cpp's per-read `predicted_tokens_seconds` only
+  on servers without the time counters: it resets at every read, so a second scraper takes it away).
 * **prefill**: prompt tokens per second of time-to-first-token (Δprompt tokens / ΔTTFT sum). TTFT
   includes the engine's own queue, so this is the speed a prompt becomes a first token *at the load
-  the member is given*; else llama.cpp's `prompt_tokens_seconds` gauge.
+  the member is given*; else prompt tokens per second of prompt compute (llama.cpp
+  `prompt_seconds_total`); else llama.cpp's per-read `prompt_tokens_seconds` gauge (old servers).
+
+Where both rates are compute rates (`timed`: llama.cpp), they are combined by the work a request asks
+for instead: rate = 1 / (m / prefill + 1 / decode), m the pool's prompt tokens per generated token, so the
+speed is requests of the pool's mix per second (docs/real-engines.md measured this against the engines).
 
 `neutral` combines them into a relative service rate, prefill^w * decode^(1-w) (PREFILL_WEIGHT). Both
 rates fall as a member is handed more concurrency (bigger batches, a queue: TTFT includes it), so
@@ -46,6 +53,8 @@ MIN_DECODE_TOKENS = 64.0
 #: not 8: a mean over 8 first tokens under bursts is mostly which member caught the burst; with 32 the
 #: default churned half as much on a homogeneous pool of 16 (conv trace, 7 vs 17 writes a minute).
 MIN_FIRST_TOKENS = 32.0
+#: a window counts for a compute-timed prefill rate only with at least this many prompt tokens.
+MIN_PROMPT_TOKENS = 256.0
 #: busy windows a member needs before its estimate is used (before that: the pool median).
 MIN_WINDOWS = 2
 #: weight of the prefill rate (prompt tokens per TTFT-second) against the decode rate (tokens/s per
@@ -71,6 +80,9 @@ class SpeedEstimate:
     ttft: float | None = None  # mean time to first token, seconds (EWMA over prefill windows)
     windows: int = 0  # busy windows that updated the estimate
     resets: int = 0  # counter resets seen (engine restarts)
+    #: prefill and decode are compute rates (the engine counts the seconds), not per TTFT-second
+    timed: bool = False
+    mix: float | None = None  # prompt tokens per generated token, over the engine's life (timed only)
 
     @property
     def ready(self) -> bool:
@@ -98,7 +110,9 @@ def _decode_rate(d: dict[str, float | None], dt: float, running: float, c: Speed
     itl_n, itl_s = d["itl_count"], d["itl_sum"]
     if itl_n is not None and itl_s is not None:
         return itl_n / itl_s if itl_n >= MIN_DECODE_TOKENS and itl_s > 0 else None
-    gen = d["generation_tokens"]
+    gen, gen_s = d["generation_tokens"], d["generation_seconds"]
+    if gen is not None and gen_s is not None:
+        return gen / gen_s if gen >= MIN_DECODE_TOKENS and gen_s > 0 else None
     if gen is not None and gen >= MIN_DECODE_TOKENS and running > 0 and dt > 0:
         return gen / (dt * running)
     if c.slot_gen_rate is not None and math.isfinite(c.slot_gen_rate) and c.slot_gen_rate > 0:
@@ -112,6 +126,9 @@ def _prefill_rate(d: dict[str, float | None], c: SpeedCounters) -> float | None:
     prompt, ttft_n, ttft_s = d["prompt_tokens"], d["ttft_count"], d["ttft_sum"]
     if prompt is not None and ttft_n is not None and ttft_s is not None:
         return prompt / ttft_s if ttft_n >= MIN_FIRST_TOKENS and prompt > 0 and ttft_s > 0 else None
+    prompt_s = d["prompt_seconds"]
+    if prompt is not None and prompt_s is not None:
+        return prompt / prompt_s if prompt >= MIN_PROMPT_TOKENS and prompt_s > 0 else None
     if c.slot_prompt_rate is not None and math.isfinite(c.slot_prompt_rate) and c.slot_prompt_rate > 0:
         return c.slot_prompt_rate
     return None
@@ -141,7 +158,8 @@ def observe(prev: SpeedEstimate | None, sample: Sample, now: float, alpha: float
     pre_base = prev.prefill_base or prev.counters
     if _reset(prev.counters, c) or _reset(pre_base, c):
         return replace(prev, at=now, counters=c, running=running, prefill_base=None, resets=prev.resets + 1)
-    names = ("prompt_tokens", "generation_tokens", "ttft_sum", "ttft_count", "itl_sum", "itl_count")
+    names = ("prompt_tokens", "generation_tokens", "ttft_sum", "ttft_count", "itl_sum", "itl_count",
+             "prompt_seconds", "generation_seconds")
     mean_running = (prev.running + running) / 2.0
     decode = _decode_rate({n: _delta(prev.counters, c, n) for n in names}, dt, mean_running, c)
     pd = {n: _delta(pre_base, c, n) for n in names}
@@ -159,7 +177,16 @@ def observe(prev: SpeedEstimate | None, sample: Sample, now: float, alpha: float
         decode=_ewma(prev.decode, decode, alpha), prefill=_ewma(prev.prefill, prefill, alpha),
         ttft=_ewma(prev.ttft, ttft, alpha) if prefill is not None else prev.ttft,
         windows=prev.windows + 1,
+        timed=c.prompt_seconds is not None and c.generation_seconds is not None,
+        mix=_mix(c),
     )
+
+
+def _mix(c: SpeedCounters) -> float | None:
+    """Prompt tokens per generated token since the engine started (compute-timed engines only)."""
+    if c.prompt_seconds is None or c.generation_seconds is None or not c.prompt_tokens or not c.generation_tokens:
+        return None
+    return c.prompt_tokens / c.generation_tokens
 
 
 def observe_all(prev: Mapping[str, SpeedEstimate | None], samples: Mapping[str, Sample], now: float) -> dict[str, SpeedEstimate]:
@@ -192,6 +219,8 @@ def service_rates(estimates: Mapping[str, SpeedEstimate], prefill_weight: float 
     ready = {k: e for k, e in estimates.items() if e.ready}
     if not ready:
         return {}
+    if prefill_weight is None and all(e.timed and e.prefill and e.decode and e.mix for e in ready.values()):
+        return _request_rates(ready)
     has_decode = all(e.decode for e in ready.values())
     has_prefill = all(e.prefill for e in ready.values())
     if not (has_decode or has_prefill):
@@ -213,6 +242,13 @@ def service_rates(estimates: Mapping[str, SpeedEstimate], prefill_weight: float 
         if rate > 0 and math.isfinite(rate):
             out[k] = rate
     return out
+
+
+def _request_rates(ready: Mapping[str, SpeedEstimate]) -> dict[str, float]:
+    """Requests of the pool's token mix per second (relative), where prefill and decode are compute rates:
+    a request of m prompt tokens per generated token costs m/prefill + 1/decode seconds per generated token."""
+    mix = statistics.median(e.mix or 0.0 for e in ready.values())
+    return {k: 1.0 / (mix / (e.prefill or 1.0) + 1.0 / (e.decode or 1.0)) for k, e in ready.items()}
 
 
 def ttfts(keys: Iterable[str], estimates: Mapping[str, SpeedEstimate]) -> dict[str, float]:

@@ -295,6 +295,8 @@ class SpeedNames:
     ttft: str | None = None
     itl: tuple[str, ...] = ()  # candidates, first present wins
     gen_throughput: str | None = None
+    prompt_seconds: str | None = None
+    generation_seconds: str | None = None
     slot_prompt_rate: str | None = None
     slot_gen_rate: str | None = None
 
@@ -309,7 +311,10 @@ SPEED_NAMES: dict[str, SpeedNames] = {
     "trtllm": SpeedNames(requests="trtllm_request_success_total", ttft="trtllm_time_to_first_token_seconds",
                          itl=("trtllm_time_per_output_token_seconds",)),
     "triton": SpeedNames(),  # the TensorRT-LLM backend's page has no token counters
+    # the compute time counters first; the gauges reset at every read and are a fallback for old servers
     "llamacpp": SpeedNames("llamacpp:prompt_tokens_total", "llamacpp:tokens_predicted_total",
+                           prompt_seconds="llamacpp:prompt_seconds_total",
+                           generation_seconds="llamacpp:tokens_predicted_seconds_total",
                            slot_prompt_rate="llamacpp:prompt_tokens_seconds",
                            slot_gen_rate="llamacpp:predicted_tokens_seconds"),
     "tgi": SpeedNames("tgi_request_input_length_sum", "tgi_request_generated_tokens_sum", "tgi_request_success"),
@@ -334,6 +339,7 @@ def _speed_reads(engine_type: str) -> _SpeedReads | None:
     wanted = {
         "prompt_tokens": names.prompt_tokens, "generation_tokens": names.generation_tokens,
         "requests": names.requests, "gen_throughput": names.gen_throughput,
+        "prompt_seconds": names.prompt_seconds, "generation_seconds": names.generation_seconds,
         "slot_prompt_rate": names.slot_prompt_rate, "slot_gen_rate": names.slot_gen_rate,
     }
     if names.ttft:

@@ -180,12 +180,19 @@ class SpeedCounters:
     itl_sum: float | None = None  # inter-token latency (time per output token) histogram
     itl_count: float | None = None
     gen_throughput: float | None = None  # gauge, generation tokens/s of the whole engine (sglang:gen_throughput)
+    #: compute time counters (llama.cpp): seconds spent processing prompts (engine-wide, batched) and
+    #: generating tokens (summed over slots, so Δtokens/Δseconds is the rate one request sees)
+    prompt_seconds: float | None = None  # llamacpp:prompt_seconds_total
+    generation_seconds: float | None = None  # llamacpp:tokens_predicted_seconds_total
+    #: gauges that llama.cpp resets at every read of /metrics (a second scraper takes them away): used
+    #: only when the page has no compute time counters (servers before 2024)
     slot_prompt_rate: float | None = None  # gauge, prompt tokens/s per request (llamacpp:prompt_tokens_seconds)
     slot_gen_rate: float | None = None  # gauge, generated tokens/s per request (llamacpp:predicted_tokens_seconds)
 
     def values(self) -> dict[str, float]:
         """The cumulative fields that are set (the gauges are not counters and are left out)."""
-        names = ("prompt_tokens", "generation_tokens", "requests", "ttft_sum", "ttft_count", "itl_sum", "itl_count")
+        names = ("prompt_tokens", "generation_tokens", "requests", "ttft_sum", "ttft_count", "itl_sum", "itl_count",
+                 "prompt_seconds", "generation_seconds")
         return {n: v for n in names if (v := getattr(self, n)) is not None}
 
 
@@ -200,6 +207,9 @@ class Sample:
     engine: str = ""  # detected flavour, e.g. "vllm", "vllm-legacy", "sglang"
     ranks: int = 1
     counters: SpeedCounters | None = None  # speed signals, when the page has any
+    #: parallel slots (llama.cpp `-np`, read from its /props): the engine runs at most this many requests
+    #: at once and defers the rest, so running/slots is how full it is where the page has no KV gauge
+    slots: int | None = None
 
 
 class ScrapeKey(NamedTuple):

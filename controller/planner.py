@@ -47,6 +47,8 @@ def describe_sample(sample: Sample | None) -> str:
         parts.append(f"run={sample.running:g}")
     if sample.kv_usage is not None:
         parts.append(f"kv={sample.kv_usage:.0%}")
+    elif sample.slots:
+        parts.append(f"slots={sample.running or 0:g}/{sample.slots}")
     return " ".join(parts)
 
 

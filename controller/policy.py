@@ -137,11 +137,12 @@ def pressure(s: Sample, mode: ModeConfig, kv_power: float = 1.0) -> float:
     """How loaded a member is, comparable across unequal engines: w_a * queued share + w_b * KV use.
 
     The queued share waiting/(running+1) is 0 while the engine admits everything it is sent; KV use
-    is the fraction of its cache in use (engines without it: running/(running+waiting+1) stands in).
+    is the fraction of its cache in use. Engines without it: the share of their slots in use where the
+    slots are known (llama.cpp: running/slots, 1 when it defers requests), else running/(running+waiting+1).
     """
     running = s.running or 0.0
     queued = s.waiting / (running + 1.0)
-    kv = s.kv_usage if s.kv_usage is not None else running / (running + s.waiting + 1.0)
+    kv = s.kv_usage if s.kv_usage is not None else fullness(s)
     if kv_power != 1.0:
         kv = max(0.0, kv) ** kv_power
     wa, wb = mode.w_a, mode.w_b
@@ -149,6 +150,15 @@ def pressure(s: Sample, mode: ModeConfig, kv_power: float = 1.0) -> float:
     if total <= 0:
         wa, wb, total = 1.0, 0.0, 1.0
     return (wa * queued + wb * kv) / total
+
+
+def fullness(s: Sample) -> float:
+    """How full an engine without a KV gauge is: running/slots where its slots are known, else
+    running/(running+waiting+1)."""
+    running = s.running or 0.0
+    if s.slots:
+        return min(1.0, running / s.slots)
+    return running / (running + s.waiting + 1.0)
 
 
 def ttft_term(keys: Iterable[str], ttft: Mapping[str, float], dead_zone: float) -> dict[str, float]:

@@ -22,12 +22,18 @@ when set, else certifi's bundle; HTTP_PROXY / HTTPS_PROXY / ALL_PROXY / NO_PROXY
 honoured. The environment is read once per URL (a change while the daemon runs applies to URLs seen
 after it), not on every request.
 
+llama.cpp's page does not say how many parallel slots the server has (`-np`), and without a KV gauge
+that is how full it is; its `/props` does (`total_slots`). So a llama.cpp target's `/props` (beside its
+metrics path) is read once and then every PROPS_TTL seconds, within the same budget; when it cannot be
+read the sample simply has no slots (the policy then falls back as for any engine without them).
+
 Details never carry credentials: they are built here from fixed phrases, and the target's secrets
 are redacted from them anyway.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import ssl
@@ -58,6 +64,8 @@ _DETAIL_MAX = 200
 _MAX_REDIRECTS = 3  # vLLM versions that mount /metrics as an ASGI app redirect to /metrics/
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _REDIRECT_BODY_MAX = 64 * 1024  # read (to reuse the connection) up to this; else close it
+#: seconds a llama.cpp server's slot count (from its /props) is reused before it is read again
+PROPS_TTL = 300.0
 #: requests' default headers, with ours: the target's own headers override these.
 _DEFAULT_HEADERS = {
     "User-Agent": f"f5-llm-ratio/{__version__}",
@@ -224,6 +232,7 @@ class Scraper:
         # fetched once per pool in the same tick, and a full pool would discard (and log) connections.
         self._session = _Pools(_POOLS_MIN, max_workers)
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="scrape")
+        self._slots: dict[str, tuple[int | None, float]] = {}  # /props URL -> (slots, monotonic time read)
 
     def __enter__(self) -> Scraper:
         return self
@@ -317,6 +326,8 @@ class Scraper:
         try:
             text = self._get(flight, started + budget, budget, late)
             sample = engines.extract(text, target.engine_type, target.keys)
+            if sample.slots is None and engines.base_engine_type(target.engine_type) == "llamacpp":
+                sample = replace(sample, slots=self._read_slots(flight, started + budget, budget, late))
         except _Failed as exc:
             return self._result(target, time.monotonic() - started, exc.reason, exc.detail)
         except MetricsError as exc:
@@ -330,10 +341,27 @@ class Scraper:
             return self._result(target, time.monotonic() - started, reason, detail)
         return ScrapeResult(target.member, self.clock.monotonic(), sample=sample, duration=time.monotonic() - started)
 
-    def _get(self, flight: _Flight, stop_at: float, budget: float, late: str) -> str:
-        """GET the page and return its text, within `stop_at` (monotonic) in total."""
+    def _read_slots(self, flight: _Flight, stop_at: float, budget: float, late: str) -> int | None:
+        """A llama.cpp server's `total_slots` from its /props, cached for PROPS_TTL; None when unknown
+        (no /props, a sidecar target, not JSON): a missing slot count never fails the scrape."""
+        url = props_url(flight.target.url)
+        cached = self._slots.get(url)
+        now = time.monotonic()
+        if cached is not None and now - cached[1] < PROPS_TTL:
+            return cached[0]
+        slots: int | None = None
+        try:
+            value = json.loads(self._get(flight, stop_at, budget, late, url=url)).get("total_slots")
+            slots = value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+        except (_Failed, ValueError, AttributeError, OSError, u3.HTTPError):
+            slots = None
+        self._slots[url] = (slots, now)
+        return slots
+
+    def _get(self, flight: _Flight, stop_at: float, budget: float, late: str, url: str | None = None) -> str:
+        """GET the page (or `url`, on the same target) and return its text, within `stop_at` (monotonic) in total."""
         target = flight.target
-        url = target.url
+        url = url or target.url
         route = self._route(url)
         headers = _headers(target, target.auth or route.netrc)
         for hop in range(_MAX_REDIRECTS + 1):
@@ -412,6 +440,13 @@ class Scraper:
             detail=_redact(detail, target.secrets()),
             duration=max(0.0, duration),
         )
+
+
+def props_url(metrics_url: str) -> str:
+    """llama.cpp's /props beside its metrics path: http://h:p/metrics -> http://h:p/props (a path prefix kept)."""
+    parts = urlsplit(metrics_url)
+    base = parts.path.rsplit("/", 1)[0]
+    return f"{parts.scheme}://{parts.netloc}{base}/props"
 
 
 def _headers(target: Target, auth: tuple[str, str] | None) -> dict[str, str]:

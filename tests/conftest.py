@@ -92,7 +92,7 @@ E2E_FILES = frozenset({
     "test_systemd_install.py", "test_e2e_cli_daemon.py", "test_e2e_two_instances.py",
 })
 #: Test files of the slow tier: the demo run as a user runs it, and scale runs.
-SLOW_FILES = frozenset({"test_demo.py", "test_scale_smoke.py"})
+SLOW_FILES = frozenset({"test_demo.py", "test_scale_smoke.py", "test_e2e_real_engines.py"})
 #: Single tests of otherwise fast files that start a subprocess (file name::test name).
 E2E_TESTS = frozenset({"test_bench_traffic.py::test_runs_as_module_and_as_script"})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pathlib
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -10,6 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from controller.sim import pages
 from controller.sim.engine import Engine, EngineSpec, Request
 from tests.conftest import shared_path
+
+DATA = pathlib.Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +149,7 @@ def test_model_name_override(busy):
 
 def test_cpp_servers_print_numbers_like_cpp(busy):
     text = pages.render(Engine(EngineSpec()).snapshot(), "llamacpp")
-    assert "llamacpp:predicted_tokens_seconds nan\n" in text  # no work yet: llama.cpp prints nan
+    assert "llamacpp:predicted_tokens_seconds 0\n" in text  # no work yet: the current server prints 0 (older: nan)
     assert f"llamacpp:requests_deferred {busy.waiting}\n" in pages.render(busy, "llamacpp")
     assert "# HELP" not in pages.render(busy, "tgi")
 
@@ -166,13 +169,15 @@ def test_fault_helpers(busy):
 
 
 FIXTURE_FLAVOURS = [("vllm_0_11_dp2.txt", "vllm-dp"), ("vllm_0_8_legacy.txt", "vllm-legacy"), ("sglang.txt", "sglang"),
-                    ("triton_trtllm.txt", "triton"), ("llamacpp.txt", "llamacpp"), ("tgi.txt", "tgi")]
+                    ("triton_trtllm.txt", "triton"), ("tgi.txt", "tgi"),
+                    # llama.cpp as the current server prints it (captured by bench/real); the shared capture is older
+                    ("data/llamacpp_real_busy.txt", "llamacpp")]
 
 
 @pytest.mark.parametrize("fixture,flavour", FIXTURE_FLAVOURS)
 def test_pages_carry_every_metric_of_the_real_page(busy, fixture, flavour):
     """Every family of the real page is in ours with the same HELP and TYPE, and every series' label names."""
-    real = shared_path("fixtures", "engines", fixture).read_text()
+    real = (DATA.parent / fixture if fixture.startswith("data/") else shared_path("fixtures", "engines", fixture)).read_text()
     ours = pages.render(busy, flavour, ranks=2 if flavour == "vllm-dp" else None)
     _, real_fams = samples(real)
     _, our_fams = samples(ours)
@@ -200,3 +205,14 @@ def test_pages_are_read_by_the_controllers_extractor(busy):
         assert sample.waiting == busy.waiting and sample.running == busy.running, flavour
         if flavour not in ("llamacpp", "tgi"):
             assert sample.kv_usage == pytest.approx(busy.kv_usage, abs=0.005), flavour
+
+
+def test_llamacpp_page_has_the_real_servers_names(busy):
+    """The simulated llama.cpp page carries every series the real server prints (tests/data), so what the
+    controller reads from the simulator it also finds on a real engine."""
+    real = (DATA / "llamacpp_real_busy.txt").read_text()
+    names = lambda text: {f.name for f in text_string_to_metric_families(text)}
+    assert names(real) <= names(pages.render(busy, "llamacpp"))
+    text = pages.render(busy, "llamacpp")
+    assert value(text, "llamacpp:tokens_predicted_seconds_total") > 0
+    assert value(text, "llamacpp:prompt_seconds_total") > 0

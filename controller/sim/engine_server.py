@@ -24,6 +24,7 @@ Faults (`server.fault = ...`, changeable while running):
 from __future__ import annotations
 
 import gzip
+import json
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -48,6 +49,11 @@ def _snapshots(source: Source) -> EngineSnapshot | list:
     if isinstance(source, (list, tuple)):
         return [_one(s) for s in source]
     return _one(source)
+
+
+def _snapshot_of(source: Source) -> EngineSnapshot:
+    snaps = _snapshots(source)
+    return snaps[0] if isinstance(snaps, list) else snaps
 
 
 def _one(source: Any):
@@ -153,6 +159,10 @@ class EngineServer:
             server.stop()
 
     def _app(self, req: Request) -> Response:
+        if req.path == "/props" and self.flavour == "llamacpp" and self._fault is None:
+            # llama.cpp's server properties; the controller reads `total_slots` (its -np)
+            props = json.dumps({"total_slots": _snapshot_of(self.source).max_num_seqs, "model_path": "sim.gguf"})
+            return Response(status=200, body=props.encode(), content_type="application/json; charset=utf-8")
         if req.path not in (self.path, "/metrics"):
             return Response.text("Not Found\n", 404)
         self.scrapes += 1

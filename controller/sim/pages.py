@@ -454,22 +454,45 @@ def _render_triton(page: _Page, snaps: Sequence[EngineSnapshot], start_time: flo
 
 
 def _render_llamacpp(page: _Page, snaps: Sequence[EngineSnapshot], start_time: float) -> None:
-    """llama.cpp server (--metrics): no labels, no KV metric; throughputs are NaN before any work."""
+    """llama.cpp server (--metrics), as the real server prints it (tests/data/llamacpp_real_*.txt): no
+    labels, no KV metric; the compute time counters `prompt_seconds_total` (here the requests' prefill
+    times) and `tokens_predicted_seconds_total` (their decode times, summed over slots).
+
+    The real `prompt_tokens_seconds` / `predicted_tokens_seconds` gauges are averages since the previous
+    read of /metrics and reset at every read; a stateless renderer cannot reset them, so they are the
+    averages since the engine started (0 before any work)."""
     (s,) = snaps
-    busy = s.busy_seconds
-    page.metric("llamacpp:prompt_tokens_total", "Number of prompt tokens processed.", "counter", [({}, s.prompt_tokens_total)])
-    page.metric("llamacpp:tokens_predicted_total", "Number of generation tokens processed.", "counter",
-                [({}, s.generation_tokens_total)])
-    page.metric("llamacpp:prompt_tokens_seconds", "Average prompt throughput in tokens/s.", "gauge",
-                [({}, round(s.prompt_tokens_total / busy, 1) if busy and s.prompt_tokens_total else math.nan)])
-    page.metric("llamacpp:predicted_tokens_seconds", "Average generation throughput in tokens/s.", "gauge",
-                [({}, round(s.generation_tokens_total / busy, 1) if busy and s.generation_tokens_total else math.nan)])
-    page.metric("llamacpp:n_decode_total", "Total number of llama_decode() calls", "counter", [({}, s.num_steps)])
+    prefill = s.histograms.get("prefill")
+    itl = s.histograms.get("itl")
+    prompt_s = prefill.sum if prefill is not None else 0.0
+    gen_s = itl.sum if itl is not None else 0.0
+    counters = [
+        ("prompt_tokens_total", "Number of prompt tokens processed, excluding cached tokens", s.prompt_tokens_total),
+        ("prompt_tokens_cached_total", "Number of prompt tokens reused from the cache", 0),
+        ("prompt_seconds_total", "Total time spent processing prompts", round(prompt_s, 6)),
+        ("tokens_predicted_total", "Number of generation tokens processed", s.generation_tokens_total),
+        ("tokens_predicted_seconds_total", "Total time spent generating tokens", round(gen_s, 6)),
+        ("n_decode_total", "Total number of llama_decode() calls, excluding speculative decoding and multimodal decoding",
+         s.num_steps),
+        ("n_tokens_max", "Largest observed sequence length (prompt + generation)", s.max_model_len if s.num_steps else 0),
+        ("spec_decode_num_draft_tokens_total", "Speculative: Total draft tokens generated", 0),
+        ("spec_decode_num_accepted_tokens_total", "Speculative: Total draft tokens accepted by the target model", 0),
+        ("spec_decode_num_drafts_total", "Speculative: Total speculative decoding verification steps", 0),
+    ]
+    for name, help_text, value in counters:
+        page.metric("llamacpp:" + name, help_text, "counter", [({}, value)])
     busy_slots = s.generation_tokens_total / s.num_steps if s.num_steps else 0.0  # ~ decoding slots per call
-    page.metric("llamacpp:n_busy_slots_per_decode", "Average number of busy slots per llama_decode() call", "counter",
-                [({}, round(busy_slots, 1))])
-    page.metric("llamacpp:requests_processing", "Number of requests processing.", "gauge", [({}, s.running)])
-    page.metric("llamacpp:requests_deferred", "Number of requests deferred.", "gauge", [({}, s.waiting)])
+    gauges = [
+        ("prompt_tokens_seconds", "Average prompt throughput in tokens/s",
+         round(s.prompt_tokens_total / prompt_s, 3) if prompt_s else 0.0),
+        ("predicted_tokens_seconds", "Average generation throughput in tokens/s",
+         round(s.generation_tokens_total / gen_s, 3) if gen_s else 0.0),
+        ("requests_processing", "Number of requests processing", s.running),
+        ("requests_deferred", "Number of requests deferred", s.waiting),
+        ("n_busy_slots_per_decode", "Average number of busy slots per llama_decode() call", round(busy_slots, 5)),
+    ]
+    for name, help_text, value in gauges:
+        page.metric("llamacpp:" + name, help_text, "gauge", [({}, value)])
 
 
 def _render_tgi(page: _Page, snaps: Sequence[EngineSnapshot], start_time: float) -> None:
