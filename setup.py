@@ -36,6 +36,8 @@ setup(
             "hypothesis>=6.80",
             # F5's own client, only as an independent check of the emulator; it needs distutils (<3.12).
             'f5-sdk>=3.0.21; python_version < "3.12"',
+            # writes the random-weight models the real-engine test serves with llama.cpp (bench/real)
+            "gguf>=0.10",
         ],
         "bench": ["matplotlib>=3.7"],
         # the live page's browser test (tests/test_live_page_browser.py); also needs chromium and chromedriver

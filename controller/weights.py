@@ -69,18 +69,32 @@ def neutral_ratio(planned: Mapping[str, int], w: WeightsConfig) -> int:
 
 
 def capacity_limit(sample: Sample | None, w: WeightsConfig) -> int | None:
-    """Connection limit from KV capacity (vLLM's kv_cache_max_concurrency) and/or a fixed ceiling.
+    """Connection limit from the engine's slots (llama.cpp `-np`: a hard limit, so no headroom), else KV
+    capacity (vLLM's kv_cache_max_concurrency × limit_headroom), and/or a fixed ceiling.
 
     None when there is nothing to base a limit on: the caller then leaves the limit alone.
     """
     candidates = []
     if w.max_connections:
         candidates.append(w.max_connections)
-    if sample is not None and sample.kv_max_concurrency:
+    if sample is not None and sample.slots:
+        candidates.append(sample.slots)
+    elif sample is not None and sample.kv_max_concurrency:
         candidates.append(math.floor(sample.kv_max_concurrency * w.limit_headroom))
     if not candidates:
         return None
     return max(1, min(candidates))
+
+
+def slot_limit(sample: Sample | None, w: WeightsConfig) -> int | None:
+    """The connection limit for an engine with a fixed number of slots (llama.cpp `-np`), on a pool that
+    queues at connection limits: its slots (capped by max_connections). Past its slots an engine defers
+    requests in its own queue, where they wait for one of *its* slots even when another member frees one
+    first; at the limit LTM holds them in the pool's one queue and sends each to the first member with a
+    free slot (docs/real-engines.md measured it). None for engines without slots."""
+    if sample is None or not sample.slots:
+        return None
+    return max(1, min(sample.slots, w.max_connections or sample.slots))
 
 
 def damped_limit(current: int, target: int, dead_band: float) -> int:

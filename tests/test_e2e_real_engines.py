@@ -25,6 +25,7 @@ ENGINES = (("quick", ModelSpec("quick", 256, 4)), ("sluggish", ModelSpec("sluggi
 
 @pytest.fixture(scope="module")
 def rig():
+    pytest.importorskip("gguf", reason="the gguf package writes the test's models (pip install -e '.[test]')")
     try:
         hap.binary()
     except hap.HAProxyUnavailable as e:

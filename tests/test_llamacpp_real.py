@@ -8,10 +8,10 @@ import pathlib
 
 import pytest
 
-from controller import capacity, engines, policy
+from controller import capacity, engines, planner, policy, weights
 from controller.capacity import observe
-from controller.config import MetricsConfig, ModeConfig, PoolConfig
-from controller.model import Member, PoolRef, Sample, SpeedCounters
+from controller.config import MetricsConfig, ModeConfig, PoolConfig, WeightsConfig
+from controller.model import Member, PoolRef, PoolState, Sample, ScrapeResult, SpeedCounters
 from controller.scrape import PROPS_TTL, Scraper, props_url, target_for
 
 try:
@@ -156,3 +156,36 @@ def test_other_engines_never_ask_for_props():
         pool = PoolConfig(ref=PoolRef("llm"), engine_type="vllm", metrics=MetricsConfig())
         scraper.scrape([target_for(_member(srv.port), pool, None)], 2.0)
         assert [s["path"] for s in srv.seen] == ["/metrics"]
+
+
+# --- connection limits from slots ----------------------------------------------------------------------
+
+@pytest.mark.parametrize(("slots", "kvmax", "max_connections", "expect"), [
+    (4, None, 0, 4),  # the slots, no headroom: past them the engine only defers
+    (4, 40.0, 0, 4),  # slots win over KV capacity
+    (8, None, 6, 6),  # capped by max_connections
+    (None, 40.0, 0, None),  # not a slot engine: slot_limit leaves it
+])
+def test_slot_limit_table(slots, kvmax, max_connections, expect):
+    s = Sample(waiting=0, running=1, kv_max_concurrency=kvmax, slots=slots)
+    assert weights.slot_limit(s, WeightsConfig(max_connections=max_connections)) == expect
+
+
+def test_capacity_limit_prefers_slots_to_kv_headroom():
+    w = WeightsConfig(drive="connection_limit", limit_headroom=1.5)
+    assert weights.capacity_limit(Sample(waiting=0, slots=4, kv_max_concurrency=40.0), w) == 4
+    assert weights.capacity_limit(Sample(waiting=0, kv_max_concurrency=40.0), w) == 60
+
+
+@pytest.mark.parametrize(("queues", "drive", "expect"), [
+    (True, "ratio", 4),  # the pool queues at limits: the slots become the limit, with the ratio
+    (False, "ratio", 0),  # it does not: a limit would reject requests, so none is written
+    (False, "both", 4),  # asked for explicitly
+])
+def test_the_planner_limits_slot_engines_on_a_pool_that_queues(queues, drive, expect):
+    members = tuple(Member(f"127.0.0.1:{p}", "Common", "127.0.0.1", p, ratio=100) for p in (1, 2))
+    state = PoolState(PoolRef("llm"), "ratio-least-connections-member", members, queue_on_connection_limit=queues)
+    cfg = PoolConfig(PoolRef("llm"), "llamacpp", mode=ModeConfig("balance", 0.5, 0.5), weights=WeightsConfig(drive=drive))
+    scrapes = {m.key: ScrapeResult(m.key, 10.0, Sample(waiting=1, running=4, slots=4)) for m in members}
+    plan, _ = planner.plan_pool(state, scrapes, cfg, {}, 10.0, 1_790_000_000.0)
+    assert {p.connection_limit for p in plan.members} == {expect}

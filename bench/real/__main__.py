@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import signal
 import statistics
 import sys
 import time
@@ -19,6 +20,7 @@ from bench.real import load
 from bench.real.rig import Options, Rig, Workload
 
 SLO_S = 2.0
+CONTENDERS = ("lc", "default", "static-speed", "static-slots")
 POISSON_PROMPT, POISSON_OUTPUT = 384, 96
 CONV_TOKEN_SCALE, CONV_MAX_PROMPT, CONV_MAX_OUTPUT = 0.35, 1536, 256
 
@@ -50,11 +52,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench.real", description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of arrivals per contender, workload and round (60)")
     ap.add_argument("--rounds", type=int, default=3, help="alternated rounds (3)")
-    ap.add_argument("--load", type=float, default=1.0,
-                    help="offered load as a multiple of the pool's one-request-at-a-time capacity (1.0; the slots' batching "
-                         "serves more, so 1.0 is a busy pool, not an overloaded one)")
+    ap.add_argument("--load", type=float, default=0.6,
+                    help="offered load as a multiple of the pool's one-request-at-a-time capacity, from the engines' speeds "
+                         "measured at the start (0.6: a busy pool whose slow engine queues under bursts)")
     ap.add_argument("--workloads", default="poisson,conv", help="poisson,conv (both)")
-    ap.add_argument("--contenders", default="lc,default,static-speed")
+    ap.add_argument("--contenders", default="lc,default,static-speed,static-slots")
+    ap.add_argument("--no-queue", action="store_true",
+                    help="the pool does not queue at connection limits (queueOnConnectionLimit disabled): ratios are the only lever")
     ap.add_argument("--warmup", type=float, default=20.0, help="seconds of load under the controller before round 1 (20)")
     ap.add_argument("--slots", type=int, default=4, help="llama-server -np (4)")
     ap.add_argument("--threads", type=int, default=1, help="llama-server -t per engine (1)")
@@ -66,8 +70,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+def _terminate(signum, frame) -> None:
+    raise SystemExit(128 + signum)  # runs the rig's cleanup (finally) on SIGTERM too
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)
     try:
         if args.build_only:
@@ -80,11 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     wl = workloads([w.strip() for w in args.workloads.split(",") if w.strip()])
     contenders = [c.strip() for c in args.contenders.split(",") if c.strip()]
-    if not wl or not contenders or set(contenders) - {"lc", "default", "static-speed"}:
-        print("bench.real: --workloads takes poisson,conv and --contenders lc,default,static-speed", file=sys.stderr)
+    if not wl or not contenders or set(contenders) - set(CONTENDERS):
+        print(f"bench.real: --workloads takes poisson,conv and --contenders {','.join(CONTENDERS)}", file=sys.stderr)
         return 2
     opts = Options(duration=args.duration, rounds=args.rounds, warmup=args.warmup, slots=args.slots, threads=args.threads,
-                   build=not args.no_build, interval_ms=args.interval_ms, log=log,
+                   build=not args.no_build, interval_ms=args.interval_ms, log=log, queue=not args.no_queue,
                    workdir=pathlib.Path(args.workdir) if args.workdir else None)
     rig = Rig(opts)
     try:
@@ -118,7 +127,8 @@ def run(rig: Rig, wl: dict[str, Workload], contenders: list[str], args: argparse
         for name, w in wl.items():
             arrivals = w.arrivals(r + 1, rates[name], args.duration)
             for c in order:
-                got = rig.run_once(c, arrivals, static if c == "static-speed" else None)
+                got = rig.run_once(c, arrivals, static if c == "static-speed" else None,
+                                   dict.fromkeys(rig.engines, args.slots) if c == "static-slots" else None)
                 outcomes[c][name] += got
                 s = load.summarise(got, SLO_S)
                 per_round.append({"round": r + 1, "workload": name, "contender": c, **s})
@@ -140,10 +150,11 @@ def run(rig: Rig, wl: dict[str, Workload], contenders: list[str], args: argparse
         "static_weights": static,
         "conditions": {
             "duration_s": args.duration, "load": args.load, "offered_rps": {w: round(v, 3) for w, v in rates.items()},
-            "warmup_s": args.warmup, "tick_ms": args.interval_ms, "slo_s": SLO_S, "cpus": _cpus(),
+            "warmup_s": args.warmup, "queue_on_connection_limit": not args.no_queue, "tick_ms": args.interval_ms, "slo_s": SLO_S, "cpus": _cpus(),
             "llama_cpp_python": eng.LLAMA_CPP_PYTHON, "build_seconds": round(rig.build.seconds, 1) if rig.build else None,
             "build_reused": rig.build.reused if rig.build else None, "wall_seconds": round(time.monotonic() - started, 1),
-            "ratio_writes": len(rig.mirror.changes) if rig.mirror else 0,
+            "data_plane_changes": len(rig.mirror.changes) if rig.mirror else 0,
+            "final_pool": {n: {"ratio": r, "connection_limit": lim} for n, (r, lim) in rig._read_pool().items()},
         },
     }
     return result

@@ -30,6 +30,16 @@ LLAMA_CPP_PYTHON = "0.3.36"
 BINARY = "llama-server"
 
 
+def die_with_parent() -> None:
+    """preexec_fn for the rig's children (Linux): SIGTERM them when the rig's process dies, so a killed
+    benchmark leaves no engine, HAProxy or controller behind. Best effort elsewhere."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class EngineUnavailable(RuntimeError):
     """The engine cannot be built or started here (no compiler, no cmake, no index, a failed build)."""
 
@@ -172,7 +182,7 @@ class EngineServer:
                "-tb", str(self.threads), "--metrics", "--no-webui", "--no-warmup", "-b", "512"]
         out = open(self.log_path, "w") if self.log_path else subprocess.DEVNULL
         env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-        self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_parent)
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -82,7 +82,10 @@ class HAProxy:
         if check.returncode != 0:
             raise HAProxyUnavailable(f"haproxy rejected its config: {check.stdout}{check.stderr}")
         log = open(self.workdir / "haproxy.log", "w")
-        self.proc = subprocess.Popen([binary(), "-db", "-f", str(cfg)], stdout=log, stderr=subprocess.STDOUT)
+        from bench.real.engine import die_with_parent
+
+        self.proc = subprocess.Popen([binary(), "-db", "-f", str(cfg)], stdout=log, stderr=subprocess.STDOUT,
+                                     preexec_fn=die_with_parent)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

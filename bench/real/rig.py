@@ -12,7 +12,12 @@ Contenders run in alternation on the same arrivals, rotated each round so none a
 - `lc`: HAProxy leastconn at equal weights, no controller (LTM's least-connections-member);
 - `default`: the controller's default policy, its ratios and limits mirrored into HAProxy;
 - `static-speed` (reference, not a bound): fixed weights proportional to each engine's measured
-  request throughput, the best a one-off hand setting could know.
+  request throughput, no limits: what a one-off hand setting by speed gives;
+- `static-slots` (reference, not a bound): equal weights and each engine's connection limit at its slot
+  count, HAProxy queueing the rest: what an admin who copies `-np` into LTM's connection limit gets.
+
+The emulated pool queues at connection limits (`queueOnConnectionLimit`, as README advises) unless
+`Options.queue` is off; HAProxy's backend queue (`timeout queue` 60 s) stands in for LTM's.
 
 The controller runs for the whole session as a daemon does; it is stopped (SIGSTOP) while the other
 contenders run, so it neither acts on nor learns from traffic it does not steer, and continued
@@ -75,6 +80,7 @@ class Options:
     slots: int = 4
     threads: int = 1
     build: bool = True
+    queue: bool = True  # the pool queues at connection limits (queueOnConnectionLimit enabled)
     interval_ms: int = 1000
     workdir: pathlib.Path | None = None
     engines: Sequence[tuple[str, ModelSpec]] = DEFAULT_ENGINES
@@ -128,7 +134,8 @@ class Rig:
         for name, server in self.engines.items():
             self.member_of[name] = f"127.0.0.1:{server.port}"
             members.append({"name": self.member_of[name]})
-        self.bigip.add_pool(POOL, members=members, lb_mode="ratio-least-connections-member")
+        self.bigip.add_pool(POOL, members=members, lb_mode="ratio-least-connections-member",
+                            queue_on_connection_limit=self.o.queue)
 
     def _read_pool(self) -> dict[str, tuple[int, int]]:
         by_member = {m: n for n, m in self.member_of.items()}
@@ -152,7 +159,8 @@ class Rig:
         env.pop("CREDENTIALS_DIRECTORY", None)
         self._controller_log = open(self.dir / "controller.log", "w")
         self.controller = subprocess.Popen([sys.executable, "-m", "controller", "run", "--config", str(path)],
-                                           cwd=REPO, env=env, stdout=self._controller_log, stderr=subprocess.STDOUT)
+                                           cwd=REPO, env=env, stdout=self._controller_log, stderr=subprocess.STDOUT,
+                                           preexec_fn=eng.die_with_parent)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.controller.poll() is not None:
@@ -210,7 +218,7 @@ class Rig:
         return sum(1.0 / (prompt / s.prompt_tps + output / s.gen_tps) for s in self.speeds.values())
 
     # -- running contenders -----------------------------------------------------------------------------
-    def use(self, contender: str, weights: dict[str, int] | None = None) -> None:
+    def use(self, contender: str, weights: dict[str, int] | None = None, limits: dict[str, int] | None = None) -> None:
         """Put the data plane (and the controller) in the state one contender needs."""
         assert self.haproxy and self.mirror and self.controller
         if contender == "default":
@@ -221,7 +229,7 @@ class Rig:
         self.mirror.pause()
         for name in self.engines:
             self.haproxy.set_weight(name, (weights or {}).get(name, hap.MAX_WEIGHT // 2))
-            self.haproxy.set_maxconn(name, 0)
+            self.haproxy.set_maxconn(name, (limits or {}).get(name, 0))
 
     def wait_idle(self, timeout: float = 120.0) -> None:
         """Until no engine runs or defers a request (the previous contender's tail is gone)."""
@@ -237,8 +245,9 @@ class Rig:
                 return
             time.sleep(0.5)
 
-    def run_once(self, contender: str, arrivals: list[load.Arrival], weights: dict[str, int] | None) -> list[load.Outcome]:
-        self.use(contender, weights)
+    def run_once(self, contender: str, arrivals: list[load.Arrival], weights: dict[str, int] | None = None,
+                 limits: dict[str, int] | None = None) -> list[load.Outcome]:
+        self.use(contender, weights, limits)
         try:
             return load.run("127.0.0.1", self.haproxy.port, arrivals, patience=60.0, drain=60.0)
         finally:
