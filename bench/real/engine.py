@@ -114,7 +114,7 @@ def _fetch_sources(cache: pathlib.Path, log) -> pathlib.Path:
     sdist = src / f"llama_cpp_python-{LLAMA_CPP_PYTHON}.tar.gz"
     if not sdist.exists():
         log(f"fetching the llama-cpp-python {LLAMA_CPP_PYTHON} sdist through pip")
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--no-build-isolation",
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
                "-d", str(src), f"llama-cpp-python=={LLAMA_CPP_PYTHON}"]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if done.returncode != 0 or not sdist.exists():
