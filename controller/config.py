@@ -69,7 +69,10 @@ class ModeConfig:
     name: str = "balance"
     w_a: float = 0.5
     w_b: float = 0.5
-    w_g: float = 0.0
+    w_g: float = 0.0  # running-request weight of the sideband's s2 modes
+    # the sideband's s1_dynamic_waiting / s2_dynamic_waiting (its config_loader.py ModeConfig, same defaults)
+    transition_point: float = 30.0
+    steepness: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -121,12 +124,31 @@ class WeightsConfig:
 
 
 @dataclass(frozen=True)
+class FallbackConfig:
+    """The sideband scheduler's per-pool `fallback` (its config_loader.py FallbackConfig, same defaults).
+
+    `pool_fallback`: the pool is left to BIG-IP's own balancing (equal ratios). A member whose running
+    requests or waiting queue is above its threshold (strictly, as the sideband compares) takes no new
+    connections: floor ratio, and a connection limit of 1 where the limit is driven.
+    """
+
+    pool_fallback: bool = False
+    member_running_req_threshold: float | None = None
+    member_waiting_queue_threshold: float | None = None
+
+    @property
+    def thresholds(self) -> bool:
+        return self.member_running_req_threshold is not None or self.member_waiting_queue_threshold is not None
+
+
+@dataclass(frozen=True)
 class PoolConfig:
     ref: PoolRef
     engine_type: str
     metrics: MetricsConfig = MetricsConfig()
     mode: ModeConfig = ModeConfig()
     weights: WeightsConfig = WeightsConfig()
+    fallback: FallbackConfig = FallbackConfig()
 
 
 @dataclass(frozen=True)
@@ -148,6 +170,11 @@ class AppConfig:
     log_level: str = "INFO"
     source: str = ""  # the file it came from
     notes: tuple[str, ...] = ()  # INFO lines for accepted-but-unused keys
+    warnings: tuple[str, ...] = ()  # WARN lines: accepted, but not as written (e.g. an unknown mode became s1)
+    #: seconds between checks of the config file for changes (global.interval); 0 = only SIGHUP reloads
+    reload_interval: float = 5.0
+    #: pools of the file this controller cannot steer, with why (e.g. XInference): not planned, FAIL in `check`
+    unsupported: tuple[tuple[str, str], ...] = ()
 
     def keys_for(self, engine_type: str) -> EngineKeys | None:
         return dict(self.engine_keys).get(engine_type)

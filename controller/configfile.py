@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from controller import bounds, engines, policy, tokenstore
+from controller import bounds, engines, policy, sideband_modes, tokenstore
 from controller.config import (
     DRIVES,
     ENGINE_TYPES,
@@ -24,6 +24,7 @@ from controller.config import (
     AppConfig,
     EngineKeys,
     F5Config,
+    FallbackConfig,
     MetricsConfig,
     ModeConfig,
     PoolConfig,
@@ -34,6 +35,7 @@ from controller.config import (
 from controller.configread import (
     ENGINE_ALIASES,
     Context,
+    Invalid,
     Reader,
     Spec,
     boolean,
@@ -64,7 +66,6 @@ CREDENTIAL_NAME = "f5-password"  # systemd: LoadCredential=f5-password:/etc/...
 
 _UNUSED = "is not used by f5-llm-ratio"
 _GLOBAL_NOTES = {
-    "interval": f"{_UNUSED} (no config file polling: reload by signal); ignored",
     "api_port": f"{_UNUSED} (no request path); ignored",
     "api_host": f"{_UNUSED} (no request path); ignored",
 }
@@ -99,8 +100,30 @@ _MODE = (
     ("name", string()),
     ("w_a", number(0)),
     ("w_b", number(0)),
-    ("w_g", number()),
+    ("w_g", number(0)),
+    ("transition_point", number(0, lo_open=True)),
+    ("steepness", number(0)),
 )
+_MODE_EXTRA = ("power",)
+
+_FALLBACK = (
+    ("pool_fallback", boolean()),
+    ("member_running_req_threshold", number(0, null=True)),
+    ("member_waiting_queue_threshold", number(0, null=True)),
+)
+
+#: engine types the sideband scheduler supports and this controller cannot steer, with what to do instead
+UNSUPPORTED_ENGINES = {
+    "xinference": (
+        "XInference is not supported: the sideband scores each *model* of a member from XInference's "
+        "/v1/cluster/load-statistics and picks per request by model name, which a member ratio cannot express, "
+        "and no XInference endpoint is available here to test against. This pool is not planned or written; "
+        "keep the sideband scheduler (or its iRule) for it, or point a pool at the vLLM/SGLang workers behind "
+        "XInference with engine_type: vllm or sglang and their own /metrics"
+    ),
+}
+#: environment variables that give telemetry.host / telemetry.port when the config file does not (containers)
+TELEMETRY_HOST_ENV, TELEMETRY_PORT_ENV = "F5LR_TELEMETRY_HOST", "F5LR_TELEMETRY_PORT"
 
 _WEIGHTS = (
     ("drive", choice(DRIVES)),
@@ -135,8 +158,8 @@ _TELEMETRY = (
 
 _ENGINE_KEYS = (("waiting_queue", metric_key()), ("cache_usage", metric_key()), ("running_req", metric_key()))
 
-_GLOBAL = ("log_level", "log_debug", *_GLOBAL_NOTES)
-_POOL = ("name", "partition", "sub_path", "engine_type", "metrics", "mode", "weights", "fallback")
+_GLOBAL = ("log_level", "log_debug", "interval", *_GLOBAL_NOTES)
+_POOL = ("name", "partition", "sub_path", "engine_type", "metrics", "mode", "weights", "fallback", "model_APIkey")
 _TOP = ("global", "f5", "scheduler", "modes", "pools", "engines_metrics_keys", "weights", "telemetry")
 
 
@@ -146,16 +169,19 @@ def _section(parent: Reader, key: str, spec: Spec, extra: Sequence[str] = ()) ->
     return r, r.pick(spec)
 
 
-def _read_global(root: Reader) -> str:
+def _read_global(root: Reader) -> tuple[str, float]:
+    """(log level, seconds between checks of the config file for changes)."""
     r = root.section("global")
     r.check_keys(_GLOBAL)
     for key, message in _GLOBAL_NOTES.items():
         if r.has(key):
             r.note(key, message)
+    # The sideband's hot-reload check interval: here too the file is polled (mtime and content), besides SIGHUP.
+    interval = r.get("interval", number(0, unit=" (seconds; 0 = reload only on SIGHUP)"), AppConfig.reload_interval)
     debug = r.get("log_debug", boolean(), False)
     if r.has("log_level"):
-        return r.get("log_level", choice(LOG_LEVELS, normalize=str.upper), "INFO")
-    return "DEBUG" if debug else "INFO"
+        return r.get("log_level", choice(LOG_LEVELS, normalize=str.upper), "INFO"), interval
+    return ("DEBUG" if debug else "INFO"), interval
 
 
 # secrets -------------------------------------------------------------------------------------
@@ -245,17 +271,29 @@ def _read_f5(root: Reader) -> F5Config:
 # modes, weights, engines ---------------------------------------------------------------------
 
 
+def supported_modes() -> str:
+    ours = [name for name in policy.POLICIES if name not in sideband_modes.SIDEBAND_MODES]
+    return f"{', '.join(sideband_modes.SIDEBAND_MODES)} (the sideband scheduler's) and {', '.join(ours)}"
+
+
 def _read_mode(r: Reader) -> ModeConfig:
-    r.check_keys(spec_keys(_MODE))
+    r.check_keys(spec_keys(_MODE) + _MODE_EXTRA)
     fields = r.pick(_MODE)
     fields.setdefault("name", "s1")  # the seed's default for a listed mode without a name
-    if fields["name"] not in policy.POLICIES:
-        r.problem("name", f"{fields['name']!r} is not one of {', '.join(policy.POLICIES)}")
+    name = fields["name"] = fields["name"].strip()
+    if name not in policy.POLICIES:
+        # As the sideband scheduler does (config/config_loader.py at f254c3e, line 240): warn, then s1.
+        r.warn("name", f"unsupported mode {name!r}, using s1 (as the sideband scheduler does); supported modes: "
+                       f"{supported_modes()}")
+        fields["name"] = "s1"
     mode = ModeConfig(**fields)
-    if mode.w_a == 0 and mode.w_b == 0:
-        r.problem("", "w_a and w_b are both 0; at least one must be > 0")
-    if mode.w_g:
-        r.note("w_g", f"{_UNUSED} (reserved in the sideband scheduler too); ignored")
+    if mode.w_a == 0 and mode.w_b == 0 and mode.w_g == 0:
+        r.problem("", "w_a, w_b and w_g are all 0; at least one must be > 0")
+    if mode.w_g and mode.name not in sideband_modes.THREE_METRIC:
+        r.note("w_g", f"is used only by the s2 modes (running requests), not by {mode.name}; ignored")
+    if r.has("power"):
+        r.note("power", f"is not read by the sideband scheduler either: s1_nonlinear's exponent is "
+                        f"{sideband_modes.NONLINEAR_POWER:g} there and here; ignored")
     return mode
 
 
@@ -263,14 +301,15 @@ def _read_modes(root: Reader) -> tuple[ModeConfig, ...]:
     if not root.has("modes"):
         return (ModeConfig(),)
     readers = root.items("modes")
+    given = [str(r.data.get("name", "s1")).strip() for r in readers]  # before an unknown name becomes s1
     modes = tuple(_read_mode(r) for r in readers)
     if root.data["modes"] == []:
         root.problem("modes", "must list at least one mode")
     seen: set[str] = set()
-    for r, mode in zip(readers, modes, strict=True):
-        if mode.name in seen:
-            r.problem("name", f"duplicate mode name {mode.name!r}")
-        seen.add(mode.name)
+    for r, name in zip(readers, given, strict=True):
+        if name in seen:
+            r.problem("name", f"duplicate mode name {name!r}")
+        seen.add(name)
     return modes or (ModeConfig(),)
 
 
@@ -364,10 +403,17 @@ def _read_metrics(pool: Reader) -> MetricsConfig:
             r.problem("metric_pwd_file", "set, but metric_user is not (basic auth needs both)")
     if r.has("metric_pwd_env"):
         var = r.get("metric_pwd_env", string(null=True))
-        if var:
+        if var and kw.get("api_key") and not environ.get(var):
+            # The sideband sends Bearer when APIkey is set (core/metrics_collector.py at f254c3e, line 104): the
+            # password is never sent, so its variable need not be set (the sideband only warns too).
+            r.note("metric_pwd_env", "names a variable that is not set; not needed: APIkey is sent (Bearer)")
+        elif var:
             kw["password"], _ = _secret_env(r.ctx, r.at("metric_pwd_env"), var)
         if var and r.data.get("metric_user") is None:
             r.problem("metric_pwd_env", "set, but metric_user is not (basic auth needs both)")
+    if kw.get("api_key") and kw.get("user"):
+        r.note("metric_user", "and APIkey are both set: the APIkey is sent as Bearer and basic auth is not, as the "
+                              "sideband scheduler does")
     return MetricsConfig(**kw)
 
 
@@ -378,41 +424,85 @@ class _PoolDefaults:
     engines: tuple[str, ...]
 
 
-def _read_pool(r: Reader, d: _PoolDefaults) -> PoolConfig | None:
+def _read_fallback(pool: Reader) -> FallbackConfig:
+    r, kw = _section(pool, "fallback", _FALLBACK)
+    return FallbackConfig(**kw)
+
+
+def _unsupported(r: Reader, ref: PoolRef | None) -> str | None:
+    """Why this pool's engine type cannot be steered (XInference), else None."""
+    raw = r.data.get("engine_type")
+    why = UNSUPPORTED_ENGINES.get(normalize_engine_type(raw)) if isinstance(raw, str) else None
+    if why is not None:
+        r.warn("engine_type", f"{raw!r} (pool {ref.full_path if ref else '?'}): {why}")
+    return why
+
+
+def _read_pool(r: Reader, d: _PoolDefaults) -> PoolConfig | tuple[PoolRef, str] | None:
     r.check_keys(_POOL)
     ref = _pool_ref(r)
+    why = _unsupported(r, ref)
+    if why is not None:
+        return (ref, why) if ref is not None else None
+    if r.has("model_APIkey"):
+        r.note("model_APIkey", "is used by the sideband scheduler for XInference pools only; ignored")
     engine = r.get("engine_type", choice(d.engines, normalize=normalize_engine_type), required=True)
     metrics = _read_metrics(r)
-    by_name = {m.name: m for m in d.modes}
+    by_name: dict[str, ModeConfig] = {}
+    for m in d.modes:
+        by_name.setdefault(m.name, m)
     mode = by_name.get(r.get("mode", choice(tuple(by_name), normalize=str.strip), ""), d.modes[0])
     weights = _read_weights(r.section("weights"), d.weights)
-    if r.has("fallback"):
-        r.note("fallback", f"{_UNUSED} (no request path: BIG-IP keeps balancing on its own); ignored")
+    fallback = _read_fallback(r)
     if ref is None or engine is None:
         return None
-    return PoolConfig(ref=ref, engine_type=engine, metrics=metrics, mode=mode, weights=weights)
+    return PoolConfig(ref=ref, engine_type=engine, metrics=metrics, mode=mode, weights=weights, fallback=fallback)
 
 
-def _read_pools(root: Reader, d: _PoolDefaults) -> tuple[PoolConfig, ...]:
+def _read_pools(root: Reader, d: _PoolDefaults) -> tuple[tuple[PoolConfig, ...], tuple[tuple[str, str], ...]]:
+    """(the pools to steer, (full path, why not) of the pools of an unsupported engine type)."""
     if not root.has("pools"):
         root.problem("pools", "required (at least one pool)")
-        return ()
+        return (), ()
     readers = root.items("pools")
     if root.data["pools"] is None or root.data["pools"] == []:
         root.problem("pools", "must list at least one pool")
     pools: list[PoolConfig] = []
+    skipped: list[tuple[str, str]] = []
     first: dict[str, str] = {}  # pool full path -> key path that named it first
     for r in readers:
         pool = _read_pool(r, d)
         if pool is None:
             continue
-        path = pool.ref.full_path
+        ref = pool[0] if isinstance(pool, tuple) else pool.ref
+        path = ref.full_path
         if path in first:
             r.problem("name", f"duplicate of {first[path]} ({path})")
             continue
         first[path] = r.path
-        pools.append(pool)
-    return tuple(pools)
+        if isinstance(pool, tuple):
+            skipped.append((path, pool[1]))
+        else:
+            pools.append(pool)
+    if skipped and not pools and readers:
+        root.problem("pools", "no pool this controller can steer: " + "; ".join(f"{p}: {why}" for p, why in skipped))
+    return tuple(pools), tuple(skipped)
+
+
+def _read_telemetry(root: Reader) -> TelemetryConfig:
+    """The `telemetry` section; host and port not given there come from F5LR_TELEMETRY_HOST / _PORT (a
+    container listens on 0.0.0.0 for its probes without editing a sideband config file)."""
+    r, kw = _section(root, "telemetry", _TELEMETRY)
+    env = root.ctx.environ
+    for key, var, conv in (("host", TELEMETRY_HOST_ENV, host_name()), ("port", TELEMETRY_PORT_ENV, integer(1, 65535))):
+        if key in kw or key in r.data or not env.get(var):
+            continue
+        value: Any = env[var]
+        try:
+            kw[key] = conv(int(value) if key == "port" and value.isdigit() else value)
+        except Invalid as bad:
+            r.ctx.problem(f"environment variable {var}", str(bad))
+    return TelemetryConfig(**kw)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -429,15 +519,15 @@ def parse(data: Any, environ: Mapping[str, str] = os.environ, source: str = "") 
     ctx = Context(environ, hidden=secret_values(data))
     root = Reader(ctx, data, "")
     root.check_keys(_TOP)
-    log_level = _read_global(root)
+    log_level, reload_interval = _read_global(root)
     f5 = _read_f5(root)
     scheduler = SchedulerConfig(**_section(root, "scheduler", _SCHEDULER)[1])
     modes = _read_modes(root)
     engine_keys = _read_engine_keys(root)
     weights = _read_weights(root.section("weights"), WeightsConfig())
-    telemetry = TelemetryConfig(**_section(root, "telemetry", _TELEMETRY)[1])
+    telemetry = _read_telemetry(root)
     engines = ENGINE_TYPES + tuple(name for name, _ in engine_keys if name not in ENGINE_TYPES)
-    pools = _read_pools(root, _PoolDefaults(modes, weights, engines))
+    pools, unsupported = _read_pools(root, _PoolDefaults(modes, weights, engines))
     if ctx.problems:
         raise ConfigError(ctx.problems)
     cfg = AppConfig(
@@ -450,6 +540,9 @@ def parse(data: Any, environ: Mapping[str, str] = os.environ, source: str = "") 
         log_level=log_level,
         source=source,
         notes=tuple(ctx.notes),
+        warnings=tuple(ctx.warnings),
+        reload_interval=reload_interval,
+        unsupported=unsupported,
     )
     misfit = bounds.fit_problem(cfg, environ)
     if misfit:

@@ -320,6 +320,7 @@ class Context:
     environ: Mapping[str, str]
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # accepted, but not as written: WARN in `check`
     hidden: tuple[str, ...] = ()  # values under secret-looking keys: never repeated in a problem
 
     def problem(self, path: str, message: str) -> None:
@@ -354,6 +355,9 @@ class Reader:
 
     def note(self, key: str, message: str) -> None:
         self.ctx.notes.append(f"{self.at(key)} {message}")
+
+    def warn(self, key: str, message: str) -> None:
+        self.ctx.warnings.append(f"{self.at(key)}: {scrub(message, self.ctx.hidden)}")
 
     def get(self, key: str, conv: Conv, default: Any = None, required: bool = False) -> Any:
         if key not in self.data:

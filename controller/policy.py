@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from controller import sideband_modes
 from controller.config import ModeConfig
 from controller.model import Sample
 
@@ -314,6 +315,10 @@ def kv_capacity(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context | 
             out[k] = 1.0
     return out
 
+
+# The sideband scheduler's other modes, with its own formulas (controller.sideband_modes). Its `s1` is the
+# `s1` above, which also scores engines without a KV gauge; the arithmetic is the same where both apply.
+POLICIES.update({name: sideband_modes.policy(name) for name in sideband_modes.SIDEBAND_MODES if name != "s1"})
 
 POLICIES.update({
     "balance": balance,
