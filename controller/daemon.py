@@ -91,6 +91,8 @@ def announce(cfg: AppConfig, log) -> None:
     log.info("config_loaded", source=cfg.source, pools=[str(p.ref) for p in cfg.pools], tick_seconds=cfg.scheduler.tick_seconds)
     for note in cfg.notes:
         log.info("config_note", note=note)
+    for warning in cfg.warnings:  # accepted, but not as written (an unknown mode became s1, an XInference pool)
+        log.warning("config_warning", warning=warning)
     if cfg.f5.verify_tls is False:
         log.warning("tls_verification_disabled", host=cfg.f5.host, hint="set f5.verify_tls to a CA bundle path")
 

@@ -253,6 +253,8 @@ class Action(str, Enum):
     FLOOR_HOLD = "floor-hold"  # as floor-cap, with nothing to write
     OWNED_BY_OTHER = "owned-by-other"  # another live instance wrote it last: left alone
     NOT_WRITABLE = "not-writable"  # BIG-IP would ignore or refuse the change (LB mode, ephemeral member): held
+    POOL_FALLBACK = "pool-fallback"  # fallback.pool_fallback: equal ratios, BIG-IP balances on its own
+    OVER_THRESHOLD = "over-threshold"  # above a fallback.member_*_threshold: floor ratio (limit 1), no new connections
 
     def __str__(self) -> str:
         return self.value

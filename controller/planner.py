@@ -186,6 +186,9 @@ def plan_pool(
     """
     observed = _remember(pool, scrapes, memory, now)
     fresh = _fresh(pool, scrapes)
+    if cfg.fallback.pool_fallback:
+        fallback = pool_fallback_plan(pool, fresh, cfg)
+        return replace(fallback, members=tuple(_owned(p, instance, wall) for p in fallback.members)), observed
     if not fresh:
         held = tuple(_hold(m, _why(scrapes.get(m.key)), Action.UNKNOWN_HOLD, _slug(scrapes.get(m.key))) for m in pool.members)
         note = NO_FRESH_METRICS if any(m.active for m in pool.members) else "no active member"
@@ -217,9 +220,59 @@ def plan_pool(
         else:
             plans.append(_unknown_plan(m, scrapes.get(m.key), observed[m.key], stale_ratio, cfg, now))
     plans = _cap_floor(plans, cfg)
+    plans = [over_threshold(p, cfg) for p in plans]
     plans = [_owned(p, instance, wall) for p in plans]
     plans = [writable(p, pool.honours_ratio) for p in plans]
     return PoolPlan(pool, tuple(plans), neutral=neutral.source), observed
+
+
+#: The plan note of a pool with fallback.pool_fallback: true.
+POOL_FALLBACK_NOTE = ("fallback.pool_fallback: true: left to BIG-IP's own balancing (equal ratios, as the sideband "
+                      "scheduler answers 'fallback' for it); metrics not used")
+
+
+def pool_fallback_plan(pool: PoolState, fresh: Mapping[str, Sample], cfg: PoolConfig) -> PoolPlan:
+    """fallback.pool_fallback: the sideband answers "fallback" for every request of the pool and BIG-IP picks
+    the member by its own method (api/server.py at f254c3e, `select_optimal_member`). Here: every active member
+    at the same ratio (`scale`), so ratio-least-connections-member is plain least connections. Ratios that are
+    already equal are left as they are; connection limits are not touched."""
+    active = [m for m in pool.members if m.active]
+    equal = len({m.ratio for m in active}) <= 1
+    plans = []
+    for m in pool.members:
+        if not m.active:
+            plans.append(_hold(m))
+            continue
+        ratio = m.ratio if equal or not cfg.weights.drives_ratio else cfg.weights.scale
+        plans.append(MemberPlan(member=m, sample=fresh.get(m.key), score=None, ratio=ratio,
+                                connection_limit=m.connection_limit, action=Action.POOL_FALLBACK,
+                                reason="pool_fallback: equal ratios, BIG-IP balances on its own"))
+    plans = [writable(p, pool.honours_ratio) for p in plans]
+    return PoolPlan(pool, tuple(plans), POOL_FALLBACK_NOTE)
+
+
+def over_threshold(p: MemberPlan, cfg: PoolConfig) -> MemberPlan:
+    """A member whose running requests or waiting queue is above its fallback threshold takes no new
+    connections: the floor ratio, and a connection limit of 1 where limits are driven (BIG-IP takes no new
+    connection to a member at or over its limit; 0 would mean unlimited). The sideband drops such a member
+    from the candidates of every request (core/scheduler.py at f254c3e, `_filter_members_by_thresholds`:
+    `value > threshold`); a member without metrics is kept, as there."""
+    f, s = cfg.fallback, p.sample
+    if s is None or not f.thresholds or not p.member.active:
+        return p
+    over = []
+    if f.member_running_req_threshold is not None and (s.running or 0.0) > f.member_running_req_threshold:
+        over.append(f"running {s.running:g} > member_running_req_threshold {f.member_running_req_threshold:g}")
+    if f.member_waiting_queue_threshold is not None and s.waiting > f.member_waiting_queue_threshold:
+        over.append(f"waiting {s.waiting:g} > member_waiting_queue_threshold {f.member_waiting_queue_threshold:g}")
+    if not over:
+        return p
+    w = cfg.weights
+    ratio = w.floor if w.drives_ratio else p.ratio
+    limit = 1 if w.drives_limit else p.connection_limit
+    how = " and ".join((["floor ratio"] if w.drives_ratio else []) + (["connection limit 1"] if w.drives_limit else []))
+    return replace(p, ratio=ratio, connection_limit=limit, action=Action.OVER_THRESHOLD,
+                   reason=f"fallback: {' and '.join(over)}: no new connections ({how})")
 
 
 def writable(p: MemberPlan, honours_ratio: bool) -> MemberPlan:

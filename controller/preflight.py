@@ -49,7 +49,12 @@ def _guard(item: str, code: str, fn: Callable[[], Row]) -> Row:
 
 def check_config(cfg: AppConfig) -> list[Row]:
     rows = [Row("config", OK, f"{cfg.source}: {len(cfg.pools)} pool(s)", "config")]
+    rows += [Row("config key", WARN, warning, "config-warning") for warning in cfg.warnings]
     rows += [Row("config key", INFO, note, "ignored-key") for note in cfg.notes]
+    reload = (f"re-read when the file changes (checked every {cfg.reload_interval:g}s: global.interval) and on SIGHUP"
+              if cfg.reload_interval > 0 else "re-read on SIGHUP only (global.interval: 0)")
+    rows.append(Row("config reload", INFO, reload, "config-reload"))
+    rows += [Row(f"pool {path}", FAIL, f"not steered: {why}", "unsupported-engine") for path, why in cfg.unsupported]
     return rows
 
 

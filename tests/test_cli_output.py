@@ -80,7 +80,9 @@ def test_check_json_lists_findings_ignored_keys_and_running(config):
     assert all({"item", "severity", "code", "message"} == f.keys() for f in doc["findings"])
     assert {f["severity"] for f in doc["findings"]} <= {"ok", "info", "warn", "fail"}
     ignored = [f["message"] for f in doc["findings"] if f["code"] == "ignored-key"]
-    assert any("api_port" in m for m in ignored) and any("interval" in m for m in ignored)
+    assert any("api_port" in m for m in ignored) and not any("interval" in m for m in ignored)
+    (reload,) = [f for f in doc["findings"] if f["code"] == "config-reload"]  # interval: the file's poll period
+    assert reload["severity"] == "info" and "every 5s" in reload["message"]
     members = [f for f in doc["findings"] if f["code"] == "metrics"]
     assert len(members) == 16 and all("running=" in f["message"] for f in members)
 

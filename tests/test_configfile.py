@@ -67,9 +67,14 @@ def test_seed_file_loads_unchanged(seed, get, expected):
     assert get(seed) == expected
 
 
-@pytest.mark.parametrize("key", ["global.interval", "global.api_port", "global.api_host"])
+@pytest.mark.parametrize("key", ["global.api_port", "global.api_host"])
 def test_seed_request_path_keys_are_noted_not_rejected(seed, key):
     assert any(n.startswith(f"{key} is not used by f5-llm-ratio") and n.endswith("ignored") for n in seed.notes)
+
+
+def test_seed_interval_is_the_config_files_poll_period(seed):
+    # the sideband's hot-reload check interval (seconds) means the same here: the file is polled for changes
+    assert seed.reload_interval == 5.0 and not any(n.startswith("global.interval") for n in seed.notes)
 
 
 def test_minimal_config_has_no_notes():
@@ -79,8 +84,9 @@ def test_minimal_config_has_no_notes():
 @pytest.mark.parametrize(
     "dotted, value, note",
     [
-        ("modes", [{"name": "s1", "w_a": 0.5, "w_b": 0.5, "w_g": 0.2}], "modes[0].w_g is not used"),
-        ("pools[0].fallback", {"pool_fallback": True}, "pools[0].fallback is not used"),
+        ("modes", [{"name": "s1", "w_a": 0.5, "w_b": 0.5, "w_g": 0.2}], "modes[0].w_g is used only by the s2 modes"),
+        ("modes", [{"name": "s1_nonlinear", "power": 3.0}], "modes[0].power is not read by the sideband scheduler either"),
+        ("pools[0].model_APIkey", {"path": "/v1/cluster/authorizations"}, "pools[0].model_APIkey is used by the sideband"),
     ],
 )
 def test_other_unused_keys_are_noted(dotted, value, note):
@@ -332,7 +338,12 @@ def test_all_problems_are_collected_in_one_error():
         ("telemetry.port", 70000, "telemetry.port: must be between 1 and 65535, got 70000"),
         ("global.log_level", "LOUD", "global.log_level: 'LOUD' is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
         ("global.log_debug", "yes", "global.log_debug: expected true or false, got 'yes'"),
-        ("modes", [{"w_a": 0, "w_b": 0}], "modes[0]: w_a and w_b are both 0; at least one must be > 0"),
+        ("modes", [{"w_a": 0, "w_b": 0}], "modes[0]: w_a, w_b and w_g are all 0; at least one must be > 0"),
+        ("modes", [{"name": "s1_dynamic_waiting", "transition_point": 0}], "modes[0].transition_point: must be > 0, got 0"),
+        ("pools[0].fallback.member_running_req_threshold", "many",
+         "pools[0].fallback.member_running_req_threshold: expected a number, got 'many'"),
+        ("pools[0].fallback.pool_fallback", "yes", "pools[0].fallback.pool_fallback: expected true or false, got 'yes'"),
+        ("global.interval", -1, "global.interval: must be >= 0, got -1"),
         ("modes", [{"w_a": -0.1}], "modes[0].w_a: must be >= 0, got -0.1"),
         ("modes", [{"name": "s1"}, {"name": "s1"}], "modes[1].name: duplicate mode name 's1'"),
         ("modes", [], "modes: must list at least one mode"),

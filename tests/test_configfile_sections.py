@@ -7,7 +7,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.config import EngineKeys, WeightsConfig
+from controller.config import EngineKeys, ModeConfig, WeightsConfig
 from controller.configfile import load, parse
 from controller.errors import ConfigError
 from tests.configfile_support import (
@@ -116,9 +116,21 @@ def test_mode_names_are_policies_and_unnamed_means_s1():
     data = minimal()
     data["modes"] = [{"w_a": 0.7, "w_b": 0.3}]
     assert parse(data, ENV).pools[0].mode.name == "s1"
-    data["modes"] = [{"name": "s2"}]
-    policies = "s1, balance, balance-v1, balance-v2, balance-rate, balance-kv, queue-balance, kv-capacity"
-    assert problems(data) == [f"modes[0].name: 's2' is not one of {policies}"]
+    data["modes"] = [{"name": "s2", "w_g": 0.2}]  # the sideband's modes are policies too
+    assert parse(data, ENV).pools[0].mode == ModeConfig("s2", 0.5, 0.5, 0.2)
+
+
+def test_an_unknown_mode_becomes_s1_with_a_warning_naming_the_supported_modes():
+    # as the sideband's config/config_loader.py does (f254c3e, line 240): a warning, then s1 (not exit 2)
+    data = minimal()
+    data["modes"] = [{"name": "s1_enhanced_high_cache", "w_a": 0.1, "w_b": 0.9}]
+    cfg = parse(data, ENV)
+    assert cfg.pools[0].mode == ModeConfig("s1", 0.1, 0.9)
+    (warning,) = cfg.warnings
+    assert warning.startswith("modes[0].name: unsupported mode 's1_enhanced_high_cache', using s1")
+    for name in ("s1_enhanced", "s1_dynamic_waiting", "s2_advanced", "balance"):
+        assert name in warning
+    assert parse(minimal(), ENV).warnings == ()
 
 
 def test_weights_merge_per_pool():

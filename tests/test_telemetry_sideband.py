@@ -106,8 +106,12 @@ def test_member_fields_carry_the_sidebands_names(server):
     assert m1["metrics"] == {"waiting_queue": 0.0, "cache_usage": 0.3, "running_req": 4.0}
     assert (m1["detected_variant"], m1["detected_engine_type"], m1["detection_status"]) == ("vllm", "vllm", "ok")
     assert (m3["detected_variant"], m3["detection_status"]) == (None, "failed")
-    assert m2["percent"] == pytest.approx(100 * 61 / 211, abs=0.01)  # planned ratios: this tick wrote them
-    assert m3["percent"] == pytest.approx(100 * 50 / 211, abs=0.01)
+    # `percent` as the sideband computes it (core/scheduler.py get_pool_status at f254c3e): score / sum of
+    # scores x 100, 2 decimals; the member without a score counts 0
+    assert [m["percent"] for m in (m1, m2, m3)] == [62.5, 37.5, 0.0]
+    # the share by BIG-IP ratio under its own name: planned ratios, as this tick wrote them
+    assert m2["ratio_percent"] == pytest.approx(100 * 61 / 211, abs=0.01)
+    assert m3["ratio_percent"] == pytest.approx(100 * 50 / 211, abs=0.01)
 
 
 def test_simple_form_matches_the_sidebands_text(server):

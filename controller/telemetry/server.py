@@ -254,7 +254,7 @@ def _history_row(view: dict, dry_run: bool) -> dict[str, tuple[float | None, ...
     after the tick (the planned ones unless this is a dry run), the expected share, the load."""
     rows: dict[str, tuple[float | None, ...]] = {}
     for m in view["members"]:
-        share = m["percent"] / 100.0 if m["percent"] is not None else None
+        share = m["ratio_percent"] / 100.0 if m["ratio_percent"] is not None else None
         metrics = m["metrics"]
         ratio = m["ratio"] if dry_run else m["planned_ratio"]
         limit = (m["connection_limit"] if dry_run else m["planned_connection_limit"]) or None  # 0: unlimited, no line

@@ -8,11 +8,14 @@ Compatibility with the sideband scheduler (seeds 000/001 and its api/server.py):
 * Per pool: `name, partition, engine_type, member_count, members`.
 * Per member: `ip, port, score, percent, metrics{waiting_queue, cache_usage, running_req},
   detected_variant, detected_engine_type, detection_status`.
-* `score` is on the sideband's 0-1 scale: the S1 value for `s1` pools; for policies that produce a
-  weight (`balance` and the others) the weight divided by the pool's largest, so the best member is 1.0.
-  The policy's own number is kept in `policy_weight`. `percent` is the member's expected share of new
-  connections in percent (its ratio over the sum of the active members' ratios), which is what the
-  sideband's `percent` (score over the sum of scores) meant: the chance a request goes there.
+* `score` is on the sideband's scale: the mode's own score for the sideband's modes (`s1`, `s1_enhanced`,
+  ... `s2_dynamic_waiting`: controller.sideband_modes); for policies that produce a weight (`balance` and
+  the others) the weight divided by the pool's largest, so the best member is 1.0. The policy's own
+  number is kept in `policy_weight`.
+* `percent` is computed as the sideband computes it (core/scheduler.py `get_pool_status` at f254c3e): the
+  member's score over the sum of the pool's scores × 100, rounded to 2 decimals (a member without a score
+  counts 0). `ratio_percent` is the member's expected share of new connections by BIG-IP ratio (its ratio
+  over the sum of the active members' ratios, after this tick's writes; under --dry-run the current ones).
 
 Our own fields (ratio, planned ratio, connection limits, shares, action, reason) come after those.
 Free text is passed through the log redactor before it reaches a reply.
@@ -24,11 +27,12 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 
-from controller import logs
+from controller import logs, sideband_modes
 from controller.engines import base_engine_type
 from controller.model import MemberPlan, Outcome, PoolPlan
 
-SCORE_POLICIES = frozenset({"s1"})  # policies whose score already is the sideband's 0-1 S1 value
+#: policies whose score already is the sideband's score (its modes; all but s1_ratio are within 0-1)
+SCORE_POLICIES = frozenset(sideband_modes.SIDEBAND_MODES)
 
 
 def num(value: float | None, digits: int = 4) -> float | None:
@@ -75,6 +79,8 @@ def unit_scores(plan: PoolPlan, policy: str = "") -> dict[str, float]:
     raw = {p.member.key: float(p.score) for p in plan.members if p.score is not None and math.isfinite(p.score)}
     if not raw:
         return {}
+    if policy in sideband_modes.UNCLIPPED:
+        return raw  # the sideband shows s1_ratio's score as computed, negative or above 1
     already_unit = policy in SCORE_POLICIES or (not policy and all(0.0 <= v <= 1.0 for v in raw.values()))
     if already_unit:
         return {k: min(1.0, max(0.0, v)) for k, v in raw.items()}
@@ -92,7 +98,8 @@ def detection(p: MemberPlan) -> tuple[str | None, str | None, str | None]:
     return None, None, "failed"
 
 
-def member_view(p: MemberPlan, *, score: float | None, share: float, planned_share: float, percent: float) -> dict:
+def member_view(p: MemberPlan, *, score: float | None, share: float, planned_share: float, percent: float,
+                ratio_percent: float) -> dict:
     """One member as /status shows it; the sideband's fields come first."""
     m, s = p.member, p.sample
     variant, engine_type, status = detection(p)
@@ -100,7 +107,7 @@ def member_view(p: MemberPlan, *, score: float | None, share: float, planned_sha
         "ip": m.scrape_host.strip("[]"),
         "port": m.port,
         "score": num(score),
-        "percent": num(percent * 100.0, 2),
+        "percent": num(percent, 2),  # the sideband's: score / sum of scores x 100
         "metrics": {
             "waiting_queue": num(s.waiting) if s else None,
             "cache_usage": num(s.kv_usage) if s else None,
@@ -119,6 +126,7 @@ def member_view(p: MemberPlan, *, score: float | None, share: float, planned_sha
         "planned_ratio": p.ratio,
         "connection_limit": m.connection_limit,
         "planned_connection_limit": p.connection_limit,
+        "ratio_percent": num(ratio_percent * 100.0, 2),  # by BIG-IP ratio, after this tick's writes
         "share": num(share, 6),
         "planned_share": num(planned_share, 6),
         "action": p.action.value,
@@ -134,9 +142,11 @@ def pool_view(plan: PoolPlan, engine_type: str, policy: str, dry_run: bool) -> d
     current, planned = shares(plan, planned=False), shares(plan, planned=True)
     live = current if dry_run else planned  # what BIG-IP balances on once this tick's writes are in
     scores = unit_scores(plan, policy)
+    percents = sideband_modes.percents({p.member.key: scores.get(p.member.key) for p in plan.members})
     members = [
         member_view(p, score=scores.get(p.member.key), share=current[p.member.key],
-                    planned_share=planned[p.member.key], percent=live[p.member.key])
+                    planned_share=planned[p.member.key], percent=percents[p.member.key],
+                    ratio_percent=live[p.member.key])
         for p in plan.members
     ]
     return {
