@@ -110,7 +110,9 @@ def target_for(member: Member, pool: PoolConfig, keys: EngineKeys | None) -> Tar
     headers = [("Accept", ACCEPT), ("Accept-Encoding", "gzip")]
     if m.api_key:
         headers.append(("Authorization", f"Bearer {m.api_key}"))
-    auth = (m.user, m.password or "") if m.user else None
+    # With both APIkey and metric_user set the sideband sends the key as Bearer and no basic auth
+    # (core/metrics_collector.py at f254c3e, lines 104-107: `if api_key: ... elif username and password:`).
+    auth = (m.user, m.password or "") if m.user and not m.api_key else None
     where = member.scrape_address(m.target) if m.target else f"{member.scrape_host}:{port}"
     url = f"{m.schema.lower()}://{where}{path}"
     return Target(member.key, url, pool.engine_type, m.timeout, tuple(headers), auth, keys, pool=pool.ref.full_path)

@@ -74,7 +74,7 @@ def test_target_for_ipv6_port_path_schema_and_secrets():
     t = target_for(m, pool(schema="https", port=9400, path="prometheus/metrics", api_key=SECRET, user="u", password="pw"), keys)
     assert t.url == "https://[2001:db8::1]:9400/prometheus/metrics"
     assert dict(t.headers)["Authorization"] == f"Bearer {SECRET}"
-    assert t.auth == ("u", "pw") and t.keys is keys
+    assert t.auth is None and t.keys is keys  # both set: Bearer only, as the sideband sends
     assert "openmetrics" not in str(t.headers)
     assert SECRET not in repr(t) and "pw" not in repr(t)
 
@@ -98,6 +98,14 @@ def test_basic_auth_header(scraper):
         t = target_for(member(srv.port), pool(user="scraper", password="pw:1"), None)
         assert scrape_by_member(scraper, [t], 2.0)[t.member].ok
     assert srv.seen[0]["headers"]["Authorization"] == "Basic " + base64.b64encode(b"scraper:pw:1").decode()
+
+
+def test_apikey_and_metric_user_both_set_send_bearer_as_the_sideband_does(scraper):
+    # core/metrics_collector.py at f254c3e: `if api_key: Bearer ... elif username and password: BasicAuth`
+    with Loopback({"/metrics": page(vllm_page())}) as srv:
+        t = target_for(member(srv.port), pool(api_key=SECRET, user="scraper", password="pw:1"), None)
+        assert scrape_by_member(scraper, [t], 2.0)[t.member].ok
+    assert srv.seen[0]["headers"]["Authorization"] == f"Bearer {SECRET}"
 
 
 def test_gzip_response_is_decoded(scraper):

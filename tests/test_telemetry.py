@@ -304,6 +304,17 @@ def test_healthz_turns_503_after_three_intervals_without_success(tel, clock):
     assert get(tel, "/health").status_code == 200  # the sideband scheduler's path works too
 
 
+def test_health_is_the_sidebands_liveness_200_while_the_process_runs(tel, clock):
+    # the sideband's /health (api/server.py at f254c3e) answers 200 while it runs: its Kubernetes liveness probe
+    body = {"status": "healthy", "message": "Scheduler running normally"}
+    assert get(tel, "/healthz").status_code == 503  # no successful tick yet
+    r = get(tel, "/health")
+    assert (r.status_code, r.json()) == (200, body)
+    tel.observe(report(outcomes=(read_failed("connection refused"),)))
+    clock.advance(10 * TICK)
+    assert get(tel, "/healthz").status_code == 503 and get(tel, "/health").status_code == 200
+
+
 # -- /status -----------------------------------------------------------------------------------
 
 def test_status_matches_seed_fields_and_shares_sum_to_one(tel):

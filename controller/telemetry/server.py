@@ -329,6 +329,12 @@ def _get_health(t: Telemetry, _accept: str, _q: dict) -> Reply:
     return code, JSON, _json(body)
 
 
+def _get_alive(_t: Telemetry, _accept: str, _q: dict) -> Reply:
+    """The sideband scheduler's /health (api/server.py at f254c3e): 200 while the process runs, its body.
+    Whether the controller sees its pools is /healthz (and readiness /readyz)."""
+    return 200, JSON, _json({"status": "healthy", "message": "Scheduler running normally"})
+
+
 def _get_status(t: Telemetry, _accept: str, _q: dict) -> Reply:
     return 200, JSON, _json(t.status())
 
@@ -362,7 +368,7 @@ def _get_pool_status(t: Telemetry, pool: tuple[str, str], q: dict) -> Reply:
 _ROUTES: dict[str, Callable[[Telemetry, str, dict], Reply]] = {
     "/metrics": _get_metrics,
     "/healthz": _get_health,
-    "/health": _get_health,  # the sideband scheduler's path
+    "/health": _get_alive,  # the sideband scheduler's liveness path: 200 while the process runs
     "/status": _get_status,
     "/pools/status": _get_status,  # the sideband scheduler's path
     "/history.json": _get_history,
