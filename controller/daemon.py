@@ -97,6 +97,47 @@ def announce(cfg: AppConfig, log) -> None:
         log.warning("tls_verification_disabled", host=cfg.f5.host, hint="set f5.verify_tls to a CA bundle path")
 
 
+class FileWatch:
+    """Whether a file changed since it was last looked at, as the sideband scheduler's ConfigHotReloader
+    checks (main.py at f254c3e): its modification time first (here with size and inode, so a ConfigMap's
+    symlink swap counts), then a hash of its content, so a `touch` or a rewrite with the same bytes is no change.
+    A file that cannot be read counts as changed (the reload then reports why and keeps the old config)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.stamp = self._stamp()
+        self.digest = self._digest()
+
+    def _stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)  # follows symlinks: a ConfigMap volume swaps ..data
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size, st.st_ino
+
+    def _digest(self) -> str | None:
+        try:
+            with open(self.path, "rb") as f:
+                return hashlib.sha256(f.read()).hexdigest()
+        except OSError:
+            return None
+
+    def changed(self) -> bool:
+        stamp = self._stamp()
+        if stamp == self.stamp:
+            return False
+        self.stamp = stamp
+        digest = self._digest()
+        if digest == self.digest:
+            return False
+        self.digest = digest
+        return True
+
+    def refresh(self) -> None:
+        """Take the file as it is now as seen (a reload by SIGHUP read it)."""
+        self.stamp, self.digest = self._stamp(), self._digest()
+
+
 class Daemon:
     def __init__(self, config_path: str, cfg: AppConfig, *, dry_run: bool = False, out=None, builder: Callable = build):
         self.config_path = config_path
@@ -108,6 +149,7 @@ class Daemon:
         self.rec = builder(cfg, dry_run=dry_run)
         self.lock = threading.Lock()  # one tick at a time, and no teardown mid-tick
         self.reload_requested = False
+        self.watch = FileWatch(config_path)
         self.scheduler: BlockingScheduler | None = None
         self.backoff = 0.0
         self.skip_until = 0.0
@@ -179,8 +221,25 @@ class Daemon:
     def request_reload(self, *_args) -> None:
         self.reload_requested = True
 
+    def poll_config(self) -> None:
+        """Every global.interval seconds: a changed file (mtime, then content) is reloaded as SIGHUP would
+        (a Kubernetes ConfigMap update reaches the pod's file without any signal)."""
+        if self.watch.changed():
+            self.log.info("config_changed", source=self.config_path, note="reloading at the next tick")
+            self.request_reload()
+
+    def _schedule_watch(self) -> None:
+        if self.scheduler is None:
+            return
+        if self.scheduler.get_job("config-watch") is not None:
+            self.scheduler.remove_job("config-watch")
+        if self.cfg.reload_interval > 0:
+            self.scheduler.add_job(self.poll_config, "interval", id="config-watch", seconds=self.cfg.reload_interval,
+                                   max_instances=1, coalesce=True, misfire_grace_time=None)
+
     def _reload(self) -> None:
         self.reload_requested = False
+        self.watch.refresh()
         try:
             cfg = configfile.load(self.config_path)
         except ConfigError as exc:
@@ -194,6 +253,7 @@ class Daemon:
         announce(cfg, self.log)
         if self.scheduler is not None:
             self.scheduler.reschedule_job("tick", trigger="interval", seconds=cfg.scheduler.tick_seconds)
+            self._schedule_watch()
         self.log.info("config_reloaded", source=cfg.source)
         self._notify_reload(True)
 
@@ -226,6 +286,7 @@ class Daemon:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
         signal.signal(signal.SIGHUP, self.request_reload)
+        self._schedule_watch()
         sdnotify.notify("READY=1")
         self.log.info("started", dry_run=self.dry_run)
         self.scheduler.start()  # returns after stop()

@@ -157,7 +157,7 @@ def test_daemon_logs_in_again_after_a_bigip_restart_and_keeps_writing(tmp_path, 
 def test_sighup_with_a_bad_config_keeps_the_old_one_and_a_good_one_is_applied(tmp_path, daemons):
     s = Stack(LOADS).start()
     try:
-        good = daemon_config(s)
+        good = daemon_config(s, **{"global": {"interval": 0}})  # no file polling: this test is about SIGHUP
         path = write_config(tmp_path / "d.yaml", good)
         d = daemons(path)
         wait_for(lambda: strictly_decreasing(s.ratios()), 10, what="first ratios")
@@ -181,6 +181,40 @@ def test_sighup_with_a_bad_config_keeps_the_old_one_and_a_good_one_is_applied(tm
         assert strictly_decreasing(s.ratios()[::-1]) and min(s.ratios()) >= 5
         # the reload replaced the client: the old token was deleted, not leaked
         assert len(s.bigip.live_tokens()) == 1
+        assert d.stop()[0] == 0
+        assert s.bigip.live_tokens() == []
+        assert_clean(d.out, d.err)
+    finally:
+        s.stop()
+
+
+def test_a_changed_file_is_reloaded_without_a_signal_and_a_bad_one_keeps_the_old(tmp_path, daemons):
+    # A ConfigMap update reaches the pod's file and sends no signal: the file is polled every global.interval
+    # seconds (mtime, then content), as the sideband scheduler polls its file (main.py ConfigHotReloader).
+    s = Stack(LOADS).start()
+    try:
+        good = daemon_config(s, **{"global": {"interval": 0.3}})
+        path = write_config(tmp_path / "d.yaml", good)
+        d = daemons(path)
+        wait_for(lambda: strictly_decreasing(s.ratios()), 10, what="first ratios")
+        assert max(s.ratios()) == 100
+
+        # the same bytes rewritten (a new mtime): no reload
+        path.write_bytes(path.read_bytes())
+        time.sleep(1.0)
+        assert not d.events("config_changed") and not d.events("config_reloaded")
+
+        # a broken file: rejected once, the old config kept
+        write_config(path, merge(good, {"scheduler": {"metrics_fetch_interval": "fast"}}))
+        (ev,) = d.wait_event("reload_rejected")
+        assert "scheduler.metrics_fetch_interval" in str(ev)
+        time.sleep(1.0)
+        assert len(d.events("reload_rejected")) == 1 and d.alive()
+
+        # a good, changed file: applied with no signal
+        write_config(path, merge(good, {"weights": {"scale": 60, "floor": 5}}))
+        d.wait_event("config_reloaded")
+        wait_for(lambda: max(s.ratios()) == 60, 10, what="ratios at the new scale")
         assert d.stop()[0] == 0
         assert s.bigip.live_tokens() == []
         assert_clean(d.out, d.err)
