@@ -238,13 +238,15 @@ def pool_fallback_plan(pool: PoolState, fresh: Mapping[str, Sample], cfg: PoolCo
     already equal are left as they are; connection limits are not touched."""
     active = [m for m in pool.members if m.active]
     equal = len({m.ratio for m in active}) <= 1
+    # scored all the same, for /status (`score`, `percent`), as the sideband keeps scoring such a pool
+    scores = policy.score(fresh, cfg.mode, policy.Context(scale=cfg.weights.scale)) if fresh else {}
     plans = []
     for m in pool.members:
         if not m.active:
             plans.append(_hold(m))
             continue
         ratio = m.ratio if equal or not cfg.weights.drives_ratio else cfg.weights.scale
-        plans.append(MemberPlan(member=m, sample=fresh.get(m.key), score=None, ratio=ratio,
+        plans.append(MemberPlan(member=m, sample=fresh.get(m.key), score=scores.get(m.key), ratio=ratio,
                                 connection_limit=m.connection_limit, action=Action.POOL_FALLBACK,
                                 reason="pool_fallback: equal ratios, BIG-IP balances on its own"))
     plans = [writable(p, pool.honours_ratio) for p in plans]
