@@ -245,6 +245,7 @@ def _sideband_git() -> Path | None:
     return next((Path(c) for c in candidates if c and (Path(c) / "HEAD").is_file()), None)
 
 
+@pytest.mark.e2e  # a subprocess running the sideband's own code
 def test_matches_the_sidebands_own_code_on_random_pools(tmp_path):
     git = _sideband_git()
     if git is None:
