@@ -228,7 +228,7 @@ def plan_pool(
 
 #: The plan note of a pool with fallback.pool_fallback: true.
 POOL_FALLBACK_NOTE = ("fallback.pool_fallback: true: left to BIG-IP's own balancing (equal ratios, as the sideband "
-                      "scheduler answers 'fallback' for it); metrics not used")
+                      "scheduler answers 'fallback' for it); scores shown, not used")
 
 
 def pool_fallback_plan(pool: PoolState, fresh: Mapping[str, Sample], cfg: PoolConfig) -> PoolPlan:
@@ -264,9 +264,9 @@ def over_threshold(p: MemberPlan, cfg: PoolConfig) -> MemberPlan:
         return p
     over = []
     if f.member_running_req_threshold is not None and (s.running or 0.0) > f.member_running_req_threshold:
-        over.append(f"running {s.running:g} > member_running_req_threshold {f.member_running_req_threshold:g}")
+        over.append(f"running {s.running:g} > {f.member_running_req_threshold:g} (member_running_req_threshold)")
     if f.member_waiting_queue_threshold is not None and s.waiting > f.member_waiting_queue_threshold:
-        over.append(f"waiting {s.waiting:g} > member_waiting_queue_threshold {f.member_waiting_queue_threshold:g}")
+        over.append(f"waiting {s.waiting:g} > {f.member_waiting_queue_threshold:g} (member_waiting_queue_threshold)")
     if not over:
         return p
     w = cfg.weights
@@ -274,7 +274,7 @@ def over_threshold(p: MemberPlan, cfg: PoolConfig) -> MemberPlan:
     limit = 1 if w.drives_limit else p.connection_limit
     how = " and ".join((["floor ratio"] if w.drives_ratio else []) + (["connection limit 1"] if w.drives_limit else []))
     return replace(p, ratio=ratio, connection_limit=limit, action=Action.OVER_THRESHOLD,
-                   reason=f"fallback: {' and '.join(over)}: no new connections ({how})")
+                   reason=f"{' and '.join(over)}: no new connections ({how})")
 
 
 def writable(p: MemberPlan, honours_ratio: bool) -> MemberPlan:

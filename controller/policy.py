@@ -48,7 +48,9 @@ def s1(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context | None = No
     """The sideband scheduler's S1: w_a·(1 − norm_waiting) + w_b·(1 − cache_usage).
 
     An engine without a KV metric is scored on its queue alone: the queue term takes both weights,
-    so such a member is not favoured or penalised for a figure it does not export.
+    so such a member is not favoured or penalised for a figure it does not export. The score is clipped
+    into [0, 1], as the sideband clips it (core/score_calculator.py at f254c3e, line 177), which matters
+    when w_a + w_b > 1.
     """
     if not samples:
         return {}
@@ -57,7 +59,7 @@ def s1(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context | None = No
     for key, s in samples.items():
         queue_term = 1.0 - norm[key]
         kv_term = queue_term if s.kv_usage is None else 1.0 - s.kv_usage
-        out[key] = mode.w_a * queue_term + mode.w_b * kv_term
+        out[key] = max(0.0, min(1.0, mode.w_a * queue_term + mode.w_b * kv_term))
     return out
 
 

@@ -168,6 +168,14 @@ def test_every_sideband_mode_is_in_the_table_and_a_policy():
     assert len(sideband_modes.SIDEBAND_MODES) == 16
 
 
+def test_s1_is_clipped_as_in_the_sideband_when_the_weights_sum_above_one():
+    samples = {"a": Sample(waiting=0, kv_usage=0.1), "b": Sample(waiting=4, kv_usage=0.4)}
+    got = policy.score(samples, ModeConfig("s1", 1.0, 1.0))
+    assert got == pytest.approx(dict(zip("ab", sideband_modes.scores("s1", [0, 4], [0.1, 0.4], [0, 0], ModeConfig("s1", 1.0, 1.0)),
+                                         strict=True)))
+    assert got == {"a": 1.0, "b": pytest.approx(0.6)}
+
+
 def test_s1_ratio_is_the_one_mode_not_clipped():
     # score_calculator.py line 392: w_a * (1 - raw waiting) ... with no max/min: a queue of 10 goes negative
     (a, b) = sideband_modes.scores("s1_ratio", [10, 0], [0.5, 0.2], [0, 0], ModeConfig("s1_ratio", 0.2, 0.8))
