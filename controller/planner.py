@@ -235,7 +235,8 @@ def pool_fallback_plan(pool: PoolState, fresh: Mapping[str, Sample], cfg: PoolCo
     """fallback.pool_fallback: the sideband answers "fallback" for every request of the pool and BIG-IP picks
     the member by its own method (api/server.py at f254c3e, `select_optimal_member`). Here: every active member
     at the same ratio (`scale`), so ratio-least-connections-member is plain least connections. Ratios that are
-    already equal are left as they are; connection limits are not touched."""
+    already equal are left as they are. Where this controller drives connection limits, they are lifted
+    (0: unlimited); otherwise they are not touched."""
     active = [m for m in pool.members if m.active]
     equal = len({m.ratio for m in active}) <= 1
     # scored all the same, for /status (`score`, `percent`), as the sideband keeps scoring such a pool
@@ -246,8 +247,9 @@ def pool_fallback_plan(pool: PoolState, fresh: Mapping[str, Sample], cfg: PoolCo
             plans.append(_hold(m))
             continue
         ratio = m.ratio if equal or not cfg.weights.drives_ratio else cfg.weights.scale
+        limit = 0 if cfg.weights.drives_limit else m.connection_limit
         plans.append(MemberPlan(member=m, sample=fresh.get(m.key), score=scores.get(m.key), ratio=ratio,
-                                connection_limit=m.connection_limit, action=Action.POOL_FALLBACK,
+                                connection_limit=limit, action=Action.POOL_FALLBACK,
                                 reason="pool_fallback: equal ratios, BIG-IP balances on its own"))
     plans = [writable(p, pool.honours_ratio) for p in plans]
     return PoolPlan(pool, tuple(plans), POOL_FALLBACK_NOTE)

@@ -126,6 +126,12 @@ def test_pool_fallback_leaves_the_pool_to_bigip_with_equal_ratios():
     assert got["a:1"].score > got["b:1"].score
     equal, p2 = plan([member("a:1", 40), member("b:1", 40)], [ok("a:1", 0, 0.2, 1)], FallbackConfig(pool_fallback=True))
     assert not p2.writes  # already equal: nothing to write
+    # limits this controller drives are lifted (0: unlimited); ratios only: an admin's limit stays
+    limited = [member("a:1", 40, limit=8), member("b:1", 40, limit=12)]
+    lifted, _ = plan(limited, [ok("a:1", 0, 0.2, 1)], FallbackConfig(pool_fallback=True), drive="both")
+    assert [mp.connection_limit for mp in lifted.values()] == [0, 0]
+    kept, _ = plan(limited, [ok("a:1", 0, 0.2, 1)], FallbackConfig(pool_fallback=True))
+    assert [mp.connection_limit for mp in kept.values()] == [8, 12]
 
 
 @pytest.mark.parametrize(
