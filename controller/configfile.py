@@ -117,7 +117,7 @@ UNSUPPORTED_ENGINES = {
     "xinference": (
         "XInference is not supported: the sideband scores each *model* of a member from XInference's "
         "/v1/cluster/load-statistics and picks per request by model name, which a member ratio cannot express, "
-        "and no XInference endpoint is available here to test against. This pool is not planned or written; "
+        "and f5-llm-ratio has not been tested against XInference. This pool is not planned or written; "
         "keep the sideband scheduler (or its iRule) for it, or point a pool at the vLLM/SGLang workers behind "
         "XInference with engine_type: vllm or sglang and their own /metrics"
     ),
