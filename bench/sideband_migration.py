@@ -112,7 +112,8 @@ def sideband_scores(git: Path | None, cases: list[dict]) -> list[list[float]] | 
         with tarfile.open(fileobj=BytesIO(tar)) as archive:
             archive.extractall(tree, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
         p = subprocess.run([sys.executable, str(REPO / "tests" / "sideband_reference.py"), tree], input=json.dumps(cases),
-                           capture_output=True, text=True, check=True, timeout=120)
+                           capture_output=True, text=True, check=True, timeout=120,
+                           cwd=tree)  # its logger writes scheduler.log into the working directory
     return json.loads(p.stdout)
 
 

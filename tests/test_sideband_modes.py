@@ -274,7 +274,8 @@ def test_matches_the_sidebands_own_code_on_random_pools(tmp_path):
                 "r": [rng.randint(0, 40) for _ in range(n)],
             })
     proc = subprocess.run([sys.executable, str(HERE / "sideband_reference.py"), str(tmp_path)], input=json.dumps(cases),
-                          capture_output=True, text=True, check=True, timeout=120)
+                          capture_output=True, text=True, check=True, timeout=120,
+                          cwd=tmp_path)  # its logger writes scheduler.log into the working directory
     theirs = json.loads(proc.stdout)
     for case, expected in zip(cases, theirs, strict=True):
         mode = ModeConfig(case["mode"], case["wa"], case["wb"], case["wg"], case["tp"], case["st"])
