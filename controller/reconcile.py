@@ -213,6 +213,7 @@ class Reconciler:
         self.memory[pool_cfg.ref.full_path] = memory
         self._carried.pop(pool_cfg.ref.full_path, None)
         self._note_owners(pool_cfg.ref, plan)
+        self._note_fallback(pool_cfg.ref, plan)
         if self.dry_run or not plan.writes or not self._may_write_yet():
             return plan, ()
         return plan, self._apply(pool_cfg.ref, plan)
@@ -257,6 +258,22 @@ class Reconciler:
                                   instance=self.instance, reason=p.action.value, detail=p.reason)
             elif p.member.active:
                 self.faults.clear(key, "ownership_released", pool=str(ref), member=p.member.key)
+
+    def _note_fallback(self, ref: PoolRef, plan: PoolPlan) -> None:
+        """The sideband's `fallback`, logged when it starts and when it ends, not every tick: a pool left to
+        BIG-IP (pool_fallback), a member over a threshold (taking no new connections) and back under it."""
+        pool_key = f"fallback:{ref}"
+        if plan.note == planner.POOL_FALLBACK_NOTE:
+            self.faults.fault(pool_key, "pool_fallback", signature="pool_fallback", pool=str(ref), reason=plan.note)
+        else:
+            self.faults.clear(pool_key, "pool_fallback_ended", pool=str(ref))
+        for p in plan.members:
+            key = f"threshold:{ref}|{p.member.key}"
+            if p.action is Action.OVER_THRESHOLD:
+                self.faults.fault(key, "member_over_threshold", signature="over-threshold", pool=str(ref),
+                                  member=p.member.key, reason=p.reason, ratio=p.ratio, connection_limit=p.connection_limit)
+            elif p.sample is not None:
+                self.faults.clear(key, "member_under_threshold", pool=str(ref), member=p.member.key)
 
     def _steerable(self, pool_cfg: PoolConfig, state: PoolState) -> tuple[Outcome, ...]:
         """A pool whose mode or members let no ratio take effect fails its tick, logged once per cause."""

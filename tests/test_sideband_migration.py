@@ -160,6 +160,35 @@ def test_over_threshold_with_ratios_only_leaves_the_limit():
     assert (got["a:1"].ratio, got["a:1"].connection_limit, got["a:1"].action) == (10, 0, Action.OVER_THRESHOLD)
 
 
+def test_fallback_is_logged_when_it_starts_and_ends_not_every_tick():
+    from controller.clock import FakeClock
+    from controller.config import AppConfig, F5Config, SchedulerConfig
+    from controller.reconcile import Reconciler
+    from tests.fakes import FakeBigIP, FakeScraper, fake_target_for
+    from tests.fault_rig import CapLog
+
+    clock, log = FakeClock(), CapLog()
+    members = tuple(Member(f"10.0.0.{i}:8000", "Common", f"10.0.0.{i}", 8000, 100) for i in (1, 2))
+    pools = (PoolConfig(REF, "vllm", mode=ENHANCED, fallback=FallbackConfig(member_running_req_threshold=20)),
+             PoolConfig(PoolRef("other"), "vllm", mode=ENHANCED, fallback=FallbackConfig(pool_fallback=True)))
+    cfg = AppConfig(F5Config("bigip.example"), pools, SchedulerConfig(metrics_fetch_interval_ms=3000))
+    bigip = FakeBigIP(PoolState(REF, "ratio-least-connections-member", members))
+    bigip.pools["/Common/other"] = PoolState(PoolRef("other"), "ratio-least-connections-member", members)
+    scraper = FakeScraper(clock)
+    rec = Reconciler(cfg, bigip, scraper, clock=clock, target_for=fake_target_for, log=log)
+    busy = {"10.0.0.1:8000": Sample(0, running=4, kv_usage=0.1), "10.0.0.2:8000": Sample(2, running=30, kv_usage=0.5)}
+    scraper.samples = busy
+    for _ in range(3):
+        rec.tick()
+        clock.advance(3)
+    (over,) = log.named("member_over_threshold")
+    assert over["member"] == "10.0.0.2:8000" and "running 30 > 20" in over["reason"]
+    assert len(log.named("pool_fallback", pool="/Common/other")) == 1
+    scraper.samples = {**busy, "10.0.0.2:8000": Sample(2, running=5, kv_usage=0.5)}
+    rec.tick()
+    assert len(log.named("member_under_threshold", member="10.0.0.2:8000")) == 1
+
+
 # -- the sideband's modes drive ratios through the planner ----------------------------------------
 
 @pytest.mark.parametrize("name", sideband_modes.SIDEBAND_MODES)
