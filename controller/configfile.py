@@ -43,6 +43,7 @@ from controller.configread import (
     integer,
     kind_of,
     management_hosts,
+    member_names,
     metric_key,
     normalize_engine_type,
     number,
@@ -136,7 +137,7 @@ _TELEMETRY = (
 _ENGINE_KEYS = (("waiting_queue", metric_key()), ("cache_usage", metric_key()), ("running_req", metric_key()))
 
 _GLOBAL = ("log_level", "log_debug", *_GLOBAL_NOTES)
-_POOL = ("name", "partition", "sub_path", "engine_type", "metrics", "mode", "weights", "fallback")
+_POOL = ("name", "partition", "sub_path", "engine_type", "metrics", "mode", "weights", "fallback", "exclude")
 _TOP = ("global", "f5", "scheduler", "modes", "pools", "engines_metrics_keys", "weights", "telemetry")
 
 
@@ -386,11 +387,12 @@ def _read_pool(r: Reader, d: _PoolDefaults) -> PoolConfig | None:
     by_name = {m.name: m for m in d.modes}
     mode = by_name.get(r.get("mode", choice(tuple(by_name), normalize=str.strip), ""), d.modes[0])
     weights = _read_weights(r.section("weights"), d.weights)
+    exclude = r.get("exclude", member_names(), ()) or ()
     if r.has("fallback"):
         r.note("fallback", f"{_UNUSED} (no request path: BIG-IP keeps balancing on its own); ignored")
     if ref is None or engine is None:
         return None
-    return PoolConfig(ref=ref, engine_type=engine, metrics=metrics, mode=mode, weights=weights)
+    return PoolConfig(ref=ref, engine_type=engine, metrics=metrics, mode=mode, weights=weights, exclude=exclude)
 
 
 def _read_pools(root: Reader, d: _PoolDefaults) -> tuple[PoolConfig, ...]:
