@@ -118,6 +118,7 @@ class BigIPClient:
         self._base = cfg.base_url
         self._calls_lock = threading.Lock()
         self.calls = 0
+        self._request_hooks: list[Callable[[str, int, float], None]] = []
         self.budget = deadline.TickBudget()
         self.tokens = TokenManager(cfg, self._request, clock=self.clock, store=token_store)
         logging.getLogger("urllib3.connectionpool").addFilter(_URLLIB3_FILTER)  # idempotent
@@ -236,6 +237,18 @@ class BigIPClient:
         result.calls = self.calls - start
         return result
 
+    def observe_requests(self, hook: Callable[[str, int, float], None]) -> None:
+        """`hook(method, status, seconds until the reply)` after every call that got a reply (once per hook)."""
+        if hook not in self._request_hooks:
+            self._request_hooks.append(hook)
+
+    def _observed(self, method: str, resp: requests.Response) -> None:
+        for hook in list(self._request_hooks):
+            try:
+                hook(method, resp.status_code, resp.elapsed.total_seconds())
+            except Exception:  # an observer must never break a BIG-IP call
+                log.debug("bigip_request_hook_failed", exc_info=True)
+
     def token_counters(self) -> TokenCounters:
         return self.tokens.counters()
 
@@ -350,4 +363,5 @@ class BigIPClient:
                 ) from None
             if call.expired:
                 raise BigIPTimeout(f"no complete reply within {seconds:.3g}s", method=method, path=label)
+        self._observed(method, resp)
         return decode(resp, method, label, secrets)

@@ -113,6 +113,9 @@ def plan_json(cfg, report, code: int) -> dict:
     read = {plan.pool.ref.full_path for plan in plans}
     pools = [pool_view(plan, engine_types.get(plan.pool.ref.full_path, ""), policies.get(plan.pool.ref.full_path, ""), True)
              for plan in plans]
+    for view in pools:
+        view["result"] = report.pool_result(view["full_path"])
+        view["problem"] = scrub(report.pool_problem(view["full_path"])) or None
     pools += [missing_pool_view(path, et, report.pool_outcome(path) if report is not None else None)
               for path, et in engine_types.items() if path not in read]
     failures = report.failures if report is not None else ()
@@ -138,7 +141,11 @@ def cmd_check(args) -> int:
         daemon.close(rec)
     blocked = preflight.blocking(rows)
     if args.json:
-        print(json.dumps(preflight.as_json(rows)))
+        doc = preflight.as_json(rows)
+        doc.update(ok=not blocked, exit_code=EXIT_FAIL if blocked else EXIT_OK)
+        doc["errors"] = [{"kind": "check", "reason": f["code"], "pool": None, "member": None, "message": f["message"]}
+                         for f in doc["findings"] if f["severity"] == "fail"]
+        print(json.dumps(doc))
     else:
         print(render.table(("check", "status", "detail"), [(r.item, r.status, r.detail) for r in rows]))
         print("\nresult: " + ("BLOCKED: fix the FAIL rows first" if blocked else "ready"))
@@ -154,24 +161,65 @@ def cmd_demo(args) -> int:
 COMMANDS = {"run": cmd_run, "plan": cmd_plan, "check": cmd_check, "demo": cmd_demo}
 
 
+def config_errors(exc: ConfigError) -> list[dict]:
+    """Each problem of a ConfigError as a `--json` error record: {kind: config, key, message}."""
+    out = []
+    for problem in exc.problems:
+        key, sep, _ = problem.partition(": ")
+        out.append({"kind": "config", "reason": "invalid", "key": key if sep and " " not in key and not key.startswith("/") else None,
+                    "pool": None, "member": None, "message": scrub(problem)})
+    return out
+
+
+def error_json(command: str, code: int, errors: list[dict]) -> dict:
+    """The one JSON object `plan --json` and `check --json` print when they cannot do their job at all (a bad
+    config, a failure before any result): same `version`, `command`, `ok`, `exit_code` and `errors` as always."""
+    doc: dict = {"version": JSON_VERSION, "command": command, "ok": False, "exit_code": code, "errors": errors}
+    if command == "check":
+        doc["result"] = "blocked"
+        doc["findings"] = [{"item": "config" if e["kind"] == "config" else command, "severity": "fail",
+                            "code": "config" if e["kind"] == "config" else e["reason"], "message": e["message"]}
+                           for e in errors]
+    else:
+        doc.update(dry_run=True, writes=0, pools=[])
+    return doc
+
+
+def _fail(args, code: int, text: str, errors: list[dict]) -> int:
+    """A failure that ends the command: one line on stderr, and with --json one JSON object on stdout."""
+    print(f"f5-llm-ratio: {text}", file=sys.stderr)
+    if getattr(args, "json", False):
+        print(json.dumps(error_json(args.command, code, errors), allow_nan=False))
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # argparse printed the usage error (or --help) on stderr
+        wants_json = "--json" in argv and argv[:1] in (["plan"], ["check"])
+        if exc.code == EXIT_CONFIG and wants_json:
+            usage = {"kind": "config", "reason": "usage", "key": None, "pool": None, "member": None,
+                     "message": "invalid command line (see the usage line on stderr)"}
+            print(json.dumps(error_json(argv[0], EXIT_CONFIG, [usage])))
+        raise
     if not args.command:
         _parser().print_help()
         return EXIT_CONFIG
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
-        print(f"f5-llm-ratio: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return _fail(args, EXIT_CONFIG, str(exc), config_errors(exc))
     except RatioError as exc:
-        print(f"f5-llm-ratio: {logs.REDACTOR.scrub(str(exc))}", file=sys.stderr)
-        return EXIT_FAIL
+        text = logs.REDACTOR.scrub(str(exc))
+        return _fail(args, EXIT_FAIL, text, [{"kind": "tick", "reason": "failed", "pool": None, "member": None,
+                                              "message": text}])
     except KeyboardInterrupt:
         return EXIT_FAIL
     except Exception as exc:
         if os.environ.get("F5LR_DEBUG"):
             raise
-        print(f"f5-llm-ratio: internal error: {type(exc).__name__}: {logs.REDACTOR.scrub(str(exc))} "
-              "(set F5LR_DEBUG=1 for the traceback, and please report it)", file=sys.stderr)
-        return EXIT_FAIL
+        text = f"internal error: {type(exc).__name__}: {logs.REDACTOR.scrub(str(exc))}"
+        return _fail(args, EXIT_FAIL, f"{text} (set F5LR_DEBUG=1 for the traceback, and please report it)",
+                     [{"kind": "tick", "reason": "internal-error", "pool": None, "member": None, "message": text}])

@@ -149,6 +149,13 @@ class PoolConfig:
     mode: ModeConfig = ModeConfig()
     weights: WeightsConfig = WeightsConfig()
     fallback: FallbackConfig = FallbackConfig()
+    #: Members the controller keeps off, by name as BIG-IP shows it (`10.0.0.1:8000`, `gpu-node-1:8000`) or
+    #: full path (`/Common/10.0.0.1:8000`): scraped and counted like the others, never written. The config
+    #: twin of the `f5-llm-ratio: hold` description marker.
+    exclude: tuple[str, ...] = ()
+
+    def excludes(self, name: str, full_path: str = "") -> bool:
+        return name in self.exclude or (bool(full_path) and full_path in self.exclude)
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ from controller.configread import (
     integer,
     kind_of,
     management_hosts,
+    member_names,
     metric_key,
     normalize_engine_type,
     number,
@@ -159,7 +160,8 @@ _TELEMETRY = (
 _ENGINE_KEYS = (("waiting_queue", metric_key()), ("cache_usage", metric_key()), ("running_req", metric_key()))
 
 _GLOBAL = ("log_level", "log_debug", "interval", *_GLOBAL_NOTES)
-_POOL = ("name", "partition", "sub_path", "engine_type", "metrics", "mode", "weights", "fallback", "model_APIkey")
+_POOL = ("name", "partition", "sub_path", "engine_type", "metrics", "mode", "weights", "fallback", "model_APIkey",
+         "exclude")
 _TOP = ("global", "f5", "scheduler", "modes", "pools", "engines_metrics_keys", "weights", "telemetry")
 
 
@@ -454,9 +456,11 @@ def _read_pool(r: Reader, d: _PoolDefaults) -> PoolConfig | tuple[PoolRef, str] 
     mode = by_name.get(r.get("mode", choice(tuple(by_name), normalize=str.strip), ""), d.modes[0])
     weights = _read_weights(r.section("weights"), d.weights)
     fallback = _read_fallback(r)
+    exclude = r.get("exclude", member_names(), ()) or ()
     if ref is None or engine is None:
         return None
-    return PoolConfig(ref=ref, engine_type=engine, metrics=metrics, mode=mode, weights=weights, fallback=fallback)
+    return PoolConfig(ref=ref, engine_type=engine, metrics=metrics, mode=mode, weights=weights, fallback=fallback,
+                      exclude=exclude)
 
 
 def _read_pools(root: Reader, d: _PoolDefaults) -> tuple[tuple[PoolConfig, ...], tuple[tuple[str, str], ...]]:

@@ -148,6 +148,30 @@ def string(null: bool = False, secret: bool = False) -> Conv:
     return conv
 
 
+def member_names() -> Conv:
+    """A list of pool member names (`10.0.0.1:8000`, `gpu-node-1:8000`, `2001:db8::1.8000`) or full paths
+    (`/Common/10.0.0.1:8000`), each with a port; a single name is taken as a list of one."""
+
+    def conv(v: Any) -> tuple[str, ...]:
+        items = [v] if isinstance(v, str) else v
+        if not isinstance(items, list):
+            raise Invalid(f"expected a list of member names, got {kind_of(v)}")
+        out = []
+        for i, item in enumerate(items):
+            try:
+                name = string()(item).strip()
+            except Invalid as exc:
+                raise Invalid(f"item {i}: {exc}") from None
+            tail = name.rsplit("/", 1)[-1]
+            sep = "." if tail.count(":") > 1 else ":"
+            if not tail.rpartition(sep)[2].isdigit():
+                raise Invalid(f"item {i}: {_clip(name)!r} is not a member name with a port, like 10.0.0.1:8000")
+            out.append(name)
+        return tuple(dict.fromkeys(out))
+
+    return conv
+
+
 def choice(options: Sequence[str], normalize: Callable[[str], str] = str.lower) -> Conv:
     def conv(v: Any) -> str:
         s = string()(v)

@@ -155,6 +155,7 @@ class Daemon:
         self.skip_until = 0.0
         self.on_tick: list[Callable[[TickReport], None]] = []
         self.on_reload: list[Callable[[bool], None]] = []  # called with True (applied) or False (rejected)
+        self.on_wait: list[Callable[[], None]] = []  # called for each tick skipped while backing off: alive, waiting
         self._settle_tick_added = False
 
     # -- one tick ---------------------------------------------------------------------------
@@ -166,6 +167,11 @@ class Daemon:
                 # Backing off from a BIG-IP that fails every read: alive and well, so keep the watchdog fed.
                 sdnotify.notify(f"WATCHDOG=1\nSTATUS=waiting for BIG-IP, next try in "
                                 f"{self.skip_until - self.rec.clock.monotonic():.0f}s")
+                for wait_hook in self.on_wait:  # liveness: the loop is alive, only waiting
+                    try:
+                        wait_hook()
+                    except Exception as exc:  # noqa: BLE001 - an observer must not fail the loop
+                        self.log.error("wait_hook_failed", error=str(exc))
                 return None
             try:
                 report = self.rec.tick()
@@ -312,4 +318,4 @@ class Daemon:
             close(self.rec)
         if report is None or not report.ok or report.failed:
             return 1
-        return 1 if any(plan.blind for plan in report.plans) else 0
+        return 1 if any(plan.blind and not plan.paused for plan in report.plans) else 0  # paused: on purpose

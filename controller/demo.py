@@ -20,10 +20,13 @@ from controller.sim.dataplane import QUEUED
 from controller.sim.engine import Engine, RealtimeEngine, Request, preset
 from controller.sim.engine_server import EngineServer
 from controller.sim.trace import TraceNotFoundError, capacity_estimate, duration, load_trace, repeat, scale_to_rate
+from controller.telemetry.status import unit_scores
 
 POOL = "/Common/llm-demo"
 #: Unequal on purpose: the controller has something to find. (preset, name)
 FLEET = (("a100-40g", "a100-a"), ("a100-40g", "a100-b"), ("h100-80g", "h100"), ("l40s-48g", "l40s"))
+#: The summary's SLO line: the share of the requests offered that got a first token within this long.
+TTFT_SLO = 2.0
 
 
 def add_arguments(parser) -> None:
@@ -86,6 +89,7 @@ class Cluster:
         self.members: dict[str, str] = {}  # engine name -> member name (finished requests carry the engine)
         self.stats: dict[str, MemberStats] = {}
         self.arrivals: dict[object, float] = {}
+        self.offered = 0  # requests the trace sent so far (finished or not)
         self.lb_mode = lb_mode
         self.trace = trace
         self.stop_event = threading.Event()
@@ -96,11 +100,12 @@ class Cluster:
         for kind, name in FLEET:
             rt = RealtimeEngine(Engine(preset(kind, name=name)), on_finish=self._finished).start()
             server = EngineServer(rt, "vllm")
-            member = f"127.0.0.1:{server.start()}"
+            # a named node, as BIG-IP shows it (gui, table and live page agree): `h100:PORT`, address 127.0.0.1
+            member = f"{name}:{server.start()}"
             self.engines[member], self.servers[member], self.names[member] = rt, server, name
             self.members[name] = member
             self.stats[member] = MemberStats()
-            members.append(member)
+            members.append({"name": member, "address": "127.0.0.1"})
         url = self.emulator.start()
         self.emulator.add_pool(POOL, members, lb_mode=self.lb_mode)
         threading.Thread(target=self._generate, name=f"load-{self.label}", daemon=True).start()
@@ -121,6 +126,8 @@ class Cluster:
                 return
             req = Request(r.prompt_tokens, r.output_tokens)
             self.arrivals[req.rid] = time.monotonic()
+            with self.lock:
+                self.offered += 1
             member = self.emulator.dataplane.pick(POOL, req)
             if member not in (None, QUEUED):
                 self._send(req, member)
@@ -161,20 +168,23 @@ def demo_config(cluster: Cluster, args, password: str):
     return replace(cfg, telemetry=replace(cfg.telemetry, port=args.telemetry_port))
 
 
-def view(cluster: Cluster, report, elapsed: float, baseline: Cluster | None) -> str:
+def view(cluster: Cluster, report, elapsed: float, baseline: Cluster | None, policy_name: str = "") -> str:
     plans = {p.member.key: p for plan in (report.plans if report else ()) for p in plan.members}
+    # the score on the 0-1 scale /status, /metrics and the plan table use (the policy's weight / the pool's largest)
+    scores = {k: v for plan in (report.plans if report else ()) for k, v in unit_scores(plan, policy_name).items()}
     total_sent = sum(s.sent for s in cluster.stats.values()) or 1
     rows = []
     for member, rt in cluster.engines.items():
         snap, stats, plan = rt.snapshot(), cluster.stats[member], plans.get(member)
         rows.append([
-            f"{cluster.names[member]} ({member})", snap.waiting, snap.running, f"{snap.kv_usage:.0%}",
-            None if plan is None or plan.score is None else f"{plan.score:.2f}",
+            member, snap.waiting, snap.running, f"{snap.kv_usage:.0%}",
+            None if plan is None or member not in scores else f"{scores[member]:.2f}",
             cluster.emulator.member(POOL, member)["ratio"], f"{stats.sent / total_sent:.0%}",
             _ms(percentile(stats.ttfts, 0.5)), _ms(percentile(stats.ttfts, 0.99)),
         ])
     out = [f"f5-llm-ratio demo  t={elapsed:5.1f}s  pool {POOL}  mode ratio-least-connections-member",
-           render.table(("member", "queue", "running", "kv", "score", "ratio", "share", "ttft p50", "ttft p99"), rows),
+           render.table(("member", "queue", "running", "kv", "score 0-1", "ratio", "share", "ttft p50", "ttft p99"), rows),
+           "TTFT: lower is better; 'done' = finished requests (the percentiles are theirs), 'open' = not finished yet",
            _summary_line("controller", cluster)]
     if baseline is not None:
         out.append(_summary_line("least-conn", baseline))
@@ -187,7 +197,12 @@ def _ms(seconds: float | None) -> str:
 
 def _summary_line(label: str, cluster: Cluster) -> str:
     t = cluster.all_ttfts()
-    return f"{label:<11} requests done {len(t):5d}  TTFT p50 {_ms(percentile(t, 0.5))}  p99 {_ms(percentile(t, 0.99))}"
+    with cluster.lock:
+        offered = cluster.offered
+    within = sum(1 for x in t if x <= TTFT_SLO)
+    slo = f"{within / offered:.0%}" if offered else "-"
+    return (f"{label:<11} requests done {len(t):5d} of {offered:5d} (open {max(0, offered - len(t)):5d})  "
+            f"TTFT p50 {_ms(percentile(t, 0.5))}  p99 {_ms(percentile(t, 0.99))}  TTFT <= {TTFT_SLO:g} s: {slo} of offered")
 
 
 def _start_telemetry(d: daemon.Daemon, port: int):
@@ -256,7 +271,7 @@ def run(args) -> int:
     try:
         while (elapsed := time.monotonic() - began) < args.duration:
             time.sleep(min(2.0, max(0.1, args.duration - elapsed)))
-            frame = view(main, d.rec.last_report, time.monotonic() - began, baseline)
+            frame = view(main, d.rec.last_report, time.monotonic() - began, baseline, d.cfg.pools[0].mode.name)
             print(("\x1b[H\x1b[2J" if tty else "") + frame + ("" if tty else "\n"), flush=True)
     except KeyboardInterrupt:
         pass
@@ -279,8 +294,15 @@ def final_summary(main: Cluster, baseline: Cluster | None) -> str:
     if baseline is None:
         return "\n".join(lines)
     lines.append(_summary_line("least-conn", baseline))
-    ours, theirs = percentile(main.all_ttfts(), 0.99), percentile(baseline.all_ttfts(), 0.99)
-    if ours and theirs:
-        lines.append(f"p99 TTFT: controller {_ms(ours)} vs least-connections {_ms(theirs)} ({ours / theirs:.2f}x)")
+    lines.append("TTFT, controller vs least-connections (lower is better; below 1.00x the controller is faster):")
+    for name, q in (("p50", 0.5), ("p99", 0.99)):
+        ours, theirs = percentile(main.all_ttfts(), q), percentile(baseline.all_ttfts(), q)
+        if ours and theirs:
+            verdict = "better" if ours < theirs else "worse" if ours > theirs else "equal"
+            lines.append(f"  {name} TTFT: controller {_ms(ours)} vs least-connections {_ms(theirs)} ({ours / theirs:.2f}x, {verdict})")
+    open_ = [(c.label, max(0, c.offered - len(c.all_ttfts())), c.offered) for c in (main, baseline)]
+    if any(n for _, n, _ in open_):
+        lines.append("  not finished when the run stopped (not in the percentiles): " +
+                     ", ".join(f"{label} {n} of {total}" for label, n, total in open_))
     return "\n".join(lines)
 

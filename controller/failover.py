@@ -246,6 +246,11 @@ class FailoverClient:
     def calls(self) -> int:
         return sum(c.calls for c in self.units.values())
 
+    def observe_requests(self, hook: Callable[[str, int, float], None]) -> None:
+        """Every unit's calls (failover checks included) reach `hook`; see BigIPClient.observe_requests."""
+        for c in self.units.values():
+            c.observe_requests(hook)
+
     def token_counters(self) -> TokenCounters:
         total = [c.token_counters() for c in self.units.values()]
         return TokenCounters(logins=sum(t.logins for t in total), extensions=sum(t.extensions for t in total),

@@ -78,12 +78,14 @@ def parse_pool(ref: PoolRef, reply: Any) -> PoolState:
     metadata = reply.get("metadata", [])
     if not isinstance(metadata, list) or not all(isinstance(m, dict) and "name" in m for m in metadata):
         raise Malformed("metadata is not a list of {name, value}")
+    description = reply.get("description", "")
     return PoolState(
         ref=ref,
         load_balancing_mode=mode,
         members=members,
         queue_on_connection_limit=queue == "enabled",
         metadata=tuple((str(m["name"]), str(m.get("value", ""))) for m in metadata),
+        description=description if isinstance(description, str) else "",
     )
 
 

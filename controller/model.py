@@ -23,6 +23,24 @@ RATIO_MODES = frozenset({"ratio-member", "ratio-least-connections-member"})
 RECOMMENDED_MODE = "ratio-least-connections-member"
 #: Placeholders of a pool's `metrics.target` (where to scrape instead of the member's address:port).
 TARGET_FIELDS = ("name", "node", "address", "port")
+#: What an F5 admin writes into a BIG-IP `description` (member or pool) to keep the controller off it:
+#: a member whose description contains `f5-llm-ratio: hold` keeps its ratio and limit; a pool whose
+#: description contains `f5-llm-ratio: pause` gets no writes at all. Matched case-insensitively, with
+#: any spacing after the colon, anywhere in the text ("admin: pinned for canary; f5-llm-ratio: hold").
+HOLD_MARKER = "f5-llm-ratio: hold"
+PAUSE_MARKER = "f5-llm-ratio: pause"
+_HOLD = re.compile(r"f5-llm-ratio:\s*hold\b", re.IGNORECASE)
+_PAUSE = re.compile(r"f5-llm-ratio:\s*pause\b", re.IGNORECASE)
+
+
+def held_by_admin(description: str) -> bool:
+    """The member's BIG-IP description asks the controller to keep its ratio and limit (HOLD_MARKER)."""
+    return bool(_HOLD.search(description or ""))
+
+
+def paused_by_admin(description: str) -> bool:
+    """The pool's BIG-IP description asks the controller to write nothing to it (PAUSE_MARKER)."""
+    return bool(_PAUSE.search(description or ""))
 
 
 @dataclass(frozen=True)
@@ -131,6 +149,12 @@ class PoolState:
     members: tuple[Member, ...]
     queue_on_connection_limit: bool = False
     metadata: tuple[tuple[str, str], ...] = ()
+    description: str = ""  # the pool's BIG-IP description (PAUSE_MARKER pauses the controller on it)
+
+    @property
+    def paused(self) -> bool:
+        """An admin paused the controller on this pool (its description contains PAUSE_MARKER)."""
+        return paused_by_admin(self.description)
 
     @property
     def honours_ratio(self) -> bool:
@@ -255,6 +279,9 @@ class Action(str, Enum):
     NOT_WRITABLE = "not-writable"  # BIG-IP would ignore or refuse the change (LB mode, ephemeral member): held
     POOL_FALLBACK = "pool-fallback"  # fallback.pool_fallback: equal ratios, BIG-IP balances on its own
     OVER_THRESHOLD = "over-threshold"  # above a fallback.member_*_threshold: floor ratio (limit 1), no new connections
+    HELD = "held"  # an admin holds it: its description contains HOLD_MARKER; ratio and limit kept
+    EXCLUDED = "excluded"  # listed in the pool's `exclude` config: ratio and limit kept
+    PAUSED = "paused"  # its pool's description contains PAUSE_MARKER: nothing written to the pool
 
     def __str__(self) -> str:
         return self.value
@@ -266,6 +293,11 @@ class Action(str, Enum):
     def unknown(self) -> bool:
         """The member's load is not known this tick (its /metrics could not be used)."""
         return self in (Action.UNKNOWN_HOLD, Action.UNKNOWN_NEUTRAL)
+
+    @property
+    def by_admin(self) -> bool:
+        """Kept as it is because an admin said so (a hold, an exclude or a paused pool)."""
+        return self in (Action.HELD, Action.EXCLUDED, Action.PAUSED)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -314,6 +346,11 @@ class PoolPlan:
         """Active members, but not one with fresh metrics: the controller could not see this pool."""
         return any(m.member.active for m in self.members) and all(m.sample is None for m in self.members)
 
+    @property
+    def paused(self) -> bool:
+        """An admin paused the controller on this pool: nothing is written to it."""
+        return self.pool.paused
+
 
 class Kind(str, Enum):
     """What an Outcome is about."""
@@ -334,11 +371,17 @@ class Reason(str, Enum):
     NOT_STEERABLE = "not-steerable"  # pool read, but its mode or members let no ratio take effect
     WRITE_DEFERRED = "write-deferred"  # not attempted: an earlier write of this tick timed out (next tick)
     BLIND = "blind"  # pool read, but not one active member had fresh metrics: the controller could not see it
+    PAUSED = "paused"  # pool read, but an admin paused the controller on it (PAUSE_MARKER): nothing written
     INTERNAL_ERROR = "internal-error"  # a bug in the tick: nothing after it ran
 
     def __str__(self) -> str:
         return self.value
 
+
+#: Failures that mean the tick itself broke (a bug), not a pool: the loop did not complete it.
+INTERNAL_FAILURES = frozenset({Reason.INTERNAL_ERROR})
+#: A pool's result in one tick (TickReport.pool_result), as the per-pool metrics and /readyz name it.
+POOL_RESULTS = ("ok", "paused", "blind", "error")
 
 FAILURES = frozenset({Reason.READ_FAILED, Reason.NOT_READ, Reason.WRITE_FAILED, Reason.WRITE_DEFERRED,
                       Reason.BLIND, Reason.INTERNAL_ERROR, Reason.NOT_STEERABLE})
@@ -416,6 +459,28 @@ class TickReport:
             if o.kind is Kind.MEMBER:
                 counts.setdefault(o.pool, [0, 0])[0 if o.reason is Reason.APPLIED else 1] += 1
         return tuple((path, ok, bad) for path, (ok, bad) in counts.items())
+
+    def pool_result(self, full_path: str) -> str:
+        """How one pool fared this tick, one of POOL_RESULTS: ok (read, seen and steered), paused (an admin
+        paused it), blind (read, but no active member's load known), error (not read, not steerable, or
+        a write failed). A configured pool the tick never reached is an error."""
+        mine = [o for o in self.outcomes if o.pool == full_path and o.kind is not Kind.TICK]
+        ticked = [o for o in self.outcomes if o.kind is Kind.TICK and o.failed]
+        if ticked or not any(o.kind is Kind.POOL for o in mine):
+            return "error"
+        if any(o.failed and o.reason is not Reason.BLIND for o in mine):
+            return "error"
+        if any(o.reason is Reason.PAUSED for o in mine):
+            return "paused"
+        return "blind" if any(o.reason is Reason.BLIND for o in mine) else "ok"
+
+    def pool_problem(self, full_path: str) -> str:
+        """Why one pool was not steered this tick ("" when it was): the failed outcomes' messages."""
+        mine = [o for o in self.outcomes if (o.pool == full_path or o.kind is Kind.TICK)
+                and (o.failed or o.reason is Reason.PAUSED)]
+        if not mine and not any(o.kind is Kind.POOL and o.pool == full_path for o in self.outcomes):
+            return "not read this tick"
+        return "; ".join(dict.fromkeys(o.message for o in mine))
 
     def pool_outcome(self, full_path: str) -> Outcome | None:
         """The read outcome of one pool this tick; None when the tick never got to it."""

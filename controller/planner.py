@@ -16,7 +16,19 @@ from dataclasses import dataclass, replace
 
 from controller import capacity, policy, weights
 from controller.config import PoolConfig, WeightsConfig
-from controller.model import NOT_SCRAPED, Action, Member, MemberPlan, PoolPlan, PoolState, Sample, ScrapeResult
+from controller.model import (
+    HOLD_MARKER,
+    NOT_SCRAPED,
+    PAUSE_MARKER,
+    Action,
+    Member,
+    MemberPlan,
+    PoolPlan,
+    PoolState,
+    Sample,
+    ScrapeResult,
+    held_by_admin,
+)
 
 NOTE_PREFIX = "f5-llm-ratio:"
 OWNED_PREFIX = "f5-llm-ratio["  # followed by the instance id and "]:"
@@ -25,7 +37,8 @@ NO_FRESH_METRICS = "no member has fresh metrics: nothing written"
 #: Longer than any steady state without writes is not possible to know, so this is a lease: the last
 #: writer owns the member for this long; after it, another instance may take the member over.
 OWNER_WINDOW = 600.0
-_OWNED_NOTE = re.compile(r"^f5-llm-ratio\[([^\]]*)\]:.*\s(\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d)?)Z\s*$")
+#: A note of an instance with an id: the stamp ends the note, or is followed by the terms in brackets.
+_OWNED_NOTE = re.compile(r"^f5-llm-ratio\[([^\]]*)\]:.*?\s(\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d)?)Z(?:\s+\(.*\))?\s*$")
 
 
 @dataclass(frozen=True)
@@ -57,12 +70,13 @@ def note_prefix(instance: str = "") -> str:
     return f"{OWNED_PREFIX}{instance}]:" if instance else NOTE_PREFIX
 
 
-def gui_note(score: float, sample: Sample, wall: float, instance: str = "", ttft: float | None = None) -> str:
+def gui_note(score: float, sample: Sample, wall: float, instance: str = "", ttft: float | None = None,
+             why: str = "") -> str:
     """The member description an F5 admin sees in the GUI next to the ratio (with the measured mean time
-    to first token the policy compared, where there is one)."""
+    to first token the policy compared, where there is one, and the terms that moved the ratio)."""
     stamp = time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(wall))
     seen = describe_sample(sample) + (f" ttft={ttft:.2f}s" if ttft else "")
-    return f"{note_prefix(instance)} score {score:.2f} {seen} {stamp}"
+    return f"{note_prefix(instance)} score {score:.2f} {seen} {stamp}" + (f" ({why})" if why else "")
 
 
 def may_describe(member: Member, w: WeightsConfig) -> bool:
@@ -81,6 +95,20 @@ def note_owner(description: str) -> tuple[str, float] | None:
     except ValueError:
         return None
     return found.group(1), float(written)
+
+
+_NOTED_RATIO = re.compile(r"\s\(ratio (\d+)[;)]")
+
+
+def noted_ratio(description: str, instance: str = "") -> int | None:
+    """The ratio this instance's own GUI note says it wrote (`... 2026-11-23T10:00Z (ratio 60; ...)`); None
+    when the description is not this instance's note or names no ratio. A ratio on BIG-IP that differs is a
+    hand edit, also after a restart."""
+    text = description or ""
+    owner = note_owner(text)
+    mine = owner[0] == instance if owner is not None else (not instance and text.startswith(NOTE_PREFIX))
+    found = _NOTED_RATIO.search(text) if mine else None
+    return int(found.group(1)) if found else None
 
 
 def other_owner(member: Member, instance: str, wall: float, window: float = OWNER_WINDOW) -> tuple[str, float] | None:
@@ -118,10 +146,90 @@ def _fresh(pool: PoolState, scrapes: Mapping[str, ScrapeResult]) -> dict[str, Sa
     return out
 
 
+@dataclass(frozen=True)
+class Terms:
+    """What moved a member's ratio, against the pool: its queued share waiting/(running+1), KV use and
+    measured TTFT beside the pool's means over the members with fresh metrics, and the neutral the loop
+    leaks toward (relative speed, 1 = the pool's fastest) with its source. Only for the reason text."""
+
+    queue: float
+    queue_pool: float
+    kv: float | None = None
+    kv_pool: float | None = None
+    ttft: float | None = None
+    ttft_pool: float | None = None
+    neutral: float | None = None
+    neutral_source: str = ""
+
+    def text(self) -> str:
+        parts = [f"queue share {self.queue:.2f} vs pool {self.queue_pool:.2f}"]
+        if self.kv is not None and self.kv_pool is not None:
+            parts.append(f"KV {self.kv:.0%} vs pool {self.kv_pool:.0%}")
+        if self.ttft is not None and self.ttft_pool is not None:
+            parts.append(f"TTFT {self.ttft:.2f}s vs pool {self.ttft_pool:.2f}s")
+        if self.neutral is not None:
+            parts.append(f"neutral {self.neutral:.2f} ({self.neutral_source or 'equal'})")
+        return ", ".join(parts)
+
+    def short(self) -> str:
+        """The GUI note's form (BIG-IP descriptions are short): `q 0.20/0.35 kv 41%/30% ttft 0.45/0.60s n 0.80`."""
+        parts = [f"q {self.queue:.2f}/{self.queue_pool:.2f}"]
+        if self.kv is not None and self.kv_pool is not None:
+            parts.append(f"kv {self.kv:.0%}/{self.kv_pool:.0%}")
+        if self.ttft is not None and self.ttft_pool is not None:
+            parts.append(f"ttft {self.ttft:.2f}/{self.ttft_pool:.2f}s")
+        if self.neutral is not None:
+            parts.append(f"n {self.neutral:.2f} {self.neutral_source or 'equal'}")
+        return " ".join(parts)
+
+
+def queued_share(s: Sample) -> float:
+    """waiting / (running + 1): 0 while the engine admits everything it is sent."""
+    return s.waiting / ((s.running or 0.0) + 1.0)
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def pool_terms(fresh: Mapping[str, Sample], ttft: Mapping[str, float], neutral: capacity.Neutral) -> dict[str, Terms]:
+    """Each fresh member's Terms (see there)."""
+    q_pool = _mean([queued_share(s) for s in fresh.values()]) or 0.0
+    kv_pool = _mean([s.kv_usage for s in fresh.values() if s.kv_usage is not None])
+    ttft_pool = _mean([v for k, v in ttft.items() if k in fresh])
+    top = max(neutral.values.values(), default=0.0)
+    out = {}
+    for k, s in fresh.items():
+        speed = neutral.values.get(k)
+        out[k] = Terms(queue=queued_share(s), queue_pool=q_pool, kv=s.kv_usage, kv_pool=kv_pool,
+                       ttft=ttft.get(k), ttft_pool=ttft_pool if k in ttft else None,
+                       neutral=speed / top if speed is not None and top > 0 else None,
+                       neutral_source=neutral.sources.get(k, neutral.source))
+    return out
+
+
+def _moves(m: Member, target: int, ratio: int, dead_band_held: bool, w: WeightsConfig) -> list[str]:
+    """What damping did between the target and the ratio written: the dead band, the step clip, the floor."""
+    out: list[str] = []
+    if not w.drives_ratio:
+        return out
+    if dead_band_held and target != m.ratio:
+        out.append(f"inside the dead band ({w.dead_band:.0%} of {m.ratio}): held")
+    elif ratio != target:
+        start = weights.clamp(m.ratio, w.floor, w.scale)
+        origin = f"; from {m.ratio}, outside [{w.floor}, {w.scale}]" if start != m.ratio else ""
+        step = max(1, round(w.max_step * w.scale))
+        out.append(f"step clip: {start} -> {ratio}, at most {step} a tick (max_step {w.max_step:g} x scale{origin})")
+    if ratio == w.floor and target <= w.floor:
+        out.append(f"at the floor {w.floor}")
+    return out
+
+
 def _known_plan(m: Member, sample: Sample, score: float, target: int, cfg: PoolConfig, wall: float, instance: str = "",
-                ttft: float | None = None, queues: bool = False) -> MemberPlan:
+                ttft: float | None = None, queues: bool = False, terms: Terms | None = None) -> MemberPlan:
     """`queues`: the pool queues at connection limits (queueOnConnectionLimit), so an engine with slots
-    gets them as its limit even when the config drives ratios only (weights.slot_limit)."""
+    gets them as its limit even when the config drives ratios only (weights.slot_limit). `terms`: what the
+    reason says moved the ratio."""
     w = cfg.weights
     ratio, held = m.ratio, False
     if w.drives_ratio:
@@ -132,8 +240,17 @@ def _known_plan(m: Member, sample: Sample, score: float, target: int, cfg: PoolC
         limit = weights.damped_limit(m.connection_limit, wanted, w.dead_band)
     changed = ratio != m.ratio or limit != m.connection_limit
     action = Action.WRITE if changed else (Action.DEAD_BAND if held and target != m.ratio else Action.HOLD)
-    reason = f"target ratio {target}"  # score, load and share are fields of their own everywhere this shows
-    note = gui_note(score, sample, wall, instance, ttft) if changed and may_describe(m, w) else None
+    # score, load and share are fields of their own everywhere this shows; the reason says what moved it
+    moves = _moves(m, target, ratio, held, w)
+    if wanted is not None:
+        moves.append(f"limit {wanted} from the engine's capacity" + ("" if limit == wanted else f", held at {limit} (dead band)"))
+    # the target and what damping did first (a table cuts the end), then the terms that set the target
+    reason = "; ".join([f"target ratio {target}", *moves] + ([terms.text()] if terms is not None else []))
+    note = None
+    if changed and may_describe(m, w):
+        why = "; ".join([f"ratio {ratio}"] + ([terms.short()] if terms is not None else [])
+                        + [x.split(":")[0] for x in moves if "clip" in x or "floor" in x])
+        note = gui_note(score, sample, wall, instance, ttft, why)
     return MemberPlan(member=m, sample=sample, score=score, ratio=ratio, connection_limit=limit, action=action,
                       reason=reason, description=note, ttft=ttft)
 
@@ -192,7 +309,7 @@ def plan_pool(
     if not fresh:
         held = tuple(_hold(m, _why(scrapes.get(m.key)), Action.UNKNOWN_HOLD, _slug(scrapes.get(m.key))) for m in pool.members)
         note = NO_FRESH_METRICS if any(m.active for m in pool.members) else "no active member"
-        return PoolPlan(pool, held, note), observed
+        return _by_admin(PoolPlan(pool, held, note), cfg), observed
 
     speeds = {k: o.speed for k, o in observed.items() if o.speed is not None}
     neutral = capacity.neutral(fresh, speeds, fresh, prefill_weight)
@@ -207,6 +324,7 @@ def plan_pool(
     targets = weights.ratios_from_scores(smoothed, cfg.weights.scale, cfg.weights.floor)
     stale_ratio = weights.neutral_ratio(targets, cfg.weights)
     top = max(neutral.values.values(), default=0.0)
+    terms = pool_terms(fresh, ttft, neutral)
 
     plans: list[MemberPlan] = []
     for m in pool.members:
@@ -214,7 +332,7 @@ def plan_pool(
             plans.append(_hold(m))
         elif m.key in fresh:
             known = _known_plan(m, fresh[m.key], smoothed[m.key], targets[m.key], cfg, wall, instance, ttft.get(m.key),
-                                pool.queue_on_connection_limit)
+                                pool.queue_on_connection_limit, terms.get(m.key))
             speed = neutral.values.get(m.key)
             plans.append(replace(known, speed=speed / top if speed and top > 0 else None,
                                  speed_source=neutral.sources.get(m.key, "")))
@@ -224,7 +342,45 @@ def plan_pool(
     plans = [over_threshold(p, cfg) for p in plans]
     plans = [_owned(p, instance, wall) for p in plans]
     plans = [writable(p, pool.honours_ratio) for p in plans]
-    return PoolPlan(pool, tuple(plans), neutral=neutral.source), observed
+    return _by_admin(PoolPlan(pool, tuple(plans), neutral=neutral.source), cfg), observed
+
+
+def admin_hold(m: Member, pool: PoolState, cfg: PoolConfig) -> tuple[Action, str] | None:
+    """(action, why) when an admin keeps the controller off this member; None when it may be written.
+
+    A paused pool (its description contains PAUSE_MARKER) holds every member; a member whose description
+    contains HOLD_MARKER, or that `pools[].exclude` names, is held on its own.
+    """
+    if pool.paused:
+        return Action.PAUSED, f"paused: '{PAUSE_MARKER}' in the pool's BIG-IP description; nothing written"
+    if cfg.excludes(m.name, m.full_path):
+        return Action.EXCLUDED, "excluded: pools[].exclude names it in the config; ratio and limit kept"
+    if held_by_admin(m.description):
+        return Action.HELD, f"held: '{HOLD_MARKER}' in its BIG-IP description; ratio and limit kept"
+    return None
+
+
+def _by_admin(plan: PoolPlan, cfg: PoolConfig) -> PoolPlan:
+    """Members an admin holds keep their ratio and limit; their load is still read and counted (their share
+    stays in the pool's total), and the reason keeps what the controller would have done."""
+    out, changed = [], False
+    for p in plan.members:
+        held = admin_hold(p.member, plan.pool, cfg)
+        if held is None:
+            out.append(p)
+            continue
+        action, why = held
+        would = f"; would have planned ratio {p.ratio}" if p.ratio != p.member.ratio else ""
+        out.append(replace(p, ratio=p.member.ratio, connection_limit=p.member.connection_limit, action=action,
+                           reason=why + would + (f" ({p.reason})" if p.reason else ""), description=None))
+        changed = True
+    if not changed:
+        return plan
+    note = plan.note
+    if plan.pool.paused:
+        note = f"paused by an admin: the pool's BIG-IP description contains '{PAUSE_MARKER}'; nothing written" + (
+            f"; {note}" if note else "")
+    return replace(plan, members=tuple(out), note=note)
 
 
 #: The plan note of a pool with fallback.pool_fallback: true.

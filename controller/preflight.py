@@ -131,12 +131,18 @@ def check_pool(bigip, pool_cfg: PoolConfig, declaration: object = None) -> tuple
     ephemeral = sum(m.ephemeral for m in state.members)
     if ephemeral:
         members += f" ({ephemeral} ephemeral FQDN member(s): scraped, never written)"
+    held = [m.name for m in state.members if model.held_by_admin(m.description) or pool_cfg.excludes(m.name, m.full_path)]
+    if held:
+        members += f" ({len(held)} held by an admin, '{model.HOLD_MARKER}' or pools[].exclude: {', '.join(held[:5])})"
     mode = model.mode_problem(state) if pool_cfg.weights.drives_ratio else ""
     if mode:
         return Row(item, FAIL, f"{members}; not steerable: {mode}", "lb-mode-ignores-ratio"), state
     fqdn = model.fqdn_problem(state)
     if fqdn:
         return Row(item, FAIL, f"{members}; not steerable: {fqdn}", "all-ephemeral"), state
+    if state.paused:
+        return Row(item, WARN, f"{members}; paused by an admin ('{model.PAUSE_MARKER}' in the pool's description): "
+                               "nothing is written until it is removed", "pool-paused"), state
     owner = as3.owner_hint(pool_cfg.ref, declaration)
     if owner:
         return Row(item, WARN, f"{members}; {owner}", "as3-owned"), state

@@ -62,6 +62,11 @@ class BigIP(Protocol):
 
     def token_counters(self) -> TokenCounters: ...
 
+    def observe_requests(self, hook: Callable[[str, int, float], None]) -> None:
+        """Call `hook(method, status, seconds)` after every iControl REST call that got a reply (telemetry's
+        latency histogram). Adding the same hook twice adds it once."""
+        ...
+
     def unit(self) -> str:
         """The BIG-IP unit reads and writes go to now (HA: the active one, confirmed); BigIPError if none."""
         ...
@@ -125,6 +130,12 @@ class Reconciler:
         self.cache: dict[str, _Cached] = {}
         self.last_report: TickReport | None = None
         self.last_scrapes: dict[str, dict[str, ScrapeResult]] = {}  # the last tick's, for telemetry's latency histograms
+        # Admin holds in force, {key: event that logged their start}: each is logged once as it starts and stops.
+        self._admin: dict[str, str] = {}
+        # The ratio this instance last wrote to (or, after a logged hand edit, last saw on) each member, per pool:
+        # a different ratio read back is a hand edit, logged once (`hand_edit_overwritten`). Memory of what was
+        # written decides nothing here; the plan is still made from what BIG-IP holds.
+        self._written: dict[str, dict[str, int]] = {}
 
     # -- reading -------------------------------------------------------------------------------
     def _read(self, ref: PoolRef) -> PoolState | Outcome:
@@ -159,6 +170,7 @@ class Reconciler:
         if unit != self._unit:
             if self._unit is not None:  # a failover: damp from what the old active unit held, not the new one's
                 self._carried = {path: c.state for path, c in self.cache.items()}
+                self._written.clear()  # the new unit's ratios differ by sync, not by a hand
             self.cache.clear()
             self._unit = unit
 
@@ -214,6 +226,9 @@ class Reconciler:
         self._carried.pop(pool_cfg.ref.full_path, None)
         self._note_owners(pool_cfg.ref, plan)
         self._note_fallback(pool_cfg.ref, plan)
+        self._note_admin(pool_cfg.ref, plan)
+        if not self.dry_run:  # a dry run overwrites nothing
+            self._note_hand_edits(pool_cfg.ref, plan)
         if self.dry_run or not plan.writes or not self._may_write_yet():
             return plan, ()
         return plan, self._apply(pool_cfg.ref, plan)
@@ -275,6 +290,57 @@ class Reconciler:
             elif p.sample is not None:
                 self.faults.clear(key, "member_under_threshold", pool=str(ref), member=p.member.key)
 
+    def _note_admin(self, ref: PoolRef, plan: PoolPlan) -> None:
+        """Holds, excludes and pauses: each logged once when it starts and once when it stops."""
+        now: dict[str, tuple[str, dict]] = {}
+        path = ref.full_path
+        if plan.paused:
+            now[f"pause:{path}"] = ("pool_paused", {"pool": path, "marker": model.PAUSE_MARKER,
+                                                    "description": plan.pool.description})
+        else:
+            for p in plan.members:
+                if p.action is Action.HELD:
+                    now[f"hold:{path}|{p.member.key}"] = ("member_held", {
+                        "pool": path, "member": p.member.key, "marker": model.HOLD_MARKER, "ratio": p.member.ratio,
+                        "connection_limit": p.member.connection_limit, "description": p.member.description})
+                elif p.action is Action.EXCLUDED:
+                    now[f"exclude:{path}|{p.member.key}"] = ("member_excluded", {
+                        "pool": path, "member": p.member.key, "ratio": p.member.ratio, "by": "pools[].exclude"})
+        present = {p.member.key for p in plan.members}
+        for key, (event, fields) in now.items():
+            if key not in self._admin:
+                self._admin[key] = event
+                self.log.info(event, **fields)
+        released = {"pool_paused": "pool_resumed", "member_held": "member_released", "member_excluded": "member_included"}
+        for key in [k for k in self._admin if k not in now and k.split(":", 1)[1].split("|")[0] == path]:
+            member = key.split("|", 1)[1] if "|" in key else None
+            if member is not None and plan.paused and member in present:
+                continue  # still held; its pool's pause covers it meanwhile
+            event = self._admin.pop(key)
+            if member is not None and member not in present:
+                continue  # the member left the pool: nothing to release
+            self.log.info(released[event], pool=path, **({"member": member} if member else {}))
+
+    def _note_hand_edits(self, ref: PoolRef, plan: PoolPlan) -> None:
+        """A ratio this instance wrote, changed on BIG-IP by someone else: logged once with the old (ours) and
+        new (theirs) value and what the controller does about it, so it is not silently undone."""
+        written = self._written.setdefault(ref.full_path, {})
+        for p in plan.members:
+            ours = written.get(p.member.key)
+            if ours is None:  # not written by this process: the ratio this instance's own GUI note names, if any
+                ours = planner.noted_ratio(p.member.description, self.instance)
+            if ours is None or p.member.ratio == ours:
+                continue
+            written[p.member.key] = p.member.ratio  # logged once per edit
+            if p.action.by_admin or p.action is Action.OWNED_BY_OTHER:
+                continue  # kept as edited: nothing is overwritten
+            self.log.warning("hand_edit_overwritten", pool=ref.full_path, member=p.member.key, field="ratio", old=ours,
+                             new=p.member.ratio, planned=p.ratio, action=p.action.value,
+                             hint=f"to keep a hand-set ratio, add '{model.HOLD_MARKER}' to the member's description "
+                                  "on BIG-IP (or list it in pools[].exclude)")
+        for key in [k for k in written if k not in {p.member.key for p in plan.members}]:
+            del written[key]
+
     def _steerable(self, pool_cfg: PoolConfig, state: PoolState) -> tuple[Outcome, ...]:
         """A pool whose mode or members let no ratio take effect fails its tick, logged once per cause."""
         problems = [model.mode_problem(state) if pool_cfg.weights.drives_ratio else "", model.fqdn_problem(state)]
@@ -299,6 +365,7 @@ class Reconciler:
         outcomes = []
         for key in result.applied:
             self._log_change(ref, by_key[key])
+            self._written.setdefault(ref.full_path, {})[key] = by_key[key].ratio
             outcomes.append(Outcome(kind=Kind.MEMBER, reason=Reason.APPLIED, pool=ref.full_path, member=key))
         for key in result.deferred:  # an earlier write timed out: this one waits for the next tick
             outcomes.append(Outcome(kind=Kind.MEMBER, reason=Reason.WRITE_DEFERRED, pool=ref.full_path, member=key,
@@ -372,7 +439,8 @@ class Reconciler:
             plans.append(plan)
             if not any(o.kind is Kind.POOL for o in done):  # a failed re-read speaks for the pool itself
                 outcomes.append(_read_outcome(plan, path))
-                outcomes += self._steerable(pool_cfg, plan.pool)
+                if not plan.paused:  # a paused pool is written nothing, whatever its mode
+                    outcomes += self._steerable(pool_cfg, plan.pool)
             outcomes += done
         self._settled = self._may_write_yet()
         report = TickReport(started=self._tick_start, finished=self.clock.monotonic(), plans=tuple(plans),
@@ -382,7 +450,11 @@ class Reconciler:
 
 
 def _read_outcome(plan: PoolPlan, path: str) -> Outcome:
-    """READ, or BLIND when no active member had fresh metrics: the pool was read but not seen, so not ok."""
+    """READ; PAUSED when an admin paused the pool; BLIND when no active member had fresh metrics: the pool
+    was read but not seen, so not ok."""
+    if plan.paused:
+        return Outcome(kind=Kind.POOL, reason=Reason.PAUSED, pool=path,
+                       detail=f"paused: the pool's BIG-IP description contains '{model.PAUSE_MARKER}'; nothing written")
     if plan.blind:
         return Outcome(kind=Kind.POOL, reason=Reason.BLIND, pool=path,
                        detail="blind: no active member has fresh metrics; nothing written")

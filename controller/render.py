@@ -54,7 +54,12 @@ def pool_header(plan: PoolPlan, policy: str = "") -> str:
     inactive = sum(1 for p in plan.members if not p.member.active)
     fresh = sum(1 for p in plan.members if p.sample is not None)
     parts = [f"pool {pool.ref}", pool.load_balancing_mode] + ([f"policy {policy}"] if policy else [])
+    held = sum(1 for p in plan.members if p.action.by_admin)
     counts = f"{len(plan.members)} members, {fresh} fresh" + (f", {inactive} inactive" if inactive else "")
+    if plan.paused:
+        counts += "  PAUSED by an admin (pool description)"
+    elif held:
+        counts += f", {held} held by an admin"
     return "  ".join([*parts, counts])
 
 

@@ -89,7 +89,7 @@ E2E_FILES = frozenset({
     "test_sim_bigip.py", "test_sim_bigip_ha.py", "test_sim_f5sdk.py", "test_sim_engine_server.py",
     "test_deadline.py", "test_token_state.py", "test_cli_output.py",
     "test_live_page_browser.py", "test_e2e_ha.py", "test_honest_health.py", "test_sim_bigip_writes.py",
-    "test_systemd_install.py", "test_e2e_cli_daemon.py", "test_e2e_two_instances.py",
+    "test_systemd_install.py", "test_e2e_cli_daemon.py", "test_e2e_two_instances.py", "test_operators.py",
 })
 #: Test files of the slow tier: the demo run as a user runs it, and scale runs.
 SLOW_FILES = frozenset({"test_demo.py", "test_scale_smoke.py", "test_e2e_real_engines.py"})

@@ -63,6 +63,9 @@ class FakeBigIP:
     def unit(self):
         return "fake-bigip"
 
+    def observe_requests(self, hook):
+        self.request_hooks = [*getattr(self, "request_hooks", []), hook]
+
     def close(self):
         self.closed = True
 

@@ -33,8 +33,7 @@ def exported_names() -> set[str]:
     ref = PoolRef("p")
     t.observe(TickReport(started=0, finished=0.1, plans=(PoolPlan(PoolState(ref, "ratio-member", (m,)), (plan,)),)),
               {ref.full_path: {m.key: ScrapeResult(m.key, 0.0, error="timeout", duration=1.0)}})
-    t.instruments.bigip_response_hook(SimpleNamespace(status_code=200, request=SimpleNamespace(method="GET"),
-                                                      elapsed=timedelta(seconds=0.1)))
+    t.instruments.bigip_request("GET", 200, timedelta(seconds=0.1).total_seconds())
     t.instruments.reloaded(False)
     text = t.metrics()[0].decode()
     return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
@@ -57,6 +56,7 @@ def test_every_expression_uses_exported_metrics_and_names_are_unique():
         assert r["annotations"]["summary"] and r["annotations"]["description"]
     covered = {r["alert"] for r in alerts}
     assert {"F5LRBlind", "F5LRStale", "F5LRWriteFailures", "F5LRTokenTrouble", "F5LRNoActiveUnit"} <= covered
+    assert {"F5LRPoolNotReady", "F5LRPoolPaused", "F5LRPoolSaturated"} <= covered
 
 
 def _alert(name: str, labels: dict, values: dict) -> dict:
@@ -81,7 +81,16 @@ def test_promtool_checks_and_unit_tests_the_rules(tmp_path):
         "tests": [{
             "interval": "1m",
             "input_series": [
-                {"series": f"f5lr_last_success_timestamp_seconds{{{LABELS}}}", "values": "0x15"},
+                {"series": f"f5lr_last_tick_timestamp_seconds{{{LABELS}}}", "values": "0x15"},
+                {"series": f'f5lr_pool_ready{{{LABELS},pool="/Common/p"}}', "values": "0x15"},
+                {"series": f'f5lr_pool_paused{{{LABELS},pool="/Common/p"}}', "values": "0x15"},
+                {"series": f'f5lr_pool_ready{{{LABELS},pool="/Common/q"}}', "values": "0x15"},
+                {"series": f'f5lr_pool_paused{{{LABELS},pool="/Common/q"}}', "values": "1x15"},
+                {"series": f'f5lr_pool_ready{{{LABELS},pool="/Common/r"}}', "values": "1x15"},
+                {"series": f'f5lr_pool_paused{{{LABELS},pool="/Common/r"}}', "values": "0x15"},
+                {"series": f'f5lr_pool_kv_usage_ratio{{{LABELS},pool="/Common/p"}}', "values": "0.95x15"},
+                {"series": f'f5lr_pool_kv_usage_ratio{{{LABELS},pool="/Common/q"}}', "values": "0.5x15"},
+                {"series": f'f5lr_pool_waiting_requests{{{LABELS},pool="/Common/q"}}', "values": "1x15"},
                 {"series": f"process_start_time_seconds{{{LABELS}}}", "values": "0x15"},
                 {"series": f'f5lr_pool_blind{{{LABELS},pool="/Common/p"}}', "values": "1x15"},
                 {"series": f'f5lr_pool_blind{{{LABELS},pool="/Common/q"}}', "values": "0x15"},
@@ -92,6 +101,12 @@ def test_promtool_checks_and_unit_tests_the_rules(tmp_path):
                 {"eval_time": "6m", "alertname": "F5LRStale", "exp_alerts": [_alert("F5LRStale", base, {})]},
                 {"eval_time": "1m", "alertname": "F5LRStale", "exp_alerts": []},  # just started: not stale yet
                 {"eval_time": "6m", "alertname": "F5LRBlind", "exp_alerts": [_alert("F5LRBlind", pool, {})]},
+                # one pool not ready: that pool alone (a paused pool and a ready one do not fire)
+                {"eval_time": "6m", "alertname": "F5LRPoolNotReady", "exp_alerts": [_alert("F5LRPoolNotReady", pool, {})]},
+                {"eval_time": "3m", "alertname": "F5LRPoolNotReady", "exp_alerts": []},
+                {"eval_time": "12m", "alertname": "F5LRPoolSaturated",
+                 "exp_alerts": [_alert("F5LRPoolSaturated", pool, {})]},
+                {"eval_time": "6m", "alertname": "F5LRPoolSaturated", "exp_alerts": []},
                 {"eval_time": "2m", "alertname": "F5LRNoActiveUnit", "exp_alerts": []},
                 {"eval_time": "6m", "alertname": "F5LRNoActiveUnit", "exp_alerts": [_alert("F5LRNoActiveUnit", base, {})]},
                 {"eval_time": "6m", "alertname": "F5LRConfigReloadRejected",

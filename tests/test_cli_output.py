@@ -87,6 +87,26 @@ def test_check_json_lists_findings_ignored_keys_and_running(config):
     assert len(members) == 16 and all("running=" in f["message"] for f in members)
 
 
+@pytest.mark.parametrize("command", ["plan", "check"])
+def test_json_on_a_bad_config_is_one_json_object_naming_each_key(config, command, tmp_path):
+    bad = merge(json.loads(json.dumps(seed_config(None, port=1))), {"pools": [{"name": "p", "exclude": "nope"}]})
+    path = str(write_config(tmp_path / "bad.yaml", bad))
+    r = run_cli(command, "--config", path, "--json")
+    assert r.code == 2 and "f5-llm-ratio:" in r.err
+    doc = json.loads(r.out)  # one JSON object, nothing else on stdout
+    assert (doc["version"], doc["command"], doc["ok"], doc["exit_code"]) == (1, command, False, 2)
+    keys = {e["key"] for e in doc["errors"]}
+    assert all(e["kind"] == "config" and e["message"] for e in doc["errors"])
+    assert {"pools[0].engine_type", "pools[0].exclude"} <= keys
+    missing = run_cli(command, "--config", str(tmp_path / "absent.yaml"), "--json")
+    assert missing.code == 2 and json.loads(missing.out)["errors"][0]["kind"] == "config"
+
+
+def test_check_json_says_ok_and_exit_code(config):
+    doc = json.loads(run_cli("check", "--config", config(), "--json").out)
+    assert doc["ok"] is True and doc["exit_code"] == 0 and doc["errors"] == []
+
+
 def test_check_names_the_engine_the_pages_look_like(config):
     r = run_cli("check", "--config", config(pools=[dict(seed_config(None, port=1)["pools"][0], engine_type="sglang")]))
     assert r.code == 1

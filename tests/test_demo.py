@@ -1,10 +1,13 @@
 """The main job, as a new user runs it: `f5-llm-ratio demo`, with its telemetry answering meanwhile."""
 
 import json
+import re
 import subprocess
 import sys
 import time
 import urllib.request
+
+import pytest
 
 from tests.conftest import free_port
 
@@ -56,3 +59,31 @@ def test_demo_runs_the_controller_and_serves_telemetry():
     assert set(ratios) == {"a100-a", "a100-b", "h100", "l40s"}
     # Ratios were written: at least one member moved off BIG-IP's default of 1.
     assert any(int(v) != 1 for v in ratios.values())
+    summary = out.split("final ratios: ")[1]
+    assert "lower is better" in summary and "p50 TTFT" in summary and "p99 TTFT" in summary
+    assert "TTFT <= 2 s" in summary and re.search(r"requests done +\d+ of +\d+ \(open +\d+\)", summary)
+    # the table's score column is on 0-1, as everywhere else; members are named as BIG-IP shows them
+    rows = [line.split() for line in out.split("final ratios: ")[0].splitlines() if re.match(r"^(a100-a|h100):\d+ ", line)]
+    assert rows and all(0.0 <= float(r[4]) <= 1.0 for r in rows if r[4] != "-")
+    assert {m["name"].split(":")[0] for m in members} == {"a100-a", "a100-b", "h100", "l40s"}
+
+
+@pytest.mark.unit
+def test_summary_counts_unfinished_requests_and_compares_p50_and_p99():
+    import threading
+    from types import SimpleNamespace
+
+    from controller import demo
+
+    def cluster(label, ttfts, offered):
+        return SimpleNamespace(label=label, lock=threading.Lock(), offered=offered, all_ttfts=lambda: list(ttfts),
+                               names={"h100:1": "h100"}, engines={"h100:1": None},
+                               emulator=SimpleNamespace(member=lambda pool, m: {"ratio": 100}))
+
+    text = demo.final_summary(cluster("controller", [0.1, 0.2, 3.0], 10), cluster("least-conn", [0.2, 0.2, 0.4], 4))
+    assert "requests done     3 of    10 (open     7)" in text
+    assert "TTFT <= 2 s: 20% of offered" in text
+    assert "lower is better" in text
+    assert "p50 TTFT: controller 200ms vs least-connections 200ms (1.00x, equal)" in text
+    assert "p99 TTFT: controller 3000ms vs least-connections 400ms (7.50x, worse)" in text
+    assert "controller 7 of 10, least-conn 1 of 4" in text

@@ -94,3 +94,28 @@ def test_every_unit_shares_one_tick_budget(pair):
     assert all(u.budget.remaining() is not None for u in c.units.values())
     c.end_tick()
     c.close()
+
+
+def test_bigip_latency_is_recorded_under_the_real_failover_client(pair):
+    """Issue 24 item 5: the daemon's BigIP is a FailoverClient (no `session`); telemetry reaches every unit's
+    calls through the typed `observe_requests` hook of the BigIP protocol."""
+    from types import SimpleNamespace
+
+    from controller.config import TelemetryConfig
+    from controller.telemetry import Telemetry, attach
+
+    bigip = client(pair)
+    tel = Telemetry(TelemetryConfig(enabled=False), tick_seconds=1.0)
+    daemon = SimpleNamespace(cfg=SimpleNamespace(pools=(), scheduler=SimpleNamespace(tick_seconds=1.0)),
+                             rec=SimpleNamespace(bigip=bigip, last_scrapes={}), on_tick=[], on_reload=[])
+    attach(tel, daemon)
+    attach(tel, daemon)  # twice: still one observation per call
+    try:
+        bigip.read_pool(REF)
+        calls = bigip.calls
+    finally:
+        bigip.close()
+    count = tel.registry.get_sample_value("f5lr_bigip_request_duration_seconds_count", {"method": "GET", "code": "2xx"})
+    logins = tel.registry.get_sample_value("f5lr_bigip_request_duration_seconds_count", {"method": "POST", "code": "2xx"})
+    assert count is not None and count >= 2  # the failover check and the pool read, at least
+    assert count + (logins or 0) <= calls + 1  # one observation per call, not two (the delete may be DELETE)

@@ -75,7 +75,7 @@ def test_run_once_exits_1_and_the_daemon_agrees_when_blind(rig_factory):
 
 def test_an_hour_long_bigip_outage_logs_at_most_two_lines_per_fault(rig_factory, caplog):
     rig = rig_factory(pools=2)
-    d, _ = daemon_for(rig)
+    d, t = daemon_for(rig)
     port = rig.emu.port
     for _ in range(3):
         rig.clock.advance(1)
@@ -85,10 +85,13 @@ def test_an_hour_long_bigip_outage_logs_at_most_two_lines_per_fault(rig_factory,
     rig.emu.stop()
     with caplog.at_level(logging.INFO):
         ticks = 0
+        live = set()
         for _ in range(3600):  # one fake hour, one tick call per fake second
             rig.clock.advance(1)
             if d.tick() is not None:
                 ticks += 1
+            live.add(t.health()[0])
+        assert live == {200} and t.readiness()[0] == 503  # backing off is alive (liveness), not ready
         rig.emu.start(port=port)
         rig.clock.advance(1)
         d.skip_until = 0  # the first tick after BIG-IP returns (the backoff is tested elsewhere)

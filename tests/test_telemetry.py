@@ -89,7 +89,7 @@ def write_failed(i: int, detail: str, ref: PoolRef = REF) -> Outcome:
 
 def bigip_with(**counts: int) -> SimpleNamespace:
     """A BIG-IP client as telemetry sees it: only its token counters."""
-    return SimpleNamespace(token_counters=lambda: TokenCounters(**counts))
+    return SimpleNamespace(token_counters=lambda: TokenCounters(**counts), observe_requests=lambda hook: None)
 
 
 def three_members() -> PoolPlan:
@@ -288,17 +288,18 @@ def test_healthz_before_first_tick(tel):
     assert r.json()["status"] == "unhealthy" and r.json()["reason"] == "no successful tick yet"
 
 
-def test_healthz_turns_503_after_three_intervals_without_success(tel, clock):
+def test_healthz_is_liveness_failing_ticks_keep_it_200_a_stuck_loop_turns_it_503(tel, clock):
     tel.observe(report(three_members()))
     assert get(tel, "/healthz").status_code == 200
     assert get(tel, "/healthz").json()["status"] == "healthy"
     clock.advance(3 * TICK - 0.1)
-    tel.observe(report(outcomes=(read_failed("connection refused"),)))  # a failed tick does not renew
+    tel.observe(report(outcomes=(read_failed("connection refused"),)))  # a failed tick still completed
+    clock.advance(3 * TICK - 0.1)
     assert get(tel, "/healthz").status_code == 200
-    clock.advance(0.2)
+    clock.advance(0.2)  # no tick completed for 3 intervals: the loop is stuck
     r = get(tel, "/healthz")
     assert r.status_code == 503
-    assert r.json()["status"] == "unhealthy" and "no successful tick for" in r.json()["reason"]
+    assert r.json()["status"] == "unhealthy" and "no tick completed for" in r.json()["reason"]
     assert r.json()["last_tick_errors"] == ["/Common/llm-pool-1: connection refused"]
     tel.observe(report(three_members()))
     assert get(tel, "/health").status_code == 200  # the sideband scheduler's path works too
@@ -313,6 +314,28 @@ def test_health_is_the_sidebands_liveness_200_while_the_process_runs(tel, clock)
     tel.observe(report(outcomes=(read_failed("connection refused"),)))
     clock.advance(10 * TICK)
     assert get(tel, "/healthz").status_code == 503 and get(tel, "/health").status_code == 200
+
+
+def test_a_backoff_keeps_liveness_but_not_readiness(tel, clock):
+    tel.set_pools({REF.full_path: "vllm"})
+    tel.observe(report(three_members(), outcomes=(Outcome(kind=Kind.POOL, reason=Reason.READ, pool=REF.full_path),)))
+    assert tel.readiness()[0] == 200 and tel.readiness()[1]["pools"][0]["result"] == "ok"
+    for _ in range(5):  # the daemon backs off from a BIG-IP that fails every read: no tick, but alive
+        clock.advance(TICK)
+        tel.alive()
+    assert tel.health()[0] == 200
+    code, body = tel.readiness()
+    assert code == 503 and "no tick for" in body["not_ready"][0]["reason"]
+    assert get(tel, "/readyz").status_code == 503
+
+
+def test_a_tick_that_breaks_does_not_count_as_completed(tel, clock):
+    tel.observe(report(three_members()))
+    broken = Outcome(kind=Kind.TICK, reason=Reason.INTERNAL_ERROR, detail="internal error: KeyError: 'x'")
+    for _ in range(4):
+        clock.advance(TICK)
+        tel.observe(report(outcomes=(broken,)))
+    assert get(tel, "/healthz").status_code == 503
 
 
 # -- /status -----------------------------------------------------------------------------------

@@ -18,7 +18,17 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from controller import __version__
-from controller.model import NOT_SCRAPED, MemberPlan, Reason, ScrapeResult, TickReport, TokenCounters
+from controller.model import (
+    INTERNAL_FAILURES,
+    NOT_SCRAPED,
+    POOL_RESULTS,
+    MemberPlan,
+    PoolPlan,
+    Reason,
+    ScrapeResult,
+    TickReport,
+    TokenCounters,
+)
 from controller.telemetry.status import shares, unit_scores
 
 PREFIX = "f5lr_"
@@ -44,6 +54,20 @@ MEMBER_GAUGES: tuple[tuple[str, str], ...] = (
     ("kv_usage_ratio", "KV-cache use of the engine (0-1)"),
     ("up", "1 when the member's /metrics were read this tick, 0 when its load is unknown"),
     ("active", "1 when BIG-IP sends the member new traffic (enabled and not down), else 0"),
+    ("ttft_seconds", "Measured mean time to first token of the member (seconds), from its engine's TTFT histogram; "
+                     "absent where the engine exports none or too few requests finished"),
+    ("speed_ratio", "Measured service rate of the member relative to the pool's fastest (0-1), what its ratio "
+                    "leaks toward; absent until measured"),
+    ("held", "1 when an admin keeps the controller off the member (description 'f5-llm-ratio: hold', "
+             "pools[].exclude, or its pool paused), else 0"),
+)
+
+# (name, help) of the per-pool figures, labelled {pool}; absent when the pool was not read or no member has the figure.
+POOL_GAUGES: tuple[tuple[str, str], ...] = (
+    ("waiting_requests", "Average waiting queue over the pool's members with fresh metrics"),
+    ("kv_usage_ratio", "Average KV-cache use (0-1) over the pool's members with fresh metrics that export it"),
+    ("ready_members", "Active members of the pool whose /metrics were read this tick"),
+    ("active_members", "Members of the pool that BIG-IP sends new traffic (enabled and not down)"),
 )
 
 
@@ -57,8 +81,14 @@ def scrape_label(slug: str | None) -> str:
     return slug if _SLUG.match(slug) else "other"
 
 
+#: A hook that sees each iControl REST call that got a reply: (method, HTTP status, seconds until the reply).
+RequestHook = Callable[[str, int, float], None]
+
+
 class _TokenSource(Protocol):
     def token_counters(self) -> TokenCounters: ...
+
+    def observe_requests(self, hook: RequestHook) -> None: ...
 
 
 class Reconciler(Protocol):
@@ -168,6 +198,15 @@ class Metrics:
         self.bigip_request_duration = Histogram(p + "bigip_request_duration_seconds",
                                                 "iControl REST call latency until the reply headers, by method and status class",
                                                 ["method", "code"], buckets=BIGIP_BUCKETS, registry=r)
+        self.last_tick = Gauge(p + "last_tick_timestamp_seconds", "Unix time the last tick completed, whatever became "
+                               "of its pools (0 = none since start): the loop is alive", registry=r)
+        self.pool_ready = Gauge(p + "pool_ready", "1 when the pool was read, seen and steered in the last tick (/readyz), "
+                                "else 0", ["pool"], registry=r)
+        self.pool_paused = Gauge(p + "pool_paused", "1 when an admin paused the controller on the pool (its BIG-IP "
+                                 "description contains 'f5-llm-ratio: pause'), else 0", ["pool"], registry=r)
+        self.pool_ticks = Counter(p + "pool_ticks", "Ticks per pool by result: ok, paused, blind or error",
+                                  ["pool", "result"], registry=r)
+        self.pool = {name: Gauge(f"{p}pool_{name}", doc, ["pool"], registry=r) for name, doc in POOL_GAUGES}
         self.config_reloads = Counter(p + "config_reloads", "Config reloads (SIGHUP) by result: applied or rejected",
                                       ["result"], registry=r)
         self.pool_up = Gauge(p + "pool_up", "1 when the pool was read from BIG-IP this tick, else 0", ["pool"], registry=r)
@@ -208,11 +247,29 @@ class Metrics:
             self.bigip_writes.labels(path, "applied").inc(applied)
             self.bigip_writes.labels(path, "failed").inc(failed)
         read = {plan.pool.ref.full_path for plan in report.plans}
+        for path in (read | set(configured)) - self.pools_seen:
+            for result in POOL_RESULTS:
+                self.pool_ticks.labels(path, result)  # at 0 from the pool's first tick, so increase() works
         self.pools_seen |= read | set(configured)
         blind = {plan.pool.ref.full_path for plan in report.plans if plan.blind}
         for path in self.pools_seen:
             self.pool_up.labels(path).set(1 if path in read else 0)
             self.pool_blind.labels(path).set(1 if path in blind else 0)
+            result = report.pool_result(path)
+            self.pool_ready.labels(path).set(1 if result == "ok" else 0)
+            self.pool_paused.labels(path).set(1 if result == "paused" else 0)
+            self.pool_ticks.labels(path, result).inc()
+        if not any(o.reason in INTERNAL_FAILURES for o in report.outcomes):
+            self.last_tick.set(wall)
+        by_path = {plan.pool.ref.full_path: plan for plan in report.plans}
+        for path in self.pools_seen:
+            values = pool_values(by_path[path]) if path in by_path else {}
+            for name, _ in POOL_GAUGES:
+                value = values.get(name)
+                if value is None:
+                    _remove_quietly(self.pool[name], path)
+                else:
+                    self.pool[name].labels(path).set(value)
 
     def _record_members(self, report: TickReport, policies: Mapping[str, str]) -> set[tuple[str, str]]:
         present: set[tuple[str, str]] = set()
@@ -281,6 +338,12 @@ class Metrics:
             _remove_quietly(self.bigip_writes, path, result)
         _remove_quietly(self.pool_up, path)
         _remove_quietly(self.pool_blind, path)
+        _remove_quietly(self.pool_ready, path)
+        _remove_quietly(self.pool_paused, path)
+        for result in POOL_RESULTS:
+            _remove_quietly(self.pool_ticks, path, result)
+        for gauge in self.pool.values():
+            _remove_quietly(gauge, path)
         for name, members in self._member_series.items():
             for labels in [s for s in members if s[0] == path]:
                 self._drop(name, labels)
@@ -293,12 +356,18 @@ class Metrics:
         self.pools_seen.discard(path)
 
     # -- outside a tick --------------------------------------------------------------------------
-    def bigip_response_hook(self, response: Any, *_args: Any, **_kw: Any) -> Any:
-        """A requests response hook: one latency observation per iControl REST call that got a reply."""
+    def bigip_request(self, method: str, status: int, seconds: float) -> None:
+        """One iControl REST call that got a reply (the `BigIP.observe_requests` hook): its latency."""
         try:
-            code = f"{int(response.status_code) // 100}xx"
-            method = str(response.request.method or "GET").upper()
-            self.bigip_request_duration.labels(method, code).observe(response.elapsed.total_seconds())
+            self.bigip_request_duration.labels(method.upper() or "GET", f"{int(status) // 100}xx").observe(max(0.0, seconds))
+        except Exception:  # noqa: BLE001 - metrics must never break a BIG-IP call
+            pass
+
+    def bigip_response_hook(self, response: Any, *_args: Any, **_kw: Any) -> Any:
+        """A requests response hook (for a client handed a session of its own): as `bigip_request`."""
+        try:
+            self.bigip_request(str(response.request.method or "GET"), int(response.status_code),
+                               response.elapsed.total_seconds())
         except Exception:  # noqa: BLE001 - metrics must never break a BIG-IP call
             pass
         return response
@@ -322,6 +391,21 @@ def member_values(p: MemberPlan, share: float, unit_score: float | None) -> dict
         "kv_usage_ratio": s.kv_usage if s else None,
         "up": 1.0 if s is not None else 0.0,
         "active": 1.0 if p.member.active else 0.0,
+        "ttft_seconds": p.ttft,
+        "speed_ratio": p.speed,
+        "held": 1.0 if p.action.by_admin else 0.0,
+    }
+
+
+def pool_values(plan: PoolPlan) -> dict[str, float | None]:
+    """The pool's figures for POOL_GAUGES: averages over the active members with fresh metrics."""
+    fresh = [p.sample for p in plan.members if p.sample is not None and p.member.active]
+    kv = [s.kv_usage for s in fresh if s.kv_usage is not None]
+    return {
+        "waiting_requests": sum(s.waiting for s in fresh) / len(fresh) if fresh else None,
+        "kv_usage_ratio": sum(kv) / len(kv) if kv else None,
+        "ready_members": float(len(fresh)),
+        "active_members": float(sum(1 for p in plan.members if p.member.active)),
     }
 
 

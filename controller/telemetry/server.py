@@ -19,7 +19,7 @@ from controller import __version__, httpserve, logs
 from controller.clock import Clock, SystemClock
 from controller.config import AppConfig, TelemetryConfig
 from controller.errors import ConfigError
-from controller.model import Kind, PoolPlan, Reason, ScrapeResult, TickReport
+from controller.model import INTERNAL_FAILURES, Kind, PoolPlan, Reason, ScrapeResult, TickReport
 from controller.telemetry import history as hist
 from controller.telemetry import page
 from controller.telemetry import status as views
@@ -62,8 +62,12 @@ class Telemetry:
         self._started_mono = clock.monotonic()
         self._last_ok_mono: float | None = None
         self._last_ok_wall: float | None = None
+        self._alive_mono: float | None = None  # the loop last completed a tick (or waited out a backoff)
         self._blind_streak = 0  # ticks in a row in which some pool was blind
+        self._all_blind_streak = 0  # ticks in a row in which every pool read was blind: the loop sees nothing
         self._blind_pools: tuple[str, ...] = ()
+        self._readiness: list[dict] | None = None  # per configured pool, from the last tick (/readyz)
+        self._ready_at_mono: float | None = None
         self._last_tick: dict | None = None
         self._pools_views: list[dict] = []
         self._dry_run = False
@@ -109,12 +113,22 @@ class Telemetry:
         blind = tuple(plan.pool.ref.full_path for plan in report.plans if plan.blind)
         self._blind_streak, self._blind_pools = (self._blind_streak + 1, blind) if blind else (0, ())
         self.instruments.blind_ticks.set(self._blind_streak)
+        configured = list(self._engine_types) or _pools_of(report)
+        every_blind = bool(blind) and set(blind) >= set(configured)  # a pool not read is not blind: not every pool is
+        self._all_blind_streak = self._all_blind_streak + 1 if every_blind else 0
+        if not any(o.reason in INTERNAL_FAILURES for o in report.outcomes):  # a tick that broke did not complete
+            self._alive_mono = now_mono
+        self._readiness = _readiness(report, configured)
+        self._ready_at_mono = now_mono
         # A blind tick is not ok, but its blindness is judged by telemetry.blind_ticks below, not by age.
         if report.ok or (blind and all(o.reason is Reason.BLIND for o in report.failures)):
             self._last_ok_mono, self._last_ok_wall = now_mono, now_wall
         read = {plan.pool.ref.full_path for plan in report.plans}
         views_ = [views.pool_view(plan, self._engine_type(plan), self._policies.get(plan.pool.ref.full_path, ""), report.dry_run)
                   for plan in report.plans]
+        for view in views_:  # how the pool fared this tick, as /readyz and f5lr_pool_ready say it
+            view["result"] = report.pool_result(view["full_path"])
+            view["problem"] = views.scrub(report.pool_problem(view["full_path"])) or None
         views_ += [views.missing_pool_view(path, et, report.pool_outcome(path))
                    for path, et in self._engine_types.items() if path not in read]
         self._pools_views = views_
@@ -147,26 +161,62 @@ class Telemetry:
         since = self._last_ok_mono if self._last_ok_mono is not None else self._started_mono
         return max(0.0, self.clock.monotonic() - since)
 
+    def alive(self) -> None:
+        """The loop is alive without a tick: it is waiting out a backoff from a BIG-IP that fails every read
+        (`Daemon.on_wait`). Liveness counts it as a completed tick; readiness does not."""
+        with self._lock:
+            self._alive_mono = self.clock.monotonic()
+
     def health(self) -> tuple[int, dict]:
-        """(HTTP status, body) for /healthz."""
+        """(HTTP status, body) for /healthz: liveness. 200 while ticks complete, whatever became of their pools
+        (blind, unreadable or failing pools included: /readyz and the per-pool metrics say which); 503 when
+        no tick completed within `health_ticks` tick intervals (the loop is stuck, or every tick breaks), or
+        when every pool read has been blind for `telemetry.blind_ticks` ticks in a row (the loop sees nothing)."""
         limit = self.health_ticks * self.tick_seconds
         with self._lock:
-            last_ok, last_tick = self._last_ok_mono, self._last_tick
-            streak, blind = self._blind_streak, self._blind_pools
+            alive, last_tick, last_ok = self._alive_mono, self._last_tick, self._last_ok_mono
+            streak, blind = self._all_blind_streak, self._blind_pools
         if streak >= self.cfg.blind_ticks:
             why = (f"blind for {streak} tick(s) (limit telemetry.blind_ticks = {self.cfg.blind_ticks}): no active member "
-                   f"has fresh metrics in {', '.join(blind)}")
+                   f"has fresh metrics in any pool ({', '.join(blind)})")
             body = _unhealthy(why, limit, last_tick)
             body["blind_pools"], body["blind_ticks"] = list(blind), streak
             return 503, body
-        if last_ok is None:
+        if alive is None:
             return 503, _unhealthy("no successful tick yet", limit, last_tick)
-        age = max(0.0, self.clock.monotonic() - last_ok)
+        age = max(0.0, self.clock.monotonic() - alive)
         if age > limit:
-            why = f"no successful tick for {age:.1f}s (limit {limit:g}s = {self.health_ticks} tick intervals)"
+            why = f"no tick completed for {age:.1f}s (limit {limit:g}s = {self.health_ticks} tick intervals): the loop is stuck"
             return 503, _unhealthy(why, limit, last_tick)
-        return 200, {"status": "healthy", "message": f"last successful tick {age:.1f}s ago",
-                     "last_success_seconds_ago": views.num(age, 3), "limit_seconds": limit}
+        since_ok = None if last_ok is None else views.num(max(0.0, self.clock.monotonic() - last_ok), 3)
+        return 200, {"status": "healthy", "message": f"last tick completed {age:.1f}s ago",
+                     "last_tick_seconds_ago": views.num(age, 3), "last_success_seconds_ago": since_ok,
+                     "limit_seconds": limit}
+
+    def readiness(self) -> tuple[int, dict]:
+        """(HTTP status, body) for /readyz: 200 when every configured pool was steered in the last tick (read,
+        seen, written as planned; not paused), else 503 naming each pool that was not and why. A last tick
+        older than `health_ticks` intervals makes every pool not ready."""
+        limit = self.health_ticks * self.tick_seconds
+        with self._lock:
+            pools = [dict(p) for p in self._readiness] if self._readiness is not None else None
+            at = self._ready_at_mono
+            configured = list(self._engine_types)
+        if pools is None or at is None:
+            pools = [{"pool": path, "ready": False, "result": "error", "reason": "no tick yet"} for path in configured]
+            return 503, {"status": "not ready", "ready": False, "reason": "no tick yet", "pools": pools,
+                         "not_ready": pools}
+        age = max(0.0, self.clock.monotonic() - at)
+        if age > limit:
+            for p in pools:  # the loop is waiting (a BIG-IP backoff) or stuck: nothing is steered now
+                stale = f"no tick for {age:.1f}s (limit {limit:g}s)"
+                p.update(ready=False, result="error", reason=stale if p["ready"] else f"{p['reason']}; {stale}")
+        not_ready = [p for p in pools if not p["ready"]]
+        body = {"status": "not ready" if not_ready else "ready", "ready": not not_ready, "pools": pools,
+                "not_ready": not_ready, "last_tick_seconds_ago": views.num(age, 3)}
+        if not_ready:
+            body["reason"] = "; ".join(f"{p['pool']}: {p['reason']}" for p in not_ready[:MAX_ERRORS_SHOWN])
+        return (503 if not_ready else 200), body
 
     def status(self) -> dict:
         """The /status document. Built from the last tick's snapshot; nothing here is live I/O."""
@@ -306,6 +356,23 @@ def _tick_view(report: TickReport, wall: float) -> dict:
     }
 
 
+def _pools_of(report: TickReport) -> list[str]:
+    """The pools a tick planned or failed to read, in tick order (when telemetry knows no configured pools)."""
+    seen = [plan.pool.ref.full_path for plan in report.plans]
+    seen += [o.pool for o in report.outcomes if o.kind is Kind.POOL and o.pool]
+    return list(dict.fromkeys(seen))
+
+
+def _readiness(report: TickReport, pools: list[str]) -> list[dict]:
+    """Per pool: {pool, ready, result (model.POOL_RESULTS), reason}. Ready means steered this tick."""
+    out = []
+    for path in pools:
+        result = report.pool_result(path)
+        reason = "steered" if result == "ok" else views.scrub(report.pool_problem(path) or result)
+        out.append({"pool": path, "ready": result == "ok", "result": result, "reason": reason})
+    return out
+
+
 def _unhealthy(reason: str, limit: float, last_tick: dict | None) -> dict:
     body: dict[str, Any] = {"status": "unhealthy", "reason": reason, "message": reason, "limit_seconds": limit}
     if last_tick is not None:
@@ -333,6 +400,11 @@ def _get_alive(_t: Telemetry, _accept: str, _q: dict) -> Reply:
     """The sideband scheduler's /health (api/server.py at f254c3e): 200 while the process runs, its body.
     Whether the controller sees its pools is /healthz (and readiness /readyz)."""
     return 200, JSON, _json({"status": "healthy", "message": "Scheduler running normally"})
+
+
+def _get_ready(t: Telemetry, _accept: str, _q: dict) -> Reply:
+    code, body = t.readiness()
+    return code, JSON, _json(body)
 
 
 def _get_status(t: Telemetry, _accept: str, _q: dict) -> Reply:
@@ -368,12 +440,13 @@ def _get_pool_status(t: Telemetry, pool: tuple[str, str], q: dict) -> Reply:
 _ROUTES: dict[str, Callable[[Telemetry, str, dict], Reply]] = {
     "/metrics": _get_metrics,
     "/healthz": _get_health,
+    "/readyz": _get_ready,
     "/health": _get_alive,  # the sideband scheduler's liveness path: 200 while the process runs
     "/status": _get_status,
     "/pools/status": _get_status,  # the sideband scheduler's path
     "/history.json": _get_history,
 }
-ENDPOINTS = sorted({"/", "/metrics", "/healthz", "/status", "/history.json", "/pools/{pool}/{partition}/status"})
+ENDPOINTS = sorted({"/", "/metrics", "/healthz", "/readyz", "/status", "/history.json", "/pools/{pool}/{partition}/status"})
 
 
 # -- wiring ----------------------------------------------------------------------------------------
@@ -416,21 +489,24 @@ def attach(telemetry: Telemetry, daemon: Observed) -> Telemetry:
     telemetry.set_token_source(lambda: token_counters(daemon.rec))
     telemetry.instruments.failover.source = lambda: daemon.rec.bigip
     telemetry.set_pools(engine_types(daemon.cfg), policies(daemon.cfg))
-    _hook_bigip(telemetry, daemon.rec)
+    try:
+        _hook_bigip(telemetry, daemon.rec)
+    except Exception:  # noqa: BLE001 - a client without the hook: no latency histogram, counted, not fatal
+        telemetry.observe_errors.inc()
     daemon.on_tick.append(on_tick)
     reload_hooks = getattr(daemon, "on_reload", None)  # a Daemon has them; test doubles may not
     if isinstance(reload_hooks, list):
         reload_hooks.append(telemetry.instruments.reloaded)
+    wait_hooks = getattr(daemon, "on_wait", None)
+    if isinstance(wait_hooks, list):
+        wait_hooks.append(telemetry.alive)
     return telemetry
 
 
-def _hook_bigip(telemetry: Telemetry, rec: Any) -> None:
-    """Time every iControl REST call through the client's requests session (once per client)."""
-    session = getattr(getattr(rec, "bigip", None), "session", None)
-    hooks = getattr(session, "hooks", None)
-    hook = telemetry.instruments.bigip_response_hook
-    if isinstance(hooks, dict) and hook not in hooks.setdefault("response", []):
-        hooks["response"].append(hook)
+def _hook_bigip(telemetry: Telemetry, rec: Reconciler) -> None:
+    """Time every iControl REST call through the BigIP seam's typed hook (`observe_requests`); the client
+    keeps one copy of a hook, so calling this each tick (a reload brings a new client) adds it once."""
+    rec.bigip.observe_requests(telemetry.instruments.bigip_request)
 
 
 def serve(daemon: Observed, *, clock: Clock = SYSTEM_CLOCK) -> Telemetry | None:

@@ -131,6 +131,9 @@ def member_view(p: MemberPlan, *, score: float | None, share: float, planned_sha
         "planned_share": num(planned_share, 6),
         "action": p.action.value,
         "reason": scrub(p.reason),
+        "display": m.display,  # the member as the BIG-IP GUI names it
+        "scrape_error": p.scrape_error if p.action.unknown else None,  # the slug, when its load is unknown
+        "held": p.action.by_admin,  # an admin keeps the controller off it (hold marker, exclude, paused pool)
     }
     # the planner's capacity estimate, and the mean TTFT the policy compared across the pool
     view["speed"] = {"value": num(p.speed), "source": p.speed_source or None, "ttft_seconds": num(p.ttft, 4)}
@@ -163,6 +166,9 @@ def pool_view(plan: PoolPlan, engine_type: str, policy: str, dry_run: bool) -> d
         "active_member_count": sum(1 for p in plan.members if p.member.active),
         "fresh_member_count": sum(1 for p in plan.members if p.sample is not None),
         "note": scrub(plan.note),
+        "paused": plan.paused,
+        "held_members": [p.member.key for p in plan.members if p.action.by_admin and not plan.paused],
+        "blind": plan.blind,
     }
 
 
@@ -178,6 +184,8 @@ def missing_pool_view(full_path: str, engine_type: str, outcome: Outcome | None)
         "members": [],
         "full_path": full_path,
         "error": scrub(error or "not read this tick"),
+        "result": "error",
+        "problem": scrub(error or "not read this tick"),
     }
 
 
