@@ -51,7 +51,13 @@ function chart(title, fields, fixedMax, floor, axis, t, cols, t0, t1, changes) {
   return svg;
 }
 
-function card(pool, key, cols, t, t0, t1, changes) {
+function groups(p) {  // priority-group activation: which groups LTM uses now (idle ones get no traffic)
+  if (!p.priority_groups || !p.priority_groups.length) return "";
+  return `<p class="groups">priority groups: ` + p.priority_groups.map(g =>
+    `<span class="${g.in_use ? "" : "idle"}">${g.group} ${g.in_use ? "in use" : "idle"} (${g.available}/${g.members})</span>`).join(" · ") + `</p>`;
+}
+
+function card(pool, key, cols, t, t0, t1, changes, group) {
   const mine = changes.filter(c => c.pool === pool && c.member === key);
   const latest = mine.length ? mine[mine.length - 1] : null;
   const ratio = last(cols.ratio), limit = last(cols.connection_limit), share = last(cols.share);
@@ -59,7 +65,7 @@ function card(pool, key, cols, t, t0, t1, changes) {
     chart(title, fields, mx, floor, axis, t, cols, t0, t1, mine.map(c => c.at_epoch))).join("");
   const speed = last(cols.speed), ttft = last(cols.ttft);
   return `<div class="member${share ? "" : " inactive"}" data-pool="${esc(pool)}" data-member="${esc(key)}" data-ratio="${ratio ?? ""}">` +
-    `<h3><span>${esc(key)}</span><span>ratio <b class="k-ratio">${ratio ?? "-"}</b>${limit ? ` · limit <b class="k-limit">${limit}</b>` : ""}</span></h3>` +
+    `<h3><span>${esc(key)}${group != null ? ` <small class="k-group">group ${esc(group)}</small>` : ""}</span><span>ratio <b class="k-ratio">${ratio ?? "-"}</b>${limit ? ` · limit <b class="k-limit">${limit}</b>` : ""}</span></h3>` +
     `<div class="now">share <b class="k-share">${pct(share)}</b> · waiting <b class="k-waiting">${fmt(last(cols.waiting))}</b>` +
     ` · running <b class="k-running">${fmt(last(cols.running))}</b> · KV <b class="k-kv">${pct(last(cols.kv))}</b>` +
     (speed != null ? ` · speed <b class="k-speed">${fmt(speed, 2)}</b>` : "") + (ttft != null ? ` · TTFT <b class="k-ttft">${fmt(ttft, 3)}s</b>` : "") + `</div>` +
@@ -72,8 +78,9 @@ function render(doc) {
   let html = "";
   for (const p of doc.pools) {
     const t = p.t, t1 = Math.max(doc.now, t.length ? t[t.length - 1] : doc.now), t0 = t.length > 1 ? t[0] : t1 - 60;
-    html += `<section class="pool" data-pool="${esc(p.pool)}"><h2>${esc(p.pool)}</h2><div class="grid">` +
-      Object.entries(p.members).map(([key, cols]) => card(p.pool, key, cols, t, t0, t1, doc.changes)).join("") + `</div></section>`;
+    const mg = p.member_groups || {};
+    html += `<section class="pool" data-pool="${esc(p.pool)}"><h2>${esc(p.pool)}</h2>${groups(p)}<div class="grid">` +
+      Object.entries(p.members).map(([key, cols]) => card(p.pool, key, cols, t, t0, t1, doc.changes, mg[key])).join("") + `</div></section>`;
   }
   pools.innerHTML = html || "<p>No pool read yet.</p>";
   const rows = doc.changes.slice(-100).reverse().map(c => `<tr><td>${clock(c.at_epoch)}</td><td>${esc(c.pool)}</td><td>${esc(c.member)}</td>` +
