@@ -160,6 +160,7 @@ def _plan(m: Member, ratio: int) -> MemberPlan:
     return MemberPlan(member=m, sample=None, score=None, ratio=ratio, connection_limit=0, action=Action.WRITE)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("floating", [True, False])
 def test_active_active_is_read_and_written_on_one_unit_and_synced(pair, floating):
     pair.set_active_active(floating=floating)
@@ -177,6 +178,7 @@ def test_active_active_is_read_and_written_on_one_unit_and_synced(pair, floating
     c.close()
 
 
+@pytest.mark.e2e
 def test_active_active_follows_to_the_other_unit_when_one_leaves(pair):
     pair.set_active_active()
     c = ha_client(pair)
@@ -186,6 +188,7 @@ def test_active_active_follows_to_the_other_unit_when_one_leaves(pair):
     c.close()
 
 
+@pytest.mark.e2e
 def test_split_brain_stays_an_error_and_says_which_traffic_group(pair):
     pair.split_brain()
     c = ha_client(pair)
@@ -198,6 +201,7 @@ def test_split_brain_stays_an_error_and_says_which_traffic_group(pair):
     c.close()
 
 
+@pytest.mark.e2e
 def test_active_units_in_no_sync_failover_group_are_not_taken_for_active_active(pair):
     pair.set_active_active()
     for unit in pair.units:
@@ -215,6 +219,7 @@ def cm_calls(unit: BigIPEmulator) -> list[str]:
     return [r.path for r in unit.request_log if r.path.startswith("/mgmt/tm/cm/")]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("status, plain", [(401, False), (401, True), (403, False), (404, False)])
 def test_unreadable_cm_means_nothing_written_with_the_fix_and_one_ask_per_tick(pair, status, plain):
     pair.a.deny_cm("mgr", status, plain=plain)
@@ -235,6 +240,7 @@ def test_unreadable_cm_means_nothing_written_with_the_fix_and_one_ask_per_tick(p
     c.close()
 
 
+@pytest.mark.e2e
 def test_unreadable_cm_with_a_list_says_why(pair):
     c = ha_client(pair, user="audit")  # Auditor: refused on cm/* on both units
     with pytest.raises(StateUnreadableError, match="lacks permission"):
@@ -242,6 +248,7 @@ def test_unreadable_cm_with_a_list_says_why(pair):
     c.close()
 
 
+@pytest.mark.e2e
 def test_standalone_never_asks_cm_and_writes(pair):
     pair.a.deny_cm("mgr", 401)
     c = ha_client(pair, hosts=[pair.hosts[0]], user="mgr", standalone=True)
@@ -283,6 +290,7 @@ def test_role_check_by_partition(access, partitions, status):
         assert "Manager" in row.detail and "tmsh modify auth user bot" in row.detail
 
 
+@pytest.mark.e2e
 def test_an_operator_patch_is_refused_by_mcpd_and_said_plainly(pair):
     c = ha_client(pair, hosts=[pair.hosts[0]], user="ops")
     state = c.read_pool(REF)
@@ -358,6 +366,7 @@ def emu():
         yield e
 
 
+@pytest.mark.e2e
 def test_emulator_takes_the_token_timeout_as_a_string(emu):
     c = Client(emu)
     c.login("admin", "secret")
@@ -368,6 +377,7 @@ def test_emulator_takes_the_token_timeout_as_a_string(emu):
     assert c("PATCH", f"/mgmt/shared/authz/tokens/{token}", json={"timeout": "soon"}).status_code == 400
 
 
+@pytest.mark.e2e
 def test_emulator_refuses_cm_to_an_auditor_with_f5s_body_and_lists_traffic_groups(emu):
     audit, admin = Client(emu), Client(emu)
     audit.login("audit", "audit-pw")
