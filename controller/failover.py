@@ -177,6 +177,7 @@ class FailoverClient:
         self.failovers = 0  # times the active unit changed while running
         self.active_active = False  # several units active in one sync-failover group (not split brain)
         self._split = ""  # why several active units were taken for split brain
+        self._group_checked = False  # active/active confirmed (no split brain) this tick
         self._refused: dict[str, str] = {}  # host -> cm/* refusal seen this tick: not asked again until the next
         self._lock = threading.RLock()
 
@@ -213,7 +214,10 @@ class FailoverClient:
             if self.active_host is not None and self._confirmed_at is not None and now - self._confirmed_at < max_age:
                 return self.units[self.active_host]
             self._confirmed_at = None
-            if self.active_host is not None and not self.active_active and self.active_host not in self._refused:
+            # the unit in use is still active: enough, except that an active/active group is checked for split
+            # brain (every unit's traffic groups) once per tick, not before every write
+            settled = not self.active_active or self._group_checked
+            if self.active_host is not None and settled and self.active_host not in self._refused:
                 try:
                     state, refused = probe(self.units[self.active_host])
                     if state == "active":
@@ -271,7 +275,7 @@ class FailoverClient:
             self._split = why
             self.active_active = False
             return None
-        self.active_active = True
+        self.active_active = self._group_checked = True
         return self.active_host if self.active_host in active else active[0]
 
     def _split_brain(self, active: Sequence[str]) -> str:
@@ -346,6 +350,7 @@ class FailoverClient:
     def begin_tick(self, seconds: float | None = None) -> None:
         with self._lock:
             self._refused.clear()  # cm/* refusals are asked about again once per tick
+            self._group_checked = False  # and an active/active group is checked for split brain again
         self.units[self.hosts[0]].begin_tick(seconds)
 
     def end_tick(self) -> None:
