@@ -19,7 +19,6 @@ from controller.errors import ConfigError, NotActiveError, StateUnreadableError
 from controller.failover import FailoverClient
 from controller.model import Action, Member, MemberPlan, PoolRef, PoolState, Sample, ScrapeResult, groups_in_use
 from controller.sim.bigip import BigIPEmulator, HAPair
-from controller.sim.dataplane import DataPlane
 from controller.telemetry import status as views
 from tests.sim_bigip_support import Client
 
