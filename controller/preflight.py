@@ -248,7 +248,11 @@ def run(cfg: AppConfig, bigip, scraper) -> list[Row]:
         rows.extend(check_units(bigip))
     except BigIPError as exc:
         rows.append(Row("failover", FAIL, str(exc), "failover"))
-    rows.append(_guard("config sync", "config-sync", lambda: check_sync(bigip)))
+    try:
+        rows.append(check_sync(bigip))
+    except BigIPError as exc:  # refused to this account: said once, by the unit row (cm-unreadable)
+        severity = WARN if exc.status in (401, 403, 404) else FAIL
+        rows.append(Row("config sync", severity, f"device groups not readable: {exc}", "config-sync"))
     declaration = as3_declaration(bigip)
     for pool_cfg in cfg.pools:
         try:

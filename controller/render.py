@@ -101,8 +101,8 @@ def plan_table(report: TickReport, policies: Mapping[str, str] | None = None, wi
         if plan.neutral:
             out.append(f"  {neutral_line(plan)}")
         if plan.pool.priority_note():
-            out.append(f"  {plan.pool.priority_note()}: planned within the groups in use; idle groups share 0%, "
-                       "not written")
+            out.append(_fit(f"  {plan.pool.priority_note()}", width))
+            out.append("  (planned within the groups in use; members of idle groups: share 0%, not written)")
         if not plan.pool.honours_ratio:
             out.append(f"  WARNING: load-balancing mode {plan.pool.load_balancing_mode} ignores ratios")
         out.append("")
