@@ -159,8 +159,10 @@ class FailoverClient:
 
     def __init__(self, cfg: F5Config, *, clock: Clock | None = None, sleep: Callable[[float], None] = time.sleep,
                  log: Any = None, factory: Callable[..., BigIPClient] = BigIPClient, recheck: float = 0.0,
-                 token_store: TokenStore | None = None):
+                 token_store: TokenStore | None = None, read_only: bool = False):
         self.cfg = cfg
+        #: `plan` / dry-run: when the failover state is not readable, read (never write) the first such unit
+        self.read_only = read_only
         self.clock = clock or SystemClock()
         self.recheck = recheck
         self._confirmed_at: float | None = None
@@ -238,8 +240,13 @@ class FailoverClient:
             raise statuses[0].error  # one host: its own error (unreachable, login refused) says it best
         unknown = [s for s in statuses if s.state == UNKNOWN and s.refused]
         if not active and unknown:
+            why = unreadable_message(unknown[0].host, self.cfg.username, unknown[0].refused)
+            if self.read_only:  # a plan writes nothing: read the unit, and say that a run would not write it
+                self.faults.fault("bigip:state", "bigip_failover_state_unreadable", error=why,
+                                  hint=f"plan reads {unknown[0].host} anyway; run would write nothing")
+                self.active_host = unknown[0].host
+                return self.units[unknown[0].host]
             self.active_host = None
-            why = "; ".join(unreadable_message(s.host, self.cfg.username, s.refused) for s in unknown[:1])
             self.faults.fault("bigip:state", "bigip_failover_state_unreadable", error=why)
             raise StateUnreadableError(why)
         self.faults.clear("bigip:state", "bigip_failover_state_readable")

@@ -31,6 +31,10 @@ def test_an_account_that_cannot_read_cm_blocks_check_and_run_once_says_why(stack
     (row,) = findings(doc, "cm-unreadable")
     assert row["severity"] == "fail" and "f5.standalone: true" in row["message"] and "HTTP 401" in row["message"]
 
+    r = cli("plan", "--json", "--config", str(cfg))  # a plan writes nothing: it reads the unit anyway, and says so
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["pools"][0]["members"] and "run would write nothing" in r.err
+
     logins = stack.bigip.logins
     r = cli("run", "--once", "--config", str(cfg))
     assert r.code == 1 and "lacks permission to read /mgmt/tm/cm/*" in r.err
@@ -91,3 +95,28 @@ def test_plan_shows_an_idle_priority_group_with_share_0(tmp_path):
         assert s.member_writes() == []
     finally:
         s.stop()
+
+
+def test_the_daemon_refused_on_cm_logs_in_once_and_asks_once_per_tick(stack, tmp_path):
+    """The issue's measurement: a bare 401 on cm/* made the daemon log in again on every try (6 logins in
+    24 s) and never write. Now: one login, each cm/* path once per tick, one log line, nothing written."""
+    from e2e_env import Daemon, wait_for
+
+    stack.bigip.deny_cm(USER, 401, plain=True)
+    cfg = write_config(tmp_path / "c.yaml", seed_config(stack))
+    d = Daemon(cfg)
+    try:
+        def asked(path: str) -> int:
+            return sum(1 for q in stack.bigip.request_log if q.path == path)
+
+        wait_for(lambda: asked("/mgmt/tm/cm/failover-status") >= 3, 20, what="three ticks asking cm/*")
+        code, _ = d.stop()
+        assert code == 0
+        assert stack.bigip.logins == 1
+        status, device = asked("/mgmt/tm/cm/failover-status"), asked("/mgmt/tm/cm/device")
+        assert abs(status - device) <= 1  # one of each per tick (the last tick may stop between the two)
+        assert stack.member_writes() == []
+        assert len(d.events("bigip_failover_state_unreadable")) == 1
+        assert_clean(d.out, d.err)
+    finally:
+        d.close()
