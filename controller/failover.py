@@ -86,7 +86,7 @@ def probe(client: BigIPClient) -> tuple[str, str]:
     refusal (401, 403, 404) propagate."""
     refusals = []
     try:
-        reply = client.get(FAILOVER_STATUS, retry=False)
+        reply = _get_cm(client, FAILOVER_STATUS)
         status = _status(reply)
         if status:
             return STATES.get(status.upper(), status.lower().replace(" ", "-")), ""
@@ -95,7 +95,7 @@ def probe(client: BigIPClient) -> tuple[str, str]:
             raise
         refusals.append(f"{FAILOVER_STATUS}: HTTP {exc.status}")
     try:
-        reply = client.get(DEVICES, retry=False)
+        reply = _get_cm(client, DEVICES)
     except BigIPError as exc:
         if not _unreadable(exc):
             raise
@@ -108,6 +108,18 @@ def probe(client: BigIPClient) -> tuple[str, str]:
             if isinstance(state, str) and state:
                 return state.lower(), ""
     return UNKNOWN, "; ".join(refusals) or f"{DEVICES}: no selfDevice entry"
+
+
+def _get_cm(client: BigIPClient, path: str) -> Any:
+    """One cm/* GET. A refusal or a 404 (of any kind: a role may be answered "not registered") is not retried,
+    since asking again gets the same answer and stretches the tick; a 5xx (mcpd lost, restjavad restarting)
+    is retried as any call is."""
+    try:
+        return client.get(path, retry=False)
+    except BigIPError as exc:
+        if not exc.retryable or exc.status is None or exc.status < 500:
+            raise
+    return client.get(path)
 
 
 def traffic_groups(reply: Any) -> dict[str, set[str]]:
@@ -290,7 +302,7 @@ class FailoverClient:
         claims: dict[str, set[str]] = {}
         for host in active:
             try:
-                reply = self.units[host].get(TRAFFIC_GROUP_STATS, retry=False)
+                reply = _get_cm(self.units[host], TRAFFIC_GROUP_STATS)
             except BigIPError as exc:
                 return f"traffic groups not readable on {host} (HTTP {exc.status}), so active/active cannot be told apart"
             for group, devices in traffic_groups(reply).items():
@@ -298,11 +310,15 @@ class FailoverClient:
         doubled = sorted(g for g, devices in claims.items() if len(devices) > 1)
         if doubled:
             return "traffic group(s) " + ", ".join(f"{g} active on {', '.join(sorted(claims[g]))}" for g in doubled)
-        try:
-            groups = self.units[active[0]].device_groups()
-        except BigIPError as exc:
-            return f"device groups not readable on {active[0]} (HTTP {exc.status})"
-        if not any(g.get("type") == "sync-failover" for g in groups):
+        shared: set[str] | None = None
+        for host in active:  # the sync-failover groups every active unit is in (the same names across a trust domain)
+            try:
+                groups = self.units[host].device_groups()
+            except BigIPError as exc:
+                return f"device groups not readable on {host} (HTTP {exc.status})"
+            names = {str(g.get("name")) for g in groups if g.get("type") == "sync-failover"}
+            shared = names if shared is None else shared & names
+        if not shared:
             return "the units share no sync-failover device group, so a write on one would not reach the others"
         return ""
 

@@ -393,3 +393,17 @@ def test_emulator_refuses_cm_to_an_auditor_with_f5s_body_and_lists_traffic_group
     rows = {(e["nestedStats"]["entries"]["trafficGroup"]["description"],
              e["nestedStats"]["entries"]["failoverState"]["description"]) for e in stats.values()}
     assert rows == {("/Common/traffic-group-1", "active"), ("/Common/traffic-group-local-only", "active")}
+
+
+@pytest.mark.e2e
+def test_a_transient_mcpd_error_on_cm_is_retried_but_a_404_is_not(pair):
+    c = ha_client(pair, hosts=[pair.hosts[0]])
+    pair.a.fail_next(1, "mcpd", path="failover-status")
+    assert c.unit() == pair.hosts[0]  # retried: the unit is still found active
+    pair.a.clear_logs()
+    pair.a.fail_next(1, "notregistered", path="failover-status")
+    c.begin_tick(5.0)
+    assert c.unit() == pair.hosts[0]  # from cm/device; the 404 was not asked again
+    assert [p for p in cm_calls(pair.a)] == ["/mgmt/tm/cm/failover-status", "/mgmt/tm/cm/device"]
+    c.end_tick()
+    c.close()
