@@ -8,6 +8,7 @@ member names in scrape targets, and the emulator behaving like a real unit in ea
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 
 import pytest
 import requests
@@ -407,3 +408,25 @@ def test_a_transient_mcpd_error_on_cm_is_retried_but_a_404_is_not(pair):
     assert [p for p in cm_calls(pair.a)] == ["/mgmt/tm/cm/failover-status", "/mgmt/tm/cm/device"]
     c.end_tick()
     c.close()
+
+
+def test_status_and_the_page_data_show_priority_groups():
+    from controller.clock import FakeClock
+    from controller.config import TelemetryConfig
+    from controller.model import TickReport
+    from controller.telemetry.server import Telemetry
+
+    state = PoolState(REF, "ratio-least-connections-member",
+                      (member("10.0.0.1:80", 1, 10), member("10.0.0.2:80", 1, 10), member("10.0.0.3:80", 1, 0)),
+                      min_active_members=1)
+    p = plan(state, [ok("10.0.0.1:80", 0), ok("10.0.0.2:80", 8), ok("10.0.0.3:80", 0)])
+    tel = Telemetry(TelemetryConfig(host="127.0.0.1", port=0), clock=FakeClock(), tick_seconds=1.0,
+                    engine_types={REF.full_path: "vllm"})
+    tel.observe(TickReport(started=0.0, finished=0.1, plans=(p,)))
+    (pool,) = tel.status()["pools"]
+    assert pool["min_active_members"] == 1 and [g["in_use"] for g in pool["priority_groups"]] == [True, False]
+    (doc,) = tel.history_doc()["pools"]
+    assert doc["priority_groups"] == pool["priority_groups"]
+    assert doc["member_groups"] == {"10.0.0.1:80": 10, "10.0.0.2:80": 10, "10.0.0.3:80": 0}
+    page = (pathlib.Path(planner.__file__).parent / "telemetry" / "static" / "app.js").read_text()
+    assert "priority_groups" in page and "member_groups" in page
