@@ -20,7 +20,8 @@ and the error says why.
 
 Active/active: a sync-failover device group may run every unit active (one floating traffic group per
 unit, or none at all). When several units report ACTIVE, each is asked for its traffic groups
-(`GET /mgmt/tm/cm/traffic-group/stats`: `trafficGroup`, `deviceName`, `failoverState` per row). If no
+(`GET /mgmt/tm/cm/traffic-group/stats`: `trafficGroup`, `deviceName`, `failoverState` per row; where that is
+not readable, the "active for /Common/traffic-group-N" lines of its cm/failover-status details). If no
 floating traffic group is active on two devices and the units share a sync-failover device group, it
 is active/active: reads and writes go to one active unit (the one in use, else the first in `f5.host`
 order) and the group's config sync carries the ratios to the others. A floating traffic group active on
@@ -137,6 +138,24 @@ def traffic_groups(reply: Any) -> dict[str, set[str]]:
         devices = out.setdefault(group, set())
         if state.lower() == "active" and device:
             devices.add(device)
+    return out
+
+
+def active_for(reply: Any) -> set[str]:
+    """The floating traffic groups a unit's cm/failover-status details call active ("active for /Common/tg")."""
+    out: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            text = node.get("description") if isinstance(node.get("description"), str) else ""
+            if text.lower().startswith("active for "):
+                group = text[len("active for "):].strip()
+                if group.rsplit("/", 1)[-1] != LOCAL_ONLY:
+                    out.add(group)
+            for value in node.values():
+                walk(value)
+
+    walk(reply)
     return out
 
 
@@ -302,10 +321,14 @@ class FailoverClient:
         claims: dict[str, set[str]] = {}
         for host in active:
             try:
-                reply = _get_cm(self.units[host], TRAFFIC_GROUP_STATS)
+                found = traffic_groups(_get_cm(self.units[host], TRAFFIC_GROUP_STATS))
             except BigIPError as exc:
-                return f"traffic groups not readable on {host} (HTTP {exc.status}), so active/active cannot be told apart"
-            for group, devices in traffic_groups(reply).items():
+                try:  # older units, or a role refused the stats: "active for /Common/traffic-group-1" lines
+                    found = {g: {host} for g in active_for(_get_cm(self.units[host], FAILOVER_STATUS))}
+                except BigIPError:
+                    return (f"traffic groups not readable on {host} (HTTP {exc.status}), so active/active cannot be "
+                            "told apart")
+            for group, devices in found.items():
                 claims.setdefault(group, set()).update(devices)
         doubled = sorted(g for g, devices in claims.items() if len(devices) > 1)
         if doubled:

@@ -430,3 +430,19 @@ def test_status_and_the_page_data_show_priority_groups():
     assert doc["member_groups"] == {"10.0.0.1:80": 10, "10.0.0.2:80": 10, "10.0.0.3:80": 0}
     page = (pathlib.Path(planner.__file__).parent / "telemetry" / "static" / "app.js").read_text()
     assert "priority_groups" in page and "member_groups" in page
+
+
+@pytest.mark.e2e
+def test_active_active_told_from_failover_status_details_when_traffic_group_stats_are_refused(pair):
+    pair.set_active_active()
+    for unit in pair.units:  # an older unit, or a role refused the stats: the failover-status details are read
+        unit.fail_next(10, (404, {"code": 404, "message": "Object not found", "errorStack": []}),
+                       path="traffic-group/stats")
+    c = ha_client(pair)
+    assert c.unit() == pair.hosts[0] and c.active_active
+    pair.split_brain()
+    c.begin_tick(5.0)
+    with pytest.raises(NotActiveError, match="traffic-group-1 active on 127.0.0.1, 127.0.0.2"):
+        c.unit()
+    c.end_tick()
+    c.close()
