@@ -147,7 +147,8 @@ def active_for(reply: Any) -> set[str]:
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
-            text = node.get("description") if isinstance(node.get("description"), str) else ""
+            value = node.get("description")
+            text = value if isinstance(value, str) else ""
             if text.lower().startswith("active for "):
                 group = text[len("active for "):].strip()
                 if group.rsplit("/", 1)[-1] != LOCAL_ONLY:
