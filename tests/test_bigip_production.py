@@ -446,3 +446,14 @@ def test_active_active_told_from_failover_status_details_when_traffic_group_stat
         c.unit()
     c.end_tick()
     c.close()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("name, logins", [("extend", 3), ("basic", 0)])
+def test_bench_tokens_a_day_takes_at_most_3_logins(name, logins):
+    """bench/tokens.py's figure, at a coarse step (a tick every 10 simulated minutes) so it runs in seconds."""
+    from bench import tokens
+
+    r = tokens.scenario(name, hours=24, step=600)
+    assert r["logins"] == logins and r["per_day"] == logins <= tokens.MAX_LOGINS_PER_DAY
+    assert r["max_live"] <= 1 and r["live_after"] == 0 and r["failed_ticks"] == 0
