@@ -86,8 +86,8 @@ CM_PREFIX = "/mgmt/tm/cm/"  # failover state, devices, device groups: refused to
 def _needs(method: str, path: str) -> str:
     """What the refused call needed, for the message."""
     if path.startswith(CM_PREFIX):
-        return ("; reading the failover state (cm/*) needs a role that may read it (Manager on all partitions, "
-                "or higher), or set f5.standalone: true for a unit with no peer")
+        return ("; reading the failover state (cm/*) needs a role that may read it (e.g. Administrator), or set "
+                "f5.standalone: true for a unit with no peer")
     if method != "GET":
         return "; writing ratio or connectionLimit needs the Manager role (or higher) on the pool's partition"
     return ""

@@ -30,7 +30,7 @@ from controller.scrape import Target, target_for
 
 OK, INFO, WARN, FAIL = "ok", "info", "warn", "FAIL"
 SEVERITIES = (OK, INFO, WARN, FAIL)
-WRITER_ROLES = ("admin", "resource-admin", "manager")
+WRITER_ROLES = ("admin", "resource-admin", "manager", "application-editor")  # may modify pool members
 
 
 @dataclass(frozen=True)
