@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 from typing import NamedTuple
 
 #: Sessions and states in which LTM sends a member no new traffic whatever its ratio.
@@ -149,7 +150,7 @@ class PoolState:
         """Member ratios take effect only in ratio-member and ratio-least-connections-member."""
         return self.load_balancing_mode in RATIO_MODES
 
-    @property
+    @cached_property  # computed once per read: planning asks it per member
     def groups_in_use(self) -> frozenset[int] | None:
         """The priority groups LTM sends new connections to now; None without priority-group activation."""
         return groups_in_use(((m.priority_group, m.active) for m in self.members), self.min_active_members)
