@@ -171,8 +171,8 @@ def unreadable_message(host: str, username: str, refused: str) -> str:
 
 def _unreadable(exc: BigIPError) -> bool:
     """Not readable by this user or on this version; a failed login is not that (it propagates)."""
-    if isinstance(exc, AuthError):
-        return "permission denied" in exc.message
+    if isinstance(exc, AuthError):  # a refused login names the login path; a refusal of cm/* names cm/*
+        return "permission denied" in exc.message or exc.path.startswith("/mgmt/tm/cm/")
     return exc.status in _UNREADABLE
 
 

@@ -457,3 +457,21 @@ def test_bench_tokens_a_day_takes_at_most_3_logins(name, logins):
     r = tokens.scenario(name, hours=24, step=600)
     assert r["logins"] == logins and r["per_day"] == logins <= tokens.MAX_LOGINS_PER_DAY
     assert r["max_live"] <= 1 and r["live_after"] == 0 and r["failed_ticks"] == 0
+
+
+@pytest.mark.e2e
+def test_a_cm_401_that_looks_like_a_token_problem_costs_one_login_a_tick_and_reads_as_unreadable(pair):
+    """A refusal worded like a missing token: one fresh login and one retry, then taken as a refusal."""
+    body = {"code": 401, "message": "Authorization failed: no user authentication header or token detected. "
+            "Uri:http://localhost:8100/mgmt/tm/cm/failover-status Referrer:127.0.0.1 Sender:127.0.0.1",
+            "errorStack": [], "apiError": 1}
+    pair.a.fail_next(4, (401, body), path="/mgmt/tm/cm/")
+    c = ha_client(pair, hosts=[pair.hosts[0]], user="mgr")
+    c.begin_tick(5.0)
+    with pytest.raises(StateUnreadableError):
+        c.unit()
+    with pytest.raises(StateUnreadableError):
+        c.unit()  # not asked again this tick
+    c.end_tick()
+    assert pair.a.logins <= 3 and len(cm_calls(pair.a)) == 4
+    c.close()
