@@ -124,7 +124,7 @@ def check_units(bigip) -> list[Row]:
         elif s.state == "standby" and not single:
             rows.append(Row(item, OK, "standby: never written", "unit-standby"))
         elif s.state == "unknown" and s.refused:
-            rows.append(Row(item, FAIL, unreadable_message(s.host, getattr(bigip.cfg, "username", "?"), s.refused),
+            rows.append(Row(item, FAIL, unreadable_message(s.host, getattr(getattr(bigip, "cfg", None), "username", "?"), s.refused),
                             "cm-unreadable"))
         elif single:
             rows.append(Row(item, FAIL, f"{s.detail or s.state}: not active, nothing would be written; point f5.host "
