@@ -17,6 +17,9 @@ tick re-reads BIG-IP and decides again).
 
 A 401 drops the token and allows one fresh login and one retry; BIG-IP's 401 for a role that may
 not do this ("Authorization failed: user=...") is an AuthError at once, since a new token will not help.
+So is any 401 on `/mgmt/tm/cm/*` that does not name the token (e.g. a bare "Unauthorized"): restricted
+roles (Auditor, some Manager setups) are refused there, and logging in again would only cost a token
+per call. With `f5.auth: basic` (`token.BasicAuth`) no call carries a token, so a 401 is never retried.
 """
 
 from __future__ import annotations
@@ -58,9 +61,9 @@ from controller.icontrol import (
 from controller.model import Member, MemberPlan, PoolRef, PoolState, TokenCounters
 from controller.redact import scrub as _scrub
 from controller.redact import token_urls as _token_urls
-from controller.replies import MESSAGE_MAX, decode, role_denied, translate_exception
+from controller.replies import MESSAGE_MAX, access_denied, decode, role_denied, token_refused, translate_exception
 from controller.token import HEADER as TOKEN_HEADER
-from controller.token import TokenManager
+from controller.token import BasicAuth, TokenManager
 from controller.tokenstore import TokenStore
 from controller.writes import COORDINATION_HEADER, TRANSACTION_PATH, TRANSACTION_POLLS, ApplyResult, Writer, refuse_bad
 
@@ -75,6 +78,19 @@ log = logging.getLogger(__name__)
 ATTEMPTS = 3  # tries per call for retryable errors
 BACKOFF_BASE = 0.5  # seconds; delays are uniform in [0, base·2^n], n = 0, 1, ...
 BACKOFF_MAX = 5.0
+
+
+CM_PREFIX = "/mgmt/tm/cm/"  # failover state, devices, device groups: refused to restricted roles
+
+
+def _needs(method: str, path: str) -> str:
+    """What the refused call needed, for the message."""
+    if path.startswith(CM_PREFIX):
+        return ("; reading the failover state (cm/*) needs a role that may read it (e.g. Administrator), or set "
+                "f5.standalone: true for a unit with no peer")
+    if method != "GET":
+        return "; writing ratio or connectionLimit needs the Manager role (or higher) on the pool's partition"
+    return ""
 
 
 class _TokenPathFilter(logging.Filter):
@@ -120,7 +136,9 @@ class BigIPClient:
         self.calls = 0
         self._request_hooks: list[Callable[[str, int, float], None]] = []
         self.budget = deadline.TickBudget()
-        self.tokens = TokenManager(cfg, self._request, clock=self.clock, store=token_store)
+        self.tokens: TokenManager | BasicAuth = (
+            BasicAuth(cfg, clock=self.clock) if cfg.auth == "basic"
+            else TokenManager(cfg, self._request, clock=self.clock, store=token_store))
         logging.getLogger("urllib3.connectionpool").addFilter(_URLLIB3_FILTER)  # idempotent
         if cfg.verify_tls is False:
             # Scoped to this host, so verification warnings for anything else in the process stay on.
@@ -307,10 +325,17 @@ class BigIPClient:
         except AuthError as e:
             if e.status != 401:
                 raise
-            if role_denied(e.message):
-                raise AuthError(f"permission denied ({e.message}); writing ratio or connectionLimit needs the Manager "
-                                "role (or higher) on the partition", status=401, method=method, path=e.path) from e
+            if role_denied(e.message) or (path.startswith(CM_PREFIX) and not token_refused(e.message)):
+                raise AuthError(f"permission denied ({e.message}){_needs(method, path)}", status=401,
+                                method=method, path=e.path) from e
+            if isinstance(self.tokens, BasicAuth):
+                raise self.tokens.refused(e) from e
             log.info("bigip_token_rejected", extra={"error": e.message, "action": "login again"})
+        except PermanentBigIPError as e:
+            if e.status in (400, 403) and access_denied(e.message):
+                raise AuthError(f"permission denied ({e.message}){_needs(method, path)}", status=e.status,
+                                method=method, path=e.path) from e
+            raise
         self.tokens.invalidate(sent)
         fresh = self.tokens.header()  # a refused login raises its own AuthError here
         try:

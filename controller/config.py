@@ -12,6 +12,8 @@ from controller.model import PoolRef
 
 DRIVES = ("ratio", "connection_limit", "both")
 WRITE_MODES = ("patch", "transaction")
+AUTH_MODES = ("token", "basic")
+TOKEN_TIMEOUT_MAX = 36000  # seconds: the longest lifetime BIG-IP gives a token (PATCH authz/tokens)
 ENGINE_TYPES = ("vllm", "sglang", "trtllm", "triton", "llamacpp", "tgi")
 
 
@@ -31,6 +33,12 @@ class F5Config:
     write_concurrency: int = 4
     max_writes_per_minute: int = 600  # a cap across all pools; excess changes wait for the next tick
     hosts: tuple[str, ...] = ()  # every unit of the device group when f5.host is a list (HA pairs)
+    #: "token": one X-F5-Auth-Token kept for `token_timeout` s; "basic": HTTP basic auth on every call, no
+    #: token at all (local accounts only: remote LDAP/RADIUS/TACACS users need a token and their provider)
+    auth: str = "token"
+    token_timeout: int = TOKEN_TIMEOUT_MAX  # seconds each token lives; re-login shortly before it ends
+    #: a unit with no peer: cm/* (failover state, device groups) is never asked and the unit is written
+    standalone: bool = False
 
     @property
     def units(self) -> tuple[str, ...]:

@@ -18,8 +18,10 @@ import yaml
 
 from controller import bounds, engines, policy, sideband_modes, tokenstore
 from controller.config import (
+    AUTH_MODES,
     DRIVES,
     ENGINE_TYPES,
+    TOKEN_TIMEOUT_MAX,
     WRITE_MODES,
     AppConfig,
     EngineKeys,
@@ -83,6 +85,9 @@ _F5 = (
     ("tick_budget", number(0, lo_open=True, unit=" (seconds)")),
     ("state_dir", string()),
     ("login_provider", string()),
+    ("auth", choice(AUTH_MODES)),
+    ("token_timeout", integer(1, TOKEN_TIMEOUT_MAX, unit=" (seconds)")),
+    ("standalone", boolean()),
     ("write_mode", choice(WRITE_MODES)),
     ("write_concurrency", integer(1)),
     ("max_writes_per_minute", integer(1)),
@@ -266,6 +271,14 @@ def _read_f5(root: Reader) -> F5Config:
     password, source = _f5_password(r)
     kw["state_dir"] = tokenstore.state_dir(kw.get("state_dir", ""), r.ctx.environ)
     units: tuple[str, ...] = kw.pop("host", ()) or ("",)
+    if kw.get("standalone") and len(units) > 1:
+        r.problem("standalone", "true means a unit with no peer, but f5.host lists several units; list one unit, "
+                                "or drop standalone to follow the device group's active unit")
+    if kw.get("auth") == "basic" and kw.get("login_provider", "tmos") != "tmos":
+        r.problem("auth", "basic works for local accounts only; a remote user (login_provider "
+                          f"{kw['login_provider']!r}) needs auth: token")
+    if kw.get("auth") == "basic" and r.has("token_timeout"):
+        r.note("token_timeout", "is not used with auth: basic (no token); ignored")
     return F5Config(host=units[0], hosts=units if len(units) > 1 else (), **kw, password=password,
                     password_source=source)
 

@@ -229,7 +229,7 @@ _FORMATTER = _string.Formatter()
 
 
 def scrape_target() -> Conv:
-    """metrics.target: `host:port` with {name}, {node}, {address}, {port} placeholders; no scheme, no path."""
+    """metrics.target: `host:port` with {name}, {node}, {address}, {port}, {rd} placeholders; no scheme, no path."""
 
     def conv(v: Any) -> str | None:
         s = string(null=True)(v)
@@ -243,7 +243,7 @@ def scrape_target() -> Conv:
         unknown = sorted(names - set(TARGET_FIELDS))
         if unknown:
             raise Invalid(f"{s!r}: unknown placeholder(s) {', '.join(unknown)}; use {{{'}, {'.join(TARGET_FIELDS)}}}")
-        sample = s.format(name="gpu-node-1:8000", node="gpu-node-1", address="10.0.0.1", port=8000)
+        sample = s.format(name="gpu-node-1:8000", node="gpu-node-1", address="10.0.0.1", port=8000, rd="2")
         host, _, port = sample.rpartition(":")
         if "/" in sample or not port.isdigit() or not 0 < int(port) < 65536 or hostnames.problem(host):
             raise Invalid(f"{s!r} must give host:port (e.g. \"{{address}}:9400\"); the scheme and path are "

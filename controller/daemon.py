@@ -74,7 +74,8 @@ def build(cfg: AppConfig, *, dry_run: bool, clock: Clock | None = None) -> Recon
     store = TokenStore(cfg.f5.state_dir, instance) if cfg.f5.state_dir and not dry_run else None
     # One host or every unit of an HA pair (one token each, in one state file); reads trust a failover
     # check made within half a tick.
-    bigip = FailoverClient(cfg.f5, clock=clock, token_store=store, recheck=cfg.scheduler.tick_seconds / 2)
+    bigip = FailoverClient(cfg.f5, clock=clock, token_store=store, recheck=cfg.scheduler.tick_seconds / 2,
+                           read_only=dry_run)
     logs.REDACTOR.sources[:] = [bigip.secrets]
     scraper = Scraper(max_workers=cfg.scheduler.scrape_concurrency, clock=clock)
     return Reconciler(cfg, bigip, scraper, clock=clock, dry_run=dry_run, log=logs.get(), instance=instance)

@@ -9,7 +9,8 @@
     │   └── PermanentBigIPError  other 4xx: retrying will not help
     │       ├── AuthError          login refused (bad credentials, 401 after re-login)
     │       ├── TokenLimitError    400 "maximum active login tokens"
-    │       └── NotFoundError      pool or member does not exist (404 with a JSON body)
+    │       ├── NotFoundError      pool or member does not exist (404 with a JSON body)
+    │       └── NotActiveError     no configured unit is active (StateUnreadableError: cm/* not readable)
     └── MetricsError             one member's /metrics could not be used this tick
 """
 
@@ -74,6 +75,11 @@ class NotFoundError(PermanentBigIPError):
 
 class NotActiveError(PermanentBigIPError):
     """No configured BIG-IP unit is active (standby, offline, forced offline): nothing may be written."""
+
+
+class StateUnreadableError(NotActiveError):
+    """The account may not read a unit's failover state (cm/*): whether it is active is unknown, so nothing
+    is written. The message names the missing permission and the fixes (a role, or f5.standalone: true)."""
 
 
 class MetricsError(RatioError):

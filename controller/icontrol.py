@@ -75,6 +75,9 @@ def parse_pool(ref: PoolRef, reply: Any) -> PoolState:
     if len(set(names)) != len(names):
         raise Malformed("duplicate member names")
     queue = reply.get("queueOnConnectionLimit", "disabled")
+    min_active = reply.get("minActiveMembers", 0)
+    if isinstance(min_active, bool) or not isinstance(min_active, int) or min_active < 0:
+        raise Malformed(f"minActiveMembers {min_active!r} is not an integer >= 0")
     metadata = reply.get("metadata", [])
     if not isinstance(metadata, list) or not all(isinstance(m, dict) and "name" in m for m in metadata):
         raise Malformed("metadata is not a list of {name, value}")
@@ -86,6 +89,7 @@ def parse_pool(ref: PoolRef, reply: Any) -> PoolState:
         queue_on_connection_limit=queue == "enabled",
         metadata=tuple((str(m["name"]), str(m.get("value", ""))) for m in metadata),
         description=description if isinstance(description, str) else "",
+        min_active_members=min_active,
     )
 
 
@@ -118,6 +122,9 @@ def _parse_member(ref: PoolRef, index: int, item: Any) -> Member:
     fqdn = item.get("fqdn")
     ephemeral = str(item.get("ephemeral", "false")).lower() == "true"
     autopopulate = isinstance(fqdn, dict) and fqdn.get("autopopulate") == "enabled"
+    group = item.get("priorityGroup", 0)
+    if isinstance(group, bool) or not isinstance(group, int) or not 0 <= group <= 65535:
+        raise Malformed(f"{where}: priorityGroup {group!r} is not an integer in 0..65535")
     return Member(
         name=name,
         partition=partition,
@@ -131,6 +138,7 @@ def _parse_member(ref: PoolRef, index: int, item: Any) -> Member:
         full_path=text("fullPath", f"/{partition}/{name}"),
         ephemeral=ephemeral,
         fqdn_template=not ephemeral and (autopopulate or state.startswith("fqdn-") or address in _ANY_ADDRESS),
+        priority_group=group,
     )
 
 

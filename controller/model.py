@@ -6,8 +6,10 @@ Nothing here does I/O. Everything is frozen so a tick's inputs cannot change und
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 from typing import NamedTuple
 
 #: Sessions and states in which LTM sends a member no new traffic whatever its ratio.
@@ -22,7 +24,7 @@ _ROUTE_DOMAIN = re.compile(r"%\d+$")
 RATIO_MODES = frozenset({"ratio-member", "ratio-least-connections-member"})
 RECOMMENDED_MODE = "ratio-least-connections-member"
 #: Placeholders of a pool's `metrics.target` (where to scrape instead of the member's address:port).
-TARGET_FIELDS = ("name", "node", "address", "port")
+TARGET_FIELDS = ("name", "node", "address", "port", "rd")
 #: What an F5 admin writes into a BIG-IP `description` (member or pool) to keep the controller off it:
 #: a member whose description contains `f5-llm-ratio: hold` keeps its ratio and limit; a pool whose
 #: description contains `f5-llm-ratio: pause` gets no writes at all. Matched case-insensitively, with
@@ -95,6 +97,7 @@ class Member:
     full_path: str = ""
     ephemeral: bool = False  # created by BIG-IP from an FQDN template's DNS answer: refuses changes
     fqdn_template: bool = False  # an FQDN template (address any6, state fqdn-*): no engine behind it
+    priority_group: int = 0  # `priorityGroup` (0-65535, higher first); counts only with minActiveMembers > 0
 
     @property
     def key(self) -> str:
@@ -114,10 +117,19 @@ class Member:
         return self.session not in INACTIVE_SESSIONS and self.state not in INACTIVE_STATES and not self.fqdn_template
 
     def scrape_address(self, template: str) -> str:
-        """`metrics.target` filled for this member: {name} gpu-node-1:8000, {node} gpu-node-1, {address} the IP
-        without route domain (IPv6 in brackets), {port} 8000."""
-        node = self.name.rsplit("." if self.name.count(":") > 1 else ":", 1)[0]
-        return template.format(name=self.name, node=node, address=self.scrape_host, port=self.port)
+        """`metrics.target` filled for this member: {name} gpu-node-1:8000, {node} gpu-node-1, {address} the IP,
+        {port} 8000, {rd} the route domain id ("0" when the member names none).
+
+        BIG-IP names members by IP with a route domain by default (`10.0.0.5%2:8000`); `%2` means nothing
+        to the controller host's resolver or routing and is not valid in a URL, so {name}, {node} and
+        {address} drop it ({rd} keeps it: "{node}-rd{rd}.metrics.example.com" tells overlapping addresses
+        apart). IPv6 hosts come in brackets."""
+        node = self.name.rsplit("." if self.name.count(":") > 1 else ":", 1)[0] if _has_port(self.name) else self.name
+        domain = _ROUTE_DOMAIN.search(node) or _ROUTE_DOMAIN.search(self.address)
+        node = _ROUTE_DOMAIN.sub("", node)
+        node = f"[{node}]" if ":" in node else node
+        return template.format(name=f"{node}:{self.port}", node=node, address=self.scrape_host, port=self.port,
+                               rd=domain.group(0)[1:] if domain else "0")
 
     @property
     def writable(self) -> bool:
@@ -155,11 +167,67 @@ class PoolState:
     def paused(self) -> bool:
         """An admin paused the controller on this pool (its description contains PAUSE_MARKER)."""
         return paused_by_admin(self.description)
+    min_active_members: int = 0  # `minActiveMembers`: > 0 turns priority-group activation on
 
     @property
     def honours_ratio(self) -> bool:
         """Member ratios take effect only in ratio-member and ratio-least-connections-member."""
         return self.load_balancing_mode in RATIO_MODES
+
+    @cached_property  # computed once per read: planning asks it per member
+    def groups_in_use(self) -> frozenset[int] | None:
+        """The priority groups LTM sends new connections to now; None without priority-group activation."""
+        return groups_in_use(((m.priority_group, m.active) for m in self.members), self.min_active_members)
+
+    def idle(self, member: Member) -> bool:
+        """An available member of a priority group LTM is not using now: it gets no new connections."""
+        used = self.groups_in_use
+        return used is not None and member.active and member.priority_group not in used
+
+    def serving(self, member: Member) -> bool:
+        """LTM may send it new connections now: active, and in a priority group in use (when they count)."""
+        return member.active and not self.idle(member)
+
+    def priority_groups(self) -> tuple[tuple[int, int, int, bool], ...]:
+        """(group, members, available members, in use) per priority group, highest first; () without
+        priority-group activation."""
+        used = self.groups_in_use
+        if used is None:
+            return ()
+        groups = sorted({m.priority_group for m in self.members if not m.fqdn_template}, reverse=True)
+        return tuple((g, sum(m.priority_group == g and not m.fqdn_template for m in self.members),
+                      sum(m.priority_group == g and m.active for m in self.members), g in used) for g in groups)
+
+    def priority_note(self) -> str:
+        """`priority groups (minActiveMembers 1): 10 in use (2 of 2 available), 0 idle (1 of 1)`; "" without."""
+        groups = self.priority_groups()
+        if not groups:
+            return ""
+        parts = [f"{g} {'in use' if used else 'idle'} ({up} of {n} available)" for g, n, up, used in groups]
+        return f"priority groups (minActiveMembers {self.min_active_members}): {', '.join(parts)}"
+
+
+def groups_in_use(members: Iterable[tuple[int, bool]], min_active: int) -> frozenset[int] | None:
+    """Priority-group activation as LTM does it: from (priorityGroup, available) per member, the groups that
+    take new connections. The highest group with an available member first, then the next lower ones while
+    fewer than `min_active` members of the groups taken are available; every group when no group has an
+    available member. None when `min_active` is 0 (activation off: every member counts)."""
+    if min_active <= 0:
+        return None
+    listed = list(members)
+    up: dict[int, int] = {}
+    for group, available in listed:
+        up[group] = up.get(group, 0) + int(available)
+    used: set[int] = set()
+    count = 0
+    for group in sorted(up, reverse=True):
+        if count >= min_active:
+            break
+        if up[group] == 0:
+            continue
+        used.add(group)
+        count += up[group]
+    return frozenset(used) if used else frozenset(up)
 
 
 def mode_problem(pool: PoolState) -> str:
@@ -282,6 +350,7 @@ class Action(str, Enum):
     HELD = "held"  # an admin holds it: its description contains HOLD_MARKER; ratio and limit kept
     EXCLUDED = "excluded"  # listed in the pool's `exclude` config: ratio and limit kept
     PAUSED = "paused"  # its pool's description contains PAUSE_MARKER: nothing written to the pool
+    IDLE_GROUP = "idle-group"  # in a priority group LTM is not using now: share 0, not scored, not written
 
     def __str__(self) -> str:
         return self.value
@@ -344,7 +413,7 @@ class PoolPlan:
     @property
     def blind(self) -> bool:
         """Active members, but not one with fresh metrics: the controller could not see this pool."""
-        return any(m.member.active for m in self.members) and all(m.sample is None for m in self.members)
+        return any(self.pool.serving(m.member) for m in self.members) and all(m.sample is None for m in self.members)
 
     @property
     def paused(self) -> bool:

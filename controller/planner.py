@@ -1,5 +1,11 @@
 """One pool's plan: what BIG-IP says now + what the engines say now → the settings to write.
 
+Priority groups: in a pool with `minActiveMembers` > 0, LTM sends new connections only to the priority
+groups in use (`PoolState.groups_in_use`, worked out from member availability as LTM does). Members of the
+other groups are planned `idle-group`: not scored, not counted in the normalisation or the floor cap,
+planned share 0, and never written (their ratio matters only once their group is taken into use, when
+they are scored like any new member).
+
 Pure. The only state carried between ticks is `Observation` (when a member last had fresh metrics,
 its smoothed score): memory of what was *seen*, never of what was written. The current ratio always
 comes from the PoolState just read from BIG-IP.
@@ -140,7 +146,7 @@ def _remember(pool: PoolState, scrapes: Mapping[str, ScrapeResult], memory: Memo
 def _fresh(pool: PoolState, scrapes: Mapping[str, ScrapeResult]) -> dict[str, Sample]:
     out = {}
     for m in pool.members:
-        result = scrapes.get(m.key) if m.active else None
+        result = scrapes.get(m.key) if pool.serving(m) else None
         if result is not None and result.sample is not None:
             out[m.key] = result.sample
     return out
@@ -307,8 +313,9 @@ def plan_pool(
         fallback = pool_fallback_plan(pool, fresh, cfg)
         return replace(fallback, members=tuple(_owned(p, instance, wall) for p in fallback.members)), observed
     if not fresh:
-        held = tuple(_hold(m, _why(scrapes.get(m.key)), Action.UNKNOWN_HOLD, _slug(scrapes.get(m.key))) for m in pool.members)
-        note = NO_FRESH_METRICS if any(m.active for m in pool.members) else "no active member"
+        held = tuple(_idle(m, pool) if pool.idle(m) else
+                     _hold(m, _why(scrapes.get(m.key)), Action.UNKNOWN_HOLD, _slug(scrapes.get(m.key))) for m in pool.members)
+        note = NO_FRESH_METRICS if any(pool.serving(m) for m in pool.members) else "no active member"
         return _by_admin(PoolPlan(pool, held, note), cfg), observed
 
     speeds = {k: o.speed for k, o in observed.items() if o.speed is not None}
@@ -330,6 +337,8 @@ def plan_pool(
     for m in pool.members:
         if not m.active:
             plans.append(_hold(m))
+        elif pool.idle(m):
+            plans.append(_idle(m, pool))
         elif m.key in fresh:
             known = _known_plan(m, fresh[m.key], smoothed[m.key], targets[m.key], cfg, wall, instance, ttft.get(m.key),
                                 pool.queue_on_connection_limit, terms.get(m.key))
@@ -457,7 +466,7 @@ def writable(p: MemberPlan, honours_ratio: bool) -> MemberPlan:
 
 def _owned(p: MemberPlan, instance: str, wall: float) -> MemberPlan:
     """Hold a member another live instance wrote last: two controllers must not fight over it."""
-    if not p.member.active:
+    if not p.member.active or p.action is Action.IDLE_GROUP:
         return p
     other = other_owner(p.member, instance, wall)
     if other is None:
@@ -482,7 +491,7 @@ def _cap_floor(plans: list[MemberPlan], cfg: PoolConfig) -> list[MemberPlan]:
     w = cfg.weights
     if not w.drives_ratio or w.floor >= w.scale:
         return plans
-    active = [p for p in plans if p.member.active]
+    active = [p for p in plans if p.member.active and p.action is not Action.IDLE_GROUP]
     allowed = floor_allowance(len(active), w)
     at_floor = [p for p in active if p.ratio == w.floor]
     excess = len(at_floor) - allowed
@@ -503,6 +512,15 @@ def _cap_floor(plans: list[MemberPlan], cfg: PoolConfig) -> list[MemberPlan]:
         out.append(replace(p, ratio=ratio, action=Action.FLOOR_CAP if changed else Action.FLOOR_HOLD, reason=why,
                            description=p.description if changed else None))
     return out
+
+
+def _idle(m: Member, pool: PoolState) -> MemberPlan:
+    """A member of a priority group LTM is not using now: left as it is, share 0."""
+    used = ", ".join(str(g) for g in sorted(pool.groups_in_use or (), reverse=True))
+    why = (f"priority group {m.priority_group} idle: LTM sends it nothing while group(s) {used} keep "
+           f"{pool.min_active_members} member(s) available (minActiveMembers); not scored, not written")
+    return MemberPlan(member=m, sample=None, score=None, ratio=m.ratio, connection_limit=m.connection_limit,
+                      action=Action.IDLE_GROUP, reason=why)
 
 
 def _hold(m: Member, reason: str = "", action: Action = Action.HOLD, slug: str | None = None) -> MemberPlan:

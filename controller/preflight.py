@@ -24,12 +24,13 @@ from controller import as3, bounds, model
 from controller.config import AppConfig, PoolConfig
 from controller.engines import FLAVOURS, base_engine_type, default_path
 from controller.errors import BigIPError, NotFoundError
+from controller.failover import unreadable_message
 from controller.model import PoolState, ScrapeResult
 from controller.scrape import Target, target_for
 
 OK, INFO, WARN, FAIL = "ok", "info", "warn", "FAIL"
 SEVERITIES = (OK, INFO, WARN, FAIL)
-WRITER_ROLES = ("admin", "resource-admin", "manager")
+WRITER_ROLES = ("admin", "resource-admin", "manager", "application-editor")  # may modify pool members
 
 
 @dataclass(frozen=True)
@@ -62,17 +63,38 @@ def check_login(bigip) -> Row:
     return Row("login", OK, f"BIG-IP {bigip.version()}", "login")
 
 
-def check_role(bigip, username: str) -> Row:
-    roles = sorted({a.get("role", "") for a in bigip.whoami().get("partitionAccess", []) if a.get("role")})
-    if not roles:
-        return Row("role", WARN, f"could not read the role of {username}; writes need Manager on the pools' partitions", "role")
-    writer = any(r in WRITER_ROLES for r in roles)
-    detail = f"{username}: {', '.join(roles)}" + ("" if writer else " (read-only: `plan` works, writes need Manager)")
-    return Row("role", OK if writer else WARN, detail, "role")
+def role_on(access: Sequence[dict], partition: str) -> str:
+    """The account's role on `partition` (its own entry, else `all-partitions`); "" when none is listed."""
+    own = [a.get("role", "") for a in access if a.get("name") == partition]
+    every = [a.get("role", "") for a in access if a.get("name") == "all-partitions"]
+    return (own or every or [""])[0]
+
+
+def check_role(bigip, username: str, partitions: Sequence[str] = ()) -> Row:
+    """Whether the account may write the pools: its role on each pool's partition, from
+    `GET /mgmt/tm/auth/user/NAME` (`partitionAccess[].role`). FAIL when it may not write one of them: BIG-IP
+    would take `check`'s reads and then refuse `run`'s first PATCH (Operator: 400 01070822 Access Denied)."""
+    access = [a for a in bigip.whoami().get("partitionAccess", []) if a.get("role")]
+    if not access:
+        return Row("role", WARN, f"could not read the role of {username} (GET /mgmt/tm/auth/user/{username}: a remote "
+                                 "user has no local record); writes need Manager on the pools' partitions", "role")
+    shown = ", ".join(f"{a.get('name')}: {a.get('role')}" for a in access)
+    parts = list(dict.fromkeys(partitions)) or sorted({a.get("name", "") for a in access})
+    cannot = [(p, role_on(access, p) or "no access") for p in parts if role_on(access, p) not in WRITER_ROLES]
+    if not cannot:
+        return Row("role", OK, f"{username}: {shown}: may write pool members in {', '.join(parts)}", "role")
+    which = ", ".join(f"{role} on {p}" for p, role in cannot)
+    fix = " ".join(f"{p} {{ role manager }}" for p, _ in cannot)
+    return Row("role", FAIL, f"{username}: {which}: may not change a member's ratio or connectionLimit (BIG-IP "
+                             "refuses the PATCH: 01070822 Access Denied); `plan` works, `run` needs Manager (or "
+                             f"Administrator) on the pools' partitions; fix: tmsh modify auth user {username} "
+                             f"partition-access add {{ {fix} }}", "role")
 
 
 def check_sync(bigip) -> Row:
     """The sync mode of the device group that carries LTM config (the built-in sync-only groups do not)."""
+    if getattr(getattr(bigip, "cfg", None), "standalone", False):
+        return Row("config sync", OK, "f5.standalone: true: no device group asked (a unit with no peer)", "config-sync")
     groups = [g for g in bigip.device_groups() if g.get("type") == "sync-failover"]
     if not groups:
         return Row("config sync", OK, "no sync-failover device group: a standalone unit", "config-sync")
@@ -87,28 +109,42 @@ def check_sync(bigip) -> Row:
 
 
 def check_units(bigip) -> list[Row]:
-    """Each configured unit's failover state (HA pairs); FAIL when none is active (nothing would be written)."""
+    """Each configured unit's failover state (HA pairs); FAIL when none is active (nothing would be written),
+    when the account may not read cm/* (unless f5.standalone), or on split brain."""
     statuses = bigip.status() if hasattr(bigip, "status") else []
     single = len(statuses) == 1
     rows = []
     for s in statuses:
         item = f"unit {s.host}"
-        if s.state == "active":
+        if s.state == "standalone":
+            rows.append(Row(item, OK, "f5.standalone: true: a unit with no peer; cm/* (failover state, device groups) "
+                                      "not asked; reads and writes go here", "unit-standalone"))
+        elif s.state == "active":
             rows.append(Row(item, OK, "active: reads and writes go here", "unit-active"))
         elif s.state == "standby" and not single:
             rows.append(Row(item, OK, "standby: never written", "unit-standby"))
-        elif s.state == "unknown" and single:
-            rows.append(Row(item, WARN, "failover state not readable (cm/failover-status, cm/device): taken as a "
-                                        "standalone unit", "unit-state-unknown"))
+        elif s.state == "unknown" and s.refused:
+            rows.append(Row(item, FAIL, unreadable_message(s.host, getattr(getattr(bigip, "cfg", None), "username", "?"), s.refused),
+                            "cm-unreadable"))
         elif single:
             rows.append(Row(item, FAIL, f"{s.detail or s.state}: not active, nothing would be written; point f5.host "
                                         "at the active unit or list every unit of the device group", "unit-not-active"))
         else:
             rows.append(Row(item, WARN, s.detail or f"{s.state}: never written", f"unit-{s.state}"))
-    active = sum(s.state == "active" for s in statuses)
-    if len(statuses) > 1 and active != 1:
+    active = [s.host for s in statuses if s.state == "active"]
+    if any(r.code == "cm-unreadable" for r in rows) and not active:
+        return rows
+    if len(active) > 1:
+        try:
+            chosen = bigip.unit()
+            rows.append(Row("failover", OK, f"active/active: {len(active)} units active in one sync-failover device "
+                                            f"group, no traffic group active on two; reads and writes go to {chosen}, "
+                                            "the config sync carries the ratios to the others", "active-active"))
+        except BigIPError as exc:
+            rows.append(Row("failover", FAIL, str(exc), "split-brain"))
+    elif len(statuses) > 1 and not active:
         states = ", ".join(f"{s.host} {s.state}" for s in statuses)
-        rows.append(Row("failover", FAIL, f"{active} active unit(s) ({states}): nothing would be written",
+        rows.append(Row("failover", FAIL, f"0 active unit(s) ({states}): nothing would be written",
                         "no-active-unit"))
     return rows
 
@@ -154,6 +190,7 @@ def check_pool(bigip, pool_cfg: PoolConfig, declaration: object = None) -> tuple
 
 def check_members(cfg: AppConfig, pool_cfg: PoolConfig, state: PoolState, scraper) -> list[Row]:
     targets = [target_for(m, pool_cfg, cfg.keys_for(pool_cfg.engine_type)) for m in state.members if m.active]
+    # members of idle priority groups are scraped here too: their group may be taken into use any time
     if not targets:
         return [Row(f"  metrics {pool_cfg.ref}", WARN, "no active member to scrape", "no-active-member")]
     results = scraper.scrape(targets, max(t.timeout for t in targets) + 1.0)
@@ -211,12 +248,17 @@ def run(cfg: AppConfig, bigip, scraper) -> list[Row]:
     rows.append(login)
     if login.status == FAIL:
         return rows
-    rows.append(_guard("role", "role", lambda: check_role(bigip, cfg.f5.username)))
+    partitions = [p.ref.partition for p in cfg.pools]
+    rows.append(_guard("role", "role", lambda: check_role(bigip, cfg.f5.username, partitions)))
     try:
         rows.extend(check_units(bigip))
     except BigIPError as exc:
         rows.append(Row("failover", FAIL, str(exc), "failover"))
-    rows.append(_guard("config sync", "config-sync", lambda: check_sync(bigip)))
+    try:
+        rows.append(check_sync(bigip))
+    except BigIPError as exc:  # refused to this account: said once, by the unit row (cm-unreadable)
+        severity = WARN if exc.status in (401, 403, 404) else FAIL
+        rows.append(Row("config sync", severity, f"device groups not readable: {exc}", "config-sync"))
     declaration = as3_declaration(bigip)
     for pool_cfg in cfg.pools:
         try:
@@ -224,6 +266,10 @@ def run(cfg: AppConfig, bigip, scraper) -> list[Row]:
         except BigIPError as exc:
             row, state = Row(f"pool {pool_cfg.ref}", FAIL, str(exc), "pool-read-failed"), None
         rows.append(row)
+        if state is not None and state.priority_note():
+            rows.append(Row(f"  groups {pool_cfg.ref}", INFO, f"{state.priority_note()}: ratios are planned, scored and "
+                            "normalised within the groups in use; members of idle groups get share 0 and no write "
+                            "until LTM takes their group into use", "priority-groups"))
         if state is not None:
             rows.extend(check_members(cfg, pool_cfg, state, scraper))
     return rows

@@ -185,7 +185,7 @@ class Reconciler:
         targets = []
         for pool_cfg, state in states.values():
             keys = self.cfg.keys_for(pool_cfg.engine_type)
-            targets += [self.target_for(m, pool_cfg, keys) for m in state.members if m.active]
+            targets += [self.target_for(m, pool_cfg, keys) for m in state.members if state.serving(m)]
         results = self.scraper.scrape(targets, self.cfg.scheduler.scrape_deadline) if targets else {}
         out: dict[str, dict[str, ScrapeResult]] = {path: {} for path in states}
         for key, result in results.items():

@@ -83,7 +83,7 @@ def pool_table(plan: PoolPlan, policy: str = "", width: int = PLAN_WIDTH) -> str
                _pct(s.kv_usage) if s else None, None if p.member.key not in unit else f"{unit[p.member.key]:.2f}",
                _arrow(p.member.ratio, p.ratio)]
         row += [_arrow(p.member.connection_limit, p.connection_limit)] if limits else []
-        row += [_pct(share[p.member.key], 1) if p.member.active else None]
+        row += [_pct(share[p.member.key], 1) if p.member.active else None]  # an idle priority group's: 0.0%
         row += [None if p.speed is None else f"{p.speed:.2f}"] if speeds else []
         row += [None if not p.ttft else f"{p.ttft:.2f}s"] if ttfts else []
         rows.append(row + [p.action.value, p.reason])
@@ -105,6 +105,9 @@ def plan_table(report: TickReport, policies: Mapping[str, str] | None = None, wi
             out.append(f"  note: {plan.note}")
         if plan.neutral:
             out.append(f"  {neutral_line(plan)}")
+        if plan.pool.priority_note():
+            out.append(_fit(f"  {plan.pool.priority_note()}", width))
+            out.append("  (planned within the groups in use; members of idle groups: share 0%, not written)")
         if not plan.pool.honours_ratio:
             out.append(f"  WARNING: load-balancing mode {plan.pool.load_balancing_mode} ignores ratios")
         out.append("")

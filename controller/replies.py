@@ -12,6 +12,8 @@ it meets is translated by this module, at the boundary:
 | 404 "not registered", 404 without JSON, non-JSON 2xx  | RetryableBigIPError (retried)            |
 | 401                                                   | token dropped, one re-login, one retry; then AuthError |
 | 401 "Authorization failed: user=..." (role too low)  | AuthError at once, no re-login           |
+| 401 on /mgmt/tm/cm/* not naming the token            | AuthError at once, no re-login           |
+| 400/403 "01070822:3: Access Denied" (role too low)   | AuthError, says which role is needed     |
 | 400 "maximum active login tokens"                     | TokenLimitError                          |
 | 404 with a JSON body                                  | NotFoundError                            |
 | other 3xx/4xx                                         | PermanentBigIPError                      |
@@ -117,6 +119,17 @@ def summary(text: str) -> str:
 
 def clip(text: str) -> str:
     return _SPACE.sub(" ", text).strip()[:MESSAGE_MAX]
+
+
+def token_refused(message: str) -> bool:
+    """A 401 about the token itself (expired, unknown after a restart, not sent): a fresh login helps."""
+    low = message.lower()
+    return "x-f5-auth-token" in low or "no user authentication header or token" in low
+
+
+def access_denied(message: str) -> bool:
+    """mcpd's refusal of a change the account's role may not make: `01070822:3: Access Denied: ...`."""
+    return "01070822" in message or "access denied" in message.lower()
 
 
 def role_denied(message: str) -> bool:

@@ -2,18 +2,19 @@
 
 Every user may hold about 100 active tokens (F5 K44237337); a client that logs in per call or
 leaks tokens locks out itself and every other automation of that user until the leaked tokens
-expire. So: log in once, set the token's lifetime to `TOKEN_LIFETIME`, re-login shortly before it
-expires, delete the old token after a refresh and the current one at exit, and remember the
-current one in a state file (`controller.tokenstore`) so that a successor of a killed process
-reuses or deletes it instead of stranding it.
+expire. BIG-IP 17.1.2.x does not free non-admin users' tokens at all (bug ID1787517: users of F5's
+application-study-tool and terraform-provider-bigip reach the limit within hours). So: log in as
+seldom as BIG-IP allows. One token per unit, its lifetime set to `f5.token_timeout` (default and
+BIG-IP's maximum: 36,000 s), replaced shortly before it expires (10 % of its life left, at least
+60 s: with the default every 32,400 s, 2.7 logins a day, `bench/tokens.py`), the old one deleted after
+a refresh and the current one at exit, and remembered in a state file (`controller.tokenstore`) so
+that a successor of a killed process reuses or deletes it instead of stranding it. A crash without a
+usable state file strands one token for its lifetime; the shipped systemd unit keeps the state file
+(`StateDirectory=`), and a shorter `f5.token_timeout` bounds that case at the price of more logins.
 
-Why `TOKEN_LIFETIME` is 600 s and not BIG-IP's maximum of 36,000 s: a token is only stranded by an
-exit that cannot delete it (SIGKILL, OOM, a watchdog kill) *and* leaves no usable state file. Each
-such exit then holds one of the user's ~100 slots for the token's lifetime. With 36,000 s, 100
-crashes in 10 hours lock the user (and every other automation using it) out; with 600 s, the
-shipped unit (RestartSec=5, StartLimitBurst=10 per StartLimitIntervalSec=600) can strand at most
-10 tokens at any moment, 10 % of the limit, and each is gone 10 minutes later. The price is one
-login and one delete every ~9 minutes (a refresh at 540 s), which BIG-IP handles easily.
+`BasicAuth` is the other way (`f5.auth: basic`): HTTP basic auth on every call, which iControl REST
+accepts for local accounts and which creates no token at all, so no login and no token limit. Remote
+(LDAP/RADIUS/TACACS) users need a token with their `loginProviderName`.
 
 `TokenManager` does no HTTP itself. It is given the client's `request` function, which sends
 one unauthenticated call through the client's session (verify, timeout, error translation) and
@@ -29,6 +30,7 @@ line or a repr.
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -47,8 +49,8 @@ LOGIN_PATH = "/mgmt/shared/authn/login"
 TOKENS_PATH = "/mgmt/shared/authz/tokens"
 HEADER = "X-F5-Auth-Token"
 
-TOKEN_LIFETIME = 600  # seconds each token lives (see the module docstring for why not 36,000)
-EXTEND_TO = TOKEN_LIFETIME  # the timeout PATCHed onto a fresh token (the name predates shortening it)
+TOKEN_LIFETIME = 36000  # seconds each token lives unless f5.token_timeout says otherwise (BIG-IP's maximum)
+EXTEND_TO = TOKEN_LIFETIME  # the default timeout PATCHed onto a fresh token
 DEFAULT_TIMEOUT = 1200  # seconds; BIG-IP's default when the reply does not say
 REFRESH_MIN_LEFT = 60.0  # refresh when less than this many seconds are left ...
 REFRESH_SHARE_LEFT = 0.10  # ... or less than this share of the token's lifetime
@@ -73,6 +75,7 @@ class TokenManager:
         self._clock = clock or SystemClock()
         self._store = store
         self._store_key = key_for(cfg.username, cfg.host, cfg.port)
+        self._want = int(cfg.token_timeout)  # the lifetime asked for each token (f5.token_timeout)
         self._reclaimed = store is None  # a predecessor's token is looked for once, before the first login
         self._refresh_failing = False
         self._lock = threading.RLock()
@@ -169,7 +172,7 @@ class TokenManager:
         except TokenLimitError as e:
             raise TokenLimitError(
                 f"BIG-IP user {user} has reached its limit of active tokens (F5 K44237337); "
-                f"this controller's tokens expire {TOKEN_LIFETIME}s after login (others' per their own timeout: "
+                f"this controller's tokens expire {self._want}s after login (others' per their own timeout: "
                 "BIG-IP's default is 1,200 s, up to 36,000 s when extended); check for other automation leaking tokens",
                 status=e.status, method="POST", path=LOGIN_PATH,
             ) from e
@@ -186,7 +189,7 @@ class TokenManager:
         self._token = token
         self._lifetime = lifetime
         log.info("bigip_login", extra={"user": user, "token_timeout": lifetime})
-        if lifetime != TOKEN_LIFETIME:
+        if lifetime != self._want:
             self._extend(token)
         self._set_expiry(started)
         self._remember(token)
@@ -214,7 +217,7 @@ class TokenManager:
         self._held = (*self._held[-7:], token)
         started = self._clock.monotonic()
         try:
-            reply = self._request("PATCH", f"{TOKENS_PATH}/{token}", json={"timeout": TOKEN_LIFETIME},
+            reply = self._request("PATCH", f"{TOKENS_PATH}/{token}", json={"timeout": self._want},
                                   headers={HEADER: token}, redact=(token,))
         except BigIPError as e:
             if e.retryable and e.status is None:  # no reply: keep the entry, try again next time
@@ -227,7 +230,7 @@ class TokenManager:
                                                      "status": e.status})
             return
         self._token = token
-        self._lifetime = _timeout_of(reply, default=TOKEN_LIFETIME)
+        self._lifetime = _timeout_of(reply, default=self._want)
         self._set_expiry(started)
         self._remember(token)
         log.info("bigip_token_reclaimed", extra={"user": self._cfg.username, "result": "reused",
@@ -242,17 +245,17 @@ class TokenManager:
             self._store.drop(self._store_key, token)
 
     def _extend(self, token: str) -> None:
-        """Raise the token's timeout to 36,000 s. A failure is not fatal: the token keeps its timeout."""
+        """Set the token's timeout to f5.token_timeout. A failure is not fatal: the token keeps its timeout."""
         try:
             reply = self._request(
-                "PATCH", f"{TOKENS_PATH}/{token}", json={"timeout": EXTEND_TO},
+                "PATCH", f"{TOKENS_PATH}/{token}", json={"timeout": self._want},
                 headers={HEADER: token}, redact=(token,),
             )
         except BigIPError as e:
             log.warning("bigip_token_extension_failed", extra={"token_timeout": self._lifetime, "error": str(e)})
             return
         self.extensions += 1
-        self._lifetime = _timeout_of(reply, default=EXTEND_TO)
+        self._lifetime = _timeout_of(reply, default=self._want)
 
     def _refresh(self) -> None:
         old, old_expires = self._token, self._expires_at
@@ -282,13 +285,61 @@ class TokenManager:
             )
         except Exception as e:  # noqa: BLE001 - best effort by contract; the error text is already scrubbed
             log.info("bigip_token_delete_failed", extra={"error": str(e) if isinstance(e, BigIPError) else type(e).__name__,
-                                                         "expires_on_its_own_within_seconds": TOKEN_LIFETIME})
+                                                         "expires_on_its_own_within_seconds": self._want})
             return
         self.deletions += 1
 
 
-class _Reclaim:
-    """Mixed into TokenManager: the state file (reuse or delete a killed predecessor's token)."""
+class BasicAuth:
+    """`f5.auth: basic`: HTTP basic auth on every call; no token, so no login, no token limit, nothing to delete.
+
+    The same interface as `TokenManager`. A 401 is never "log in again": BIG-IP refused the password
+    (or the role). A refused password is not sent again for RELOGIN_BACKOFF seconds, since every
+    call with it counts as a failed login and BIG-IP may lock the account out.
+    """
+
+    logins = extensions = deletions = 0
+    active = True
+
+    def __init__(self, cfg: F5Config, *, clock: Clock | None = None):
+        self._cfg = cfg
+        self._clock = clock or SystemClock()
+        raw = f"{cfg.username}:{cfg.password}".encode()
+        self._value = "Basic " + base64.b64encode(raw).decode("ascii")
+        self._refused: AuthError | None = None
+        self._refused_until = 0.0
+
+    def __repr__(self) -> str:
+        return f"BasicAuth(user={self._cfg.username!r})"
+
+    def counters(self) -> TokenCounters:
+        return TokenCounters()
+
+    def expires_in(self) -> float | None:
+        return None
+
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(s for s in (self._cfg.password, self._value, self._value.split()[-1]) if s)
+
+    def header(self) -> dict[str, str]:
+        if self._refused is not None and self._clock.monotonic() < self._refused_until:
+            raise self._refused
+        return {"Authorization": self._value}
+
+    def refused(self, error: AuthError) -> AuthError:
+        """BIG-IP refused the credentials: say so, and send none for RELOGIN_BACKOFF seconds."""
+        source = f"; password from {self._cfg.password_source}" if self._cfg.password_source else ""
+        self._refused = AuthError(f"basic auth refused for user {self._cfg.username} (f5.auth: basic, local "
+                                  f"accounts only{source}): {error.message}", status=error.status,
+                                  method=error.method, path=error.path)
+        self._refused_until = self._clock.monotonic() + RELOGIN_BACKOFF
+        return self._refused
+
+    def invalidate(self, sent: Mapping[str, str] | None = None) -> None:
+        """Nothing to forget: there is no token."""
+
+    def close(self) -> None:
+        """Nothing to delete: there is no token."""
 
 
 def _timeout_of(obj: Any, default: float) -> float:

@@ -15,7 +15,7 @@ unit (an HA pair has a token on each):
 
 `expires_at` is wall-clock seconds; an entry past it is dropped unread. A file that cannot be read or
 written is logged once and the controller carries on without it (a token may then be stranded, for
-at most `controller.token.TOKEN_LIFETIME`).
+at most its lifetime, `f5.token_timeout`).
 """
 
 from __future__ import annotations

@@ -207,3 +207,25 @@ def test_check_warns_when_the_declaration_names_the_pool(ha, tmp_path):
     r = cli("check", "--config", str(cfg))
     line = next(x for x in r.out.splitlines() if x.startswith("pool /Tenant/App/llm"))
     assert "warn" in line and "looks owned by AS3" in line
+
+
+@pytest.mark.parametrize("floating", [True, False])
+def test_active_active_run_once_writes_one_unit_and_check_says_so(tmp_path, floating):
+    """Issue 22: both units active, each with its own traffic group (or none): not split brain."""
+    p = Pair(auto_sync=True).start()
+    try:
+        p.pair.set_active_active(floating=floating)
+        cfg = p.config(tmp_path)
+        r = cli("check", "--config", str(cfg))
+        assert r.code == 0, r.out + r.err
+        assert "active/active" in r.out
+        r = cli("run", "--once", "--config", str(cfg))
+        assert r.code == 0, r.err
+        a, b = p.pair.units
+        assert [w for w in a.writes if w.member] and b.writes == []  # one unit written ...
+        assert a.ratios(POOL) == b.ratios(POOL)  # ... and the sync carried it
+        p.pair.split_brain()
+        r = cli("run", "--once", "--config", str(cfg))
+        assert r.code == 1 and "split brain" in r.err and "traffic-group-1" in r.err
+    finally:
+        p.stop()

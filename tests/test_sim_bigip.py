@@ -125,7 +125,7 @@ def test_extend_token(c, emu, clock):
     assert c("GET", PURI).status_code == 401
 
 
-@pytest.mark.parametrize("value,status", [(36001, 406), (0, 400), ("600", 400), (None, 400)])
+@pytest.mark.parametrize("value,status", [(36001, 406), (0, 400), ("36001", 406), ("6OO", 400), (None, 400), (True, 400)])
 def test_extend_token_rejects_bad_timeouts(c, value, status):
     tok = c.headers["X-F5-Auth-Token"]
     r = c("PATCH", f"/mgmt/shared/authz/tokens/{tok}", json={"timeout": value})

@@ -97,7 +97,7 @@ def test_one_login_for_many_headers(requests_mock, clock):
 @pytest.mark.parametrize(
     "timeout, extend, refresh_after",
     [
-        (1200, True, EXTEND_TO - 60),  # set to 600 s: refresh when 60 s are left
+        (1200, True, EXTEND_TO - 3600),  # set to 36,000 s: refresh when 10% (an hour) is left
         (1200, False, 1200 - 120),  # extension refused: keeps 1200 s, refresh with 10% left
         (600, False, 600 - 60),  # short token: at least 60 s ahead
     ],
@@ -244,3 +244,66 @@ def test_urllib3_debug_lines_have_token_urls_scrubbed(clock, caplog):
         logging.getLogger("urllib3.connectionpool").debug(
             '%s://%s:%s "%s %s %s" %s %s', "https", "bigip", 443, "DELETE", "/mgmt/shared/authz/tokens/ABCDEF123", "HTTP/1.1", 200, 2)
     assert "ABCDEF123" not in caplog.text and f"/mgmt/shared/authz/tokens/{redact.MARKER}" in caplog.text
+
+
+# ------------------------------------------------------------------------------ issue 22: as few logins as BIG-IP allows
+
+
+def test_default_token_lives_36000_s_and_is_replaced_with_an_hour_left(requests_mock, clock):
+    """BIG-IP 17.1.2.x keeps non-admin tokens (ID1787517): one token per 32,400 s, 3 logins in any day."""
+    auth = FakeAuth(requests_mock)
+    client = make(clock)
+    client.tokens.header()
+    assert EXTEND_TO == 36000 and client.tokens.expires_in() == 36000
+    logins = []
+    for _ in range(int(86400 / 60)):  # a day of calls, one a minute
+        client.tokens.header()
+        logins.append(len(auth.issued))
+        clock.advance(60)
+    assert len(auth.issued) == 3 and auth.deleted == auth.issued[:2]
+
+
+@pytest.mark.parametrize("configured", [900, 7200])
+def test_token_timeout_is_configurable(requests_mock, clock, configured):
+    from dataclasses import replace
+
+    FakeAuth(requests_mock)
+    client = make(clock, replace(CFG, token_timeout=configured))
+    client.tokens.header()
+    patches = [r for r in requests_mock.request_history if r.method == "PATCH"]
+    assert [r.json() for r in patches] == [{"timeout": configured}]
+    assert client.tokens.expires_in() == configured
+
+
+def test_basic_auth_sends_no_token_and_never_logs_in(requests_mock, clock):
+    from dataclasses import replace
+
+    pool = BASE + "/mgmt/tm/sys/version"
+    requests_mock.get(pool, json={"entries": {"x": {"nestedStats": {"entries": {"Version": {"description": "17.1.2"}}}}}})
+    requests_mock.post(LOGIN, status_code=500)
+    client = make(clock, replace(CFG, auth="basic"))
+    assert client.version() == "17.1.2" and client.version() == "17.1.2"
+    sent = [r for r in requests_mock.request_history]
+    assert [r.method for r in sent] == ["GET", "GET"]
+    assert all(r.headers["Authorization"].startswith("Basic ") and "X-F5-Auth-Token" not in r.headers for r in sent)
+    assert client.token_counters().logins == 0
+    client.close()
+    assert len(requests_mock.request_history) == 2  # nothing to delete
+
+
+def test_basic_auth_refused_is_not_retried_for_30_s(requests_mock, clock):
+    from dataclasses import replace
+
+    url = BASE + "/mgmt/tm/sys/version"
+    requests_mock.get(url, status_code=401, json={"code": 401, "message": "Authentication failed.", "errorStack": []})
+    client = make(clock, replace(CFG, auth="basic"))
+    with pytest.raises(AuthError) as info:
+        client.version()
+    assert "basic auth refused for user ratio-bot" in str(info.value) and PASSWORD not in str(info.value)
+    with pytest.raises(AuthError):
+        client.version()
+    assert requests_mock.call_count == 1  # the second call sent nothing: the account is not hammered
+    clock.advance(31)
+    with pytest.raises(AuthError):
+        client.version()
+    assert requests_mock.call_count == 2

@@ -78,10 +78,11 @@ def test_a_dead_token_in_the_file_is_forgotten_and_a_fresh_login_follows(emu, tm
     assert store.get(key_for("admin", "127.0.0.1", emu.port)) == emu.live_tokens()[0]
 
 
-def test_the_token_lifetime_is_set_to_600s(emu):
+def test_the_token_lifetime_is_set_to_36000s(emu):
     c = client(emu, None)
     c.read_pool(PoolRef("p"))
-    assert c.tokens.expires_in() == pytest.approx(TOKEN_LIFETIME, abs=5) and TOKEN_LIFETIME == 600
+    assert c.tokens.expires_in() == pytest.approx(TOKEN_LIFETIME, abs=5) and TOKEN_LIFETIME == 36000
+    assert [t.timeout for t in emu._tokens.values()] == [36000]
 
 
 def test_an_unwritable_state_dir_is_logged_and_the_controller_carries_on(emu, tmp_path, caplog):

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.model import INACTIVE_SESSIONS, INACTIVE_STATES
+from controller.model import INACTIVE_SESSIONS, INACTIVE_STATES, groups_in_use
 
 #: `decide` / `DataPlane.pick` result when the connection is held in the pool's queue.
 QUEUED = "queued"
@@ -58,6 +58,7 @@ class MemberView:
     connections: int = 0
     session: str = "monitor-enabled"
     state: str = "up"
+    priority_group: int = 0  # `priorityGroup`: counts when the pool's minActiveMembers > 0
 
     @property
     def available(self) -> bool:
@@ -84,6 +85,7 @@ def as_view(m: MemberView | Mapping[str, Any]) -> MemberView:
         connections=int(m.get("connections", 0)),
         session=m.get("session", "monitor-enabled"),
         state=m.get("state", "up"),
+        priority_group=int(m.get("priority_group", m.get("priorityGroup", 0))),
     )
 
 
@@ -249,6 +251,15 @@ class PoolView:
     queue_on_connection_limit: bool = False
     queue_depth_limit: int = 0  # 0: unlimited
     queue_time_limit_ms: int = 0  # 0: unlimited; BIG-IP's queueTimeLimit is in milliseconds
+    min_active_members: int = 0  # > 0: priority-group activation (only the groups in use take connections)
+
+
+def in_use(members: Sequence[MemberView], min_active_members: int) -> Sequence[MemberView]:
+    """The members LTM may pick with priority-group activation: those of the groups in use
+    (`controller.model.groups_in_use`: highest group first, lower ones added while fewer than
+    `min_active_members` members are available). All of them when activation is off."""
+    used = groups_in_use(((m.priority_group, m.available) for m in members), min_active_members)
+    return members if used is None else [m for m in members if m.priority_group in used]
 
 
 class PoolTable:
@@ -286,9 +297,10 @@ class PoolTable:
     def __call__(self, pool: str) -> PoolView:
         with self._lock:
             pv = self._pools[pool]
-            return PoolView(pv.mode, [MemberView(m.name, m.ratio, m.connection_limit, 0, m.session, m.state)
-                                      for m in pv.members],
-                            pv.queue_on_connection_limit, pv.queue_depth_limit, pv.queue_time_limit_ms)
+            return PoolView(pv.mode, [MemberView(m.name, m.ratio, m.connection_limit, 0, m.session, m.state,
+                                                 m.priority_group) for m in pv.members],
+                            pv.queue_on_connection_limit, pv.queue_depth_limit, pv.queue_time_limit_ms,
+                            pv.min_active_members)
 
 
 @dataclass
@@ -369,8 +381,9 @@ class DataPlane:
         sel = self._selector(pool, pv.mode)
         conns = self._conns[pool]
         by_name = {m.name: m for m in pv.members}
+        serving = in_use(pv.members, pv.min_active_members)
         while q:
-            name = sel.pick(pv.members)
+            name = sel.pick(serving)
             if name is None:
                 break
             item = q.popleft()
@@ -393,7 +406,8 @@ class DataPlane:
             if q and pv.queue_on_connection_limit:
                 decision: Decision = QUEUED  # FIFO: nobody overtakes the queue
             else:
-                decision = decide(self._selector(pool, pv.mode), pv.members, pv.queue_on_connection_limit)
+                decision = decide(self._selector(pool, pv.mode), in_use(pv.members, pv.min_active_members),
+                                  pv.queue_on_connection_limit)
             if decision == QUEUED:
                 if pv.queue_depth_limit and len(q) >= pv.queue_depth_limit:
                     st.rejected += 1

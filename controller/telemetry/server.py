@@ -232,6 +232,13 @@ class Telemetry:
 
     def history_doc(self, pool: str | None = None, since: float | None = None) -> dict:
         doc = self.history.snapshot(now=self.clock.wall(), pool=pool, since=since)
+        with self._lock:  # priority groups as of the last tick, for the page's pool headings and member cards
+            latest = {v["full_path"]: v for v in self._pools_views if v.get("priority_groups")}
+        for p in doc.get("pools", []):
+            view = latest.get(p.get("pool"))
+            if view is not None:
+                p["priority_groups"] = view["priority_groups"]
+                p["member_groups"] = {m["name"]: m["priority_group"] for m in view["members"]}
         doc["tick_seconds"] = self.tick_seconds
         doc["dry_run"] = self._dry_run
         return doc

@@ -66,7 +66,7 @@ def shares(plan: PoolPlan, planned: bool = True) -> dict[str, float]:
     Pools whose LB mode ignores ratios (round robin, least connections, ...) are shown as an even
     split among active members: there the ratio has no say, so ratio-based shares would mislead.
     """
-    active = [p for p in plan.members if p.member.active]
+    active = [p for p in plan.members if plan.pool.serving(p.member)]  # idle priority groups get nothing
     weights = {p.member.key: float(p.ratio if planned else p.member.ratio) for p in active}
     if not plan.pool.honours_ratio:
         weights = {k: 1.0 for k in weights}
@@ -134,6 +134,7 @@ def member_view(p: MemberPlan, *, score: float | None, share: float, planned_sha
         "display": m.display,  # the member as the BIG-IP GUI names it
         "scrape_error": p.scrape_error if p.action.unknown else None,  # the slug, when its load is unknown
         "held": p.action.by_admin,  # an admin keeps the controller off it (hold marker, exclude, paused pool)
+        "priority_group": m.priority_group,
     }
     # the planner's capacity estimate, and the mean TTFT the policy compared across the pool
     view["speed"] = {"value": num(p.speed), "source": p.speed_source or None, "ttft_seconds": num(p.ttft, 4)}
@@ -169,6 +170,9 @@ def pool_view(plan: PoolPlan, engine_type: str, policy: str, dry_run: bool) -> d
         "paused": plan.paused,
         "held_members": [p.member.key for p in plan.members if p.action.by_admin and not plan.paused],
         "blind": plan.blind,
+        "min_active_members": pool.min_active_members,
+        "priority_groups": [{"group": g, "members": n, "available": up, "in_use": used}
+                            for g, n, up, used in pool.priority_groups()],
     }
 
 

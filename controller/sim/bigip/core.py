@@ -29,6 +29,9 @@ class EmulatorCore:
         self.users: dict[str, str] = dict(users if users is not None else {"admin": "admin"})
         self.roles: dict[str, str] = dict(roles or {})  # user -> role; users not listed are "admin"
         self.user_ids: dict[str, str] = dict(user_ids or {})
+        #: user -> status (401, 403 or 404) with which /mgmt/tm/cm/* is refused to that user (Auditor: 401)
+        self.cm_refusals: dict[str, int] = {}
+        self.cm_refusal_plain = False  # a 401 on cm/* says just "Unauthorized" instead of F5's "Authorization failed"
         self.version = version
         self.build = build
         self.hostname = hostname
@@ -72,6 +75,9 @@ class EmulatorCore:
         self.failover_state = "active"
         self.failover_since = self._mono0
         self.peers: list[Any] = []  # other BigIPEmulator units of the same device group
+        #: floating traffic group -> this unit's state for it ("active", "standby"); None: traffic-group-1
+        #: follows `failover_state` (active/standby). HAPair.set_active_active sets it.
+        self.traffic_groups: dict[str, str] | None = None
         self.sync_pending = False  # a change not yet synced (auto-sync off)
         self._sync_due = False  # a REST write happened; push to peers after the request
         self.writes: list[Write] = []
@@ -116,6 +122,14 @@ class EmulatorCore:
 
     def role(self, user: str) -> str:
         return self.roles.get(user, "admin")
+
+    def deny_cm(self, user: str, status: int = 401, plain: bool = False) -> None:
+        """Refuse /mgmt/tm/cm/* to `user` with `status` (401, 403 or 404), as restricted accounts are refused.
+        `plain`: a 401 body that says only "Unauthorized" (not F5's "Authorization failed: user=...")."""
+        if status not in (401, 403, 404):
+            raise ValueError(f"status {status}: expected 401, 403 or 404")
+        self.cm_refusals[user] = status
+        self.cm_refusal_plain = plain
 
     # -- logs -----------------------------------------------------------------------------------
     def _record(self, w: Write) -> None:

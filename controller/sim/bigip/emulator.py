@@ -70,6 +70,8 @@ class BigIPEmulator(PoolStore, FaultKnobs, TokenStore, HAUnit, Serving):
             handler, params, access = self._route(req)
             if access != "public":
                 tokens.authenticate(self, req)
+                if req.path.startswith("/mgmt/tm/cm/"):
+                    tokens.authorize_cm(self, req)
             coord = req.headers.get("x-f5-rest-coordination-id")
             if coord and req.method != "GET" and not req.path.startswith("/mgmt/tm/transaction"):
                 return transactions.queue_command(self, req, coord)
@@ -100,8 +102,10 @@ class BigIPEmulator(PoolStore, FaultKnobs, TokenStore, HAUnit, Serving):
             p = self._pools[self._pool_key(pool)]
             return PoolView(
                 mode=p.props["loadBalancingMode"],
-                members=[MemberView(m.name, m.ratio, m.connection_limit, 0, m.session, m.state)
+                members=[MemberView(m.name, m.ratio, m.connection_limit, 0, m.session, m.state,
+                                    int(m.props.get("priorityGroup", 0)))
                          for m in p.members.values()],
+                min_active_members=int(p.props.get("minActiveMembers", 0)),
                 queue_on_connection_limit=p.props["queueOnConnectionLimit"] == "enabled",
                 queue_depth_limit=int(p.props["queueDepthLimit"]),
                 queue_time_limit_ms=int(p.props["queueTimeLimit"]),

@@ -46,6 +46,9 @@ ERRORS: dict[str, Any] = {
                                     "referrer:{client} sender:{client}",
                          "referer": "{client}", "restOperationId": "{op_id}", "errorStack": [],
                          "kind": ":resterrorresponse"},
+    # mcpd's refusal of a change the role may not make (f5-common-python #1516, f5-ansible #2133)
+    "access_denied_400": {"code": 400, "message": "01070822:3: Access Denied: user ({user}) does not have {verb} "
+                                                  "access to object ({object})", "errorStack": [], "apiError": 3},
     "invalid_json_400": {"code": 400, "message": "Found invalid JSON body in the request.", "errorStack": [], "apiError": 1},
     "unexpected_property_400": {"code": 400, "message": "Found unexpected json pair at configuration item {item}. The json pair is {pair}.",
                                 "errorStack": [], "apiError": 26214401},

@@ -31,6 +31,8 @@ from controller.sim.bigip.state import Write
 if TYPE_CHECKING:
     from controller.sim.bigip.emulator import BigIPEmulator
 
+TRAFFIC_GROUP_1 = "/Common/traffic-group-1"
+LOCAL_ONLY = "/Common/traffic-group-local-only"  # active on every unit; never fails over
 STATUS_OF = {"active": "ACTIVE", "standby": "STANDBY", "offline": "OFFLINE", "forced-offline": "FORCED OFFLINE"}
 
 
@@ -45,6 +47,12 @@ class HAUnit(EmulatorCore):
             if state != self.failover_state:
                 self.failover_since = self.now()
             self.failover_state = state
+
+    def own_traffic_groups(self) -> dict[str, str]:
+        """Floating traffic group -> this unit's state for it."""
+        if self.traffic_groups is not None:
+            return dict(self.traffic_groups)
+        return {TRAFFIC_GROUP_1: "active" if self.failover_state == "active" else "standby"}
 
     def add_device_group(self, name: str, type: str = "sync-failover", auto_sync: bool = True,  # noqa: A002 - the REST field name
                          **props: Any) -> None:
@@ -119,8 +127,25 @@ class HAPair:
     def standby(self) -> BigIPEmulator | None:
         return next((u for u in self.units if u.failover_state == "standby"), None)
 
+    def set_active_active(self, floating: bool = True) -> None:
+        """Run both units active, as a sync-failover group may: `floating` gives each unit its own traffic
+        group (traffic-group-1 active on a, traffic-group-2 on b); without, there is no floating traffic
+        group at all (traffic groups set to none). Both report ACTIVE; neither is split brain."""
+        groups = (TRAFFIC_GROUP_1, "/Common/traffic-group-2") if floating else ()
+        for i, unit in enumerate(self.units):
+            unit.traffic_groups = {g: "active" if j == i else "standby" for j, g in enumerate(groups)}
+            unit.set_failover_state("active")
+
+    def split_brain(self) -> None:
+        """Both units claim traffic-group-1 (the peers lost each other): two ACTIVE units, split brain."""
+        for unit in self.units:
+            unit.traffic_groups = None
+            unit.set_failover_state("active")
+
     def swap(self) -> BigIPEmulator:
         """Fail over: the active unit goes standby and the other becomes active. Returns the new active."""
+        for unit in self.units:
+            unit.traffic_groups = None
         new = self.b if self.a.failover_state == "active" else self.a
         old = self.a if new is self.b else self.b
         old.set_failover_state("standby")

@@ -43,6 +43,8 @@ ROUTES: Sequence[tuple[str, str, Handler, str]] = (
     ("GET", r"/mgmt/tm/cm/device", system.devices, "read"),
     ("GET", rf"/mgmt/tm/cm/device/(?P<name>{_SEG})", system.device, "read"),
     ("GET", r"/mgmt/tm/cm/device-group", system.device_groups, "read"),
+    ("GET", r"/mgmt/tm/cm/traffic-group", system.traffic_groups, "read"),
+    ("GET", r"/mgmt/tm/cm/traffic-group/stats", system.traffic_group_stats, "read"),
     ("GET", _DG, system.device_group, "read"),
     ("GET", _DG + "/devices", system.device_group_devices, "read"),
     ("GET", rf"/mgmt/tm/auth/user/(?P<user>{_SEG})", system.tm_user, "read"),

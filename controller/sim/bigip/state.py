@@ -23,7 +23,9 @@ STATE_WRITES = ("user-up", "user-down")
 HEALTH_STATES = ("up", "down", "unchecked", "checking")
 #: States of an FQDN template member (its address is any6); BIG-IP reports these instead of up/down.
 FQDN_STATES = ("fqdn-up", "fqdn-down", "fqdn-checking", "fqdn-up-no-addr")
-WRITE_ROLES = frozenset({"admin", "resource-admin", "manager"})
+WRITE_ROLES = frozenset({"admin", "resource-admin", "manager", "application-editor"})
+#: Roles refused on /mgmt/tm/cm/* (401) unless `cm_refusals` says otherwise for the user.
+CM_DENIED_ROLES = frozenset({"auditor"})
 MAX_TOKEN_TIMEOUT = 36000
 PROVIDER_ID = "1f44a60e-11a7-3c51-a49f-82983026b41b"
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from controller.sim.bigip import shapes
 from controller.sim.bigip.errors import err
-from controller.sim.bigip.ha import STATUS_OF
+from controller.sim.bigip.ha import LOCAL_ONLY, STATUS_OF
 from controller.sim.bigip.state import Request, uri_to_full_path
 
 if TYPE_CHECKING:
@@ -92,8 +92,10 @@ def failover_status(emu: BigIPEmulator, req: Request) -> Result:
     status = STATUS_OF[state]
     color = {"active": "green", "standby": "blue"}.get(state, "red")
     detail_path = "https://localhost/mgmt/tm/cm/failoverStatus/0/details"
-    details = {"nestedStats": {"entries": {f"{detail_path}/0": {"nestedStats": {"entries": {
-        "details": {"description": f"{state} for /Common/traffic-group-1"}}}}}}}
+    groups = emu.own_traffic_groups() if state in ("active", "standby") else {}
+    lines = [f"{s} for {g}" for g, s in sorted(groups.items())] or [f"{state} (no floating traffic group)"]
+    details = {"nestedStats": {"entries": {f"{detail_path}/{i}": {"nestedStats": {"entries": {
+        "details": {"description": line}}}} for i, line in enumerate(lines)}}}
     summary = "1/1 active" if state == "active" else f"0/1 {state}"
     return 200, _stats(emu, "tm:cm:failover-status:failover-statusstats", "/mgmt/tm/cm/failover-status", {
         "color": {"description": color}, detail_path: details, "status": {"description": status},
@@ -182,6 +184,36 @@ def device_group_devices(emu: BigIPEmulator, req: Request, name: str) -> Result:
               "fullPath": d, "generation": 1, "selfLink": emu._link(f"{path}/{d.replace('/', '~')}")}
              for d in g.get("devices", [])]
     return 200, shapes.collection(emu, req, "tm:cm:device-group:devices:devicescollectionstate", path, items)
+
+
+def traffic_groups(emu: BigIPEmulator, req: Request) -> Result:
+    """`GET /mgmt/tm/cm/traffic-group`: the floating traffic groups of the trust domain and local-only."""
+    names = {LOCAL_ONLY, *(g for unit in [emu, *emu.peers] for g in unit.own_traffic_groups())}
+    items = [{"kind": "tm:cm:traffic-group:traffic-groupstate", "name": n.rsplit("/", 1)[-1], "partition": "Common",
+              "fullPath": n, "generation": 1, "selfLink": emu._link(f"/mgmt/tm/cm/traffic-group/{n.replace('/', '~')}"),
+              "autoFailbackEnabled": "false", "autoFailbackTime": 60, "failoverMethod": "ha-order",
+              "haLoadFactor": 1, "isFloating": "false" if n == LOCAL_ONLY else "true", "mac": "none"}
+             for n in sorted(names)]
+    return 200, shapes.collection(emu, req, "tm:cm:traffic-group:traffic-groupcollectionstate",
+                                  "/mgmt/tm/cm/traffic-group", items)
+
+
+def traffic_group_stats(emu: BigIPEmulator, req: Request) -> Result:
+    """`GET /mgmt/tm/cm/traffic-group/stats`: one row per (traffic group, device) with `failoverState`, as
+    `tmsh show cm traffic-group` (and cloud failover tools) read it. Each unit reports the whole trust domain."""
+    path = "/mgmt/tm/cm/traffic-group/stats"
+    entries: dict[str, Any] = {}
+    for unit in [emu, *emu.peers]:
+        device = f"/Common/{unit.hostname}"
+        rows = {LOCAL_ONLY: "active", **unit.own_traffic_groups()}
+        for group, state in rows.items():
+            key = f"https://localhost/mgmt/tm/cm/traffic-group/{group.replace('/', '~')}:{device.replace('/', '~')}/stats"
+            entries[key] = {"nestedStats": {"entries": {
+                "deviceName": {"description": device}, "failoverState": {"description": state},
+                "nextActive": {"description": "false" if state == "active" or group == LOCAL_ONLY else "true"},
+                "trafficGroup": {"description": group}}}}
+    return 200, {"kind": "tm:cm:traffic-group:traffic-groupcollectionstats", "selfLink": emu._link(path),
+                 "entries": entries}
 
 
 def as3_declare(emu: BigIPEmulator, req: Request) -> Result:

@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Any
 from controller.sim.bigip import shapes
 from controller.sim.bigip.core import EmulatorCore
 from controller.sim.bigip.errors import RestError, err, error_body
-from controller.sim.bigip.state import MAX_TOKEN_TIMEOUT, PROVIDER_ID, WRITE_ROLES, Request, Token, is_int
+from controller.sim.bigip.state import (
+    CM_DENIED_ROLES,
+    MAX_TOKEN_TIMEOUT,
+    PROVIDER_ID,
+    WRITE_ROLES,
+    Request,
+    Token,
+    is_int,
+)
 
 if TYPE_CHECKING:
     from controller.sim.bigip.emulator import BigIPEmulator
@@ -68,8 +76,28 @@ def authorize_write(emu: BigIPEmulator, req: Request, params: dict[str, str]) ->
         body = req.json()
         if isinstance(body, dict) and set(body) <= {"session", "state"}:
             return
+    if role == "operator":  # restjavad lets it through; mcpd refuses (f5-common-python #1516, f5-ansible #2133)
+        kind = "pool_member" if "member" in params else ("node" if "node" in params else "pool")
+        raise err("access_denied_400", user=req.user, verb="create" if req.method == "POST" else "modify", object=kind)
     raise err("authz_failed_401", user=req.user, path=req.path, method=req.method, client=req.client,
               op_id=emu._next_op())
+
+
+def authorize_cm(emu: BigIPEmulator, req: Request) -> None:
+    """Roles that may not read `/mgmt/tm/cm/*` (Auditor by default; any user by `deny_cm`) are refused there,
+    as restricted accounts are on real units (f5-ansible-bigip #16, application-study-tool #153)."""
+    status = emu.cm_refusals.get(req.user) or (401 if emu.role(req.user) in CM_DENIED_ROLES else None)
+    if status is None:
+        return
+    if status == 401 and emu.cm_refusal_plain:
+        raise RestError(401, {"code": 401, "message": "Unauthorized", "errorStack": [], "apiError": 1})
+    if status == 401:
+        raise err("authz_failed_401", user=req.user, path=req.path, method=req.method, client=req.client,
+                  op_id=emu._next_op())
+    if status == 403:
+        raise RestError(403, {"code": 403, "message": f"Forbidden: user {req.user} may not access {req.path}",
+                              "errorStack": [], "apiError": 1})
+    raise RestError(404, error_body("restjavad_not_ready_404", path=req.path, op_id=emu._next_op()))
 
 
 # -- handlers ----------------------------------------------------------------------------------
@@ -132,6 +160,8 @@ def token_get(emu: BigIPEmulator, req: Request, token: str) -> tuple[int, Any]:
 def token_patch(emu: BigIPEmulator, req: Request, token: str) -> tuple[int, Any]:
     body = req.json()
     timeout = body.get("timeout") if isinstance(body, dict) else None
+    if isinstance(timeout, str) and timeout.strip().isdigit():  # F5's own labs send "36000"; BIG-IP takes it
+        timeout = int(timeout.strip())
     if not is_int(timeout) or timeout < 1:
         raise err("token_timeout_invalid_400", value=json.dumps(timeout))
     if timeout > MAX_TOKEN_TIMEOUT:

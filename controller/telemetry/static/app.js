@@ -67,7 +67,13 @@ function chart(title, fields, max, axis, t, cols, t0, t1, changes) {
   return svg;
 }
 
-function card(pool, key, cols, t, t0, t1, changes, max, info) {
+function groups(p) {  // priority-group activation: which groups LTM uses now (idle ones get no traffic)
+  if (!p.priority_groups || !p.priority_groups.length) return "";
+  return `<p class="groups">priority groups: ` + p.priority_groups.map(g =>
+    `<span class="${g.in_use ? "" : "idle"}">${g.group} ${g.in_use ? "in use" : "idle"} (${g.available}/${g.members})</span>`).join(" · ") + `</p>`;
+}
+
+function card(pool, key, cols, t, t0, t1, changes, max, info, group) {
   const mine = changes.filter(c => c.pool === pool && c.member === key);
   const latest = mine.length ? mine[mine.length - 1] : null;
   const ratio = last(cols.ratio), limit = last(cols.connection_limit), share = last(cols.share);
@@ -80,7 +86,7 @@ function card(pool, key, cols, t, t0, t1, changes, max, info) {
   const unknown = info && info.scrape_error ? `<div class="unknown">no metrics: <b>${esc(info.scrape_error)}</b>` +
     (why && why !== info.scrape_error ? ` (${esc(why)})` : "") + `</div>` : "";
   return `<div class="member${share ? "" : " inactive"}${unknown ? " failing" : ""}" data-pool="${esc(pool)}" data-member="${esc(key)}" data-ratio="${ratio ?? ""}">` +
-    `<h3><span title="${esc(key)}">${esc(name)}${badge}</span><span>ratio <b class="k-ratio">${ratio ?? "-"}</b>${limit ? ` · limit <b class="k-limit">${limit}</b>` : ""}</span></h3>` +
+    `<h3><span title="${esc(key)}">${esc(name)}${badge}${group != null ? ` <small class="k-group">group ${esc(group)}</small>` : ""}</span><span>ratio <b class="k-ratio">${ratio ?? "-"}</b>${limit ? ` · limit <b class="k-limit">${limit}</b>` : ""}</span></h3>` +
     unknown +
     `<div class="now">share <b class="k-share">${pct(share)}</b> · waiting <b class="k-waiting">${fmt(last(cols.waiting))}</b>` +
     ` · running <b class="k-running">${fmt(last(cols.running))}</b> · KV <b class="k-kv">${pct(last(cols.kv))}</b>` +
@@ -119,8 +125,9 @@ function render(doc, status) {
     const t = p.t, t1 = Math.max(doc.now, t.length ? t[t.length - 1] : doc.now), t0 = t.length > 1 ? t[0] : t1 - 60;
     shown = Math.max(shown, t1 - t0);
     const max = scales(p.members);
-    html += `<section class="pool" data-pool="${esc(p.pool)}"><h2>${esc(p.pool)}</h2><div class="grid">` +
-      Object.entries(p.members).map(([key, cols]) => card(p.pool, key, cols, t, t0, t1, doc.changes, max, infos[p.pool + "|" + key])).join("") +
+    const mg = p.member_groups || {};
+    html += `<section class="pool" data-pool="${esc(p.pool)}"><h2>${esc(p.pool)}</h2>${groups(p)}<div class="grid">` +
+      Object.entries(p.members).map(([key, cols]) => card(p.pool, key, cols, t, t0, t1, doc.changes, max, infos[p.pool + "|" + key], mg[key])).join("") +
       `</div></section>`;
   }
   pools.innerHTML = html || "<p>No pool read yet.</p>";
