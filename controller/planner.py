@@ -322,8 +322,7 @@ def plan_pool(
     neutral = capacity.neutral(fresh, speeds, fresh, prefill_weight)
     ttft = capacity.ttfts(fresh, speeds)
     ctx = policy.Context(current={m.key: m.ratio for m in pool.members}, scale=cfg.weights.scale,
-                         neutral=neutral.values, neutral_source=neutral.source, ttft=ttft,
-                         queues=pool.queue_on_connection_limit)
+                         neutral=neutral.values, neutral_source=neutral.source, ttft=ttft)
     raw = scorer(fresh, cfg.mode, ctx) if scorer is not None else policy.score(fresh, cfg.mode, ctx)
     smoothed = {k: weights.smooth(observed[k].smoothed, s, cfg.weights.smoothing) for k, s in raw.items()}
     for k, s in smoothed.items():

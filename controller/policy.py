@@ -32,9 +32,6 @@ class Context:
     neutral_source: str = ""
     #: each member's recent mean time to first token (seconds), where measured (controller.capacity)
     ttft: Mapping[str, float] = field(default_factory=dict)
-    #: the pool queues at connection limits (queueOnConnectionLimit): an engine with slots is held at
-    #: them (weights.slot_limit), so a full one is LTM's queue's business, not the ratio's
-    queues: bool = False
 
 
 Policy = Callable[[Mapping[str, Sample], ModeConfig, Context], Scores]
@@ -139,22 +136,16 @@ def _base_ratios(keys, ctx: Context) -> dict[str, float]:
     return {k: (v if 1 < v <= ctx.scale else neutral) for k, v in cur.items()}
 
 
-def pressure(s: Sample, mode: ModeConfig, kv_power: float = 1.0, limited: bool = False) -> float:
+def pressure(s: Sample, mode: ModeConfig, kv_power: float = 1.0) -> float:
     """How loaded a member is, comparable across unequal engines: w_a * queued share + w_b * KV use.
 
     The queued share waiting/(running+1) is 0 while the engine admits everything it is sent; KV use
     is the fraction of its cache in use. Engines without it: the share of their slots in use where the
     slots are known (llama.cpp: running/slots, 1 when it defers requests), else running/(running+waiting+1).
-    `limited`: the pool queues at connection limits and a slot engine is held at its slots, so how full
-    it is counts for nothing (measured on real engines: equalising fullness there drove the ratios to
-    equal and took the fast engine's edge away while both had free slots; docs/real-engines.md).
     """
     running = s.running or 0.0
     queued = s.waiting / (running + 1.0)
-    if limited and s.kv_usage is None and s.slots:
-        kv = 0.0
-    else:
-        kv = s.kv_usage if s.kv_usage is not None else fullness(s)
+    kv = s.kv_usage if s.kv_usage is not None else fullness(s)
     if kv_power != 1.0:
         kv = max(0.0, kv) ** kv_power
     wa, wb = mode.w_a, mode.w_b
@@ -244,7 +235,7 @@ def balance_step(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context |
     if len(samples) >= large_pool and large_pool_queue_boost != 1.0:
         mode = ModeConfig(mode.name, w_a=mode.w_a * large_pool_queue_boost, w_b=mode.w_b, w_g=mode.w_g)
     base = _base_ratios(samples, ctx)
-    q = {k: pressure(s, mode, kv_power, ctx.queues) for k, s in samples.items()}
+    q = {k: pressure(s, mode, kv_power) for k, s in samples.items()}
     if log_pressure:
         q = {k: math.log1p(max(0.0, v)) for k, v in q.items()}
     weight = ttft_weight_large if len(samples) >= large_pool else ttft_weight

@@ -189,14 +189,3 @@ def test_the_planner_limits_slot_engines_on_a_pool_that_queues(queues, drive, ex
     scrapes = {m.key: ScrapeResult(m.key, 10.0, Sample(waiting=1, running=4, slots=4)) for m in members}
     plan, _ = planner.plan_pool(state, scrapes, cfg, {}, 10.0, 1_790_000_000.0)
     assert {p.connection_limit for p in plan.members} == {expect}
-
-
-@pytest.mark.parametrize(("queues", "expect"), [(False, 0.5 * 1.0), (True, 0.0)])
-def test_a_full_slot_engine_is_not_pressed_where_the_pool_queues_at_its_slots(queues, expect):
-    """With its connection limit at its slots and LTM queueing the rest, a full engine defers nothing:
-    the ratio only chooses among free slots, so fullness does not count (the queued share still does)."""
-    mode = ModeConfig(name="balance", w_a=0.5, w_b=0.5)
-    assert policy.pressure(Sample(waiting=0, running=4, slots=4), mode, limited=queues) == pytest.approx(expect)
-    assert policy.pressure(Sample(waiting=4, running=4, slots=4), mode, limited=True) == pytest.approx(0.5 * 4 / 5)
-    # engines with a KV gauge are unchanged
-    assert policy.pressure(Sample(waiting=0, running=4, kv_usage=0.5), mode, limited=True) == pytest.approx(0.25)
