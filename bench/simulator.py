@@ -60,6 +60,7 @@ class Contender:
     weights: WeightsConfig = WeightsConfig(describe=False)
     refresh: float | None = None  # sideband: score refresh interval; None = the scenario's tick
     ratios: tuple[int, ...] = ()  # static: one ratio per member
+    limits: tuple[int, ...] = ()  # static: one connection limit per member (0: none); empty: none
     label: str = ""
 
 
@@ -138,7 +139,8 @@ class Sim:
         self.idx = {n: i for i, n in enumerate(self.names)}
         self.engines = [Engine(s, keep_finished=False, on_finish=self._on_finish) for s in self.specs]
         ratios = con.ratios if con.kind == "static" else (1,) * len(self.specs)
-        self.views = [MemberView(n, ratio=r) for n, r in zip(self.names, ratios, strict=True)]
+        limits = con.limits if con.kind == "static" and con.limits else (0,) * len(self.specs)
+        self.views = [MemberView(n, ratio=r, connection_limit=c) for n, r, c in zip(self.names, ratios, limits, strict=True)]
         self.mode = RLC if con.kind == "static" else (con.lb_mode if con.kind in LTM_KINDS else "round-robin")
         self.now = 0.0
         q = sc.pool
