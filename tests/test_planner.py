@@ -1,5 +1,6 @@
-import pytest
 from dataclasses import replace
+
+import pytest
 
 from controller import planner
 from controller.config import ModeConfig, PoolConfig, WeightsConfig
