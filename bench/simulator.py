@@ -20,7 +20,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from controller import planner, policy
 from controller.config import ModeConfig, PoolConfig, WeightsConfig
@@ -61,6 +61,9 @@ class Contender:
     refresh: float | None = None  # sideband: score refresh interval; None = the scenario's tick
     ratios: tuple[int, ...] = ()  # static: one ratio per member
     limits: tuple[int, ...] = ()  # static: one connection limit per member (0: none); empty: none
+    #: > 0: the opt-in goodput mode, the pool set to queueOnConnectionLimit with queueTimeLimit = this share of
+    #: the scenario's slo_s (whatever the scenario's pool says)
+    queue_time_share: float = 0.0
     label: str = ""
 
 
@@ -144,6 +147,9 @@ class Sim:
         self.mode = RLC if con.kind == "static" else (con.lb_mode if con.kind in LTM_KINDS else "round-robin")
         self.now = 0.0
         q = sc.pool
+        if con.queue_time_share > 0:
+            q = replace(q, queue_on_connection_limit=True, queue_time_limit_ms=round(con.queue_time_share * sc.slo_s * 1000))
+        self.queue_on = q.queue_on_connection_limit
         self.pool_view = PoolView(self.mode, self.views, q.queue_on_connection_limit, q.queue_depth_limit,
                                   q.queue_time_limit_ms)
         self.dp = DataPlane(lambda _pool: self.pool_view, clock=lambda: self.now)
@@ -334,7 +340,7 @@ class Sim:
                                connection_limit=v.connection_limit)
                         for i, (n, v) in enumerate(zip(self.names, self.views, strict=True)))
         state = PoolState(PoolRef("bench"), self.con.lb_mode, members,
-                          queue_on_connection_limit=self.sc.pool.queue_on_connection_limit)
+                          queue_on_connection_limit=self.queue_on)
         scrapes = {n: ScrapeResult(n, t, sample=s) for n, s in samples.items()}
         plan, self.memory = planner.plan_pool(state, scrapes, self.cfg, self.memory, ready, 0.0, scorer=self.con.scorer,
                                               prefill_weight=self.con.prefill_weight)
