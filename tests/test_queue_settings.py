@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 
 from controller import icontrol, preflight
-from controller.icontrol import Malformed
 from controller.config import PoolConfig, WeightsConfig
+from controller.icontrol import Malformed
 from controller.model import PoolRef, PoolState
 
 try:
