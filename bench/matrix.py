@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
+    ap.add_argument("--queued-only", action="store_true", help="only the points where the pool queues at its limits")
+    ap.add_argument("--merge", action="store_true",
+                    help="replace the matching points of --out and keep the others (the rerun is listed in its meta)")
     args = ap.parse_args(argv)
     files = sorted(SCENARIO_DIR.glob("*.yaml"))
     only = {x for x in args.only.split(",") if x}
@@ -80,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         files = [f for f in files if f.stem in only]
     seeds = tuple(int(x) for x in args.seeds.split(","))
     jobs = [(str(f), *pt, args.duration * (DURATION_16 / DURATION if f.stem.endswith("16") else 1.0), seeds)
-            for f in files for pt in points(f.stem)]
+            for f in files for pt in points(f.stem) if pt[3] or not args.queued_only]
     jobs.sort(key=lambda j: -("16" in Path(j[0]).stem) * 10 - j[3] - j[4])  # biggest first: the workers finish together
     t0 = time.perf_counter()
     print(f"{len(jobs)} points x {len(seeds)} seeds, {args.duration:g} simulated s per run, {args.workers} workers", flush=True)
@@ -93,9 +96,21 @@ def main(argv: list[str] | None = None) -> int:
                   f"{' queue' if r['queue'] else ''}: goodput_2s {d['goodput_2s']:.3f} vs lc {lc['goodput_2s']:.3f}, "
                   f"default/lc p50 {d['p50'] / lc['p50']:.2f} p99 {d['p99'] / lc['p99']:.2f} ({r['wall']:.0f} s)", flush=True)
     wall = time.perf_counter() - t0
-    meta = {"command": "python -m bench.matrix" + (f" --only {args.only}" if args.only else ""),
-            "seeds": list(seeds), "duration_s": args.duration, "duration_16_s": args.duration * DURATION_16 / DURATION,
-            "wall_s": wall, "workers": args.workers}
+    command = "python -m bench.matrix" + (f" --only {args.only}" if args.only else "") \
+        + (" --queued-only" if args.queued_only else "") + (" --merge" if args.merge else "")
+    meta = {"command": command, "seeds": list(seeds), "duration_s": args.duration,
+            "duration_16_s": args.duration * DURATION_16 / DURATION, "wall_s": wall, "workers": args.workers}
+    if args.merge and Path(args.out).exists():
+        old = json.loads(Path(args.out).read_text(encoding="utf-8"))
+
+        def key(p: dict) -> tuple:
+            return p["scenario"], p["kind"], p["trace"], p["load"], p.get("queue", False)
+
+        fresh = {key(p) for p in out}
+        out = [p for p in old["points"] if key(p) not in fresh] + out
+        meta = {**old["meta"], "reruns": [*old["meta"].get("reruns", []),
+                                          {"command": command, "points": len(fresh), "wall_s": wall,
+                                           "at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}]}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"meta": meta, "points": out}, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {args.out} ({wall / 60:.1f} min)")

@@ -338,7 +338,7 @@ def plan_pool(
         elif m.key in fresh:
             known = _known_plan(m, fresh[m.key], smoothed[m.key], targets[m.key], cfg, wall, instance, ttft.get(m.key),
                                 pool.queue_on_connection_limit, terms.get(m.key),
-                                limits=cfg.weights.limits_on(pool.queue_on_connection_limit))
+                                limits=weights.auto_limits(pool.queue_on_connection_limit, len(fresh), cfg.weights))
             speed = neutral.values.get(m.key)
             plans.append(replace(known, speed=speed / top if speed and top > 0 else None,
                                  speed_source=neutral.sources.get(m.key, "")))

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from controller import as3, bounds, model
+from controller import as3, bounds, model, weights
 from controller.config import AppConfig, PoolConfig
 from controller.engines import FLAVOURS, base_engine_type, default_path
 from controller.errors import BigIPError, NotFoundError
@@ -164,7 +164,13 @@ def queue_note(state: PoolState, pool_cfg: PoolConfig) -> str:
             return ("queueOnConnectionLimit disabled: ratios only; to let f5-llm-ratio also set connection limits "
                     f"that hold bursts in LTM's queue: {queue_fix(state)}")
         return "queueOnConnectionLimit disabled"
-    limits = "connection limits follow each engine's queue" if w.limits_on(True) else "no connection limits (drive: ratio)"
+    if w.drives_limit:
+        limits = "connection limits follow each engine's queue"
+    elif w.limits_on(True):
+        limits = (f"connection limits follow each engine's queue in pools of up to {weights.AUTO_LIMITS_POOL} members "
+                  f"(this one: {len(state.members)})")
+    else:
+        limits = "no connection limits (drive: ratio)"
     depth = f"queueDepthLimit {state.queue_depth_limit}" if state.queue_depth_limit else "no queueDepthLimit"
     wait = (f"queueTimeLimit {state.queue_time_limit_ms} ms (a request queued longer is reset)"
             if state.queue_time_limit_ms else "no queueTimeLimit (queued requests wait as long as it takes; "

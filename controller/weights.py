@@ -108,6 +108,17 @@ LIMIT_TIGHTEN = 2.0
 #: itself (more than the planner's 10% dead band, so every relaxation is written).
 LIMIT_RELAX_STEP = 16
 LIMIT_RELAX_SHARE = 0.25
+#: `drive: auto` sets connection limits only in pools of at most this many members with fresh metrics.
+#: Measured (bench.matrix, 2026-12-07, conv trace 85%, queued against not): in the pools of 16 limits wrote
+#: 37.8-60.6 times a minute (budget 30; 16.2-30.3 without) and raised p99 at 5 of 6 points (homo16 1.40x LC
+#: against 1.05x); in pools of 4 and 8 they lowered it at 7 of 8 heterogeneous points (docs/policy.md).
+AUTO_LIMITS_POOL = 8
+
+
+def auto_limits(queue_on_connection_limit: bool, members: int, w: WeightsConfig) -> bool:
+    """Whether connection limits are planned for a pool: always with drive connection_limit/both; with
+    auto where LTM queues what a limit holds back and the pool has at most AUTO_LIMITS_POOL members."""
+    return w.drives_limit or (w.limits_on(queue_on_connection_limit) and members <= AUTO_LIMITS_POOL)
 
 
 def queue_limit(current: int, sample: Sample | None, w: WeightsConfig) -> int:

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from controller import icontrol, preflight
+from controller import icontrol, preflight, weights
 from controller.config import PoolConfig, WeightsConfig
 from controller.icontrol import Malformed
 from controller.model import PoolRef, PoolState
@@ -46,7 +46,8 @@ STATE = PoolState(PoolRef("llm"), "ratio-least-connections-member", ())
 
 @pytest.mark.parametrize(("drive", "queue", "wait", "severity", "says"), [
     ("auto", False, 0, "ok", "tmsh modify ltm pool /Common/llm queue-on-connection-limit enabled"),
-    ("auto", True, 0, "ok", "connection limits follow each engine's queue; no queueDepthLimit; no queueTimeLimit"),
+    ("auto", True, 0, "ok", "connection limits follow each engine's queue in pools of up to 8 members (this one: 0); "
+                            "no queueDepthLimit; no queueTimeLimit"),
     ("auto", True, 1000, "ok", "queueTimeLimit 1000 ms (a request queued longer is reset)"),
     ("ratio", True, 0, "ok", "no connection limits (drive: ratio)"),
     ("both", False, 0, "warn", "reject excess requests; fix: tmsh modify ltm pool /Common/llm queue-on-connection-limit"),
@@ -63,3 +64,11 @@ def test_check_says_what_the_queue_settings_mean_and_what_to_set(drive, queue, w
 ])
 def test_limits_on(drive, queue, limits):
     assert WeightsConfig(drive=drive).limits_on(queue) is limits
+
+
+@pytest.mark.parametrize(("drive", "members", "limits"), [
+    ("auto", 4, True), ("auto", 8, True), ("auto", 9, False), ("auto", 16, False),
+    ("both", 16, True), ("connection_limit", 16, True), ("ratio", 4, False),
+])
+def test_auto_limits_only_in_pools_of_up_to_8(drive, members, limits):
+    assert weights.auto_limits(True, members, WeightsConfig(drive=drive)) is limits
