@@ -237,10 +237,9 @@ def _known_plan(m: Member, sample: Sample, score: float, target: int, cfg: PoolC
     if w.drives_ratio:
         ratio, held = weights.damped_ratio(m.ratio, target, w)
     limit = m.connection_limit
-    if sample.slots and (w.drives_limit or queues):  # llama.cpp: its slots are a hard limit
-        wanted = weights.slot_limit(sample, w)
-        if wanted is not None:
-            limit = weights.damped_limit(m.connection_limit, wanted, w.dead_band)
+    wanted = weights.slot_limit(sample, w) if sample.slots and (w.drives_limit or queues) else None
+    if wanted is not None:  # llama.cpp: its slots are a hard limit
+        limit = weights.damped_limit(m.connection_limit, wanted, w.dead_band)
     elif limits:
         limit = weights.queue_limit(m.connection_limit, sample, w)
     changed = ratio != m.ratio or limit != m.connection_limit
@@ -249,6 +248,9 @@ def _known_plan(m: Member, sample: Sample, score: float, target: int, cfg: PoolC
     moves = _moves(m, target, ratio, held, w)
     if wanted is not None:
         moves.append(f"limit {wanted} from the engine's capacity" + ("" if limit == wanted else f", held at {limit} (dead band)"))
+    elif limit != m.connection_limit:
+        moves.append(f"limit {m.connection_limit} -> {limit} from the engine's queue "
+                     f"(waiting {sample.waiting:g}, running {sample.running or 0:g}; limit_queue {w.limit_queue})")
     # the target and what damping did first (a table cuts the end), then the terms that set the target
     reason = "; ".join([f"target ratio {target}", *moves] + ([terms.text()] if terms is not None else []))
     note = None
