@@ -10,12 +10,19 @@
     slowdowns: [{member: h100-1, at_s: 300, factor: 0.5}]   # optional; optional until_s
     step_noise: 0.05               # optional: coefficient of variation of engine step times (default 0.05)
     tokens: conv                   # optional for poisson: whose token mix (conv or code; default conv)
+    pool: {queue_on_connection_limit: true, queue_depth_limit: 0, queue_time_limit_ms: 0}   # optional: LTM's queue
+    slo_s: 2                       # optional: the TTFT target of `goodput_slo` (default 2 s)
 
 Speeds are relative to the reference engine, Llama-3.1-8B bf16 on an A100-80GB SXM under vLLM
 (docs/engine-model.md). `load` is a share of the pool's capacity: the sum over members of the
 requests/s each sustains when saturated with the arrivals' token mix (`trace.capacity_estimate`).
 A seed varies the arrivals: Poisson draws its inter-arrival times and token sizes from it; trace
-replay starts at a seed-chosen offset of the trace. Problems are collected and reported with the key
+replay starts at a seed-chosen offset of the trace.
+
+`pool` sets the pool's connection queue as BIG-IP has it (`queueOnConnectionLimit`, `queueDepthLimit`,
+`queueTimeLimit`; 0 = unlimited, as on BIG-IP): with queueing on, a request that finds every member at its
+connection limit waits in the pool's FIFO queue; past `queue_time_limit_ms` it is reset (counted in
+`resets`, a miss for goodput); with a full queue or queueing off it is rejected. Problems are collected and reported with the key
 they concern (`ScenarioError`); nothing else reads the raw YAML.
 """
 
@@ -24,7 +31,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +75,18 @@ class Arrivals:
 
 
 @dataclass(frozen=True)
+class PoolQueue:
+    """The pool's connection queue, as BIG-IP's pool settings (0 = unlimited)."""
+
+    queue_on_connection_limit: bool = False
+    queue_depth_limit: int = 0
+    queue_time_limit_ms: int = 0
+
+
+DEFAULT_SLO_S = 2.0
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     duration_s: float
@@ -78,20 +97,24 @@ class Scenario:
     step_noise: float = DEFAULT_NOISE
     path: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
+    pool: PoolQueue = PoolQueue()
+    slo_s: float = DEFAULT_SLO_S
 
     def with_arrivals(self, **changes: Any) -> Scenario:
         """The same scenario with other arrivals (load, seed): the matrix sweeps these."""
         fields = {**self.arrivals.__dict__, **changes}
-        return Scenario(self.name, self.duration_s, self.tick_ms, Arrivals(**fields), self.members, self.slowdowns,
-                        self.step_noise, self.path, self.extra)
+        return replace(self, arrivals=Arrivals(**fields))
+
+    def with_pool(self, **changes: Any) -> Scenario:
+        """The same scenario with other pool queue settings (the matrix's queueing points)."""
+        return replace(self, pool=replace(self.pool, **changes))
 
     def with_duration(self, duration_s: float) -> Scenario:
         """The same scenario over another duration; slowdown times scale with it (same share of the run)."""
         k = duration_s / self.duration_s
         slow = tuple(Slowdown(s.member, s.at_s * k, s.factor, None if s.until_s is None else s.until_s * k)
                      for s in self.slowdowns)
-        return Scenario(self.name, duration_s, self.tick_ms, self.arrivals, self.members, slow, self.step_noise,
-                        self.path, self.extra)
+        return replace(self, duration_s=duration_s, slowdowns=slow)
 
     def engine_specs(self, seed: int | None = None) -> list[EngineSpec]:
         """One engine per member; step noise is seeded from the arrivals' seed and the member's index."""
@@ -104,7 +127,9 @@ class Scenario:
 
 # --- loading and validation ------------------------------------------------------------------------
 
-_TOP = {"name", "duration_s", "tick_ms", "arrivals", "members", "slowdowns", "step_noise", "description"}
+_TOP = {"name", "duration_s", "tick_ms", "arrivals", "members", "slowdowns", "step_noise", "description", "pool",
+        "slo_s"}
+_POOL = {"queue_on_connection_limit", "queue_depth_limit", "queue_time_limit_ms"}
 _MEMBER = {"name", "prefill_speed", "decode_speed", "kv_tokens", "max_model_len"}
 
 
@@ -168,11 +193,33 @@ def parse(data: Any, path: str = "<scenario>") -> Scenario:
     arrivals = _arrivals(data.get("arrivals"), pr)
     members = _members(data.get("members"), pr)
     slowdowns = _slowdowns(data.get("slowdowns", []), {m.name for m in members}, duration, pr)
+    pool = _pool(data.get("pool"), pr)
+    slo = pr.number(data, "slo_s", "", hi=3600, required=False, default=DEFAULT_SLO_S)
     if pr.items:
         raise ScenarioError(f"{path}: " + "; ".join(pr.items))
     assert duration is not None and tick is not None and noise is not None and arrivals is not None
+    assert slo is not None
     extra = {"description": str(data["description"])} if "description" in data else {}
-    return Scenario(name.strip(), duration, tick, arrivals, tuple(members), tuple(slowdowns), noise, path, extra)
+    return Scenario(name.strip(), duration, tick, arrivals, tuple(members), tuple(slowdowns), noise, path, extra,
+                    pool, slo)
+
+
+def _pool(p: Any, pr: _Problems) -> PoolQueue:
+    if p is None:
+        return PoolQueue()
+    if not isinstance(p, dict):
+        pr.add("pool", f"must be a mapping of {', '.join(sorted(_POOL))}, got {p!r}")
+        return PoolQueue()
+    for k in p:
+        if k not in _POOL:
+            pr.add(f"pool.{k}", f"unknown key (expected {', '.join(sorted(_POOL))})")
+    queue = p.get("queue_on_connection_limit", False)
+    if not isinstance(queue, bool):
+        pr.add("pool.queue_on_connection_limit", f"must be true or false, got {queue!r}")
+        queue = False
+    depth = pr.number(p, "queue_depth_limit", "pool", lo=0, integer=True, required=False, default=0, open_lo=False)
+    limit = pr.number(p, "queue_time_limit_ms", "pool", lo=0, integer=True, required=False, default=0, open_lo=False)
+    return PoolQueue(queue, int(depth or 0), int(limit or 0))
 
 
 def _arrivals(a: Any, pr: _Problems) -> Arrivals | None:

@@ -26,6 +26,13 @@ speed is requests of the pool's mix per second (docs/real-engines.md measured th
 rates fall as a member is handed more concurrency (bigger batches, a queue: TTFT includes it), so
 following them is negative feedback, not rich-get-richer.
 
+Smoothing: every window's value is weighted by the time it covers times e^(-age/DECAY_S): the estimate
+is a time-decayed average, so a member's figures follow what it does now (within a few DECAY_S) whether it
+closes a window every tick or every ten seconds. Not weighted by the work measured: after a burst, the
+burst's many first tokens would outweigh a quiet member's few for a minute or more.
+A quiet member's prefill window closes after DECAY_S with MIN_FIRST_TOKENS_AGED first tokens rather than
+waiting for MIN_FIRST_TOKENS (with a per-window EWMA its TTFT lagged a burst by minutes).
+
 Robustness: a counter that goes down (engine restart) starts a new baseline and keeps the estimate;
 a window with too little work (fewer than MIN_FIRST_TOKENS first tokens and MIN_DECODE_TOKENS generated
 tokens: a quiet or idle member) changes nothing and keeps growing until it holds enough, so the last
@@ -55,6 +62,10 @@ MIN_DECODE_TOKENS = 64.0
 MIN_FIRST_TOKENS = 32.0
 #: a window counts for a compute-timed prefill rate only with at least this many prompt tokens.
 MIN_PROMPT_TOKENS = 256.0
+#: time constant (seconds) of the decayed estimates: a window's weight is its span x e^(-age/DECAY_S).
+DECAY_S = 10.0
+#: a prefill window open for DECAY_S or longer closes with this many first tokens (a quiet member).
+MIN_FIRST_TOKENS_AGED = 4.0
 #: busy windows a member needs before its estimate is used (before that: the pool median).
 MIN_WINDOWS = 2
 #: weight of the prefill rate (prompt tokens per TTFT-second) against the decode rate (tokens/s per
@@ -77,8 +88,11 @@ class SpeedEstimate:
     prefill_base: SpeedCounters | None = None
     decode: float | None = None  # generated tokens/s per running request
     prefill: float | None = None  # prompt tokens per second of TTFT
-    ttft: float | None = None  # mean time to first token, seconds (EWMA over prefill windows)
+    ttft: float | None = None  # mean time to first token, seconds (decayed mean over prefill windows)
     windows: int = 0  # busy windows that updated the estimate
+    prefill_at: float | None = None  # when the prefill window opened (None: `at`)
+    decode_span: float = 0.0  # decayed seconds behind `decode` (its weight against a new window)
+    prefill_span: float = 0.0  # decayed seconds behind `prefill` and `ttft`
     resets: int = 0  # counter resets seen (engine restarts)
     #: prefill and decode are compute rates (the engine counts the seconds), not per TTFT-second
     timed: bool = False
@@ -93,6 +107,16 @@ def _ewma(old: float | None, new: float | None, alpha: float) -> float | None:
     if new is None or not math.isfinite(new) or new <= 0:
         return old
     return new if old is None else (1.0 - alpha) * old + alpha * new
+
+
+def decayed_weight(old_span: float, span: float, alpha: float = ALPHA) -> tuple[float, float]:
+    """(weight of a new window, the decayed span behind the estimate after it): the window covers the
+    last `span` seconds; the `old_span` seconds the estimate stood for decay by e^(-span/DECAY_S). So
+    every second of the past counts e^(-age/DECAY_S). A window of no time falls back to `alpha`."""
+    if not span > 0:
+        return alpha, old_span
+    kept = old_span * math.exp(-span / DECAY_S)
+    return span / (span + kept), kept + span
 
 
 def _delta(old: SpeedCounters, new: SpeedCounters, name: str) -> float | None:
@@ -122,10 +146,10 @@ def _decode_rate(d: dict[str, float | None], dt: float, running: float, c: Speed
     return None
 
 
-def _prefill_rate(d: dict[str, float | None], c: SpeedCounters) -> float | None:
+def _prefill_rate(d: dict[str, float | None], c: SpeedCounters, min_first: float = MIN_FIRST_TOKENS) -> float | None:
     prompt, ttft_n, ttft_s = d["prompt_tokens"], d["ttft_count"], d["ttft_sum"]
     if prompt is not None and ttft_n is not None and ttft_s is not None:
-        return prompt / ttft_s if ttft_n >= MIN_FIRST_TOKENS and prompt > 0 and ttft_s > 0 else None
+        return prompt / ttft_s if ttft_n >= min_first and prompt > 0 and ttft_s > 0 else None
     prompt_s = d["prompt_seconds"]
     if prompt is not None and prompt_s is not None:
         return prompt / prompt_s if prompt >= MIN_PROMPT_TOKENS and prompt_s > 0 else None
@@ -134,9 +158,9 @@ def _prefill_rate(d: dict[str, float | None], c: SpeedCounters) -> float | None:
     return None
 
 
-def _mean_ttft(d: dict[str, float | None]) -> float | None:
+def _mean_ttft(d: dict[str, float | None], min_first: float = MIN_FIRST_TOKENS) -> float | None:
     n, total = d["ttft_count"], d["ttft_sum"]
-    if n is None or total is None or n < MIN_FIRST_TOKENS or total <= 0:
+    if n is None or total is None or n < min_first or total <= 0:
         return None
     return total / n
 
@@ -163,20 +187,26 @@ def observe(prev: SpeedEstimate | None, sample: Sample, now: float, alpha: float
     mean_running = (prev.running + running) / 2.0
     decode = _decode_rate({n: _delta(prev.counters, c, n) for n in names}, dt, mean_running, c)
     pd = {n: _delta(pre_base, c, n) for n in names}
-    prefill = _prefill_rate(pd, c)
-    ttft = _mean_ttft(pd)
+    pre_at = prev.at if prev.prefill_at is None else prev.prefill_at
+    min_first = MIN_FIRST_TOKENS_AGED if now - pre_at >= DECAY_S else MIN_FIRST_TOKENS
+    prefill = _prefill_rate(pd, c, min_first)
+    ttft = _mean_ttft(pd, min_first)
     if decode is None and prefill is None:
         return prev
     decode_closed = decode is not None
+    a_dec, dec_span = decayed_weight(prev.decode_span, dt, alpha) if decode_closed else (0.0, prev.decode_span)
+    a_pre, pre_span = decayed_weight(prev.prefill_span, now - pre_at, alpha) if prefill is not None \
+        else (0.0, prev.prefill_span)
     return replace(
         prev,
         at=now if decode_closed else prev.at,
         counters=c if decode_closed else prev.counters,
         running=running if decode_closed else prev.running,
         prefill_base=c if prefill is not None else pre_base,
-        decode=_ewma(prev.decode, decode, alpha), prefill=_ewma(prev.prefill, prefill, alpha),
-        ttft=_ewma(prev.ttft, ttft, alpha) if prefill is not None else prev.ttft,
-        windows=prev.windows + 1,
+        prefill_at=now if prefill is not None else pre_at,
+        decode=_ewma(prev.decode, decode, a_dec), prefill=_ewma(prev.prefill, prefill, a_pre),
+        ttft=_ewma(prev.ttft, ttft, a_pre) if prefill is not None else prev.ttft,
+        windows=prev.windows + 1, decode_span=dec_span, prefill_span=pre_span,
         timed=c.prompt_seconds is not None and c.generation_seconds is not None,
         mix=_mix(c),
     )

@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 
 from controller.model import PoolRef
 
-DRIVES = ("ratio", "connection_limit", "both")
+#: "auto" (the default): ratios, and connection limits too where the pool queues at its limits
+#: (queueOnConnectionLimit enabled); the others drive what they say, whatever the pool's queue setting.
+DRIVES = ("auto", "ratio", "connection_limit", "both")
 WRITE_MODES = ("patch", "transaction")
 AUTH_MODES = ("token", "basic")
 TOKEN_TIMEOUT_MAX = 36000  # seconds: the longest lifetime BIG-IP gives a token (PATCH authz/tokens)
@@ -110,7 +112,7 @@ class MetricsConfig:
 class WeightsConfig:
     """How scores become BIG-IP member settings, and how hard the controller damps changes."""
 
-    drive: str = "ratio"  # "ratio", "connection_limit" or "both"
+    drive: str = "auto"  # "auto", "ratio", "connection_limit" or "both" (DRIVES)
     scale: int = 100  # the best member's ratio; at most 65535
     floor: int = 10  # the lowest ratio ever written; at least 1
     dead_band: float = 0.1  # no write when |new − current| ≤ dead_band × current
@@ -119,12 +121,19 @@ class WeightsConfig:
     stale_after: float = 30.0  # seconds without fresh metrics before a member returns to neutral
     max_floor_share: float = 0.5  # at most this share of a pool's members may be pushed to floor
     max_connections: int | None = None  # connection-limit mode: a fixed per-member ceiling
-    limit_headroom: float = 1.0  # connection-limit mode: multiplier on kv_cache_max_concurrency
+    limit_headroom: float = 1.0  # unused since connection limits follow each engine's queue (limit_queue)
+    limit_queue: int = 8  # connection limits: requests an engine keeps waiting beyond what it runs
     describe: bool = True  # write a GUI note into the member description with each ratio change
 
     @property
     def drives_ratio(self) -> bool:
-        return self.drive in ("ratio", "both")
+        return self.drive in ("auto", "ratio", "both")
+
+    def limits_on(self, queue_on_connection_limit: bool) -> bool:
+        """Whether connection limits are planned for a pool with this queueOnConnectionLimit setting:
+        always with connection_limit/both; with auto only where LTM queues the excess (elsewhere a limit
+        would reject requests)."""
+        return self.drives_limit or (self.drive == "auto" and queue_on_connection_limit)
 
     @property
     def drives_limit(self) -> bool:

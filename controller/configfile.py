@@ -142,6 +142,7 @@ _WEIGHTS = (
     ("max_floor_share", number(0, 1, lo_open=True)),
     ("max_connections", integer(1, null=True)),
     ("limit_headroom", number(0, lo_open=True)),
+    ("limit_queue", integer(1, 100_000)),
     ("describe", boolean()),
 )
 
@@ -332,6 +333,9 @@ def _read_weights(r: Reader, base: WeightsConfig) -> WeightsConfig:
     r.check_keys(spec_keys(_WEIGHTS))
     picked = r.pick(_WEIGHTS)
     weights = replace(base, **picked)
+    if "limit_headroom" in picked:
+        r.note("limit_headroom", "no longer used: connection limits follow each engine's own queue "
+               "(weights.limit_queue); ignored")
     if ("floor" in picked or "scale" in picked) and weights.floor > weights.scale:
         r.problem("floor", f"must be between 1 and scale ({weights.scale}), got {weights.floor}")
     return weights

@@ -78,6 +78,7 @@ def parse_pool(ref: PoolRef, reply: Any) -> PoolState:
     min_active = reply.get("minActiveMembers", 0)
     if isinstance(min_active, bool) or not isinstance(min_active, int) or min_active < 0:
         raise Malformed(f"minActiveMembers {min_active!r} is not an integer >= 0")
+    depth, wait = _count(reply, "queueDepthLimit"), _count(reply, "queueTimeLimit")
     metadata = reply.get("metadata", [])
     if not isinstance(metadata, list) or not all(isinstance(m, dict) and "name" in m for m in metadata):
         raise Malformed("metadata is not a list of {name, value}")
@@ -87,10 +88,20 @@ def parse_pool(ref: PoolRef, reply: Any) -> PoolState:
         load_balancing_mode=mode,
         members=members,
         queue_on_connection_limit=queue == "enabled",
+        queue_depth_limit=depth,
+        queue_time_limit_ms=wait,
         metadata=tuple((str(m["name"]), str(m.get("value", ""))) for m in metadata),
         description=description if isinstance(description, str) else "",
         min_active_members=min_active,
     )
+
+
+def _count(reply: dict, key: str) -> int:
+    """A non-negative whole number BIG-IP sends for `key` (absent: 0, its default)."""
+    value = reply.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise Malformed(f"{key} is not a whole number >= 0: {_clip(str(value))!r}")
+    return value
 
 
 def _parse_member(ref: PoolRef, index: int, item: Any) -> Member:

@@ -162,6 +162,8 @@ class PoolState:
     queue_on_connection_limit: bool = False
     metadata: tuple[tuple[str, str], ...] = ()
     description: str = ""  # the pool's BIG-IP description (PAUSE_MARKER pauses the controller on it)
+    queue_depth_limit: int = 0  # queueDepthLimit: 0 = unlimited
+    queue_time_limit_ms: int = 0  # queueTimeLimit (milliseconds): 0 = unlimited
 
     @property
     def paused(self) -> bool:

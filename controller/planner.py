@@ -232,24 +232,31 @@ def _moves(m: Member, target: int, ratio: int, dead_band_held: bool, w: WeightsC
 
 
 def _known_plan(m: Member, sample: Sample, score: float, target: int, cfg: PoolConfig, wall: float, instance: str = "",
-                ttft: float | None = None, queues: bool = False, terms: Terms | None = None) -> MemberPlan:
+                ttft: float | None = None, queues: bool = False, terms: Terms | None = None,
+                limits: bool = False) -> MemberPlan:
     """`queues`: the pool queues at connection limits (queueOnConnectionLimit), so an engine with slots
     gets them as its limit even when the config drives ratios only (weights.slot_limit). `terms`: what the
-    reason says moved the ratio."""
+    reason says moved the ratio. `limits`: the pool's connection limits are planned, from each engine's
+    own queue (weights.queue_limit)."""
     w = cfg.weights
     ratio, held = m.ratio, False
     if w.drives_ratio:
         ratio, held = weights.damped_ratio(m.ratio, target, w)
     limit = m.connection_limit
-    wanted = weights.capacity_limit(sample, w) if w.drives_limit else weights.slot_limit(sample, w) if queues else None
-    if wanted is not None:
+    wanted = weights.slot_limit(sample, w) if sample.slots and (w.drives_limit or queues) else None
+    if wanted is not None:  # llama.cpp: its slots are a hard limit
         limit = weights.damped_limit(m.connection_limit, wanted, w.dead_band)
+    elif limits:
+        limit = weights.queue_limit(m.connection_limit, sample, w)
     changed = ratio != m.ratio or limit != m.connection_limit
     action = Action.WRITE if changed else (Action.DEAD_BAND if held and target != m.ratio else Action.HOLD)
     # score, load and share are fields of their own everywhere this shows; the reason says what moved it
     moves = _moves(m, target, ratio, held, w)
     if wanted is not None:
         moves.append(f"limit {wanted} from the engine's capacity" + ("" if limit == wanted else f", held at {limit} (dead band)"))
+    elif limit != m.connection_limit:
+        moves.append(f"limit {m.connection_limit} -> {limit} from the engine's queue "
+                     f"(waiting {sample.waiting:g}, running {sample.running or 0:g}; limit_queue {w.limit_queue})")
     # the target and what damping did first (a table cuts the end), then the terms that set the target
     reason = "; ".join([f"target ratio {target}", *moves] + ([terms.text()] if terms is not None else []))
     note = None
@@ -340,7 +347,8 @@ def plan_pool(
             plans.append(_idle(m, pool))
         elif m.key in fresh:
             known = _known_plan(m, fresh[m.key], smoothed[m.key], targets[m.key], cfg, wall, instance, ttft.get(m.key),
-                                pool.queue_on_connection_limit, terms.get(m.key))
+                                pool.queue_on_connection_limit, terms.get(m.key),
+                                limits=weights.auto_limits(pool.queue_on_connection_limit, len(fresh), cfg.weights))
             speed = neutral.values.get(m.key)
             plans.append(replace(known, speed=speed / top if speed and top > 0 else None,
                                  speed_source=neutral.sources.get(m.key, "")))

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from controller import as3, bounds, model
+from controller import as3, bounds, model, weights
 from controller.config import AppConfig, PoolConfig
 from controller.engines import FLAVOURS, base_engine_type, default_path
 from controller.errors import BigIPError, NotFoundError
@@ -183,9 +183,35 @@ def check_pool(bigip, pool_cfg: PoolConfig, declaration: object = None) -> tuple
     if owner:
         return Row(item, WARN, f"{members}; {owner}", "as3-owned"), state
     if pool_cfg.weights.drives_limit and not state.queue_on_connection_limit:
-        return Row(item, WARN, f"{members}; connection limits without queueOnConnectionLimit reject excess requests",
-                   "no-queue-on-limit"), state
-    return Row(item, OK, f"{members}; mode {state.load_balancing_mode}", "pool"), state
+        return Row(item, WARN, f"{members}; connection limits without queueOnConnectionLimit reject excess requests; "
+                   f"fix: {queue_fix(state)}", "no-queue-on-limit"), state
+    return Row(item, OK, f"{members}; mode {state.load_balancing_mode}; {queue_note(state, pool_cfg)}", "pool"), state
+
+
+def queue_fix(state: PoolState) -> str:
+    return f"tmsh modify ltm pool {state.ref.full_path} queue-on-connection-limit enabled"
+
+
+def queue_note(state: PoolState, pool_cfg: PoolConfig) -> str:
+    """What the pool's connection queue means for the controller, and what to set (docs/policy.md)."""
+    w = pool_cfg.weights
+    if not state.queue_on_connection_limit:
+        if w.drive == "auto":
+            return ("queueOnConnectionLimit disabled: ratios only; to let f5-llm-ratio also set connection limits "
+                    f"that hold bursts in LTM's queue: {queue_fix(state)}")
+        return "queueOnConnectionLimit disabled"
+    if w.drives_limit:
+        limits = "connection limits follow each engine's queue"
+    elif w.limits_on(True):
+        limits = (f"connection limits follow each engine's queue in pools of up to {weights.AUTO_LIMITS_POOL} members "
+                  f"(this one: {len(state.members)})")
+    else:
+        limits = "no connection limits (drive: ratio)"
+    depth = f"queueDepthLimit {state.queue_depth_limit}" if state.queue_depth_limit else "no queueDepthLimit"
+    wait = (f"queueTimeLimit {state.queue_time_limit_ms} ms (a request queued longer is reset)"
+            if state.queue_time_limit_ms else "no queueTimeLimit (queued requests wait as long as it takes; "
+            "queue-time-limit <ms> resets those that wait longer, for goodput: docs/policy.md)")
+    return f"queueOnConnectionLimit enabled: {limits}; {depth}; {wait}"
 
 
 def check_members(cfg: AppConfig, pool_cfg: PoolConfig, state: PoolState, scraper) -> list[Row]:

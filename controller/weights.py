@@ -70,7 +70,10 @@ def neutral_ratio(planned: Mapping[str, int], w: WeightsConfig) -> int:
 
 def capacity_limit(sample: Sample | None, w: WeightsConfig) -> int | None:
     """Connection limit from the engine's slots (llama.cpp `-np`: a hard limit, so no headroom), else KV
-    capacity (vLLM's kv_cache_max_concurrency × limit_headroom), and/or a fixed ceiling.
+    capacity (vLLM's kv_cache_max_concurrency × limit_headroom), and/or a fixed ceiling. No longer used by
+    the planner for engines without slots: `kv_cache_max_concurrency` counts requests of `max_model_len`
+    tokens (24 on an A100, 3 for a 128k context) while engines run 135-256 conversation requests, so this
+    limit collapsed throughput (docs/policy.md); `queue_limit` replaces it.
 
     None when there is nothing to base a limit on: the caller then leaves the limit alone.
     """
@@ -95,6 +98,58 @@ def slot_limit(sample: Sample | None, w: WeightsConfig) -> int | None:
     if sample is None or not sample.slots:
         return None
     return max(1, min(sample.slots, w.max_connections or sample.slots))
+
+
+#: an engine with more than LIMIT_TIGHTEN x limit_queue requests waiting gets its limit tightened to
+#: running + limit_queue; with at most limit_queue / LIMIT_TIGHTEN waiting and every connection its limit
+#: allows, the limit relaxes. The band between keeps a limit from being rewritten every tick.
+LIMIT_TIGHTEN = 2.0
+#: a binding limit relaxes by at least this many connections per tick, and by at least LIMIT_RELAX_SHARE of
+#: itself (more than the planner's 10% dead band, so every relaxation is written).
+LIMIT_RELAX_STEP = 16
+LIMIT_RELAX_SHARE = 0.25
+#: `drive: auto` sets connection limits only in pools of at most this many members with fresh metrics.
+#: Measured (bench.matrix, 2026-12-07, conv trace 85%, queued against not): in the pools of 16 limits wrote
+#: 37.8-60.6 times a minute (budget 30; 16.2-30.3 without) and raised p99 at 5 of 6 points (homo16 1.40x LC
+#: against 1.05x); in pools of 4 and 8 they lowered it at 7 of 8 heterogeneous points (docs/policy.md).
+AUTO_LIMITS_POOL = 8
+
+
+def auto_limits(queue_on_connection_limit: bool, members: int, w: WeightsConfig) -> bool:
+    """Whether connection limits are planned for a pool: always with drive connection_limit/both; with
+    auto where LTM queues what a limit holds back and the pool has at most AUTO_LIMITS_POOL members."""
+    return w.drives_limit or (w.limits_on(queue_on_connection_limit) and members <= AUTO_LIMITS_POOL)
+
+
+def queue_limit(current: int, sample: Sample | None, w: WeightsConfig) -> int:
+    """The connection limit for one member from its engine's own queue; 0 is no limit (as on BIG-IP).
+
+    With h = w.limit_queue:
+
+    * the engine queues more than 2h: limit = running + h. The engine keeps h requests waiting to start
+      as its slots free, and LTM (queueOnConnectionLimit) holds the pool's excess in one FIFO queue that
+      every member draws from as it frees a connection, instead of each engine's own queue. Never below
+      what the engine runs. A change within the dead band is not made.
+    * it queues h/2 or less and holds every connection its limit allows (the limit binds while the
+      engine has room): the limit relaxes by max(LIMIT_RELAX_STEP, 25%).
+    * otherwise the limit stays as it is: a limit that does not bind costs nothing and is not rewritten.
+
+    `max_connections` caps the result (and is the limit of a member that has none). Pure."""
+    if sample is None:
+        return current
+    h = max(1, round(w.limit_queue))
+    running = max(0, round(sample.running or 0.0))
+    waiting = max(0, round(sample.waiting))
+    out = current
+    if waiting > LIMIT_TIGHTEN * h:
+        target = running + h
+        if current <= 0 or not within_dead_band(current, target, w.dead_band):
+            out = target
+    elif current > 0 and waiting <= h / LIMIT_TIGHTEN and running + waiting >= current:
+        out = current + max(LIMIT_RELAX_STEP, math.ceil(LIMIT_RELAX_SHARE * current))
+    if w.max_connections:
+        out = w.max_connections if out <= 0 else min(out, w.max_connections)
+    return out
 
 
 def damped_limit(current: int, target: int, dead_band: float) -> int:

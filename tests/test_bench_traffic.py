@@ -15,7 +15,8 @@ from bench.scenario import ScenarioError
 
 REPO = Path(__file__).resolve().parents[1]
 SCENARIOS = sorted((REPO / "bench" / "scenarios").glob("*.yaml"))
-JSON_KEYS = {"p50", "p90", "p99", "mean", "slo_1s", "slo_2s", "writes_per_min"}
+JSON_KEYS = {"p50", "p90", "p99", "mean", "slo_1s", "slo_2s", "writes_per_min", "goodput_2s", "goodput_1s",
+             "goodput_slo", "over_10s", "resets", "unserved", "limit_writes_per_min"}
 
 TINY = {
     "name": "tiny",
@@ -73,6 +74,12 @@ slowdowns: [{member: h100-1, at_s: 300, factor: 0.5}]
     (lambda d: d.update(slowdowns=[{"member": "nobody", "at_s": 1, "factor": 0.5}]), "slowdowns[0].member"),
     (lambda d: d.update(slowdowns=[{"member": "fast", "at_s": 999, "factor": 0.5}]), "slowdowns[0].at_s"),
     (lambda d: d.update(extra_key=1), "extra_key"),
+    (lambda d: d.update(pool=[1]), "pool"),
+    (lambda d: d.update(pool={"queue_on_connection_limit": "yes"}), "pool.queue_on_connection_limit"),
+    (lambda d: d.update(pool={"queue_depth_limit": -1}), "pool.queue_depth_limit"),
+    (lambda d: d.update(pool={"queue_time_limit_ms": 2.5}), "pool.queue_time_limit_ms"),
+    (lambda d: d.update(pool={"queue_time_limit": 2000}), "pool.queue_time_limit"),
+    (lambda d: d.update(slo_s=0), "slo_s"),
 ])
 def test_bad_files_name_the_key(change, key):
     data = json.loads(json.dumps(TINY))
@@ -88,6 +95,15 @@ def test_all_problems_in_one_message():
     data["members"][0]["prefill_speed"] = "x"
     msg = str(pytest.raises(ScenarioError, scenario.parse, data).value)
     assert "duration_s:" in msg and "members[0].prefill_speed:" in msg
+
+
+def test_pool_queue_and_slo_keys_load_with_defaults():
+    plain = scenario.parse(TINY)
+    assert plain.pool == scenario.PoolQueue() and plain.slo_s == 2.0
+    sc = scenario.parse({**TINY, "slo_s": 1.5, "pool": {"queue_on_connection_limit": True, "queue_depth_limit": 100,
+                                                        "queue_time_limit_ms": 2000}})
+    assert sc.pool == scenario.PoolQueue(True, 100, 2000) and sc.slo_s == 1.5
+    assert sc.with_arrivals(load=0.5).pool == sc.pool and sc.with_duration(10).slo_s == 1.5
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
@@ -134,6 +150,70 @@ def test_every_request_is_accounted_for_and_the_controller_writes():
     assert res.writes > 0 and res.final_ratios[1] > res.final_ratios[0]  # the fast member gains share
 
 
+def _limited(pool: dict, limit: int = 4, load: float = 1.3):
+    """Both members limited to `limit` connections, arrivals above capacity: LTM's queue decides."""
+    sc = scenario.parse({**TINY, "duration_s": 30, "pool": pool, "arrivals": {**TINY["arrivals"], "load": load}})
+    con = simulator.Contender("static", "static", ratios=(100, 100), limits=(limit, limit))
+    return sc, simulator.run(sc, con)
+
+
+def test_connection_limits_without_queueing_reject_and_rejections_are_misses():
+    sc, res = _limited({})
+    assert res.rejected > 0 and res.resets == 0
+    m = res.summary()
+    assert len(res.ttft) + res.rejected == res.n
+    assert m["goodput_2s"] == pytest.approx(sum(1 for x in res.ttft if x <= 2.0) / res.n)
+    assert m["goodput_2s"] < m["slo_2s"]  # the served look fine; the arrivals say otherwise
+    assert m["unserved"] == pytest.approx(res.rejected / res.n)
+
+
+def test_queue_on_connection_limit_queues_instead_of_rejecting():
+    _, res = _limited({"queue_on_connection_limit": True})
+    assert res.rejected == 0 and res.resets == 0 and len(res.ttft) == res.n
+    assert max(res.ttft) > 2.0  # they waited in LTM's queue, FIFO
+
+
+def test_queue_time_limit_resets_and_resets_are_misses():
+    _, res = _limited({"queue_on_connection_limit": True, "queue_time_limit_ms": 1000})
+    assert res.resets > 0 and res.rejected == 0
+    assert len(res.ttft) + res.resets == res.n
+    m = res.summary()
+    assert m["resets"] == res.resets and m["unserved"] == pytest.approx(res.resets / res.n)
+    assert m["goodput_2s"] <= 1 - res.resets / res.n
+
+
+def test_queue_depth_limit_rejects_past_the_depth():
+    _, deep = _limited({"queue_on_connection_limit": True})
+    _, shallow = _limited({"queue_on_connection_limit": True, "queue_depth_limit": 3})
+    assert deep.rejected == 0 < shallow.rejected
+
+
+def test_goodput_counts_every_arrival_and_over_10s_counts_the_unserved():
+    r = simulator.RunResult("s", "c", 1, 0.5, 60.0, n=10, ttft=[0.5, 1.5, 3.0, 12.0], resets=2, rejected=4, slo_s=3.0)
+    m = r.summary()
+    assert (m["goodput_1s"], m["goodput_2s"], m["goodput_slo"]) == (0.1, 0.2, 0.3)
+    assert m["over_10s"] == pytest.approx(0.7)  # 12 s, 2 resets, 4 rejected
+    assert m["p99"] == 12.0 and m["slo_2s"] == 0.5  # the old keys: over the served, as before
+
+
+def test_references_run_and_account_for_every_request():
+    sc = scenario.parse(TINY)
+    for name in ("exact", "central"):
+        res = simulator.run(sc, experiments.contenders()[name])
+        assert len(res.ttft) == res.n > 100, name
+
+
+def test_default_sets_limits_only_where_the_pool_queues():
+    """Above capacity the engines queue: with queueOnConnectionLimit the default writes limits (running +
+    limit_queue), without it only ratios."""
+    base = {**TINY, "duration_s": 40, "arrivals": {**TINY["arrivals"], "load": 1.4}}
+    con = experiments.contenders()["default"]
+    queued = simulator.run(scenario.parse({**base, "pool": {"queue_on_connection_limit": True}}), con)
+    plain = simulator.run(scenario.parse(base), con)
+    assert queued.limit_writes > 0 and plain.limit_writes == 0
+    assert queued.rejected == 0 and len(queued.ttft) == queued.n
+
+
 def test_same_seed_same_result():
     sc = scenario.parse(TINY)
     for name in ("sideband", "default"):
@@ -153,10 +233,12 @@ def test_cli_json_shape(tmp_path, capsys):
     assert rc == 0
     data = json.loads(out.read_text())
     assert set(data) == {"scenario", "contenders"} and data["scenario"] == "tiny"
-    assert {"lc", "rr", "sideband", "default", "static-best"} <= set(data["contenders"])
+    assert {"lc", "rr", "sideband", "default", "static-best", "exact", "central"} <= set(data["contenders"])
     for figures in data["contenders"].values():
         assert set(figures) == JSON_KEYS
         assert 0 <= figures["slo_1s"] <= figures["slo_2s"] <= 1
+        assert 0 <= figures["goodput_1s"] <= figures["goodput_2s"] <= figures["slo_2s"]
+        assert figures["goodput_slo"] == figures["goodput_2s"]  # slo_s defaults to 2
         assert figures["p50"] <= figures["p90"] <= figures["p99"]
     assert "static-best" in capsys.readouterr().out
 

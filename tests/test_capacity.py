@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from controller import capacity, engines, planner
@@ -76,12 +78,43 @@ def test_prefill_window_survives_decode_windows():
     assert est.prefill_base is not None and est.prefill_base.ttft_count == n
 
 
-def test_ttft_is_an_ewma_of_window_means():
+def test_ttft_is_a_decayed_mean_of_window_means():
+    """Each window weighs the seconds it covers x e^(-age/DECAY_S): one second later the first window's
+    second still counts e^(-0.1) against the second window's."""
     n = capacity.MIN_FIRST_TOKENS
     est = feed([(0, sample(prompt_tokens=0, ttft_sum=0.0, ttft_count=0)),
                 (1, sample(prompt_tokens=100, ttft_sum=0.1 * n, ttft_count=n)),    # 0.1 s each
                 (2, sample(prompt_tokens=200, ttft_sum=0.6 * n, ttft_count=2 * n))])  # then 0.5 s each
-    assert est.ttft == pytest.approx(0.8 * 0.1 + 0.2 * 0.5)
+    kept = math.exp(-1.0 / capacity.DECAY_S)
+    assert est.ttft == pytest.approx((kept * 0.1 + 0.5) / (kept + 1.0))
+
+
+@pytest.mark.parametrize(("old_span", "span", "weight"), [
+    (0.0, 1.0, 1.0),  # nothing before: the window is the estimate
+    (10.0, 1.0, 1.0 / (1.0 + 10.0 * math.exp(-0.1))),  # a busy member's one-second window: about a tenth
+    (10.0, 10.0, 10.0 / (10.0 + 10.0 * math.exp(-1.0))),  # a quiet member's ten-second window: most of it
+    (10.0, 60.0, 60.0 / (60.0 + 10.0 * math.exp(-6.0))),  # a minute later the old hardly counts
+    (10.0, 0.0, capacity.ALPHA),  # no time: the fixed weight
+])
+def test_decayed_weight(old_span, span, weight):
+    assert capacity.decayed_weight(old_span, span)[0] == pytest.approx(weight)
+
+
+def test_a_quiet_member_follows_its_ttft_within_tens_of_seconds_after_a_burst():
+    """A burst (2 s per first token) then a trickle of one request every 2 s at 0.2 s: the estimate is
+    within 20% of 0.2 s some 40 s after the burst (a per-window EWMA of 0.2 needed minutes)."""
+    steps, prompt, total, count, t = [], 0.0, 0.0, 0.0, 0
+    for t in range(0, 10):  # the burst: 64 first tokens a second at 2 s each
+        steps.append((t, sample(prompt_tokens=prompt, ttft_sum=total, ttft_count=count)))
+        prompt, total, count = prompt + 64000, total + 128.0, count + 64
+    for t in range(10, 60):  # then quiet: one first token every 2 s
+        steps.append((t, sample(prompt_tokens=prompt, ttft_sum=total, ttft_count=count)))
+        if t % 2:
+            prompt, total, count = prompt + 1000, total + 0.2, count + 1
+    est = feed(steps[:10])
+    assert est.ttft == pytest.approx(2.0)
+    est = feed(steps[10:], est)
+    assert est.ttft == pytest.approx(0.2, rel=0.2)
 
 
 def test_no_counters_no_estimate_and_first_sample_is_only_a_baseline():
@@ -106,9 +139,10 @@ def test_idle_member_keeps_its_last_estimate():
     assert est.decode == pytest.approx(100.0) and est.ready
 
 
-def test_ewma_moves_a_fifth_of_the_way_per_window():
+def test_decode_windows_weigh_their_seconds_decayed_by_age():
     est = feed([(0, sample(generation_tokens=0)), (1, sample(generation_tokens=400)), (2, sample(generation_tokens=1200))])
-    assert est.decode == pytest.approx(0.8 * 100 + 0.2 * 200)
+    old = math.exp(-1.0 / capacity.DECAY_S)
+    assert est.decode == pytest.approx((old * 100 + 200) / (old + 1))
 
 
 # --- the pool's neutral ----------------------------------------------------------------------------

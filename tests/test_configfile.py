@@ -331,7 +331,7 @@ def test_all_problems_are_collected_in_one_error():
         ("weights.max_floor_share", 0, "weights.max_floor_share: must be > 0 and <= 1, got 0"),
         ("weights.limit_headroom", 0, "weights.limit_headroom: must be > 0, got 0"),
         ("weights.max_connections", 0, "weights.max_connections: must be >= 1, got 0"),
-        ("weights.drive", "ratios", "weights.drive: 'ratios' is not one of ratio, connection_limit, both"),
+        ("weights.drive", "ratios", "weights.drive: 'ratios' is not one of auto, ratio, connection_limit, both"),
         ("weights.describe", "yes", "weights.describe: expected true or false, got 'yes'"),
         ("weights.describe", 1, "weights.describe: expected true or false, got 1"),
         ("telemetry.enabled", "true", "telemetry.enabled: expected true or false, got 'true'"),

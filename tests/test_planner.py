@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 
 from controller import planner
@@ -108,12 +110,17 @@ def test_smoothing_uses_observed_memory():
 
 
 @pytest.mark.parametrize(
-    "drive, expect_ratio_change, expect_limit",
-    [("ratio", True, 0), ("connection_limit", False, 42), ("both", True, 42)],
+    "drive, queue, expect_ratio_change, expect_limit",
+    [("ratio", True, True, 0), ("connection_limit", False, False, 108), ("both", False, True, 108),
+     # auto (the default): ratios, and limits only where LTM queues what a limit holds back
+     ("auto", False, True, 0), ("auto", True, True, 108)],
 )
-def test_drive_modes(drive, expect_ratio_change, expect_limit):
-    state = pool(member("a:1", 100), member("b:1", 100))
-    p, _ = plan(state, [ok("a:1", 0, 0.0, kvmax=42.1), ok("b:1", 10, 1.0, kvmax=42.1)], cfg(drive=drive))
+def test_drive_modes(drive, queue, expect_ratio_change, expect_limit):
+    """b's engine queues 40 behind the 100 it runs: its limit becomes running + limit_queue (8), so LTM
+    holds the rest (never kv_cache_max_concurrency, 42, which would cut what it runs by more than half)."""
+    state = replace(pool(member("a:1", 100), member("b:1", 100)), queue_on_connection_limit=queue)
+    p, _ = plan(state, [ok("a:1", 0, 0.0, running=100, kvmax=42.1), ok("b:1", 40, 1.0, running=100, kvmax=42.1)],
+                cfg(drive=drive))
     b = by_key(p)["b:1"]
     assert (b.ratio != 100) == expect_ratio_change
     assert b.connection_limit == expect_limit

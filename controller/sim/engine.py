@@ -53,7 +53,7 @@ from controller.sim.enginedata import (  # noqa: F401 - re-exported: the simulat
 class _Seq:
     """A running sequence. While decoding, its length is derived from the engine's decode-step count."""
 
-    __slots__ = ("req", "order", "alive", "decoding", "prefill_left", "blocks", "chunk", "ctx0", "g0", "G0", "key")
+    __slots__ = ("req", "order", "alive", "decoding", "prefill_left", "blocks", "chunk", "ctx0", "g0", "G0", "key", "fin")
 
     def __init__(self, req: Request, order: int):
         self.req = req
@@ -67,6 +67,7 @@ class _Seq:
         self.g0 = 0  # tokens generated when it joined the decode set
         self.G0 = 0  # the engine's decode-step count when it joined
         self.key = 0  # (G0 - ctx0) mod block_size: it needs a new block at steps where G % B == key
+        self.fin = 0  # the decode-step count at which it finishes (while decoding)
 
 
 class Engine:
@@ -91,6 +92,8 @@ class Engine:
         self._total = self.spec.num_gpu_blocks
         self._used = 0
         self._waiting: deque[Request] = deque()
+        self._waiting_tokens = 0  # prompt (+ generated, after a preemption) tokens of the waiting queue
+        self._waiting_blocks = 0  # blocks the waiting queue needs to be admitted
         self._running: dict[int, _Seq] = {}  # admission order; popitem() gives the newest (preemption victim)
         self._prefilling: dict[int, _Seq] = {}
         self._order = itertools.count()
@@ -98,6 +101,7 @@ class Engine:
         self._G = 0
         self._cnt = [0] * B
         self._n_decode = 0
+        self._fin_sum = 0  # sum over the decode set of the decode-step count at which each finishes
         self._heap: list[tuple[int, int, _Seq]] = []
         self._noise = random.Random(self.spec.noise_seed) if self.spec.step_noise > 0 else None
         # the noise factor of a decode run cut short only by `until` (an observer or an arrival elsewhere):
@@ -178,7 +182,39 @@ class Engine:
         if not self.busy:
             self.t = max(self.t, now)  # an idle engine starts its next step when work arrives
         self._waiting.append(req)
+        self._queue_add(req, 1)
         return True
+
+    def predict_ttft(self, prompt_tokens: int) -> float:
+        """Seconds until a request of `prompt_tokens` submitted now would get its first token, predicted
+        from the engine's exact state: what the benchmark's per-request reference dispatcher knows, and no
+        load balancer or controller can (prompt sizes in the queue, prefill backlog, KV blocks).
+
+        Two parts: the wait for a seat (free KV blocks and a slot under `max_num_seqs` for the queue ahead
+        and this request; while short, running sequences finish at about n / (2 x mean remaining decode
+        steps) per step), then the prefill work ahead of it (the queue's prompts, unfinished prefill chunks,
+        its own prompt) in chunks of the step budget left by the decoding sequences. O(1)."""
+        spec, B = self.spec, self._B
+        n_run, n_dec, waiting = len(self._running), self._n_decode, len(self._waiting)
+        ahead = self._waiting_tokens + prompt_tokens + sum(s.prefill_left for s in self._prefilling.values())
+        chunk = max(1, spec.max_batched_tokens - n_dec)
+        batch = min(spec.max_num_seqs, n_run + waiting + 1)
+        prefill = math.ceil(ahead / chunk) * spec.step_seconds(batch, min(chunk, ahead))
+        need_blocks = self._waiting_blocks + -(-(prompt_tokens + 1) // B)
+        short_blocks = max(0, need_blocks - self._free())
+        short_seats = max(0, waiting + 1 - (spec.max_num_seqs - n_run))
+        if not (short_blocks or short_seats) or not n_dec:
+            return prefill
+        per_seq_blocks = max(1.0, self._used / max(1, n_run))
+        short = max(short_seats, math.ceil(short_blocks / per_seq_blocks))
+        remaining = max(1.0, (self._fin_sum - n_dec * self._G) / n_dec)  # mean decode steps left
+        steps = short * 2.0 * remaining / n_dec
+        return prefill + min(steps, 2.0 * remaining) * spec.step_seconds(n_dec)
+
+    def _queue_add(self, req: Request, sign: int) -> None:
+        ctx = req.prompt_tokens + req.generated
+        self._waiting_tokens += sign * ctx
+        self._waiting_blocks += sign * -(-(ctx + 1) // self._B)
 
     def next_event_time(self) -> float:
         """When the next step starts, or +inf when idle (nothing happens until a submit)."""
@@ -229,6 +265,8 @@ class Engine:
         assert len(self._running) <= self.spec.max_num_seqs, "too many running sequences"
         assert self._n_decode == sum(self._cnt) == sum(1 for s in self._running.values() if s.decoding)
         assert set(self._prefilling) == {o for o, s in self._running.items() if not s.decoding}
+        assert self._waiting_tokens == sum(r.prompt_tokens + r.generated for r in self._waiting)
+        assert self._fin_sum == sum(s.fin for s in self._running.values() if s.decoding)
 
     # -- scheduling internals --
 
@@ -284,6 +322,7 @@ class Engine:
                 if need > self._free():
                     break  # FCFS: the head blocks the queue, as in vLLM
                 self._waiting.popleft()
+                self._queue_add(req, -1)
                 seq = _Seq(req, next(self._order))
                 seq.prefill_left = ctx
                 seq.blocks = need
@@ -391,13 +430,16 @@ class Engine:
         seq.key = (seq.G0 - seq.ctx0) % self._B
         self._cnt[seq.key] += 1
         self._n_decode += 1
-        heapq.heappush(self._heap, (seq.G0 + req.output_tokens - req.generated, seq.order, seq))
+        seq.fin = seq.G0 + req.output_tokens - req.generated
+        self._fin_sum += seq.fin
+        heapq.heappush(self._heap, (seq.fin, seq.order, seq))
 
     def _leave_decode(self, seq: _Seq) -> int:
         """Take seq out of the decode set; returns the blocks it held and brings req.generated up to date."""
         seq.alive = False  # its heap entry is dropped lazily
         self._cnt[seq.key] -= 1
         self._n_decode -= 1
+        self._fin_sum -= seq.fin
         ctx = seq.ctx0 + self._G - seq.G0
         seq.req.generated = seq.g0 + self._G - seq.G0
         return -(-ctx // self._B)
@@ -439,6 +481,7 @@ class Engine:
             blocks = seq.blocks
         self._used -= blocks
         self._waiting.appendleft(req)
+        self._queue_add(req, 1)
         self.num_preemptions += 1
         req.num_preemptions += 1
 
