@@ -40,6 +40,18 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def stop_process(proc: subprocess.Popen | None, grace: float) -> None:
+    """SIGTERM, then SIGKILL after `grace` seconds; reaped either way."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
 class EngineUnavailable(RuntimeError):
     """The engine cannot be built or started here (no compiler, no cmake, no index, a failed build)."""
 
@@ -195,13 +207,7 @@ class EngineServer:
         raise EngineUnavailable(f"llama-server {self.name} was not ready in {ready_timeout:.0f} s")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        stop_process(self.proc, 10.0)
 
     def complete(self, prompt: list[int], n_predict: int, timeout: float = 120.0) -> dict:
         """One non-streamed completion straight to the engine (not through the data plane)."""

@@ -97,12 +97,9 @@ class HAProxy:
         raise HAProxyUnavailable("haproxy's stats socket did not come up")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        from bench.real.engine import stop_process
+
+        stop_process(self.proc, 5.0)
 
     def command(self, line: str) -> str:
         """One runtime API command over the stats socket; its answer."""

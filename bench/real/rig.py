@@ -176,11 +176,7 @@ class Rig:
             self.mirror.stop()
         if self.controller and self.controller.poll() is None:
             self.controller.send_signal(signal.SIGCONT)
-            self.controller.terminate()
-            try:
-                self.controller.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.controller.kill()
+            eng.stop_process(self.controller, 15.0)
         if self.haproxy:
             self.haproxy.stop()
         for server in self.engines.values():
