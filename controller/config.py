@@ -192,6 +192,9 @@ class AppConfig:
     engine_keys: tuple[tuple[str, EngineKeys], ...] = ()  # engine type -> custom metric names
     telemetry: TelemetryConfig = TelemetryConfig()
     log_level: str = "INFO"
+    #: global.instance: this controller's id in GUI notes (who wrote a member last); "" = the host name.
+    #: Not the config file's path: a copy or a move of the file is the same owner.
+    instance: str = ""
     source: str = ""  # the file it came from
     notes: tuple[str, ...] = ()  # INFO lines for accepted-but-unused keys
     warnings: tuple[str, ...] = ()  # WARN lines: accepted, but not as written (e.g. an unknown mode became s1)

@@ -37,16 +37,27 @@ SETTLE_MAX_SECONDS = 60.0
 STOP_GRACE = 3.0
 
 
-def instance_id(config_path: str = "", hostname: str | None = None) -> str:
-    """This controller's id for GUI notes: short host name + a hash of the config file's absolute path.
-
-    Stable across restarts (so a restarted daemon recognises its own notes), different for two daemons
-    on two hosts or with two config files on one host.
-    """
+def _short_host(hostname: str | None = None) -> str:
     host = (hostname if hostname is not None else socket.gethostname()).split(".")[0]
-    host = re.sub(r"[^A-Za-z0-9-]", "", host)[:24] or "host"
+    return re.sub(r"[^A-Za-z0-9-]", "", host)[:24] or "host"
+
+
+def instance_id(configured: str = "", hostname: str | None = None) -> str:
+    """This controller's id in GUI notes: `global.instance`, else the short host name.
+
+    One daemon per host and pool set is one owner: the id does not depend on the config file's path, so
+    `run --once` or `plan` with a copy of the config (or the daemon after the file moved) is the same
+    owner as the daemon, never "another live instance" that locks it out of its own members. Two
+    controllers on one host that steer the same pools must set different `global.instance` values.
+    """
+    return configured or _short_host(hostname)
+
+
+def token_file_id(config_path: str = "", hostname: str | None = None) -> str:
+    """The token state file's name part: host + a hash of the config path, as before issue 19, so two
+    daemons sharing a state directory never take (and delete) each other's BIG-IP token."""
     path = os.path.abspath(config_path) if config_path else ""
-    return f"{host}-{hashlib.sha256(path.encode()).hexdigest()[:6]}"
+    return f"{_short_host(hostname)}-{hashlib.sha256(path.encode()).hexdigest()[:6]}"
 
 
 #: Tests of two real processes replace the random draw (a number in [0, 1]) so their order is known.
@@ -69,9 +80,9 @@ def settle_seconds(cfg: AppConfig) -> float:
 def build(cfg: AppConfig, *, dry_run: bool, clock: Clock | None = None) -> Reconciler:
     """Wire the real edges to the reconciler."""
     clock = clock or SystemClock()
-    instance = instance_id(cfg.source)
+    instance = instance_id(cfg.instance)
     # Only the writer remembers its token: `plan`, `check` and dry runs must not adopt (and then delete) it.
-    store = TokenStore(cfg.f5.state_dir, instance) if cfg.f5.state_dir and not dry_run else None
+    store = TokenStore(cfg.f5.state_dir, token_file_id(cfg.source)) if cfg.f5.state_dir and not dry_run else None
     # One host or every unit of an HA pair (one token each, in one state file); reads trust a failover
     # check made within half a tick.
     bigip = FailoverClient(cfg.f5, clock=clock, token_store=store, recheck=cfg.scheduler.tick_seconds / 2,

@@ -207,13 +207,21 @@ def test_a_tick_that_raises_is_logged_once_and_the_daemon_carries_on(notify):
 # ------------------------------------------------------------------------------------ two instances
 
 
-def test_instance_id_is_stable_and_differs_by_host_and_config_path():
-    a = daemon_mod.instance_id("/etc/f5-llm-ratio/config.yaml", "bigctl1.example.com")
-    assert a == daemon_mod.instance_id("/etc/f5-llm-ratio/config.yaml", "bigctl1.example.com")
+def test_instance_id_is_global_instance_else_the_short_host_name_whatever_the_config_path():
+    a = daemon_mod.instance_id("", "bigctl1.example.com")
+    assert a == "bigctl1" == daemon_mod.instance_id(hostname="bigctl1")
+    assert a != daemon_mod.instance_id("", "bigctl2")
+    assert daemon_mod.instance_id("ctl-east", "bigctl1") == "ctl-east"
+    assert "]" not in daemon_mod.instance_id("", "we]ird host")
+
+
+def test_token_file_id_still_differs_by_host_and_config_path():
+    """Two daemons sharing a state directory keep their own token files (the identity is not the file)."""
+    a = daemon_mod.token_file_id("/etc/f5-llm-ratio/config.yaml", "bigctl1.example.com")
+    assert a == daemon_mod.token_file_id("/etc/f5-llm-ratio/config.yaml", "bigctl1.example.com")
     assert a.startswith("bigctl1-") and len(a) <= 31
-    assert a != daemon_mod.instance_id("/etc/f5-llm-ratio/other.yaml", "bigctl1")
-    assert a != daemon_mod.instance_id("/etc/f5-llm-ratio/config.yaml", "bigctl2")
-    assert "]" not in daemon_mod.instance_id("x", "we]ird host")
+    assert a != daemon_mod.token_file_id("/etc/f5-llm-ratio/other.yaml", "bigctl1")
+    assert a != daemon_mod.token_file_id("/etc/f5-llm-ratio/config.yaml", "bigctl2")
 
 
 def test_two_instances_on_the_same_pool_do_not_fight(rig_factory):
