@@ -41,6 +41,13 @@ class F5Config:
     token_timeout: int = TOKEN_TIMEOUT_MAX  # seconds each token lives; re-login shortly before it ends
     #: a unit with no peer: cm/* (failover state, device groups) is never asked and the unit is written
     standalone: bool = False
+    #: Largest BIG-IP reply read, in MiB (a pool of 10,000 members with expandSubcollections is ~10 MiB);
+    #: a larger one is refused with ReplyTooLargeError instead of filling memory.
+    max_reply_mb: float = 32.0
+
+    @property
+    def max_reply_bytes(self) -> int:
+        return int(self.max_reply_mb * 1024 * 1024)
 
     @property
     def units(self) -> tuple[str, ...]:

@@ -92,6 +92,7 @@ _F5 = (
     ("write_mode", choice(WRITE_MODES)),
     ("write_concurrency", integer(1)),
     ("max_writes_per_minute", integer(1)),
+    ("max_reply_mb", number(0, lo_open=True, unit=" (MiB)")),
     ("verify_tls", verify_tls),
 )
 _F5_EXTRA = ("password_env", "password_file", "password")
