@@ -413,4 +413,4 @@ def _read_capped(resp: requests.Response, cap: int, method: str, path: str) -> N
             raise ReplyTooLargeError(f"reply refused after {size:,} bytes: larger than f5.max_reply_mb ({cap:,} bytes)",
                                      status=resp.status_code, method=method, path=path)
         chunks.append(chunk)
-    resp._content = b"".join(chunks)
+    resp._content = b"".join(chunks)  # noqa: SLF001 - what requests does itself after reading the body

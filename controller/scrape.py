@@ -22,7 +22,8 @@ What requests used to provide is kept: no retries (the next tick is the retry); 
 (vLLM versions that mount /metrics as an ASGI app redirect to /metrics/), **only to the same scheme,
 host and port**: a redirect anywhere else is not followed and the scrape fails with `error`
 "redirect to another host not followed: <host:port>" (an engine, or whatever answers on its address,
-must not make the controller fetch, and trust as load, a page from elsewhere: 169.254.169.254, ...); https verified against REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE
+must not make the controller fetch, and trust as load, a page from elsewhere: 169.254.169.254, ...);
+https verified against REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE
 when set, else certifi's bundle; HTTP_PROXY / HTTPS_PROXY / ALL_PROXY / NO_PROXY and ~/.netrc
 honoured. The environment is read once per URL (a change while the daemon runs applies to URLs seen
 after it), not on every request.
