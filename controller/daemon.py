@@ -1,19 +1,17 @@
-"""The long-running loop: APScheduler ticks, signals, config reload, systemd notifications."""
+"""The long-running loop: ticks on the monotonic clock (controller.ticker), signals, config reload, systemd
+notifications."""
 
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import re
 import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
-
-from apscheduler.schedulers.blocking import BlockingScheduler
 
 from controller import configfile, logs, render, sdnotify
 from controller.clock import Clock, SystemClock
@@ -23,6 +21,7 @@ from controller.failover import FailoverClient
 from controller.model import Kind, Outcome, Reason, TickReport
 from controller.reconcile import Reconciler
 from controller.scrape import Scraper
+from controller.ticker import Ticker
 from controller.tokenstore import TokenStore
 
 # While BIG-IP fails every read, ticks are spaced out: one tick, then twice as long each time, up to this.
@@ -162,7 +161,8 @@ class Daemon:
         self.lock = threading.Lock()  # one tick at a time, and no teardown mid-tick
         self.reload_requested = False
         self.watch = FileWatch(config_path)
-        self.scheduler: BlockingScheduler | None = None
+        self.ticker: Ticker | None = None
+        self._watch_stop: threading.Event | None = None  # ends the config-file polling thread
         self.backoff = 0.0
         self.skip_until = 0.0
         self.on_tick: list[Callable[[TickReport], None]] = []
@@ -228,12 +228,11 @@ class Daemon:
     def _tick_at_settle(self) -> None:
         """One extra tick the moment the settle delay ends, so the first write is not rounded up to the
         tick grid (two instances started together tick in step: rounding would make their delays equal)."""
-        if self.scheduler is None or self._settle_tick_added or not self.rec.settling or self.rec.settle_at is None:
+        if self.ticker is None or self._settle_tick_added or not self.rec.settling or self.rec.settle_at is None:
             return
         self._settle_tick_added = True
         wait = max(0.0, self.rec.settle_at - self.rec.clock.monotonic())
-        self.scheduler.add_job(self.tick, "date", id="settle", run_date=datetime.now() + timedelta(seconds=wait),
-                               misfire_grace_time=None)
+        self.ticker.also_at(time.monotonic() + wait)
 
     # -- reload -----------------------------------------------------------------------------
     def request_reload(self, *_args) -> None:
@@ -247,13 +246,26 @@ class Daemon:
             self.request_reload()
 
     def _schedule_watch(self) -> None:
-        if self.scheduler is None:
+        """(Re)start polling the config file every global.interval seconds, on the monotonic clock (a
+        thread of its own, waiting on an Event: a wall-clock step moves nothing)."""
+        if self.ticker is None:
             return
-        if self.scheduler.get_job("config-watch") is not None:
-            self.scheduler.remove_job("config-watch")
-        if self.cfg.reload_interval > 0:
-            self.scheduler.add_job(self.poll_config, "interval", id="config-watch", seconds=self.cfg.reload_interval,
-                                   max_instances=1, coalesce=True, misfire_grace_time=None)
+        if self._watch_stop is not None:
+            self._watch_stop.set()
+            self._watch_stop = None
+        interval = self.cfg.reload_interval
+        if interval <= 0:
+            return
+        stop = self._watch_stop = threading.Event()
+
+        def poll() -> None:
+            while not stop.wait(interval):
+                try:
+                    self.poll_config()
+                except Exception as exc:  # noqa: BLE001 - polling must go on
+                    self.log.error("config_watch_failed", error=str(exc))
+
+        threading.Thread(target=poll, name="config-watch", daemon=True).start()
 
     def _reload(self) -> None:
         self.reload_requested = False
@@ -269,8 +281,8 @@ class Daemon:
         logs.REDACTOR.update(cfg.secrets())
         self.rec = self.builder(cfg, dry_run=self.dry_run)
         announce(cfg, self.log)
-        if self.scheduler is not None:
-            self.scheduler.reschedule_job("tick", trigger="interval", seconds=cfg.scheduler.tick_seconds)
+        if self.ticker is not None:
+            self.ticker.interval = cfg.scheduler.tick_seconds
             self._schedule_watch()
         self.log.info("config_reloaded", source=cfg.source)
         self._notify_reload(True)
@@ -286,28 +298,31 @@ class Daemon:
     def stop(self, *_args) -> None:
         self.log.info("stopping", reason="signal")
         sdnotify.notify("STOPPING=1")
-        if self.scheduler is not None and self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+        if self.ticker is not None:
+            self.ticker.stop()
+        if self._watch_stop is not None:
+            self._watch_stop.set()
+
+    def _late(self, seconds: float) -> None:
+        """Each interval a tick overruns: no WATCHDOG ping (a hung tick must get the daemon restarted)."""
+        self.log.debug("tick_overrunning", seconds=round(seconds, 1), tick_seconds=self.cfg.scheduler.tick_seconds)
 
     def run_forever(self) -> int:
-        logging.getLogger("apscheduler").setLevel(logging.ERROR)
-        self.scheduler = BlockingScheduler()
+        # Monotonic timing: a wall-clock step (NTP, a resumed VM) neither stops nor bunches the ticks.
+        self.ticker = Ticker(self.tick, self.cfg.scheduler.tick_seconds)
+        self.ticker.late.append(self._late)
         if not self.dry_run:
             self.rec.arm_settle(settle_seconds(self.cfg))
             draw = fixed_draw(os.environ.get(SETTLE_DRAW_ENV))
             if draw is not None:
                 self.rec.rng = lambda: draw
-        self.scheduler.add_job(
-            self.tick, "interval", id="tick", seconds=self.cfg.scheduler.tick_seconds,
-            max_instances=1, coalesce=True, next_run_time=datetime.now(), misfire_grace_time=None,
-        )
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
         signal.signal(signal.SIGHUP, self.request_reload)
         self._schedule_watch()
         sdnotify.notify("READY=1")
         self.log.info("started", dry_run=self.dry_run)
-        self.scheduler.start()  # returns after stop()
+        self.ticker.run()  # returns after stop()
         return self._shutdown()
 
     def _shutdown(self) -> int:

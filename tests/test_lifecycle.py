@@ -13,7 +13,6 @@ import time
 
 import pytest
 import structlog
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES
 
 from controller import daemon as daemon_mod
 from controller import planner
@@ -125,13 +124,13 @@ def test_ready_then_watchdog_per_tick_and_no_watchdog_while_a_tick_hangs(notify)
             while len(notify.times("WATCHDOG=1")) < 4 and time.monotonic() - t0 < 5:
                 time.sleep(0.02)
             seen["ticking"] = len(notify.times("WATCHDOG=1"))
-            # Released each time a tick falls due while the previous one still runs (the scheduler skips it).
-            d.scheduler.add_listener(lambda _event: skipped.release(), EVENT_JOB_MAX_INSTANCES)
+            # Released each tick period the running tick overruns (the loop waits for it, starts no other).
+            d.ticker.late.append(lambda _seconds: skipped.release())
             scraper.hang.set()
             assert scraper.hanging.wait(5)
             hung_at = time.monotonic()
-            for _ in range(4):  # four tick periods in which the scheduler found the tick still stuck
-                assert skipped.acquire(timeout=5), "the scheduler stopped trying to tick"
+            for _ in range(4):  # four tick periods in which the loop found the tick still stuck
+                assert skipped.acquire(timeout=5), "the loop stopped watching the hung tick"
             seen["while_hung"] = len(notify.times("WATCHDOG=1", since=hung_at + 0.05))
             scraper.hang.clear()
             scraper.release.set()
