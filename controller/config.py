@@ -60,12 +60,16 @@ class F5Config:
         return f"https://{host}:{self.port}"
 
 
+#: The default scrape deadline, as a share of the tick (scheduler.tick_deadline unset).
+DEADLINE_SHARE = 0.8
+
+
 @dataclass(frozen=True)
 class SchedulerConfig:
     metrics_fetch_interval_ms: int = 1000  # the tick period, as in the seed
     pool_fetch_interval: float = 10.0  # seconds between re-reads of pool membership
     scrape_concurrency: int = 32
-    tick_deadline: float | None = None  # seconds for all scrapes of a tick; None = tick period
+    tick_deadline: float | None = None  # seconds for all scrapes of a tick; None = 0.8 x the tick (at least 1 s)
 
     @property
     def tick_seconds(self) -> float:
@@ -73,7 +77,9 @@ class SchedulerConfig:
 
     @property
     def scrape_deadline(self) -> float:
-        return self.tick_deadline if self.tick_deadline is not None else max(self.tick_seconds, 1.0)
+        # 80 % of the tick: the rest is for planning and writing, so a fleet that takes longer than a tick
+        # to scrape is scraped in turns (Reconciler._scrape) and the ticks keep their pace.
+        return self.tick_deadline if self.tick_deadline is not None else DEADLINE_SHARE * max(self.tick_seconds, 1.0)
 
 
 @dataclass(frozen=True)

@@ -137,7 +137,9 @@ def _remember(pool: PoolState, scrapes: Mapping[str, ScrapeResult], memory: Memo
     for m in pool.members:
         obs = memory.get(m.key) or Observation(first_seen=now)
         result = scrapes.get(m.key)
-        if m.active and result is not None and result.sample is not None:
+        if m.active and result is not None and result.sample is not None and result.carried:
+            obs = replace(obs, last_fresh=result.at)  # read in an earlier tick: its counters are already counted
+        elif m.active and result is not None and result.sample is not None:
             obs = replace(obs, last_fresh=now, speed=capacity.observe(obs.speed, result.sample, result.at))
         out[m.key] = obs
     return out

@@ -65,6 +65,7 @@ from controller.model import Member, ScrapeKey, ScrapeResult
 #: The classic text format. Never ask for OpenMetrics: some servers then escape colons in names.
 ACCEPT = "text/plain;version=0.0.4"
 _CHUNK = 64 * 1024
+NOT_REACHED = "not reached: the tick deadline passed before the request was sent"
 #: Endpoints that keep a keep-alive connection between ticks; beyond this, a connection per scrape.
 KEEPALIVE = 128
 _DETAIL_MAX = 200
@@ -319,8 +320,10 @@ class Scraper:
     # -- one target --------------------------------------------------------------------------------
     def _collect(self, future: Future, flight: _Flight, deadline: float) -> ScrapeResult:
         if not future.done():
-            future.cancel()
+            queued = future.cancel()  # True: never started (the pool's workers were all busy until the deadline)
             flight.abort()
+            if queued:
+                return replace(self._result(flight.target, 0.0, "deadline", NOT_REACHED), reached=False)
             return self._result(flight.target, deadline, "deadline", f"no answer within the {deadline:g}s tick deadline")
         try:
             return future.result()
@@ -332,7 +335,7 @@ class Scraper:
         started = time.monotonic()
         budget = min(target.timeout, end - started)
         if budget <= 0 or flight.aborted:
-            return self._result(target, 0.0, "deadline", "tick deadline passed before the request started")
+            return replace(self._result(target, 0.0, "deadline", NOT_REACHED), reached=False)
         # Which limit stops us decides the slug: the member's own timeout, or the tick's deadline.
         late = "timeout" if target.timeout <= end - started else "deadline"
         text = ""
