@@ -69,6 +69,9 @@ class SchedulerConfig:
     metrics_fetch_interval_ms: int = 1000  # the tick period, as in the seed
     pool_fetch_interval: float = 10.0  # seconds between re-reads of pool membership
     scrape_concurrency: int = 32
+    #: Members (endpoints) that keep a keep-alive connection between ticks; the others are fetched on a
+    #: connection of their own, closed after the page. Open sockets <= scrape_keepalive + scrape_concurrency.
+    scrape_keepalive: int = 128
     tick_deadline: float | None = None  # seconds for all scrapes of a tick; None = 0.8 x the tick (at least 1 s)
 
     @property

@@ -101,6 +101,7 @@ _SCHEDULER = (
     ("pool_fetch_interval", number(0, lo_open=True, unit=" (seconds)")),
     ("metrics_fetch_interval", integer(100, unit=" (milliseconds)"), "metrics_fetch_interval_ms"),
     ("scrape_concurrency", integer(1)),
+    ("scrape_keepalive", integer(0)),
     ("tick_deadline", number(0, lo_open=True, unit=" (seconds)", null=True)),
 )
 

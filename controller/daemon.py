@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import resource
 import signal
 import socket
 import sys
@@ -87,8 +88,30 @@ def build(cfg: AppConfig, *, dry_run: bool, clock: Clock | None = None) -> Recon
     bigip = FailoverClient(cfg.f5, clock=clock, token_store=store, recheck=cfg.scheduler.tick_seconds / 2,
                            read_only=dry_run)
     logs.REDACTOR.sources[:] = [bigip.secrets]
-    scraper = Scraper(max_workers=cfg.scheduler.scrape_concurrency, clock=clock)
+    keepalive = fit_keepalive(cfg.scheduler.scrape_keepalive, cfg.scheduler.scrape_concurrency)
+    scraper = Scraper(max_workers=cfg.scheduler.scrape_concurrency, clock=clock, keepalive=keepalive)
     return Reconciler(cfg, bigip, scraper, clock=clock, dry_run=dry_run, log=logs.get(), instance=instance)
+
+
+#: File descriptors kept free for everything but the scrapes: BIG-IP connections (write_concurrency and
+#: HA units), the telemetry server and its clients, logs, the token state file, Python itself.
+RESERVED_FDS = 96
+
+
+def fit_keepalive(wanted: int, concurrency: int, soft_limit: int | None = None) -> int:
+    """scheduler.scrape_keepalive, lowered (with one warning) so that the scrapes' sockets, at most
+    keepalive + concurrency, fit under the open-file limit with RESERVED_FDS to spare."""
+    if soft_limit is None:
+        soft_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft_limit == resource.RLIM_INFINITY or soft_limit <= 0:
+        return wanted
+    room = max(0, soft_limit - concurrency - RESERVED_FDS)
+    if wanted <= room:
+        return wanted
+    logs.get().warning("scrape_keepalive_lowered", wanted=wanted, used=room, open_files_limit=soft_limit,
+                       scrape_concurrency=concurrency,
+                       hint="raise LimitNOFILE (systemd) or lower scheduler.scrape_concurrency")
+    return room
 
 
 def close(rec: Reconciler) -> None:

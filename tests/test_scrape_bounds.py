@@ -94,3 +94,25 @@ def test_a_redirect_to_another_host_or_port_is_not_followed_and_the_error_says_s
     assert (f":{port}" if where == "port" else "169.254.169.254") in result.detail
     assert "meta-data" not in result.detail  # where, not what
     assert elsewhere.seen == [] and len(srv.seen) == 1
+
+
+def test_keepalive_is_lowered_to_fit_the_open_file_limit():
+    from controller.daemon import RESERVED_FDS, fit_keepalive
+
+    assert fit_keepalive(128, 32, soft_limit=1024) == 128  # the defaults fit systemd's default limit
+    assert fit_keepalive(5000, 32, soft_limit=1024) == 1024 - 32 - RESERVED_FDS
+    assert fit_keepalive(128, 32, soft_limit=100) == 0  # every page on a connection of its own
+
+
+def test_the_unit_sets_an_open_file_limit_that_fits_the_defaults():
+    import pathlib
+    import re
+
+    from controller.config import SchedulerConfig
+    from controller.daemon import RESERVED_FDS
+
+    unit = (pathlib.Path(__file__).resolve().parent.parent / "systemd" / "f5-llm-ratio.service").read_text()
+    found = re.search(r"^LimitNOFILE=(\d+)$", unit, re.M)
+    assert found, "LimitNOFILE= in the unit"
+    s = SchedulerConfig()
+    assert int(found.group(1)) >= s.scrape_keepalive + s.scrape_concurrency + RESERVED_FDS
