@@ -189,15 +189,21 @@ class Reconciler:
         cut off are the most recently scraped ones, and each of them keeps its last good result
         (`carried`) while that is younger than its pool's `weights.stale_after`, so the pool is planned
         on every member's latest figures and is never blind just because the tick was short."""
-        targets = []
+        targets: list[tuple[float, int, Target]] = []
         stale_after: dict[str, float] = {}
+        never = float("-inf")
         for pool_cfg, state in states.values():
             keys = self.cfg.keys_for(pool_cfg.engine_type)
-            targets += [self.target_for(m, pool_cfg, keys) for m in state.members if state.serving(m)]
+            for i, m in enumerate(m for m in state.members if state.serving(m)):
+                target = self.target_for(m, pool_cfg, keys)
+                last = self._good.get(target.key)
+                # Oldest sample first; among equals (never scraped) the pools take turns, so no pool waits
+                # for another to be scraped whole.
+                targets.append((last.at if last is not None else never, i, target))
             stale_after[pool_cfg.ref.full_path] = pool_cfg.weights.stale_after
-        never = float("-inf")
-        targets.sort(key=lambda t: self._good[t.key].at if t.key in self._good else never)  # stable: pool order
-        results = self.scraper.scrape(targets, self.cfg.scheduler.scrape_deadline) if targets else {}
+        targets.sort(key=lambda e: e[:2])
+        order = [t for _, _, t in targets]
+        results = self.scraper.scrape(order, self.cfg.scheduler.scrape_deadline) if order else {}
         now = self.clock.monotonic()
         good: dict[ScrapeKey, ScrapeResult] = {}
         out: dict[str, dict[str, ScrapeResult]] = {path: {} for path in states}
@@ -218,12 +224,12 @@ class Reconciler:
                 unreached += 1  # the fleet did not fit the tick: one line for all of them, below
         self._good = good  # members no longer scraped are forgotten
         if unreached:
-            self.faults.fault("scrape:turns", "scrape_in_turns", members=len(targets), not_reached=unreached,
+            self.faults.fault("scrape:turns", "scrape_in_turns", members=len(order), not_reached=unreached,
                               deadline_seconds=self.cfg.scheduler.scrape_deadline,
                               reason="more members than one tick's scrape deadline reaches: the longest-unscraped "
                                      "go first, the rest keep their last sample (up to weights.stale_after)")
         else:
-            self.faults.clear("scrape:turns", "scrape_all_in_one_tick", members=len(targets))
+            self.faults.clear("scrape:turns", "scrape_all_in_one_tick", members=len(order))
         return out
 
     def _note_scrape(self, pool: str, member: str, result: ScrapeResult) -> None:

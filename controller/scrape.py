@@ -195,8 +195,10 @@ class _Pools:
             with self._lock:
                 found = self._managers.get(key)
                 if found is None:
-                    hosts = self.keepalive + 8 if kept else self.maxsize
-                    found = self._managers[key] = _manager(proxy, verify, hosts, self.maxsize)
+                    # A cold endpoint's pool holds no idle connection, so one slot (urllib3 fills a pool's
+                    # queue with `maxsize` placeholders when it creates one and drains it when it drops one).
+                    hosts, size = (self.keepalive + 8, self.maxsize) if kept else (4 * self.maxsize, 1)
+                    found = self._managers[key] = _manager(proxy, verify, hosts, size)
         return found
 
     def close(self) -> None:
