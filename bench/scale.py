@@ -134,7 +134,8 @@ def run_size(members: int, tick_s: float, seconds: float, pools: int, nofile: in
             planned = sum(1 for p in report.plans for m in p.members if m.sample is not None)
             fresh = sum(1 for r in results if r.ok and not r.carried)
             oldest = max((now - r.at for r in results if r.ok), default=float("nan"))
-            ticks.append({"at": time.monotonic(), "seconds": report.finished - report.started,
+            ru = resource.getrusage(resource.RUSAGE_SELF)
+            ticks.append({"at": time.monotonic(), "cpu": ru.ru_utime + ru.ru_stime, "seconds": report.finished - report.started,
                           "blind": any(p.blind for p in report.plans), "planned": planned, "fresh": fresh,
                           "oldest": oldest, "writes": report.applied, "errors": len(report.errors)})
             if time.monotonic() - began > seconds:
@@ -186,7 +187,9 @@ def run_size(members: int, tick_s: float, seconds: float, pools: int, nofile: in
         "fds_max": max(samples["fds"], default=-1), "threads_max": max(samples["threads"], default=-1),
         "rss_max_mb": max(samples["rss"], default=-1.0), "fds_after": fds_after,
         "fresh_per_s": fresh_per_s, "floor_pages_per_s": floor_rate,
-        "cpu_s": resource.getrusage(resource.RUSAGE_SELF).ru_utime + resource.getrusage(resource.RUSAGE_SELF).ru_stime,
+        # CPU seconds of the controller process per tick (all its threads: scrapes, plans, BIG-IP, telemetry):
+        # the steadier figure on a shared machine, where wall time waits for a core.
+        "cpu_per_tick": (steady[-1]["cpu"] - steady[0]["cpu"]) / (len(steady) - 1) if len(steady) > 1 else float("nan"),
     }
 
 
@@ -215,7 +218,7 @@ def main() -> int:
           f"telemetry {'off' if args.no_telemetry else 'on'}", flush=True)
     print(f"{'members':>7} {'tick':>4} | {'ticks/s':>7} {'p50 s':>6} {'p99 s':>6} | {'blind':>5} {'hz!200':>6} | "
           f"{'planned':>7} {'fresh':>6} {'oldest s':>8} {'writes':>6} | {'fds':>4} {'thr':>4} {'RSS MB':>6} | "
-          f"{'fresh/s':>7} {'floor/s':>7} | load", flush=True)
+          f"{'fresh/s':>7} {'floor/s':>7} | {'cpu/t':>5} | load", flush=True)
     ctx = mp.get_context("spawn")
     out = []
     for spec in args.sizes.split(","):
@@ -235,12 +238,13 @@ def main() -> int:
         print(f"{members:>7} {tick:>4g} | {r['ticks_per_s']:7.2f} {r['p50']:6.2f} {r['p99']:6.2f} | "
               f"{r['blind']:>5} {r['healthz_not_200']:>6} | {r['planned_min']:>7} {r['fresh_median']:>6.0f} "
               f"{r['oldest_max']:8.1f} {r['writes']:>6} | {r['fds_max']:>4} {r['threads_max']:>4} {r['rss_max_mb']:6.0f} | "
-              f"{r['fresh_per_s']:7.0f} {r['floor_pages_per_s']:7.0f} | {r['load']:.1f}", flush=True)
+              f"{r['fresh_per_s']:7.0f} {r['floor_pages_per_s']:7.0f} | {r['cpu_per_tick']:5.2f} | {r['load']:.1f}", flush=True)
     print("# ticks/s and p50/p99 after 3 warm-up ticks; blind = ticks with a blind pool (all ticks); hz!200 = /healthz "
           "answers other than 200 (polled every 0.5 s); planned = members planned on a sample (min per tick); fresh = "
           "scraped this tick (median); oldest = oldest sample used (s); fds/thr/RSS = max of the controller process; "
           "fresh/s = the controller's fresh scrapes per second; floor/s = bare urllib3 pages per second, same "
-          "concurrency and socket bound", flush=True)
+          "concurrency and socket bound; cpu/t = the controller's CPU seconds per tick; load = 1-minute load average "
+          "after the run (2 cores)", flush=True)
     if args.json:
         print(json.dumps(out, indent=1))
     return 0

@@ -45,8 +45,9 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from urllib.parse import urljoin, urlsplit
 
@@ -157,6 +158,44 @@ class _Flight:
             response = self.response
         if response is not None:
             _shutdown(response)
+
+
+class _Run:
+    """One `Scraper.scrape` call: the targets not started yet, the requests in flight and the results.
+    After `finish` the loops' late results are dropped (the caller has its answer)."""
+
+    def __init__(self, targets: Sequence[Target]):
+        self._todo = deque(targets)
+        self._flying: dict[int, _Flight] = {}
+        self._results: dict[ScrapeKey, ScrapeResult] = {}
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def next(self) -> _Flight | None:
+        with self._lock:
+            if self._closed or not self._todo:
+                return None
+            flight = _Flight(self._todo.popleft())
+            self._flying[id(flight)] = flight
+            return flight
+
+    def done(self, flight: _Flight, result: ScrapeResult) -> None:
+        with self._lock:
+            self._flying.pop(id(flight), None)
+            if not self._closed:
+                self._results[flight.target.key] = result
+
+    def finish(self, cut: Callable[[_Flight], ScrapeResult], unreached: Callable[[Target], ScrapeResult]) -> dict[ScrapeKey, ScrapeResult]:
+        with self._lock:
+            self._closed = True
+            flying, todo = list(self._flying.values()), list(self._todo)
+            self._todo.clear()
+            results = dict(self._results)
+        for flight in flying:
+            results[flight.target.key] = cut(flight)
+        for target in todo:
+            results[target.key] = unreached(target)
+        return results
 
 
 class _Pools:
@@ -270,20 +309,42 @@ class Scraper:
         self._session.close()
 
     def scrape(self, targets: Sequence[Target], deadline: float) -> dict[ScrapeKey, ScrapeResult]:
-        """Scrape every target; return by `deadline` seconds from now with one result per member."""
+        """Scrape every target, in the order given; return by `deadline` seconds from now with one result
+        per target. At most `max_workers` loops each take the next target until none is left or the
+        deadline passes (so a tick's cost follows what it fetches, not the fleet size); targets never
+        started get "deadline" with `reached` False, requests in flight are cut off."""
         end = time.monotonic() + max(0.0, deadline)
-        flights: dict[Future, _Flight] = {}
-        for target in targets:
-            flight = _Flight(target)
+        run = _Run(targets)
+        loops = []
+        for _ in range(min(len(targets), self._max_workers)):
             try:
-                flights[self._pool.submit(self._fetch, flight, end)] = flight
+                loops.append(self._pool.submit(self._loop, run, end))
             except RuntimeError:  # the pool was closed: report rather than raise
-                flights[_done(self._result(target, 0.0, "error", "scraper closed"))] = flight
-        wait(flights, timeout=max(0.0, end - time.monotonic()))
-        results: dict[ScrapeKey, ScrapeResult] = {}
-        for future, flight in flights.items():
-            results[flight.target.key] = self._collect(future, flight, deadline)
-        return results
+                break
+        if loops:
+            wait(loops, timeout=max(0.0, end - time.monotonic()))
+        return run.finish(lambda flight: self._cut(flight, deadline),
+                          lambda target: self._unreached(target, "scraper closed" if not loops else NOT_REACHED))
+
+    def _loop(self, run: _Run, end: float) -> None:
+        while time.monotonic() < end:
+            flight = run.next()
+            if flight is None:
+                return
+            try:
+                result = self._fetch(flight, end)
+            except Exception as exc:  # noqa: BLE001 - _fetch catches everything; this is a last guard
+                result = self._result(flight.target, 0.0, "error", type(exc).__name__)
+            run.done(flight, result)
+
+    def _cut(self, flight: _Flight, deadline: float) -> ScrapeResult:
+        flight.abort()
+        return self._result(flight.target, deadline, "deadline", f"no answer within the {deadline:g}s tick deadline")
+
+    def _unreached(self, target: Target, detail: str) -> ScrapeResult:
+        if detail != NOT_REACHED:
+            return self._result(target, 0.0, "error", detail)
+        return replace(self._result(target, 0.0, "deadline", NOT_REACHED), reached=False)
 
     def _environment(self, url: str) -> tuple[dict, str, tuple[str, str] | None]:
         """What requests would take from the environment for `url`: the proxies (HTTP_PROXY, HTTPS_PROXY,
@@ -320,18 +381,6 @@ class Scraper:
             cache.clear()
 
     # -- one target --------------------------------------------------------------------------------
-    def _collect(self, future: Future, flight: _Flight, deadline: float) -> ScrapeResult:
-        if not future.done():
-            queued = future.cancel()  # True: never started (the pool's workers were all busy until the deadline)
-            flight.abort()
-            if queued:
-                return replace(self._result(flight.target, 0.0, "deadline", NOT_REACHED), reached=False)
-            return self._result(flight.target, deadline, "deadline", f"no answer within the {deadline:g}s tick deadline")
-        try:
-            return future.result()
-        except Exception as exc:  # noqa: BLE001 - _fetch catches everything; this is a last guard
-            return self._result(flight.target, 0.0, "error", type(exc).__name__)
-
     def _fetch(self, flight: _Flight, end: float) -> ScrapeResult:
         target = flight.target
         started = time.monotonic()
@@ -541,10 +590,6 @@ def _shutdown(response: urllib3.BaseHTTPResponse) -> None:
             pass
 
 
-def _done(result: ScrapeResult) -> Future:
-    future: Future = Future()
-    future.set_result(result)
-    return future
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
