@@ -590,8 +590,6 @@ def _shutdown(response: urllib3.BaseHTTPResponse) -> None:
             pass
 
 
-
-
 def _chain(exc: BaseException) -> Iterator[BaseException]:
     """The exception and everything it wraps (urllib3 -> socket/ssl)."""
     seen: set[int] = set()
