@@ -186,9 +186,10 @@ class Reconciler:
         """Scrape every active member, the longest-unscraped first, within the tick's scrape deadline.
 
         A fleet too large to scrape whole within one tick is scraped in turns: the members the deadline
-        cut off are the most recently scraped ones, and each of them keeps its last good result
-        (`carried`) while that is younger than its pool's `weights.stale_after`, so the pool is planned
-        on every member's latest figures and is never blind just because the tick was short."""
+        left unreached (never sent a request) are the most recently scraped ones, and each of them keeps
+        its last good result (`carried`) while that is younger than its pool's `weights.stale_after`, so
+        the pool is planned on every member's latest figures and is never blind just because the tick was
+        short. A request cut off in flight is the member's own slowness: unknown, as before."""
         targets: list[tuple[float, int, Target]] = []
         stale_after: dict[str, float] = {}
         never = float("-inf")
@@ -212,11 +213,12 @@ class Reconciler:
             last = self._good.get(key)
             if result.ok:
                 good[key] = result
-            elif result.error == "deadline" and last is not None and now - last.at < stale_after.get(key.pool, 0.0):
+            elif not result.reached and last is not None and now - last.at < stale_after.get(key.pool, 0.0):
                 good[key] = last
                 out.setdefault(key.pool, {})[key.member] = replace(last, carried=True)
-                unreached += not result.reached
-                continue  # cut off this tick, with a recent sample: not a failure of the member's
+                unreached += 1
+                continue  # not reached this tick, with a recent sample: not a failure of the member's
+                # (a request cut off in flight is: that member was slow, and is unknown as before)
             out.setdefault(key.pool, {})[key.member] = result
             if result.reached:
                 self._note_scrape(key.pool, key.member, result)
