@@ -75,7 +75,7 @@ def test_run_once_and_plan_with_a_copied_config_never_lock_the_daemon_out(tmp_pa
         before = len(stack.member_writes())
         stack.loads[0].set(0, 1, 0.05)  # and now the daemon must follow the load again
         stack.loads[2].set(30, 16, 0.95)
-        wait_for(lambda: len(stack.member_writes()) > before, 15, what="the daemon writing after the copy's run")
+        wait_for(lambda: len(stack.member_writes()) > before, 40, what="the daemon writing after the copy's run")
         assert daemon.events("owned_by_other_instance") == []
         notes = {m.get("description", "").split("]")[0] for m in stack.bigip.members(POOL)}
         assert len(notes) == 1, notes  # one owner id on every member
