@@ -73,8 +73,9 @@ def test_run_once_and_plan_with_a_copied_config_never_lock_the_daemon_out(tmp_pa
         daemon.wait_event("started", timeout=15)
 
         before = len(stack.member_writes())
-        stack.loads[0].set(0, 1, 0.05)  # and now the daemon must follow the load again
-        stack.loads[2].set(30, 16, 0.95)
+        # A ratio reset by hand on a member the copy's run just wrote (its note is still there, seconds
+        # old): the daemon must step it back, which it would refuse if the copy were another instance.
+        stack.bigip.set_member(POOL, stack.members[0], ratio=1)
         wait_for(lambda: len(stack.member_writes()) > before, 40, what="the daemon writing after the copy's run")
         assert daemon.events("owned_by_other_instance") == []
         notes = {m.get("description", "").split("]")[0] for m in stack.bigip.members(POOL)}
