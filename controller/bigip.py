@@ -44,6 +44,7 @@ from controller.errors import (
     BigIPTimeout,
     BigIPUnreachable,
     PermanentBigIPError,
+    ReplyTooLargeError,
     RetryableBigIPError,
 )
 from controller.icontrol import (
@@ -372,9 +373,9 @@ class BigIPClient:
             try:
                 resp = self.session.request(
                     method, self._base + path, json=json, params=params, headers=dict(headers or {}),
-                    verify=self.cfg.verify_tls, timeout=seconds, allow_redirects=False,
+                    verify=self.cfg.verify_tls, timeout=seconds, allow_redirects=False, stream=True,
                 )
-                _ = resp.content  # the whole body, inside the deadline
+                _read_capped(resp, self.cfg.max_reply_bytes, method, label)  # the whole body, inside the deadline
             except requests.RequestException as e:
                 error = translate_exception(e, method, label, secrets, where=f"{self.cfg.host}:{self.cfg.port}",
                                             seconds=seconds, expired=call.expired)
@@ -390,3 +391,26 @@ class BigIPClient:
                 raise BigIPTimeout(f"no complete reply within {seconds:.3g}s", method=method, path=label)
         self._observed(method, resp)
         return decode(resp, method, label, secrets)
+
+
+_READ_CHUNK = 256 * 1024
+
+
+def _read_capped(resp: requests.Response, cap: int, method: str, path: str) -> None:
+    """Read the whole (decompressed) body into `resp`, refusing one larger than `cap` bytes: declared
+    (Content-Length) before a byte of it is read, or counted as it arrives (so a gzip bomb stops too)."""
+    declared = resp.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > cap and not resp.headers.get("Content-Encoding"):
+        resp.close()
+        raise ReplyTooLargeError(f"reply of {int(declared):,} bytes refused: larger than f5.max_reply_mb "
+                                 f"({cap:,} bytes)", status=resp.status_code, method=method, path=path)
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in resp.iter_content(_READ_CHUNK):
+        size += len(chunk)
+        if size > cap:
+            resp.close()
+            raise ReplyTooLargeError(f"reply refused after {size:,} bytes: larger than f5.max_reply_mb ({cap:,} bytes)",
+                                     status=resp.status_code, method=method, path=path)
+        chunks.append(chunk)
+    resp._content = b"".join(chunks)  # noqa: SLF001 - what requests does itself after reading the body

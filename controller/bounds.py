@@ -26,7 +26,7 @@ BOUND_KEYS = ("f5.tick_budget", "scheduler.tick_deadline", "scheduler.metrics_fe
 @dataclass(frozen=True)
 class TickBound:
     bigip: float  # f5.tick_budget
-    scrape: float  # scheduler.tick_deadline (default: the tick interval, at least 1 s)
+    scrape: float  # scheduler.tick_deadline (default: 0.8 x the tick interval, at least 0.8 s)
     reload: float  # a reload's token delete
     margin: float
     interval: float  # the tick interval

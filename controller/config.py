@@ -41,6 +41,13 @@ class F5Config:
     token_timeout: int = TOKEN_TIMEOUT_MAX  # seconds each token lives; re-login shortly before it ends
     #: a unit with no peer: cm/* (failover state, device groups) is never asked and the unit is written
     standalone: bool = False
+    #: Largest BIG-IP reply read, in MiB (a pool of 10,000 members with expandSubcollections is ~10 MiB);
+    #: a larger one is refused with ReplyTooLargeError instead of filling memory.
+    max_reply_mb: float = 32.0
+
+    @property
+    def max_reply_bytes(self) -> int:
+        return int(self.max_reply_mb * 1024 * 1024)
 
     @property
     def units(self) -> tuple[str, ...]:
@@ -53,12 +60,19 @@ class F5Config:
         return f"https://{host}:{self.port}"
 
 
+#: The default scrape deadline, as a share of the tick (scheduler.tick_deadline unset).
+DEADLINE_SHARE = 0.8
+
+
 @dataclass(frozen=True)
 class SchedulerConfig:
     metrics_fetch_interval_ms: int = 1000  # the tick period, as in the seed
     pool_fetch_interval: float = 10.0  # seconds between re-reads of pool membership
     scrape_concurrency: int = 32
-    tick_deadline: float | None = None  # seconds for all scrapes of a tick; None = tick period
+    #: Members (endpoints) that keep a keep-alive connection between ticks; the others are fetched on a
+    #: connection of their own, closed after the page. Open sockets <= scrape_keepalive + scrape_concurrency.
+    scrape_keepalive: int = 128
+    tick_deadline: float | None = None  # seconds for all scrapes of a tick; None = 0.8 x the tick (at least 1 s)
 
     @property
     def tick_seconds(self) -> float:
@@ -66,7 +80,9 @@ class SchedulerConfig:
 
     @property
     def scrape_deadline(self) -> float:
-        return self.tick_deadline if self.tick_deadline is not None else max(self.tick_seconds, 1.0)
+        # 80 % of the tick: the rest is for planning and writing, so a fleet that takes longer than a tick
+        # to scrape is scraped in turns (Reconciler._scrape) and the ticks keep their pace.
+        return self.tick_deadline if self.tick_deadline is not None else DEADLINE_SHARE * max(self.tick_seconds, 1.0)
 
 
 @dataclass(frozen=True)
@@ -192,6 +208,9 @@ class AppConfig:
     engine_keys: tuple[tuple[str, EngineKeys], ...] = ()  # engine type -> custom metric names
     telemetry: TelemetryConfig = TelemetryConfig()
     log_level: str = "INFO"
+    #: global.instance: this controller's id in GUI notes (who wrote a member last); "" = the host name.
+    #: Not the config file's path: a copy or a move of the file is the same owner.
+    instance: str = ""
     source: str = ""  # the file it came from
     notes: tuple[str, ...] = ()  # INFO lines for accepted-but-unused keys
     warnings: tuple[str, ...] = ()  # WARN lines: accepted, but not as written (e.g. an unknown mode became s1)

@@ -44,6 +44,7 @@ from controller.configread import (
     choice,
     folder,
     host_name,
+    instance_name,
     integer,
     kind_of,
     management_hosts,
@@ -91,6 +92,7 @@ _F5 = (
     ("write_mode", choice(WRITE_MODES)),
     ("write_concurrency", integer(1)),
     ("max_writes_per_minute", integer(1)),
+    ("max_reply_mb", number(0, lo_open=True, unit=" (MiB)")),
     ("verify_tls", verify_tls),
 )
 _F5_EXTRA = ("password_env", "password_file", "password")
@@ -99,6 +101,7 @@ _SCHEDULER = (
     ("pool_fetch_interval", number(0, lo_open=True, unit=" (seconds)")),
     ("metrics_fetch_interval", integer(100, unit=" (milliseconds)"), "metrics_fetch_interval_ms"),
     ("scrape_concurrency", integer(1)),
+    ("scrape_keepalive", integer(0)),
     ("tick_deadline", number(0, lo_open=True, unit=" (seconds)", null=True)),
 )
 
@@ -165,7 +168,7 @@ _TELEMETRY = (
 
 _ENGINE_KEYS = (("waiting_queue", metric_key()), ("cache_usage", metric_key()), ("running_req", metric_key()))
 
-_GLOBAL = ("log_level", "log_debug", "interval", *_GLOBAL_NOTES)
+_GLOBAL = ("log_level", "log_debug", "interval", "instance", *_GLOBAL_NOTES)
 _POOL = ("name", "partition", "sub_path", "engine_type", "metrics", "mode", "weights", "fallback", "model_APIkey",
          "exclude")
 _TOP = ("global", "f5", "scheduler", "modes", "pools", "engines_metrics_keys", "weights", "telemetry")
@@ -177,8 +180,8 @@ def _section(parent: Reader, key: str, spec: Spec, extra: Sequence[str] = ()) ->
     return r, r.pick(spec)
 
 
-def _read_global(root: Reader) -> tuple[str, float]:
-    """(log level, seconds between checks of the config file for changes)."""
+def _read_global(root: Reader) -> tuple[str, float, str]:
+    """(log level, seconds between checks of the config file for changes, instance id: "" = the host name)."""
     r = root.section("global")
     r.check_keys(_GLOBAL)
     for key, message in _GLOBAL_NOTES.items():
@@ -187,9 +190,10 @@ def _read_global(root: Reader) -> tuple[str, float]:
     # The sideband's hot-reload check interval: here too the file is polled (mtime and content), besides SIGHUP.
     interval = r.get("interval", number(0, unit=" (seconds; 0 = reload only on SIGHUP)"), AppConfig.reload_interval)
     debug = r.get("log_debug", boolean(), False)
+    instance = r.get("instance", instance_name(), "")
     if r.has("log_level"):
-        return r.get("log_level", choice(LOG_LEVELS, normalize=str.upper), "INFO"), interval
-    return ("DEBUG" if debug else "INFO"), interval
+        return r.get("log_level", choice(LOG_LEVELS, normalize=str.upper), "INFO"), interval, instance
+    return ("DEBUG" if debug else "INFO"), interval, instance
 
 
 # secrets -------------------------------------------------------------------------------------
@@ -540,7 +544,7 @@ def parse(data: Any, environ: Mapping[str, str] = os.environ, source: str = "") 
     ctx = Context(environ, hidden=secret_values(data))
     root = Reader(ctx, data, "")
     root.check_keys(_TOP)
-    log_level, reload_interval = _read_global(root)
+    log_level, reload_interval, instance = _read_global(root)
     f5 = _read_f5(root)
     scheduler = SchedulerConfig(**_section(root, "scheduler", _SCHEDULER)[1])
     modes = _read_modes(root)
@@ -559,6 +563,7 @@ def parse(data: Any, environ: Mapping[str, str] = os.environ, source: str = "") 
         engine_keys=engine_keys,
         telemetry=telemetry,
         log_level=log_level,
+        instance=instance,
         source=source,
         notes=tuple(ctx.notes),
         warnings=tuple(ctx.warnings),
@@ -576,8 +581,39 @@ class _DuplicateKey(yaml.YAMLError):
         super().__init__(f"line {line}: duplicate key {key!r} (first at line {first}); a second one would replace it")
 
 
+#: YAML aliases (`*name`) a config may use: enough to share a metrics or weights block between pools.
+MAX_ALIASES = 100
+#: Nodes the document may stand for once every alias is expanded (a real config has a few hundred):
+#: an "alias bomb" (aliases of aliases, a billion nodes from a few lines) is refused before it is built.
+MAX_EXPANDED_NODES = 100_000
+
+
+class _TooLarge(yaml.YAMLError):
+    pass
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (PyYAML silently keeps the last)."""
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML silently keeps the last), more
+    than MAX_ALIASES aliases, and a document that expands to more than MAX_EXPANDED_NODES nodes."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._aliases = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                line = self.peek_event().start_mark.line + 1
+                raise _TooLarge(f"line {line}: more than {MAX_ALIASES} YAML aliases (*name); write the values out")
+        return super().compose_node(parent, index)
+
+    def construct_document(self, node):
+        size = _expanded_size(node, {})
+        if size > MAX_EXPANDED_NODES:
+            raise _TooLarge(f"YAML aliases expand the document to more than {MAX_EXPANDED_NODES:,} nodes "
+                            f"(an alias bomb?); write the values out")
+        return super().construct_document(node)
 
     def construct_mapping(self, node, deep=False):
         seen: dict[Any, int] = {}
@@ -592,6 +628,28 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+_IN_PROGRESS = -1
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """How many nodes `node` stands for with every alias expanded (each shared node counted once per use,
+    computed once: linear in the composed graph however large the expansion)."""
+    known = memo.get(id(node))
+    if known == _IN_PROGRESS:
+        raise _TooLarge(f"line {node.start_mark.line + 1}: a YAML alias refers to a node that contains it")
+    if known is not None:
+        return known
+    memo[id(node)] = _IN_PROGRESS
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        total += sum(_expanded_size(child, memo) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        total += sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    total = min(total, MAX_EXPANDED_NODES + 1)  # stop growing the integer once over the cap
+    memo[id(node)] = total
+    return total
+
+
 def _read_yaml(path: str) -> Any:
     try:
         with open(path, encoding="utf-8") as f:
@@ -602,7 +660,7 @@ def _read_yaml(path: str) -> Any:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     try:
         return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
-    except _DuplicateKey as exc:
+    except (_DuplicateKey, _TooLarge) as exc:
         raise ConfigError(f"{path}: {exc}") from None
     except yaml.MarkedYAMLError as exc:
         # Only the problem text, never the snippet: the offending line may hold an APIkey.

@@ -192,6 +192,19 @@ def url_path() -> Conv:
     return conv
 
 
+def instance_name() -> Conv:
+    """global.instance: this controller's id in GUI notes (`f5-llm-ratio[<id>]:`), so letters, digits,
+    '.', '_' and '-' only, at most 40 characters."""
+
+    def conv(v: Any) -> str:
+        s = string()(v).strip()
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}", s):
+            raise Invalid(f"expected 1-40 letters, digits, '.', '_' or '-' (starting with a letter or digit), got {s!r}")
+        return s
+
+    return conv
+
+
 def host_name() -> Conv:
     def conv(v: Any) -> str:
         s = string()(v).strip()

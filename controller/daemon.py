@@ -1,19 +1,18 @@
-"""The long-running loop: APScheduler ticks, signals, config reload, systemd notifications."""
+"""The long-running loop: ticks on the monotonic clock (controller.ticker), signals, config reload, systemd
+notifications."""
 
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import re
+import resource
 import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
-
-from apscheduler.schedulers.blocking import BlockingScheduler
 
 from controller import configfile, logs, render, sdnotify
 from controller.clock import Clock, SystemClock
@@ -23,6 +22,7 @@ from controller.failover import FailoverClient
 from controller.model import Kind, Outcome, Reason, TickReport
 from controller.reconcile import Reconciler
 from controller.scrape import Scraper
+from controller.ticker import Ticker
 from controller.tokenstore import TokenStore
 
 # While BIG-IP fails every read, ticks are spaced out: one tick, then twice as long each time, up to this.
@@ -37,16 +37,27 @@ SETTLE_MAX_SECONDS = 60.0
 STOP_GRACE = 3.0
 
 
-def instance_id(config_path: str = "", hostname: str | None = None) -> str:
-    """This controller's id for GUI notes: short host name + a hash of the config file's absolute path.
-
-    Stable across restarts (so a restarted daemon recognises its own notes), different for two daemons
-    on two hosts or with two config files on one host.
-    """
+def _short_host(hostname: str | None = None) -> str:
     host = (hostname if hostname is not None else socket.gethostname()).split(".")[0]
-    host = re.sub(r"[^A-Za-z0-9-]", "", host)[:24] or "host"
+    return re.sub(r"[^A-Za-z0-9-]", "", host)[:24] or "host"
+
+
+def instance_id(configured: str = "", hostname: str | None = None) -> str:
+    """This controller's id in GUI notes: `global.instance`, else the short host name.
+
+    One daemon per host and pool set is one owner: the id does not depend on the config file's path, so
+    `run --once` or `plan` with a copy of the config (or the daemon after the file moved) is the same
+    owner as the daemon, never "another live instance" that locks it out of its own members. Two
+    controllers on one host that steer the same pools must set different `global.instance` values.
+    """
+    return configured or _short_host(hostname)
+
+
+def token_file_id(config_path: str = "", hostname: str | None = None) -> str:
+    """The token state file's name part: host + a hash of the config path, as before issue 19, so two
+    daemons sharing a state directory never take (and delete) each other's BIG-IP token."""
     path = os.path.abspath(config_path) if config_path else ""
-    return f"{host}-{hashlib.sha256(path.encode()).hexdigest()[:6]}"
+    return f"{_short_host(hostname)}-{hashlib.sha256(path.encode()).hexdigest()[:6]}"
 
 
 #: Tests of two real processes replace the random draw (a number in [0, 1]) so their order is known.
@@ -69,16 +80,38 @@ def settle_seconds(cfg: AppConfig) -> float:
 def build(cfg: AppConfig, *, dry_run: bool, clock: Clock | None = None) -> Reconciler:
     """Wire the real edges to the reconciler."""
     clock = clock or SystemClock()
-    instance = instance_id(cfg.source)
+    instance = instance_id(cfg.instance)
     # Only the writer remembers its token: `plan`, `check` and dry runs must not adopt (and then delete) it.
-    store = TokenStore(cfg.f5.state_dir, instance) if cfg.f5.state_dir and not dry_run else None
+    store = TokenStore(cfg.f5.state_dir, token_file_id(cfg.source)) if cfg.f5.state_dir and not dry_run else None
     # One host or every unit of an HA pair (one token each, in one state file); reads trust a failover
     # check made within half a tick.
     bigip = FailoverClient(cfg.f5, clock=clock, token_store=store, recheck=cfg.scheduler.tick_seconds / 2,
                            read_only=dry_run)
     logs.REDACTOR.sources[:] = [bigip.secrets]
-    scraper = Scraper(max_workers=cfg.scheduler.scrape_concurrency, clock=clock)
+    keepalive = fit_keepalive(cfg.scheduler.scrape_keepalive, cfg.scheduler.scrape_concurrency)
+    scraper = Scraper(max_workers=cfg.scheduler.scrape_concurrency, clock=clock, keepalive=keepalive)
     return Reconciler(cfg, bigip, scraper, clock=clock, dry_run=dry_run, log=logs.get(), instance=instance)
+
+
+#: File descriptors kept free for everything but the scrapes: BIG-IP connections (write_concurrency and
+#: HA units), the telemetry server and its clients, logs, the token state file, Python itself.
+RESERVED_FDS = 96
+
+
+def fit_keepalive(wanted: int, concurrency: int, soft_limit: int | None = None) -> int:
+    """scheduler.scrape_keepalive, lowered (with one warning) so that the scrapes' sockets, at most
+    keepalive + concurrency, fit under the open-file limit with RESERVED_FDS to spare."""
+    if soft_limit is None:
+        soft_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft_limit == resource.RLIM_INFINITY or soft_limit <= 0:
+        return wanted
+    room = max(0, soft_limit - concurrency - RESERVED_FDS)
+    if wanted <= room:
+        return wanted
+    logs.get().warning("scrape_keepalive_lowered", wanted=wanted, used=room, open_files_limit=soft_limit,
+                       scrape_concurrency=concurrency,
+                       hint="raise LimitNOFILE (systemd) or lower scheduler.scrape_concurrency")
+    return room
 
 
 def close(rec: Reconciler) -> None:
@@ -151,7 +184,8 @@ class Daemon:
         self.lock = threading.Lock()  # one tick at a time, and no teardown mid-tick
         self.reload_requested = False
         self.watch = FileWatch(config_path)
-        self.scheduler: BlockingScheduler | None = None
+        self.ticker: Ticker | None = None
+        self._watch_stop: threading.Event | None = None  # ends the config-file polling thread
         self.backoff = 0.0
         self.skip_until = 0.0
         self.on_tick: list[Callable[[TickReport], None]] = []
@@ -217,12 +251,11 @@ class Daemon:
     def _tick_at_settle(self) -> None:
         """One extra tick the moment the settle delay ends, so the first write is not rounded up to the
         tick grid (two instances started together tick in step: rounding would make their delays equal)."""
-        if self.scheduler is None or self._settle_tick_added or not self.rec.settling or self.rec.settle_at is None:
+        if self.ticker is None or self._settle_tick_added or not self.rec.settling or self.rec.settle_at is None:
             return
         self._settle_tick_added = True
         wait = max(0.0, self.rec.settle_at - self.rec.clock.monotonic())
-        self.scheduler.add_job(self.tick, "date", id="settle", run_date=datetime.now() + timedelta(seconds=wait),
-                               misfire_grace_time=None)
+        self.ticker.also_at(time.monotonic() + wait)
 
     # -- reload -----------------------------------------------------------------------------
     def request_reload(self, *_args) -> None:
@@ -236,13 +269,26 @@ class Daemon:
             self.request_reload()
 
     def _schedule_watch(self) -> None:
-        if self.scheduler is None:
+        """(Re)start polling the config file every global.interval seconds, on the monotonic clock (a
+        thread of its own, waiting on an Event: a wall-clock step moves nothing)."""
+        if self.ticker is None:
             return
-        if self.scheduler.get_job("config-watch") is not None:
-            self.scheduler.remove_job("config-watch")
-        if self.cfg.reload_interval > 0:
-            self.scheduler.add_job(self.poll_config, "interval", id="config-watch", seconds=self.cfg.reload_interval,
-                                   max_instances=1, coalesce=True, misfire_grace_time=None)
+        if self._watch_stop is not None:
+            self._watch_stop.set()
+            self._watch_stop = None
+        interval = self.cfg.reload_interval
+        if interval <= 0:
+            return
+        stop = self._watch_stop = threading.Event()
+
+        def poll() -> None:
+            while not stop.wait(interval):
+                try:
+                    self.poll_config()
+                except Exception as exc:  # noqa: BLE001 - polling must go on
+                    self.log.error("config_watch_failed", error=str(exc))
+
+        threading.Thread(target=poll, name="config-watch", daemon=True).start()
 
     def _reload(self) -> None:
         self.reload_requested = False
@@ -258,8 +304,8 @@ class Daemon:
         logs.REDACTOR.update(cfg.secrets())
         self.rec = self.builder(cfg, dry_run=self.dry_run)
         announce(cfg, self.log)
-        if self.scheduler is not None:
-            self.scheduler.reschedule_job("tick", trigger="interval", seconds=cfg.scheduler.tick_seconds)
+        if self.ticker is not None:
+            self.ticker.interval = cfg.scheduler.tick_seconds
             self._schedule_watch()
         self.log.info("config_reloaded", source=cfg.source)
         self._notify_reload(True)
@@ -275,28 +321,31 @@ class Daemon:
     def stop(self, *_args) -> None:
         self.log.info("stopping", reason="signal")
         sdnotify.notify("STOPPING=1")
-        if self.scheduler is not None and self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+        if self.ticker is not None:
+            self.ticker.stop()
+        if self._watch_stop is not None:
+            self._watch_stop.set()
+
+    def _late(self, seconds: float) -> None:
+        """Each interval a tick overruns: no WATCHDOG ping (a hung tick must get the daemon restarted)."""
+        self.log.debug("tick_overrunning", seconds=round(seconds, 1), tick_seconds=self.cfg.scheduler.tick_seconds)
 
     def run_forever(self) -> int:
-        logging.getLogger("apscheduler").setLevel(logging.ERROR)
-        self.scheduler = BlockingScheduler()
+        # Monotonic timing: a wall-clock step (NTP, a resumed VM) neither stops nor bunches the ticks.
+        self.ticker = Ticker(self.tick, self.cfg.scheduler.tick_seconds)
+        self.ticker.late.append(self._late)
         if not self.dry_run:
             self.rec.arm_settle(settle_seconds(self.cfg))
             draw = fixed_draw(os.environ.get(SETTLE_DRAW_ENV))
             if draw is not None:
                 self.rec.rng = lambda: draw
-        self.scheduler.add_job(
-            self.tick, "interval", id="tick", seconds=self.cfg.scheduler.tick_seconds,
-            max_instances=1, coalesce=True, next_run_time=datetime.now(), misfire_grace_time=None,
-        )
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
         signal.signal(signal.SIGHUP, self.request_reload)
         self._schedule_watch()
         sdnotify.notify("READY=1")
         self.log.info("started", dry_run=self.dry_run)
-        self.scheduler.start()  # returns after stop()
+        self.ticker.run()  # returns after stop()
         return self._shutdown()
 
     def _shutdown(self) -> int:

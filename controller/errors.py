@@ -61,6 +61,10 @@ class PermanentBigIPError(BigIPError):
     pass
 
 
+class ReplyTooLargeError(PermanentBigIPError):
+    """A BIG-IP reply larger than `f5.max_reply_mb`: refused unread (not retried within the tick)."""
+
+
 class AuthError(PermanentBigIPError):
     pass
 

@@ -328,6 +328,12 @@ class ScrapeResult:
     detail: str = ""
     duration: float = 0.0
     detected: str = ""  # on a "missing-metric" failure: the engine type the page looks like (engines.detect), if any
+    #: True when this tick did not reach the member (tick deadline) and this is its last good scrape, from
+    #: `at`, younger than the pool's weights.stale_after (Reconciler: large fleets are scraped in turns).
+    carried: bool = False
+    #: False when the tick's deadline passed before this member's request was sent (error "deadline"):
+    #: the fleet did not fit the tick, which says nothing about the member.
+    reached: bool = True
 
     @property
     def ok(self) -> bool:

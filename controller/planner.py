@@ -14,6 +14,7 @@ comes from the PoolState just read from BIG-IP.
 from __future__ import annotations
 
 import calendar
+import functools
 import math
 import re
 import time
@@ -90,8 +91,11 @@ def may_describe(member: Member, w: WeightsConfig) -> bool:
     return w.describe and (not member.description or member.description.startswith((NOTE_PREFIX, OWNED_PREFIX)))
 
 
+@functools.lru_cache(maxsize=16384)
 def note_owner(description: str) -> tuple[str, float] | None:
-    """(instance id, wall time written) from a GUI note of an instance with an id; None for anything else."""
+    """(instance id, wall time written) from a GUI note of an instance with an id; None for anything else.
+
+    Cached: every member's note is read every tick, and most notes do not change between ticks."""
     found = _OWNED_NOTE.match(description or "")
     if not found:
         return None
@@ -137,7 +141,9 @@ def _remember(pool: PoolState, scrapes: Mapping[str, ScrapeResult], memory: Memo
     for m in pool.members:
         obs = memory.get(m.key) or Observation(first_seen=now)
         result = scrapes.get(m.key)
-        if m.active and result is not None and result.sample is not None:
+        if m.active and result is not None and result.sample is not None and result.carried:
+            obs = replace(obs, last_fresh=result.at)  # read in an earlier tick: its counters are already counted
+        elif m.active and result is not None and result.sample is not None:
             obs = replace(obs, last_fresh=now, speed=capacity.observe(obs.speed, result.sample, result.at))
         out[m.key] = obs
     return out

@@ -136,6 +136,7 @@ class Reconciler:
         # a different ratio read back is a hand edit, logged once (`hand_edit_overwritten`). Memory of what was
         # written decides nothing here; the plan is still made from what BIG-IP holds.
         self._written: dict[str, dict[str, int]] = {}
+        self._good: dict[ScrapeKey, ScrapeResult] = {}  # each member's last good scrape (see _scrape)
 
     # -- reading -------------------------------------------------------------------------------
     def _read(self, ref: PoolRef) -> PoolState | Outcome:
@@ -182,15 +183,55 @@ class Reconciler:
 
     # -- scraping ------------------------------------------------------------------------------
     def _scrape(self, states: Mapping[str, tuple[PoolConfig, PoolState]]) -> dict[str, dict[str, ScrapeResult]]:
-        targets = []
+        """Scrape every active member, the longest-unscraped first, within the tick's scrape deadline.
+
+        A fleet too large to scrape whole within one tick is scraped in turns: the members the deadline
+        left unreached (never sent a request) are the most recently scraped ones, and each of them keeps
+        its last good result (`carried`) while that is younger than its pool's `weights.stale_after`, so
+        the pool is planned on every member's latest figures and is never blind just because the tick was
+        short. A request cut off in flight is the member's own slowness: unknown, as before."""
+        targets: list[tuple[float, int, Target]] = []
+        stale_after: dict[str, float] = {}
+        never = float("-inf")
         for pool_cfg, state in states.values():
             keys = self.cfg.keys_for(pool_cfg.engine_type)
-            targets += [self.target_for(m, pool_cfg, keys) for m in state.members if state.serving(m)]
-        results = self.scraper.scrape(targets, self.cfg.scheduler.scrape_deadline) if targets else {}
+            for i, m in enumerate(m for m in state.members if state.serving(m)):
+                target = self.target_for(m, pool_cfg, keys)
+                last = self._good.get(target.key)
+                # Oldest sample first; among equals (never scraped) the pools take turns, so no pool waits
+                # for another to be scraped whole.
+                targets.append((last.at if last is not None else never, i, target))
+            stale_after[pool_cfg.ref.full_path] = pool_cfg.weights.stale_after
+        targets.sort(key=lambda e: e[:2])
+        order = [t for _, _, t in targets]
+        results = self.scraper.scrape(order, self.cfg.scheduler.scrape_deadline) if order else {}
+        now = self.clock.monotonic()
+        good: dict[ScrapeKey, ScrapeResult] = {}
         out: dict[str, dict[str, ScrapeResult]] = {path: {} for path in states}
+        unreached = 0
         for key, result in results.items():
+            last = self._good.get(key)
+            if result.ok:
+                good[key] = result
+            elif not result.reached and last is not None and now - last.at < stale_after.get(key.pool, 0.0):
+                good[key] = last
+                out.setdefault(key.pool, {})[key.member] = replace(last, carried=True)
+                unreached += 1
+                continue  # not reached this tick, with a recent sample: not a failure of the member's
+                # (a request cut off in flight is: that member was slow, and is unknown as before)
             out.setdefault(key.pool, {})[key.member] = result
-            self._note_scrape(key.pool, key.member, result)
+            if result.reached:
+                self._note_scrape(key.pool, key.member, result)
+            else:
+                unreached += 1  # the fleet did not fit the tick: one line for all of them, below
+        self._good = good  # members no longer scraped are forgotten
+        if unreached:
+            self.faults.fault("scrape:turns", "scrape_in_turns", members=len(order), not_reached=unreached,
+                              deadline_seconds=self.cfg.scheduler.scrape_deadline,
+                              reason="more members than one tick's scrape deadline reaches: the longest-unscraped "
+                                     "go first, the rest keep their last sample (up to weights.stale_after)")
+        else:
+            self.faults.clear("scrape:turns", "scrape_all_in_one_tick", members=len(order))
         return out
 
     def _note_scrape(self, pool: str, member: str, result: ScrapeResult) -> None:

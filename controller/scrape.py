@@ -1,7 +1,10 @@
 """Fetch the engines' /metrics pages concurrently, each within its own timeout and the tick's deadline.
 
-One `Scraper` lives as long as the daemon: a urllib3 PoolManager keeps one keep-alive connection pool
-per engine (grown with the fleet), and a fixed thread pool bounds the concurrency. It talks to urllib3
+One `Scraper` lives as long as the daemon: a fixed thread pool bounds the concurrency, and the open
+sockets are bounded too, by `keepalive + max_workers` whatever the member count: the first `keepalive`
+endpoints seen keep one keep-alive connection each (urllib3 pools); every other endpoint is fetched
+on a connection of its own, `Connection: close`, closed as soon as the page is read. (A socket per
+member ran a 1,200-member fleet out of file descriptors under systemd's default limit of 1,024.) It talks to urllib3
 directly rather than through requests, whose per-request work (preparing, merging and wrapping) cost
 more CPU than the page itself at 1,000 members (docs/performance.md). `scrape()` never raises and
 always returns by the deadline; every member gets a `ScrapeResult` with either a Sample or a short
@@ -16,8 +19,11 @@ budget of min(target.timeout, time left in the tick), and at the deadline any re
 is shut down from the calling thread.
 
 What requests used to provide is kept: no retries (the next tick is the retry); up to 3 redirects
-(vLLM versions that mount /metrics as an ASGI app redirect to /metrics/), the Authorization header
-dropped when a redirect leaves the host; https verified against REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE
+(vLLM versions that mount /metrics as an ASGI app redirect to /metrics/), **only to the same scheme,
+host and port**: a redirect anywhere else is not followed and the scrape fails with `error`
+"redirect to another host not followed: <host:port>" (an engine, or whatever answers on its address,
+must not make the controller fetch, and trust as load, a page from elsewhere: 169.254.169.254, ...);
+https verified against REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE
 when set, else certifi's bundle; HTTP_PROXY / HTTPS_PROXY / ALL_PROXY / NO_PROXY and ~/.netrc
 honoured. The environment is read once per URL (a change while the daemon runs applies to URLs seen
 after it), not on every request.
@@ -39,8 +45,9 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from urllib.parse import urljoin, urlsplit
 
@@ -59,8 +66,11 @@ from controller.model import Member, ScrapeKey, ScrapeResult
 #: The classic text format. Never ask for OpenMetrics: some servers then escape colons in names.
 ACCEPT = "text/plain;version=0.0.4"
 _CHUNK = 64 * 1024
-_POOLS_MIN = 128  # keep-alive host pools to start with; grown to the number of members scraped
+NOT_REACHED = "not reached: the tick deadline passed before the request was sent"
+#: Endpoints that keep a keep-alive connection between ticks; beyond this, a connection per scrape.
+KEEPALIVE = 128
 _DETAIL_MAX = 200
+_CACHE_MAX = 50_000  # URLs whose environment and route are remembered (cleared beyond: a fleet this large churns)
 _MAX_REDIRECTS = 3  # vLLM versions that mount /metrics as an ASGI app redirect to /metrics/
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _REDIRECT_BODY_MAX = 64 * 1024  # read (to reuse the connection) up to this; else close it
@@ -150,35 +160,85 @@ class _Flight:
             _shutdown(response)
 
 
-class _Pools:
-    """The Scraper's connection pools: one urllib3 PoolManager per (proxy, CA bundle), in practice one.
+class _Run:
+    """One `Scraper.scrape` call: the targets not started yet, the requests in flight and the results.
+    After `finish` the loops' late results are dropped (the caller has its answer)."""
 
-    Each keeps one keep-alive pool per endpoint (`hosts` of them; urllib3 closes the least recently used
-    pool beyond that, so `Scraper._fit_pools` grows them with the fleet), up to `maxsize` connections per
-    endpoint. No retries: a retry inside one tick only eats the deadline, and the next tick is the retry.
-    `close()` drops every idle connection; the pools stay usable (new connections)."""
-
-    def __init__(self, hosts: int, maxsize: int):
-        self.hosts = hosts
-        self.maxsize = maxsize
-        self._managers: dict[tuple[str | None, str], urllib3.PoolManager] = {}
+    def __init__(self, targets: Sequence[Target]):
+        self._todo = deque(targets)
+        self._flying: dict[int, _Flight] = {}
+        self._results: dict[ScrapeKey, ScrapeResult] = {}
+        self._closed = False
         self._lock = threading.Lock()
 
-    def manager(self, proxy: str | None, verify: str) -> urllib3.PoolManager:
-        key = (proxy, verify)
+    def next(self) -> _Flight | None:
+        with self._lock:
+            if self._closed or not self._todo:
+                return None
+            flight = _Flight(self._todo.popleft())
+            self._flying[id(flight)] = flight
+            return flight
+
+    def done(self, flight: _Flight, result: ScrapeResult) -> None:
+        with self._lock:
+            self._flying.pop(id(flight), None)
+            if not self._closed:
+                self._results[flight.target.key] = result
+
+    def finish(self, cut: Callable[[_Flight], ScrapeResult], unreached: Callable[[Target], ScrapeResult]) -> dict[ScrapeKey, ScrapeResult]:
+        with self._lock:
+            self._closed = True
+            flying, todo = list(self._flying.values()), list(self._todo)
+            self._todo.clear()
+            results = dict(self._results)
+        for flight in flying:
+            results[flight.target.key] = cut(flight)
+        for target in todo:
+            results[target.key] = unreached(target)
+        return results
+
+
+class _Pools:
+    """The Scraper's connection pools: urllib3 PoolManagers per (proxy, CA bundle, kept), in practice two.
+
+    Kept endpoints (at most `keepalive`, the first seen: sticky, so they do not churn) share managers that
+    hold one pool per endpoint, up to `maxsize` connections each (a member listed in two pools is fetched
+    twice in a tick). The other endpoints share managers that hold at most `maxsize` small pools; their
+    connections are closed after each page (`Scraper._get`), so they hold a socket only while in flight.
+    No retries: a retry inside one tick only eats the deadline, and the next tick is the retry.
+    `close()` drops every idle connection; the pools stay usable (new connections)."""
+
+    def __init__(self, keepalive: int, maxsize: int):
+        self.keepalive = max(0, keepalive)
+        self.maxsize = maxsize
+        self._managers: dict[tuple[str | None, str, bool], urllib3.PoolManager] = {}
+        self._kept: set[tuple[str, str, int | None]] = set()
+        self._lock = threading.Lock()
+
+    def keep(self, url: str) -> bool:
+        """Whether `url`'s endpoint keeps its connection between ticks (claims a slot while any is free)."""
+        parts = urlsplit(url)
+        endpoint = (parts.scheme.lower(), (parts.hostname or "").lower(), parts.port)
+        with self._lock:
+            if endpoint in self._kept:
+                return True
+            if len(self._kept) < self.keepalive:
+                self._kept.add(endpoint)
+                return True
+            return False
+
+    def manager(self, proxy: str | None, verify: str, kept: bool) -> urllib3.PoolManager:
+        key = (proxy, verify, kept)
         found = self._managers.get(key)
         if found is None:
             with self._lock:
                 found = self._managers.get(key)
                 if found is None:
-                    found = self._managers[key] = _manager(proxy, verify, self.hosts, self.maxsize)
+                    # A cold endpoint's pool holds no idle connection, so one slot (urllib3 fills a pool's
+                    # queue with `maxsize` placeholders when it creates one and drains it when it drops one).
+                    hosts, size = (self.keepalive + 8, self.maxsize) if kept else (4 * self.maxsize, 1)
+                    found = self._managers[key] = _manager(proxy, verify, hosts, size)
         return found
-
-    def resize(self, hosts: int) -> None:
-        with self._lock:
-            old, self._managers, self.hosts = self._managers, {}, hosts
-        for m in old.values():
-            m.clear()  # its idle connections; a request still holding one closes it when done
 
     def close(self) -> None:
         with self._lock:
@@ -210,6 +270,7 @@ class _Route:
 
     manager: urllib3.PoolManager
     netrc: tuple[str, str] | None
+    kept: bool  # False: one connection per page, closed after it (the socket bound)
 
 
 class Scraper:
@@ -224,15 +285,16 @@ class Scraper:
         max_workers: int = 32,
         max_bytes: int = 8 * 1024 * 1024,
         clock: Clock | None = None,  # SystemClock() when None
+        keepalive: int = KEEPALIVE,
     ):
         self.max_bytes = max_bytes
         self.clock = clock or SystemClock()
         self._max_workers = max_workers
         self._env: dict[str, tuple[dict, str, tuple[str, str] | None]] = {}  # url -> (proxies, CA, netrc auth)
         self._routes: dict[str, _Route] = {}
-        # Up to max_workers connections per endpoint, as before: a member listed in several pools is
-        # fetched once per pool in the same tick, and a full pool would discard (and log) connections.
-        self._session = _Pools(_POOLS_MIN, max_workers)
+        # Open sockets: at most `keepalive` idle ones (plus a rare second one for a member listed in two
+        # pools) and `max_workers` in flight.
+        self._session = _Pools(keepalive, max_workers)
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="scrape")
         self._slots: dict[str, tuple[int | None, float]] = {}  # /props URL -> (slots, monotonic time read)
 
@@ -247,21 +309,42 @@ class Scraper:
         self._session.close()
 
     def scrape(self, targets: Sequence[Target], deadline: float) -> dict[ScrapeKey, ScrapeResult]:
-        """Scrape every target; return by `deadline` seconds from now with one result per member."""
+        """Scrape every target, in the order given; return by `deadline` seconds from now with one result
+        per target. At most `max_workers` loops each take the next target until none is left or the
+        deadline passes (so a tick's cost follows what it fetches, not the fleet size); targets never
+        started get "deadline" with `reached` False, requests in flight are cut off."""
         end = time.monotonic() + max(0.0, deadline)
-        self._fit_pools(len(targets))
-        flights: dict[Future, _Flight] = {}
-        for target in targets:
-            flight = _Flight(target)
+        run = _Run(targets)
+        loops = []
+        for _ in range(min(len(targets), self._max_workers)):
             try:
-                flights[self._pool.submit(self._fetch, flight, end)] = flight
+                loops.append(self._pool.submit(self._loop, run, end))
             except RuntimeError:  # the pool was closed: report rather than raise
-                flights[_done(self._result(target, 0.0, "error", "scraper closed"))] = flight
-        wait(flights, timeout=max(0.0, end - time.monotonic()))
-        results: dict[ScrapeKey, ScrapeResult] = {}
-        for future, flight in flights.items():
-            results[flight.target.key] = self._collect(future, flight, deadline)
-        return results
+                break
+        if loops:
+            wait(loops, timeout=max(0.0, end - time.monotonic()))
+        return run.finish(lambda flight: self._cut(flight, deadline),
+                          lambda target: self._unreached(target, "scraper closed" if not loops else NOT_REACHED))
+
+    def _loop(self, run: _Run, end: float) -> None:
+        while time.monotonic() < end:
+            flight = run.next()
+            if flight is None:
+                return
+            try:
+                result = self._fetch(flight, end)
+            except Exception as exc:  # noqa: BLE001 - _fetch catches everything; this is a last guard
+                result = self._result(flight.target, 0.0, "error", type(exc).__name__)
+            run.done(flight, result)
+
+    def _cut(self, flight: _Flight, deadline: float) -> ScrapeResult:
+        flight.abort()
+        return self._result(flight.target, deadline, "deadline", f"no answer within the {deadline:g}s tick deadline")
+
+    def _unreached(self, target: Target, detail: str) -> ScrapeResult:
+        if detail != NOT_REACHED:
+            return self._result(target, 0.0, "error", detail)
+        return replace(self._result(target, 0.0, "deadline", NOT_REACHED), reached=False)
 
     def _environment(self, url: str) -> tuple[dict, str, tuple[str, str] | None]:
         """What requests would take from the environment for `url`: the proxies (HTTP_PROXY, HTTPS_PROXY,
@@ -289,39 +372,21 @@ class Scraper:
             if proxy:
                 proxy = requests.utils.prepend_scheme_if_needed(proxy, "http")
             self._trim(self._routes)
-            route = self._routes[url] = _Route(self._session.manager(proxy or None, verify), netrc)
+            kept = self._session.keep(url)
+            route = self._routes[url] = _Route(self._session.manager(proxy or None, verify, kept), netrc, kept)
         return route
 
     def _trim(self, cache: dict) -> None:
-        if len(cache) > 4 * self._session.hosts:
+        if len(cache) > _CACHE_MAX:
             cache.clear()
 
-    def _fit_pools(self, endpoints: int) -> None:
-        """Keep one keep-alive pool per endpoint. urllib3 keeps at most `num_pools` host pools and closes
-        the least recently used beyond that: with more members than pools, every scrape would open a new
-        TCP connection (and close another member's). So the pools grow with the fleet."""
-        if endpoints <= self._session.hosts:
-            return
-        self._session.resize(max(endpoints + endpoints // 4, 2 * self._session.hosts))
-        self._routes.clear()  # they point at the old managers
-
     # -- one target --------------------------------------------------------------------------------
-    def _collect(self, future: Future, flight: _Flight, deadline: float) -> ScrapeResult:
-        if not future.done():
-            future.cancel()
-            flight.abort()
-            return self._result(flight.target, deadline, "deadline", f"no answer within the {deadline:g}s tick deadline")
-        try:
-            return future.result()
-        except Exception as exc:  # noqa: BLE001 - _fetch catches everything; this is a last guard
-            return self._result(flight.target, 0.0, "error", type(exc).__name__)
-
     def _fetch(self, flight: _Flight, end: float) -> ScrapeResult:
         target = flight.target
         started = time.monotonic()
         budget = min(target.timeout, end - started)
         if budget <= 0 or flight.aborted:
-            return self._result(target, 0.0, "deadline", "tick deadline passed before the request started")
+            return replace(self._result(target, 0.0, "deadline", NOT_REACHED), reached=False)
         # Which limit stops us decides the slug: the member's own timeout, or the tick's deadline.
         late = "timeout" if target.timeout <= end - started else "deadline"
         text = ""
@@ -367,6 +432,8 @@ class Scraper:
         route = self._route(url)
         headers = _headers(target, target.auth or route.netrc)
         for hop in range(_MAX_REDIRECTS + 1):
+            if not route.kept:
+                headers = {**headers, "Connection": "close"}
             left = stop_at - time.monotonic()
             if left <= 0:
                 raise _Failed(late, f"no response within {budget:.2g}s")
@@ -383,14 +450,14 @@ class Scraper:
                 if location:
                     if hop == _MAX_REDIRECTS:
                         raise _Failed("error", "too many redirects")
-                    consumed = self._skip_body(response, stop_at, budget, late)
-                    url, headers = _redirect(url, location, headers)
+                    url = _redirect(url, location)
+                    consumed = route.kept and self._skip_body(response, stop_at, budget, late)
                     route = self._route(url)
                     continue
                 if not 200 <= status < 300:
                     raise _Failed(f"http-{status}", (response.reason or "")[:80])
                 body = self._read_body(response, stop_at, budget, late)
-                consumed = True
+                consumed = route.kept  # else the connection is closed below: the socket bound
                 if flight.aborted:  # a shutdown read ends like EOF: never parse a truncated page
                     raise _Failed("deadline", "cut off at the tick deadline")
             finally:
@@ -466,28 +533,27 @@ def _headers(target: Target, auth: tuple[str, str] | None) -> dict[str, str]:
     return headers
 
 
-def _redirect(url: str, location: str, headers: dict[str, str]) -> tuple[str, dict[str, str]]:
-    """The next URL, and the headers to send it: Authorization is dropped when the redirect leaves the
-    origin, by requests' rule (`_strip_auth`)."""
+def _redirect(url: str, location: str) -> str:
+    """The next URL: followed only to the same scheme, host and port (so credentials never leave the
+    origin either). Anywhere else fails the scrape, naming where it pointed (no path, no query)."""
     new = urljoin(url, location)
-    if _strip_auth(url, new):
-        headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
-    return new, headers
+    if _origin(new) != _origin(url):
+        parts = urlsplit(new)
+        where = f"{parts.scheme}://{parts.hostname or '?'}:{_port(parts)}" if parts.scheme else "?"
+        raise _Failed("error", f"redirect to another host not followed: {where} (only the same scheme, host and port)")
+    return new
 
 
-def _strip_auth(old_url: str, new_url: str) -> bool:
-    """requests' Session.should_strip_auth: another host, port or scheme, except http -> https on the
-    default ports, and a default port written out or left implicit."""
-    old, new = urlsplit(old_url), urlsplit(new_url)
-    if old.hostname != new.hostname:
-        return True
-    if old.scheme == "http" and old.port in (80, None) and new.scheme == "https" and new.port in (443, None):
-        return False
-    changed_port, changed_scheme = old.port != new.port, old.scheme != new.scheme
-    default = ({"http": 80, "https": 443}.get(old.scheme), None)
-    if not changed_scheme and old.port in default and new.port in default:
-        return False
-    return changed_port or changed_scheme
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), _port(parts)
+
+
+def _port(parts) -> int | None:
+    try:
+        return parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    except ValueError:  # a port that is not a number
+        return None
 
 
 def _pieces(raw, stop_at: float) -> Iterator[bytes]:
@@ -522,12 +588,6 @@ def _shutdown(response: urllib3.BaseHTTPResponse) -> None:
                 sock.shutdown(socket.SHUT_RD)
         except OSError:
             pass
-
-
-def _done(result: ScrapeResult) -> Future:
-    future: Future = Future()
-    future.set_result(result)
-    return future
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:

@@ -6,8 +6,9 @@ writes the token it holds to a private file, and on start reuses (or deletes) wh
 predecessor left there.
 
 Where: `f5.state_dir`, else `$STATE_DIRECTORY` (set by systemd's `StateDirectory=`), else no file.
-The file is `tokens-<instance>.json` (the instance id of `daemon.instance_id`: one per host and config
-path, so two daemons sharing a directory never take each other's token), mode 0600, written
+The file is `tokens-<id>.json` (`daemon.token_file_id`: host + a hash of the config path, one per host
+and config path, so two daemons sharing a directory never take each other's token; the owner id in GUI
+notes, `daemon.instance_id`, is `global.instance` or the host name), mode 0600, written
 atomically (temporary file + rename). It never holds the password. Its shape, one entry per BIG-IP
 unit (an HA pair has a token on each):
 

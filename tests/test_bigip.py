@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from controller.bigip import ATTEMPTS, BigIPClient, member_path
+from controller.clock import FakeClock
 from controller.errors import (
     AuthError,
     BigIPError,
@@ -351,3 +352,25 @@ def test_read_pool_route_domain_ipv6_and_subpath_members(client, auth):
     assert (rd.address, rd.port, rd.scrape_host) == ("10.0.0.1%2", 8000, "10.0.0.1")
     assert (v6.address, v6.port, v6.scrape_host) == ("2001:db8::1", 8000, "[2001:db8::1]")
     assert member_path(ref, v6) == "/mgmt/tm/ltm/pool/~Tenant~app~llm/members/~Tenant~app~2001:db8::1.8000"
+
+
+# -- issue 19: a reply over f5.max_reply_mb is refused ---------------------------------------------
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_reply_over_the_size_cap_is_refused_with_a_clear_error(auth, sleeps, declared):
+    from controller.errors import ReplyTooLargeError
+
+    client = BigIPClient(cfg(max_reply_mb=1.0), clock=FakeClock(), sleep=sleeps)
+    body = b'{"items": ["' + b"x" * (3 * 1024 * 1024) + b'"]}'
+    headers = {"Content-Length": str(len(body))} if declared else {"Transfer-Encoding": "chunked"}
+    auth.get(POOL_URL, content=body, headers=headers)
+    with pytest.raises(ReplyTooLargeError) as err:
+        client.read_pool(REF)
+    assert "larger than f5.max_reply_mb (1,048,576 bytes)" in str(err.value)
+    assert isinstance(err.value, PermanentBigIPError) and not err.value.retryable
+    assert len(non_auth(auth.request_history)) == 1  # not retried
+
+
+def test_a_reply_under_the_cap_is_read_as_before(auth, sleeps):
+    client = BigIPClient(cfg(max_reply_mb=1.0), clock=FakeClock(), sleep=sleeps)
+    auth.get(POOL_URL, json=pool_reply())
+    assert len(client.read_pool(REF).members) == len(pool_reply()["membersReference"]["items"]) > 0

@@ -301,3 +301,49 @@ def test_metrics_target_template_is_kept_and_filled_per_member():
 def test_metrics_target_problems_name_the_key(value, expected):
     found = problems(setting(minimal(), "pools[0].metrics", {"target": value}))
     assert any(p.startswith("pools[0].metrics.target:") and expected in p for p in found), found
+
+
+# --- issue 19: global.instance and YAML aliases ---------------------------------------------------
+
+
+def test_global_instance_is_read_and_a_bad_one_names_the_key():
+    assert parse(minimal(), ENV).instance == ""  # default: the host name (daemon.instance_id)
+    assert parse(setting(minimal(), "global.instance", "ctl-east.1"), ENV).instance == "ctl-east.1"
+    for bad in ("we]ird", "", "a b", "x" * 41, 12):
+        found = problems(setting(minimal(), "global.instance", bad))
+        assert any(p.startswith("global.instance") for p in found), (bad, found)
+
+
+def test_a_few_yaml_aliases_are_fine(tmp_path):
+    path = tmp_path / "c.yaml"
+    # an anchor in one pool, used by the next (what a real config does)
+    path.write_text("""
+f5: {host: 192.0.2.10, password_env: F5_PASSWORD}
+pools:
+  - {name: one, engine_type: vllm, metrics: &m {timeout: 2, path: /metrics}}
+  - {name: two, engine_type: vllm, metrics: *m}
+""")
+    cfg = load(str(path), ENV)
+    assert [p.metrics.timeout for p in cfg.pools] == [2, 2]
+
+
+def test_a_yaml_alias_bomb_is_refused_quickly(tmp_path):
+    lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    for i in range(1, 9):  # 9 ** 9 = 387 million strings once expanded
+        prev, cur = chr(ord("a") + i - 1), chr(ord("a") + i)
+        lines.append(f"{cur}: &{cur} [" + ",".join(f"*{prev}" for _ in range(9)) + "]")
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError) as err:
+        load(str(path), ENV)
+    assert "YAML aliases expand the document to more than 100,000 nodes" in str(err.value)
+
+
+def test_too_many_yaml_aliases_and_a_self_referencing_alias_are_refused(tmp_path):
+    path = tmp_path / "many.yaml"
+    path.write_text("a: &a 1\nb: [" + ",".join("*a" for _ in range(101)) + "]\n")
+    with pytest.raises(ConfigError, match="more than 100 YAML aliases"):
+        load(str(path), ENV)
+    path.write_text("a: &a [1, *a]\n")
+    with pytest.raises(ConfigError, match="refers to a node that contains it"):
+        load(str(path), ENV)

@@ -13,7 +13,6 @@ import time
 
 import pytest
 import structlog
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES
 
 from controller import daemon as daemon_mod
 from controller import planner
@@ -125,13 +124,13 @@ def test_ready_then_watchdog_per_tick_and_no_watchdog_while_a_tick_hangs(notify)
             while len(notify.times("WATCHDOG=1")) < 4 and time.monotonic() - t0 < 5:
                 time.sleep(0.02)
             seen["ticking"] = len(notify.times("WATCHDOG=1"))
-            # Released each time a tick falls due while the previous one still runs (the scheduler skips it).
-            d.scheduler.add_listener(lambda _event: skipped.release(), EVENT_JOB_MAX_INSTANCES)
+            # Released each tick period the running tick overruns (the loop waits for it, starts no other).
+            d.ticker.late.append(lambda _seconds: skipped.release())
             scraper.hang.set()
             assert scraper.hanging.wait(5)
             hung_at = time.monotonic()
-            for _ in range(4):  # four tick periods in which the scheduler found the tick still stuck
-                assert skipped.acquire(timeout=5), "the scheduler stopped trying to tick"
+            for _ in range(4):  # four tick periods in which the loop found the tick still stuck
+                assert skipped.acquire(timeout=5), "the loop stopped watching the hung tick"
             seen["while_hung"] = len(notify.times("WATCHDOG=1", since=hung_at + 0.05))
             scraper.hang.clear()
             scraper.release.set()
@@ -207,13 +206,21 @@ def test_a_tick_that_raises_is_logged_once_and_the_daemon_carries_on(notify):
 # ------------------------------------------------------------------------------------ two instances
 
 
-def test_instance_id_is_stable_and_differs_by_host_and_config_path():
-    a = daemon_mod.instance_id("/etc/f5-llm-ratio/config.yaml", "bigctl1.example.com")
-    assert a == daemon_mod.instance_id("/etc/f5-llm-ratio/config.yaml", "bigctl1.example.com")
+def test_instance_id_is_global_instance_else_the_short_host_name_whatever_the_config_path():
+    a = daemon_mod.instance_id("", "bigctl1.example.com")
+    assert a == "bigctl1" == daemon_mod.instance_id(hostname="bigctl1")
+    assert a != daemon_mod.instance_id("", "bigctl2")
+    assert daemon_mod.instance_id("ctl-east", "bigctl1") == "ctl-east"
+    assert "]" not in daemon_mod.instance_id("", "we]ird host")
+
+
+def test_token_file_id_still_differs_by_host_and_config_path():
+    """Two daemons sharing a state directory keep their own token files (the identity is not the file)."""
+    a = daemon_mod.token_file_id("/etc/f5-llm-ratio/config.yaml", "bigctl1.example.com")
+    assert a == daemon_mod.token_file_id("/etc/f5-llm-ratio/config.yaml", "bigctl1.example.com")
     assert a.startswith("bigctl1-") and len(a) <= 31
-    assert a != daemon_mod.instance_id("/etc/f5-llm-ratio/other.yaml", "bigctl1")
-    assert a != daemon_mod.instance_id("/etc/f5-llm-ratio/config.yaml", "bigctl2")
-    assert "]" not in daemon_mod.instance_id("x", "we]ird host")
+    assert a != daemon_mod.token_file_id("/etc/f5-llm-ratio/other.yaml", "bigctl1")
+    assert a != daemon_mod.token_file_id("/etc/f5-llm-ratio/config.yaml", "bigctl2")
 
 
 def test_two_instances_on_the_same_pool_do_not_fight(rig_factory):

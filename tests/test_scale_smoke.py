@@ -144,8 +144,10 @@ def test_one_login_and_the_token_is_deleted(rig):
 PAGE = b"vllm:num_requests_waiting 1.0\nvllm:num_requests_running 2.0\nvllm:kv_cache_usage_perc 0.5\n"
 
 
-def test_scraper_reuses_one_connection_per_member_beyond_128_members():
-    """More members than urllib3's default number of host pools: every tick must still reuse connections."""
+def test_scraper_reuses_connections_for_scrape_keepalive_members_and_no_more():
+    """More members than urllib3's default number of host pools: with scrape_keepalive covering them all,
+    every tick reuses one connection per member; with the default (128, issue 19: sockets bounded), the
+    first 128 endpoints do and the other 22 get a connection per page."""
     connections: set[tuple[int, tuple[str, int]]] = set()  # (server, client address and port): one per TCP connection
 
     def app(i: int) -> httpserve.App:
@@ -160,11 +162,17 @@ def test_scraper_reuses_one_connection_per_member_beyond_128_members():
         s.start()
     try:
         targets = [Target(f"m{i}", f"{s.url}/metrics", "vllm", 5.0) for i, s in enumerate(servers)]
-        with Scraper(max_workers=16) as scraper:
+        with Scraper(max_workers=16, keepalive=len(servers)) as scraper:
             for _ in range(3):
                 results = scraper.scrape(targets, 20.0)
                 assert all(r.ok for r in results.values()), [r for r in results.values() if not r.ok][:2]
         assert len(connections) == len(servers)
+        connections.clear()
+        with Scraper(max_workers=16) as scraper:
+            for _ in range(3):
+                results = scraper.scrape(targets, 20.0)
+                assert all(r.ok for r in results.values()), [r for r in results.values() if not r.ok][:2]
+        assert len(connections) == 128 + (len(servers) - 128) * 3
     finally:
         stoppers = [threading.Thread(target=s.stop) for s in servers]  # in parallel: each waits a poll
         for t in stoppers:

@@ -305,7 +305,7 @@ class Metrics:
         if scrapes is not None:
             for pool, results in scrapes.items():
                 for key, result in results.items():
-                    if result.duration > 0:
+                    if result.duration > 0 and not result.carried:  # a carried result was counted when read
                         self.scrape_duration.labels(pool, key).observe(result.duration)
                         self._duration_series.add((pool, key))
                     if not result.ok:
