@@ -162,7 +162,7 @@ def run(rig: Rig, wl: dict[str, Workload], contenders: list[str], args: argparse
 
 def static_weights(rig: Rig) -> dict[str, int]:
     """HAProxy weights proportional to each engine's measured request throughput (largest = 256)."""
-    rates = {n: 1.0 / (POISSON_PROMPT / s.prompt_tps + POISSON_OUTPUT / s.gen_tps) for n, s in rig.speeds.items()}
+    rates = {n: s.request_rate(POISSON_PROMPT, POISSON_OUTPUT) for n, s in rig.speeds.items()}
     top = max(rates.values())
     return {n: max(1, round(hap.MAX_WEIGHT * r / top)) for n, r in rates.items()}
 

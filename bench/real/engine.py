@@ -222,6 +222,10 @@ class Speed:
     prompt_tps: float
     gen_tps: float
 
+    def request_rate(self, prompt: float, output: float) -> float:
+        """Requests/s of `prompt` prompt and `output` generated tokens, one request at a time."""
+        return 1.0 / (prompt / self.prompt_tps + output / self.gen_tps)
+
 
 def measure(server: EngineServer, prompt_tokens: int = 256, output_tokens: int = 64, repeats: int = 3) -> Speed:
     """The engine's own single-request speed from llama.cpp's `timings` (medians over `repeats`):

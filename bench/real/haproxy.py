@@ -17,7 +17,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 
 BACKEND = "llm"
 #: HAProxy's weight range is 0-256; 0 drains a server, so a ratio never maps below 1.
@@ -138,11 +138,6 @@ class HAProxy:
         if text and not text.lower().startswith(("weight", "maxconn")) and "ok" not in text.lower():
             raise RuntimeError(f"haproxy runtime API: {text}")
 
-    def reset_weights(self) -> None:
-        for name in self.servers:
-            self.set_weight(name, MAX_WEIGHT // 2)
-            self.set_maxconn(name, 0)
-
 
 class Mirror:
     """Copies ratio and connection limit from the emulated pool to HAProxy whenever they change there.
@@ -191,7 +186,3 @@ class Mirror:
             with self._lock, contextlib.suppress(OSError, RuntimeError):
                 if not self.paused:
                     self._sync()
-
-
-def weights_of(pairs: Sequence[tuple[str, int]], scale: int) -> dict[str, int]:
-    return {name: weight_for(r, scale) for name, r in pairs}

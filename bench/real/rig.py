@@ -211,7 +211,7 @@ class Rig:
 
     def request_rate(self, prompt: float, output: float) -> float:
         """Requests/s of this mix one engine serves alone, one request at a time (its measured speeds)."""
-        return sum(1.0 / (prompt / s.prompt_tps + output / s.gen_tps) for s in self.speeds.values())
+        return sum(s.request_rate(prompt, output) for s in self.speeds.values())
 
     # -- running contenders -----------------------------------------------------------------------------
     def use(self, contender: str, weights: dict[str, int] | None = None, limits: dict[str, int] | None = None) -> None:
@@ -251,7 +251,6 @@ class Rig:
 
     def request_rate_of(self, name: str, workloads: dict) -> float:
         """One engine's requests/s of the workloads' mean mix, one request at a time (from its measured speeds)."""
-        s = self.speeds[name]
         prompt = sum(w.mean_prompt for w in workloads.values()) / len(workloads)
         output = sum(w.mean_output for w in workloads.values()) / len(workloads)
-        return 1.0 / (prompt / s.prompt_tps + output / s.gen_tps)
+        return self.speeds[name].request_rate(prompt, output)
