@@ -3,16 +3,20 @@ HTTPS BIG-IP emulator and loopback engine pages, on a FakeClock."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from controller.bigip import BigIPClient
 from controller.clock import FakeClock
-from controller.config import AppConfig, F5Config, MetricsConfig, ModeConfig, PoolConfig, SchedulerConfig, WeightsConfig
+from controller.config import AppConfig, F5Config, MetricsConfig, ModeConfig, PoolConfig, SchedulerConfig, TelemetryConfig, WeightsConfig
+from controller.daemon import Daemon
 from controller.model import PoolRef
 from controller.reconcile import Reconciler
 from controller.scrape import Scraper
 from controller.sim.bigip import BigIPEmulator
 from controller.sim.engine_server import EngineServer
+from controller.telemetry import Telemetry, attach
 
 PASSWORD = "faults-Pa55w0rd-x7Kq!zz"
 USER = "admin"
@@ -140,6 +144,17 @@ class Rig:
         for s in self.servers:
             s.stop()
         self.emu.stop()
+
+
+def daemon_for(rig: Rig, cfg: AppConfig | None = None, blind_ticks: int = 2) -> tuple[Daemon, Telemetry]:
+    """A daemon ticking `rig`'s reconciler (telemetry's server off), with its Telemetry attached."""
+    rig.cfg = replace(cfg or rig.cfg, telemetry=TelemetryConfig(enabled=False, blind_ticks=blind_ticks))
+    rig.rec.cfg = rig.cfg
+    d = Daemon("/etc/f5-llm-ratio/rig.yaml", rig.cfg, builder=lambda cfg, dry_run: rig.rec)
+    d.log = rig.log
+    t = Telemetry(rig.cfg.telemetry, clock=rig.clock, tick_seconds=1.0)
+    attach(t, d)
+    return d, t
 
 
 @pytest.fixture

@@ -9,24 +9,12 @@ second (ticks it skips while backing off cost nothing), so an hour runs in a few
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 
 from controller.clock import FakeClock
-from controller.config import TelemetryConfig
-from controller.daemon import Daemon
 from controller.faults import QUIET, FaultLog
 from controller.model import Reason
-from controller.telemetry import Telemetry, attach
-from tests.fault_rig import CapLog
-
-
-def daemon_for(rig, blind_ticks: int = 2) -> tuple[Daemon, Telemetry]:
-    rig.cfg = replace(rig.cfg, telemetry=TelemetryConfig(enabled=False, blind_ticks=blind_ticks))
-    d = Daemon("/etc/f5-llm-ratio/rig.yaml", rig.cfg, builder=lambda cfg, dry_run: rig.rec)
-    d.log = rig.log
-    t = Telemetry(rig.cfg.telemetry, clock=rig.clock, tick_seconds=1.0)
-    attach(t, d)
-    return d, t
+from controller.telemetry import Telemetry
+from tests.fault_rig import CapLog, daemon_for
 
 
 def gauge(t: Telemetry, name: str, **labels) -> float | None:

@@ -7,20 +7,11 @@ from dataclasses import replace
 
 import pytest
 
-from controller.config import AppConfig, PoolConfig, TelemetryConfig
+from controller.config import PoolConfig
 from controller.daemon import Daemon
 from controller.model import Action, PoolRef, Reason
-from controller.telemetry import Telemetry, attach
-
-
-def daemon_for(rig, cfg: AppConfig | None = None) -> tuple[Daemon, Telemetry]:
-    rig.cfg = replace(cfg or rig.cfg, telemetry=TelemetryConfig(enabled=False, blind_ticks=2))
-    rig.rec.cfg = rig.cfg
-    d = Daemon("/etc/f5-llm-ratio/rig.yaml", rig.cfg, builder=lambda cfg, dry_run: rig.rec)
-    d.log = rig.log
-    t = Telemetry(rig.cfg.telemetry, clock=rig.clock, tick_seconds=1.0)
-    attach(t, d)
-    return d, t
+from controller.telemetry import Telemetry
+from tests.fault_rig import daemon_for
 
 
 def sample(t: Telemetry, name: str, **labels) -> float | None:
