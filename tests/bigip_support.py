@@ -7,10 +7,6 @@ import json
 import re
 from dataclasses import dataclass
 
-import pytest
-
-from controller.bigip import BigIPClient
-from controller.clock import FakeClock
 from controller.config import F5Config
 from controller.model import Member, MemberPlan, PoolRef
 from tests.conftest import shared_path
@@ -87,24 +83,6 @@ class Recorder:
 
     def __call__(self, seconds: float) -> None:
         self.delays.append(seconds)
-
-
-@pytest.fixture(name="auth")
-def auth_fixture(requests_mock):
-    requests_mock.post(LOGIN, json={"token": {"token": TOKEN, "timeout": 1200}})
-    requests_mock.patch(TOKENS, json={"token": TOKEN, "timeout": 36000})
-    requests_mock.delete(TOKENS, json={})
-    return requests_mock
-
-
-@pytest.fixture(name="sleeps")
-def sleeps_fixture():
-    return Recorder()
-
-
-@pytest.fixture(name="client")
-def client_fixture(auth, sleeps):
-    return BigIPClient(cfg(), clock=FakeClock(), sleep=sleeps)
 
 
 def non_auth(history):

@@ -6,9 +6,12 @@ Shared data. The reference fixtures, seeds and traces live beside the checkout, 
 A test that needs a file from there asks `shared_path(...)` (or the `shared` fixture) for it and is
 skipped, with the path it looked for, when it is absent.
 
-Tiers. Every test is `unit`, `e2e` (real CLI subprocesses, the emulator over HTTPS, real sockets and
-threads end to end) or `slow` (long-running simulations), applied here by file unless the test marks
-itself. `pytest -m unit` is the quick loop while editing; plain `pytest` runs everything.
+Tiers. The folder sets the tier: tests/unit (in-process, no sockets or subprocesses), tests/e2e (real
+CLI subprocesses, the emulator over HTTPS, real sockets and threads end to end) and tests/slow (the demo
+as a user runs it, scale runs, real engines). `pytest tests/unit` (or `pytest -m unit`) is the quick loop
+while editing; plain `pytest` runs everything. A test file outside the three folders, or a test marked
+with another folder's tier, is a usage error. Fixtures used by one tier only live in that folder's
+conftest.py.
 
 Hypothesis. Profile `dev` (few examples) or `ci` (many, derandomized) from HYPOTHESIS_PROFILE; when
 unset, `ci` if the CI variable is set, else `dev`.
@@ -81,35 +84,22 @@ def clock() -> FakeClock:
 
 # -- tiers -------------------------------------------------------------------------------------
 
+TESTS = pathlib.Path(__file__).resolve().parent
+#: The tier folders; the markers are registered once, in pyproject.toml.
 TIERS = ("unit", "e2e", "slow")
-#: Test files of the end-to-end tier: the real CLI as a subprocess, the emulator over HTTPS, fault rigs
-#: with real sockets and timeouts.
-E2E_FILES = frozenset({
-    "test_e2e_cli.py", "test_faults_bigip.py", "test_faults_engines.py", "test_lifecycle.py", "test_security.py",
-    "test_sim_bigip.py", "test_sim_bigip_ha.py", "test_sim_f5sdk.py", "test_sim_engine_server.py",
-    "test_deadline.py", "test_token_state.py", "test_cli_output.py",
-    "test_live_page_browser.py", "test_e2e_ha.py", "test_honest_health.py", "test_sim_bigip_writes.py",
-    "test_systemd_install.py", "test_e2e_cli_daemon.py", "test_e2e_two_instances.py", "test_operators.py",
-})
-#: Test files of the slow tier: the demo run as a user runs it, and scale runs.
-SLOW_FILES = frozenset({"test_demo.py", "test_scale_smoke.py", "test_e2e_real_engines.py"})
-#: Single tests of otherwise fast files that start a subprocess (file name::test name).
-E2E_TESTS = frozenset({"test_bench_traffic.py::test_runs_as_module_and_as_script"})
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "unit: fast, in-process tests of one module (pytest -m unit)")
-    config.addinivalue_line("markers", "e2e: end-to-end tests through real sockets, subprocesses or the emulator")
-    config.addinivalue_line("markers", "slow: long simulations and scale runs")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with its folder's tier: tests/unit, tests/e2e or tests/slow."""
     for item in items:
-        if any(item.get_closest_marker(t) for t in TIERS):
-            continue  # the test chose its own tier
-        name = item.path.name
-        test = f"{name}::{getattr(item, 'originalname', item.name)}"
-        item.add_marker("slow" if name in SLOW_FILES else "e2e" if name in E2E_FILES or test in E2E_TESTS else "unit")
+        parts = item.path.resolve().relative_to(TESTS).parts if item.path.resolve().is_relative_to(TESTS) else ()
+        tier = parts[0] if len(parts) > 1 and parts[0] in TIERS else None
+        if tier is None:
+            raise pytest.UsageError(f"{item.nodeid}: a test file belongs in one of tests/{{unit,e2e,slow}}/ (its tier)")
+        chosen = [t for t in TIERS if item.get_closest_marker(t)]
+        if chosen and chosen != [tier]:
+            raise pytest.UsageError(f"{item.nodeid}: marked {chosen} but in tests/{tier}/: the folder sets the tier")
+        item.add_marker(tier)
 
 
 # -- hypothesis --------------------------------------------------------------------------------
@@ -118,7 +108,3 @@ settings.register_profile("ci", max_examples=300, deadline=None, derandomize=Tru
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
-
-
-# The fault rig's fixture, shared by the fault-matrix, lifecycle and security tests.
-from tests.fault_rig import rig_factory  # noqa: E402,F401

@@ -2,43 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
-from e2e_env import (
-    Daemon,
+from tests.e2e_env import (
     Stack,
-    assert_clean,
     merge,
     seed_config,
 )
 
 # idle, medium, busy: (waiting, running, KV usage)
 LOADS = [(0, 1, 0.05), (6, 8, 0.40), (24, 16, 0.90)]
-
-
-@pytest.fixture(name="stack")
-def stack_fixture():
-    s = Stack(LOADS).start()
-    try:
-        yield s
-    finally:
-        s.stop()
-
-
-@pytest.fixture(name="daemons")
-def daemons_fixture():
-    """Background `run` processes; killed (and their files closed) whatever the test did."""
-    started: list[Daemon] = []
-
-    def start(config, *extra, **kw) -> Daemon:
-        d = Daemon(config, *extra, **kw)
-        started.append(d)
-        return d
-
-    yield start
-    for d in started:
-        d.close()
-    for d in started:  # whatever a test asserted, no daemon may have printed a traceback or a secret
-        assert_clean(d.out, d.err)
 
 
 def daemon_config(stack: Stack, **changes) -> dict:

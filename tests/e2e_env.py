@@ -1,4 +1,4 @@
-"""Shared pieces for the end-to-end CLI tests (tests/test_e2e_cli.py).
+"""Shared pieces for the end-to-end CLI tests (tests/e2e/test_e2e_cli.py).
 
 Everything runs on 127.0.0.1 and is started and stopped by the test that uses it:
 
@@ -31,7 +31,6 @@ import yaml
 from controller.sim.bigip import BigIPEmulator
 from controller.sim.engine import Engine, EngineSnapshot, EngineSpec
 from controller.sim.engine_server import EngineServer
-from tests.conftest import free_port  # noqa: F401 - re-exported for the e2e tests
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 POOL = "/Common/llm-pool-1"

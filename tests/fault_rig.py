@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import pytest
-
 from controller.bigip import BigIPClient
 from controller.clock import FakeClock
 from controller.config import AppConfig, F5Config, MetricsConfig, ModeConfig, PoolConfig, SchedulerConfig, TelemetryConfig, WeightsConfig
@@ -155,20 +153,6 @@ def daemon_for(rig: Rig, cfg: AppConfig | None = None, blind_ticks: int = 2) -> 
     t = Telemetry(rig.cfg.telemetry, clock=rig.clock, tick_seconds=1.0)
     attach(t, d)
     return d, t
-
-
-@pytest.fixture
-def rig_factory():
-    made = []
-
-    def make(*args, **kw) -> Rig:
-        rig = Rig(*args, **kw).start()
-        made.append(rig)
-        return rig
-
-    yield make
-    for rig in made:
-        rig.stop()
 
 
 # ------------------------------------------------------------------------------------------ the matrix

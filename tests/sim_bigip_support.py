@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import requests
@@ -15,11 +14,6 @@ POOL = "/Common/llm-pool"
 PURI = "/mgmt/tm/ltm/pool/~Common~llm-pool"
 M1 = "10.0.0.1:8000"
 M1URI = PURI + "/members/~Common~10.0.0.1:8000"
-
-
-@pytest.fixture(name="bigip_fixtures")
-def bigip_fixtures_fixture() -> Path:
-    return shared_path("fixtures", "bigip")
 
 
 needs_fixtures = pytest.mark.usefixtures("bigip_fixtures")  # skipped, saying where it looked, when absent
@@ -50,22 +44,3 @@ class Client:
         tok = r.json()["token"]["token"]
         self.headers["X-F5-Auth-Token"] = tok
         return tok
-
-
-@pytest.fixture(name="emu")
-def emu_fixture(clock):
-    e = BigIPEmulator({"admin": "secret", "ops": "ops", "viewer": "v"}, clock=clock,
-                      roles={"ops": "operator", "viewer": "guest"},
-                      user_ids={"admin": "2dcd8b8f-5ac5-4c2e-b1ba-1c4d2d1e9b7f"}, trans_id_start=1389812351)
-    e.add_pool(POOL, [M1, "10.0.0.2:8000", {"name": "10.0.0.3:8000", "ratio": 4}], description="test",
-               monitor="min 1 of { /Common/http /Common/inband }")
-    e.start()
-    yield e
-    e.stop()
-
-
-@pytest.fixture(name="c")
-def c_fixture(emu):
-    cl = Client(emu)
-    cl.login()
-    return cl
