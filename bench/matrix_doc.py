@@ -108,7 +108,7 @@ def groups(points: list[dict]) -> dict[str, list[dict]]:
 
 
 def summary_rows(points: list[dict]) -> list[str]:
-    """The ranges README "Results" quotes: default against each contender, per group of points (medians over seeds)."""
+    """The ranges docs/results.md (and README's "Results") quote: default against each contender, per group of points (medians over seeds)."""
     out = ["| points | n | goodput_2s: default − LC (points) | p50 / LC | p99 / LC | p99 / static-best | p99 / exact "
            "| p99 / central | goodput_2s: default-slo − LC (points) | resets, default-slo | writes/min, pools of 4–8 "
            "| writes/min, pools of 16 |",

@@ -16,7 +16,7 @@ What it does, all on 127.0.0.1:
   ScoreCalculator (tests/sideband_reference.py) on the same figures with the file's first mode, and prints
   its scores and `percent` beside the controller's.
 
-Prints one Markdown table per file; README's migration section quotes the output.
+Prints one Markdown table per file; docs/migration.md quotes the output.
 """
 
 from __future__ import annotations

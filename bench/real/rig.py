@@ -16,7 +16,7 @@ Contenders run in alternation on the same arrivals, rotated each round so none a
 - `static-slots` (reference, not a bound): equal weights and each engine's connection limit at its slot
   count, HAProxy queueing the rest: what an admin who copies `-np` into LTM's connection limit gets.
 
-The emulated pool queues at connection limits (`queueOnConnectionLimit`, as README advises) unless
+The emulated pool queues at connection limits (`queueOnConnectionLimit`, as docs/how-it-works.md advises) unless
 `Options.queue` is off; HAProxy's backend queue (`timeout queue` 60 s) stands in for LTM's.
 
 The controller runs for the whole session as a daemon does; it is stopped (SIGSTOP) while the other

@@ -1,4 +1,4 @@
-"""The documented systemd install (README "Installing the systemd unit") run for real into a temporary root,
+"""The documented systemd install (docs/install.md, "Installing the systemd unit") run for real into a temporary root,
 then the controller started as an unprivileged uid that is in no group of the files (as systemd's DynamicUser
 is), with what the unit gives it: $CREDENTIALS_DIRECTORY (LoadCredential= lines of the unit), $STATE_DIRECTORY
 and $WATCHDOG_USEC. Skipped (with the reason) when not root or setpriv is missing. The venv/pip line is
@@ -21,7 +21,7 @@ import yaml
 from tests.e2e_env import PASSWORD, REPO, Stack, cli_env
 
 UID = 65534  # nobody; --clear-groups leaves it in no group at all
-README = REPO / "README.md"
+INSTALL_DOC = REPO / "docs" / "install.md"
 UNIT = REPO / "systemd" / "f5-llm-ratio.service"
 
 pytestmark = [
@@ -31,7 +31,7 @@ pytestmark = [
 
 
 def install_lines() -> list[str]:
-    text = README.read_text()
+    text = INSTALL_DOC.read_text()
     section = text[text.index("## Installing the systemd unit"):]
     block = section[section.index("```sh") + 5:]
     block = block[:block.index("```")]

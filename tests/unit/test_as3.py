@@ -1,4 +1,4 @@
-"""Does a pool look owned by AS3? (issue 11: check warns, README explains)."""
+"""Does a pool look owned by AS3? (issue 11: check warns, docs/as3.md explains)."""
 
 from __future__ import annotations
 
