@@ -1,4 +1,5 @@
-"""Helpers and fixtures shared by test_bigip and test_bigip_writes."""
+"""Helpers shared by test_bigip, test_bigip_writes and test_queue_settings (their fixtures `auth`, `sleeps`
+and `client` are in tests/unit/conftest.py)."""
 
 from __future__ import annotations
 

@@ -92,7 +92,8 @@ TIERS = ("unit", "e2e", "slow")
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test with its folder's tier: tests/unit, tests/e2e or tests/slow."""
     for item in items:
-        parts = item.path.resolve().relative_to(TESTS).parts if item.path.resolve().is_relative_to(TESTS) else ()
+        path = item.path.resolve()
+        parts = path.relative_to(TESTS).parts if path.is_relative_to(TESTS) else ()
         tier = parts[0] if len(parts) > 1 and parts[0] in TIERS else None
         if tier is None:
             raise pytest.UsageError(f"{item.nodeid}: a test file belongs in one of tests/{{unit,e2e,slow}}/ (its tier)")

@@ -1,4 +1,5 @@
-"""Helpers and fixtures shared by test_e2e_cli and test_e2e_cli_daemon."""
+"""Helpers shared by test_e2e_cli, test_e2e_cli_daemon and test_e2e_production (their fixtures `stack` and
+`daemons` are in tests/e2e/conftest.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Shared rig for the fault-matrix tests: the real Reconciler, BigIPClient and Scraper against the
-HTTPS BIG-IP emulator and loopback engine pages, on a FakeClock."""
+HTTPS BIG-IP emulator and loopback engine pages, on a FakeClock (the `rig_factory` fixture that starts and
+stops rigs is in tests/e2e/conftest.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Helpers and fixtures shared by test_sim_bigip and test_sim_bigip_writes."""
+"""Helpers shared by test_sim_bigip and test_sim_bigip_writes (their fixtures `bigip_fixtures`, `emu` and `c`
+are in tests/e2e/conftest.py)."""
 
 from __future__ import annotations
 

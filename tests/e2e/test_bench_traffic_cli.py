@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO
-from tests.unit.test_bench_traffic import TINY, write
+from tests.traffic_support import TINY, write
 
 
 @pytest.mark.parametrize("how", [["-m", "bench.traffic"], ["bench/traffic.py"]])

@@ -10,28 +10,15 @@ import yaml
 
 from bench import experiments, ratios, scenario, simulator, traffic
 from bench.scenario import ScenarioError
+from tests.traffic_support import TINY, write
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = sorted((REPO / "bench" / "scenarios").glob("*.yaml"))
 JSON_KEYS = {"p50", "p90", "p99", "mean", "slo_1s", "slo_2s", "writes_per_min", "goodput_2s", "goodput_1s",
              "goodput_slo", "over_10s", "resets", "unserved", "limit_writes_per_min"}
 
-TINY = {
-    "name": "tiny",
-    "duration_s": 60,
-    "tick_ms": 1000,
-    "arrivals": {"kind": "poisson", "load": 0.8, "seed": 1, "trace": "sample"},
-    "members": [
-        {"name": "slow", "prefill_speed": 1.0, "decode_speed": 1.0, "kv_tokens": 100_000},
-        {"name": "fast", "prefill_speed": 3.0, "decode_speed": 1.7, "kv_tokens": 100_000},
-    ],
-}
 
 
-def write(tmp_path: Path, data: dict, name: str = "s.yaml") -> Path:
-    p = tmp_path / name
-    p.write_text(yaml.safe_dump(data))
-    return p
 
 
 # --- the loader ------------------------------------------------------------------------------------------
