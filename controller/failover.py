@@ -377,10 +377,10 @@ class FailoverClient:
     def version(self) -> str:
         return self._reader().version()
 
-    def whoami(self) -> dict:
+    def whoami(self) -> dict[str, Any]:
         return self._reader().whoami()
 
-    def device_groups(self) -> list[dict]:
+    def device_groups(self) -> list[dict[str, Any]]:
         return self._reader().device_groups()
 
     def get(self, path: str, *, retry: bool = True) -> Any:

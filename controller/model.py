@@ -395,9 +395,9 @@ class MemberPlan:
     ttft: float | None = None  # measured mean time to first token (s) the policy compared (controller.capacity)
 
     @property
-    def changes(self) -> dict:
+    def changes(self) -> dict[str, int | str]:
         """The iControl REST fields to PATCH; empty when nothing changes."""
-        out: dict = {}
+        out: dict[str, int | str] = {}
         if self.ratio != self.member.ratio:
             out["ratio"] = self.ratio
         if self.connection_limit != self.member.connection_limit:

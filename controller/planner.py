@@ -135,9 +135,9 @@ def other_owner(member: Member, instance: str, wall: float, window: float = OWNE
     return (owner[0], age) if -window < age < window else None
 
 
-def _remember(pool: PoolState, scrapes: Mapping[str, ScrapeResult], memory: Memory, now: float) -> dict:
+def _remember(pool: PoolState, scrapes: Mapping[str, ScrapeResult], memory: Memory, now: float) -> dict[str, Observation]:
     """Carry observations forward for members still in the pool; members that left are forgotten."""
-    out = {}
+    out: dict[str, Observation] = {}
     for m in pool.members:
         obs = memory.get(m.key) or Observation(first_seen=now)
         result = scrapes.get(m.key)

@@ -30,7 +30,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from controller.sim.enginedata import (  # noqa: F401 - re-exported: the simulator's one import point
+from controller.sim.enginedata import (
     HISTOGRAMS,
     ITERATION_TOKEN_BUCKETS,
     PRESETS,
@@ -46,6 +46,13 @@ from controller.sim.enginedata import (  # noqa: F401 - re-exported: the simulat
     build_1_2_5_buckets,
     preset,
 )
+
+#: The simulator's one import point: the engines and, re-exported, the data they are described by.
+__all__ = [
+    "HISTOGRAMS", "ITERATION_TOKEN_BUCKETS", "PRESETS", "REQUEST_LATENCY_BUCKETS", "TPOT_BUCKETS", "TTFT_BUCKETS",
+    "Engine", "EngineSnapshot", "EngineSpec", "Histogram", "HistogramData", "RealtimeEngine", "Request",
+    "build_1_2_5_buckets", "preset",
+]
 
 # --- the engine -------------------------------------------------------------------------------------
 

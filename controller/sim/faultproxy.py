@@ -36,7 +36,7 @@ _HEAD_MAX = 65536
 class Rule:
     mode: str
     method: str | None = None
-    path: re.Pattern | None = None
+    path: re.Pattern[str] | None = None
     interval: float = 1.0
 
     def matches(self, method: str, path: str) -> bool:

@@ -301,7 +301,7 @@ class Metrics:
         if self._member_series[name].pop(labels, None) is not None:
             self.member[name].remove(*labels)
 
-    def _record_scrapes(self, report: TickReport, scrapes) -> None:
+    def _record_scrapes(self, report: TickReport, scrapes: Mapping[str, Mapping[str, ScrapeResult]] | None) -> None:
         if scrapes is not None:
             for pool, results in scrapes.items():
                 for key, result in results.items():
