@@ -49,7 +49,8 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from urllib.parse import urljoin, urlsplit
+from typing import Any
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 import certifi
 import requests.utils
@@ -249,7 +250,7 @@ class _Pools:
 
 def _manager(proxy: str | None, verify: str, hosts: int, maxsize: int) -> urllib3.PoolManager:
     """A PoolManager that verifies https against `verify` (a CA file or directory), through `proxy` if any."""
-    kw: dict = {"num_pools": hosts, "maxsize": maxsize, "block": False, "retries": False, "cert_reqs": "CERT_REQUIRED"}
+    kw: dict[str, Any] = {"num_pools": hosts, "maxsize": maxsize, "block": False, "retries": False, "cert_reqs": "CERT_REQUIRED"}
     kw["ca_cert_dir" if os.path.isdir(verify) else "ca_certs"] = verify
     if proxy is None:
         return urllib3.PoolManager(**kw)
@@ -290,7 +291,7 @@ class Scraper:
         self.max_bytes = max_bytes
         self.clock = clock or SystemClock()
         self._max_workers = max_workers
-        self._env: dict[str, tuple[dict, str, tuple[str, str] | None]] = {}  # url -> (proxies, CA, netrc auth)
+        self._env: dict[str, tuple[dict[str, str], str, tuple[str, str] | None]] = {}  # url -> (proxies, CA, netrc auth)
         self._routes: dict[str, _Route] = {}
         # Open sockets: at most `keepalive` idle ones (plus a rare second one for a member listed in two
         # pools) and `max_workers` in flight.
@@ -301,7 +302,7 @@ class Scraper:
     def __enter__(self) -> Scraper:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
@@ -346,7 +347,7 @@ class Scraper:
             return self._result(target, 0.0, "error", detail)
         return replace(self._result(target, 0.0, "deadline", NOT_REACHED), reached=False)
 
-    def _environment(self, url: str) -> tuple[dict, str, tuple[str, str] | None]:
+    def _environment(self, url: str) -> tuple[dict[str, str], str, tuple[str, str] | None]:
         """What requests would take from the environment for `url`: the proxies (HTTP_PROXY, HTTPS_PROXY,
         ALL_PROXY, less NO_PROXY), the CA bundle (REQUESTS_CA_BUNDLE, else CURL_CA_BUNDLE, else certifi's)
         and ~/.netrc credentials. Read once per URL: reading it costs more than parsing the page when the
@@ -370,13 +371,13 @@ class Scraper:
                 raise _Failed("error", f"CA bundle not found: {verify}")
             proxy = requests.utils.select_proxy(url, proxies)
             if proxy:
-                proxy = requests.utils.prepend_scheme_if_needed(proxy, "http")
+                proxy = requests.utils.prepend_scheme_if_needed(proxy, "http")  # type: ignore[no-untyped-call]  # unannotated in types-requests
             self._trim(self._routes)
             kept = self._session.keep(url)
             route = self._routes[url] = _Route(self._session.manager(proxy or None, verify, kept), netrc, kept)
         return route
 
-    def _trim(self, cache: dict) -> None:
+    def _trim(self, cache: dict[str, Any]) -> None:
         if len(cache) > _CACHE_MAX:
             cache.clear()
 
@@ -549,14 +550,14 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme.lower(), (parts.hostname or "").lower(), _port(parts)
 
 
-def _port(parts) -> int | None:
+def _port(parts: SplitResult) -> int | None:
     try:
         return parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
     except ValueError:  # a port that is not a number
         return None
 
 
-def _pieces(raw, stop_at: float) -> Iterator[bytes]:
+def _pieces(raw: urllib3.BaseHTTPResponse, stop_at: float) -> Iterator[bytes]:
     """Yield the body as it arrives. read1 returns after one socket read, so the caller sees time pass
     even when a server trickles bytes; the socket timeout shrinks to the time left before each read."""
     read1 = getattr(raw, "read1", None)  # urllib3 >= 2
@@ -568,7 +569,7 @@ def _pieces(raw, stop_at: float) -> Iterator[bytes]:
         yield chunk
 
 
-def _set_read_timeout(raw, remaining: float) -> None:
+def _set_read_timeout(raw: urllib3.BaseHTTPResponse, remaining: float) -> None:
     sock = getattr(getattr(raw, "connection", None), "sock", None)
     if sock is not None:
         try:

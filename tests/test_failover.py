@@ -107,7 +107,7 @@ def test_bigip_latency_is_recorded_under_the_real_failover_client(pair):
     bigip = client(pair)
     tel = Telemetry(TelemetryConfig(enabled=False), tick_seconds=1.0)
     daemon = SimpleNamespace(cfg=SimpleNamespace(pools=(), scheduler=SimpleNamespace(tick_seconds=1.0)),
-                             rec=SimpleNamespace(bigip=bigip, last_scrapes={}), on_tick=[], on_reload=[])
+                             rec=SimpleNamespace(bigip=bigip, last_scrapes={}), on_tick=[], on_reload=[], on_wait=[])
     attach(tel, daemon)
     attach(tel, daemon)  # twice: still one observation per call
     try:

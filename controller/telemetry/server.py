@@ -484,6 +484,12 @@ class Observed(Protocol):
     @property
     def on_tick(self) -> list[Callable[[TickReport], None]]: ...
 
+    @property
+    def on_reload(self) -> list[Callable[[bool], None]]: ...  # called with True (applied) or False (rejected)
+
+    @property
+    def on_wait(self) -> list[Callable[[], None]]: ...  # called for each tick skipped while backing off
+
 
 def attach(telemetry: Telemetry, daemon: Observed) -> Telemetry:
     """Feed a Daemon's ticks and reloads into telemetry. Reads `daemon.cfg` and `daemon.rec` at each use,
@@ -495,7 +501,7 @@ def attach(telemetry: Telemetry, daemon: Observed) -> Telemetry:
             _hook_bigip(telemetry, daemon.rec)
         except Exception:  # noqa: BLE001 - observe() below must still run; the failure is counted
             telemetry.observe_errors.inc()
-        telemetry.observe(report, getattr(daemon.rec, "last_scrapes", None))
+        telemetry.observe(report, daemon.rec.last_scrapes)
 
     telemetry.set_token_source(lambda: token_counters(daemon.rec))
     telemetry.instruments.failover.source = lambda: daemon.rec.bigip
@@ -505,12 +511,8 @@ def attach(telemetry: Telemetry, daemon: Observed) -> Telemetry:
     except Exception:  # noqa: BLE001 - a client without the hook: no latency histogram, counted, not fatal
         telemetry.observe_errors.inc()
     daemon.on_tick.append(on_tick)
-    reload_hooks = getattr(daemon, "on_reload", None)  # a Daemon has them; test doubles may not
-    if isinstance(reload_hooks, list):
-        reload_hooks.append(telemetry.instruments.reloaded)
-    wait_hooks = getattr(daemon, "on_wait", None)
-    if isinstance(wait_hooks, list):
-        wait_hooks.append(telemetry.alive)
+    daemon.on_reload.append(telemetry.instruments.reloaded)
+    daemon.on_wait.append(telemetry.alive)
     return telemetry
 
 
