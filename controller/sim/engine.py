@@ -597,7 +597,7 @@ class RealtimeEngine:
     def __enter__(self) -> RealtimeEngine:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def _loop(self) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from controller.sim import tls
 from controller.sim.bigip.state import Fault, LoggedRequest, Node, Pool, Token, Transaction, Write
+from controller.sim.dataplane import PoolName
 
 _USER_NS = uuid.UUID("0b9f6e4e-8f1a-4c55-9f7e-8d1c2a3b4c5d")
 FAILOVER_STATES = ("active", "standby", "offline", "forced-offline")
@@ -143,8 +144,8 @@ class EmulatorCore:
             self.writes.clear()
             self.request_log.clear()
 
-    def _pool_key(self, full_path: Any) -> str:
-        full_path = getattr(full_path, "full_path", full_path)
+    def _pool_key(self, pool: PoolName) -> str:
+        full_path = pool if isinstance(pool, str) else pool.full_path
         if not full_path.startswith("/"):
             full_path = "/Common/" + full_path
         return full_path
