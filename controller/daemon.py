@@ -199,7 +199,17 @@ class Daemon:
         self.on_tick: list[Callable[[TickReport], None]] = []
         self.on_reload: list[Callable[[bool], None]] = []  # called with True (applied) or False (rejected)
         self.on_wait: list[Callable[[], None]] = []  # called for each tick skipped while backing off: alive, waiting
+        # called (method, status, seconds) after every iControl REST call that got a reply, by whichever BIG-IP
+        # client the daemon has: a reload's new client gets them before its first call (see observe_requests)
+        self.on_request: list[Callable[[str, int, float], None]] = []
         self._settle_tick_added = False
+
+    def observe_requests(self, hook: Callable[[str, int, float], None]) -> None:
+        """Call `hook(method, status, seconds)` after every iControl REST call of this daemon's BIG-IP client,
+        the current one and each one a reload builds (telemetry's latency histogram). Added once."""
+        if hook not in self.on_request:
+            self.on_request.append(hook)
+        self.rec.bigip.observe_requests(hook)
 
     # -- one tick ---------------------------------------------------------------------------
     def tick(self) -> TickReport | None:
@@ -311,6 +321,8 @@ class Daemon:
         self.cfg = cfg
         logs.REDACTOR.update(cfg.secrets())
         self.rec = self.builder(cfg, dry_run=self.dry_run)
+        for hook in self.on_request:  # before the new client's first call
+            self.rec.bigip.observe_requests(hook)
         announce(cfg, self.log)
         if self.ticker is not None:
             self.ticker.interval = cfg.scheduler.tick_seconds

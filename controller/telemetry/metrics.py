@@ -105,8 +105,6 @@ class _TokenSource(FailoverState, Protocol):
 
     def token_counters(self) -> TokenCounters: ...
 
-    def observe_requests(self, hook: RequestHook) -> None: ...
-
 
 class Reconciler(Protocol):
     """What telemetry reads of the daemon's reconciler (controller.reconcile.Reconciler)."""

@@ -23,7 +23,7 @@ from controller.model import INTERNAL_FAILURES, Kind, PoolPlan, Reason, ScrapeRe
 from controller.telemetry import history as hist
 from controller.telemetry import page
 from controller.telemetry import status as views
-from controller.telemetry.metrics import Metrics, Reconciler, token_counters
+from controller.telemetry.metrics import Metrics, Reconciler, RequestHook, token_counters
 
 SYSTEM_CLOCK = SystemClock()  # stateless; shared as the default clock
 DEFAULT_HEALTH_TICKS = 3
@@ -490,6 +490,11 @@ class Observed(Protocol):
     @property
     def on_wait(self) -> list[Callable[[], None]]: ...  # called for each tick skipped while backing off
 
+    def observe_requests(self, hook: RequestHook) -> None:
+        """`hook(method, status, seconds)` after every iControl REST call of the daemon's BIG-IP client, this
+        one and each one a reload brings (Daemon.observe_requests)."""
+        ...
+
 
 def attach(telemetry: Telemetry, daemon: Observed) -> Telemetry:
     """Feed a Daemon's ticks and reloads into telemetry. Reads `daemon.cfg` and `daemon.rec` at each use,
@@ -498,7 +503,6 @@ def attach(telemetry: Telemetry, daemon: Observed) -> Telemetry:
         try:
             telemetry.tick_seconds = daemon.cfg.scheduler.tick_seconds
             telemetry.set_pools(engine_types(daemon.cfg), policies(daemon.cfg))
-            _hook_bigip(telemetry, daemon.rec)
         except Exception:  # noqa: BLE001 - observe() below must still run; the failure is counted
             telemetry.observe_errors.inc()
         telemetry.observe(report, daemon.rec.last_scrapes)
@@ -506,20 +510,11 @@ def attach(telemetry: Telemetry, daemon: Observed) -> Telemetry:
     telemetry.set_token_source(lambda: token_counters(daemon.rec))
     telemetry.instruments.failover.source = lambda: daemon.rec.bigip
     telemetry.set_pools(engine_types(daemon.cfg), policies(daemon.cfg))
-    try:
-        _hook_bigip(telemetry, daemon.rec)
-    except Exception:  # noqa: BLE001 - a client without the hook: no latency histogram, counted, not fatal
-        telemetry.observe_errors.inc()
+    daemon.observe_requests(telemetry.instruments.bigip_request)  # the latency histogram, across reloads
     daemon.on_tick.append(on_tick)
     daemon.on_reload.append(telemetry.instruments.reloaded)
     daemon.on_wait.append(telemetry.alive)
     return telemetry
-
-
-def _hook_bigip(telemetry: Telemetry, rec: Reconciler) -> None:
-    """Time every iControl REST call through the BigIP seam's typed hook (`observe_requests`); the client
-    keeps one copy of a hook, so calling this each tick (a reload brings a new client) adds it once."""
-    rec.bigip.observe_requests(telemetry.instruments.bigip_request)
 
 
 def serve(daemon: Observed, *, clock: Clock = SYSTEM_CLOCK) -> Telemetry | None:
