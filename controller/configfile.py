@@ -21,6 +21,7 @@ from controller.config import (
     AUTH_MODES,
     DRIVES,
     ENGINE_TYPES,
+    SCHEMES,
     TOKEN_TIMEOUT_MAX,
     WRITE_MODES,
     AppConfig,
@@ -150,7 +151,7 @@ _WEIGHTS = (
 )
 
 _METRICS = (
-    ("schema", choice(("http", "https"))),
+    ("schema", choice(SCHEMES)),
     ("port", integer(1, 65535, null=True)),
     ("path", url_path()),
     ("timeout", number(0, lo_open=True, unit=" (seconds)")),

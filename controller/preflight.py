@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Literal, Protocol, get_args
 
 from controller import as3, bounds, model, weights
 from controller.config import AppConfig, F5Config, PoolConfig
@@ -29,8 +29,13 @@ from controller.failover import UnitStatus, unreadable_message
 from controller.model import PoolRef, PoolState, ScrapeKey, ScrapeResult
 from controller.scrape import Target, target_for
 
-OK, INFO, WARN, FAIL = "ok", "info", "warn", "FAIL"
-SEVERITIES = (OK, INFO, WARN, FAIL)
+#: A finding's severity: FAIL blocks (`check` exits 1).
+Severity = Literal["ok", "info", "warn", "FAIL"]
+OK: Final = "ok"
+INFO: Final = "info"
+WARN: Final = "warn"
+FAIL: Final = "FAIL"
+SEVERITIES: tuple[Severity, ...] = get_args(Severity)
 WRITER_ROLES = ("admin", "resource-admin", "manager", "application-editor")  # may modify pool members
 
 
@@ -66,7 +71,7 @@ class MetricsReader(Protocol):
 @dataclass(frozen=True)
 class Row:
     item: str
-    status: str  # one of SEVERITIES
+    status: Severity
     detail: str
     code: str = ""  # stable slug for scripts, e.g. "login", "engine-mismatch", "metrics-path-404"
 
@@ -258,12 +263,12 @@ def check_members(cfg: AppConfig, pool_cfg: PoolConfig, state: PoolState, scrape
     results = scraper.scrape(targets, max(t.timeout for t in targets) + 1.0)
     ordered = [(t, results[t.key]) for t in targets]
     failed = sum(not r.ok for _, r in ordered)
-    bad = FAIL if failed == len(ordered) else WARN
+    bad: Severity = FAIL if failed == len(ordered) else WARN
     rows = [_member_row(pool_cfg, t, r, bad) for t, r in ordered]
     return rows + diagnose(pool_cfg, ordered)
 
 
-def _member_row(pool_cfg: PoolConfig, t: Target, r: ScrapeResult, bad: str) -> Row:
+def _member_row(pool_cfg: PoolConfig, t: Target, r: ScrapeResult, bad: Severity) -> Row:
     if r.sample is None:
         return Row(f"  {t.member}", bad, f"{t.url}: {r.error} {r.detail}".strip(), f"metrics-{r.error}")
     s = r.sample
@@ -280,7 +285,7 @@ def diagnose(pool_cfg: PoolConfig, results: Sequence[tuple[Target, ScrapeResult]
     looks = Counter(r.detected for _, r in failures if r.detected and r.detected != configured)
     if looks:
         engine, n = looks.most_common(1)[0]
-        severity = FAIL if len(failures) == len(results) else WARN
+        severity: Severity = FAIL if len(failures) == len(results) else WARN
         rows.append(Row(f"  engine {pool_cfg.ref}", severity,
                         f"{n} of {len(results)} member page(s) lack {configured}'s metrics but look like "
                         f"{FLAVOURS.get(engine, engine)}: set engine_type: {engine} (or engines_metrics_keys)",
@@ -319,7 +324,7 @@ def run(cfg: AppConfig, bigip: Checked, scraper: MetricsReader) -> list[Row]:
     try:
         rows.append(check_sync(bigip))
     except BigIPError as exc:  # refused to this account: said once, by the unit row (cm-unreadable)
-        severity = WARN if exc.status in (401, 403, 404) else FAIL
+        severity: Severity = WARN if exc.status in (401, 403, 404) else FAIL
         rows.append(Row("config sync", severity, f"device groups not readable: {exc}", "config-sync"))
     declaration = as3_declaration(bigip)
     for pool_cfg in cfg.pools:

@@ -49,7 +49,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 import certifi
@@ -62,7 +62,7 @@ from controller import __version__, engines, redact
 from controller.clock import Clock, SystemClock
 from controller.config import EngineKeys, PoolConfig
 from controller.errors import MetricsError
-from controller.model import Member, ScrapeKey, ScrapeResult
+from controller.model import Member, ScrapeError, ScrapeKey, ScrapeResult, http_error
 
 #: The classic text format. Never ask for OpenMetrics: some servers then escape colons in names.
 ACCEPT = "text/plain;version=0.0.4"
@@ -129,10 +129,14 @@ def target_for(member: Member, pool: PoolConfig, keys: EngineKeys | None) -> Tar
     return Target(member.key, url, pool.engine_type, m.timeout, tuple(headers), auth, keys, pool=pool.ref.full_path)
 
 
+#: Which limit cut a scrape short: the member's own timeout, or the tick's deadline.
+Late = Literal["timeout", "deadline"]
+
+
 class _Failed(Exception):
     """A scrape failure already classified into a reason slug and a safe detail."""
 
-    def __init__(self, reason: str, detail: str):
+    def __init__(self, reason: ScrapeError, detail: str):
         super().__init__(reason)
         self.reason = reason
         self.detail = detail
@@ -389,7 +393,7 @@ class Scraper:
         if budget <= 0 or flight.aborted:
             return replace(self._result(target, 0.0, "deadline", NOT_REACHED), reached=False)
         # Which limit stops us decides the slug: the member's own timeout, or the tick's deadline.
-        late = "timeout" if target.timeout <= end - started else "deadline"
+        late: Late = "timeout" if target.timeout <= end - started else "deadline"
         text = ""
         try:
             text = self._get(flight, started + budget, budget, late)
@@ -409,7 +413,7 @@ class Scraper:
             return self._result(target, time.monotonic() - started, reason, detail)
         return ScrapeResult(target.member, self.clock.monotonic(), sample=sample, duration=time.monotonic() - started)
 
-    def _read_slots(self, flight: _Flight, stop_at: float, budget: float, late: str) -> int | None:
+    def _read_slots(self, flight: _Flight, stop_at: float, budget: float, late: Late) -> int | None:
         """A llama.cpp server's `total_slots` from its /props, cached for PROPS_TTL; None when unknown
         (no /props, a sidecar target, not JSON): a missing slot count never fails the scrape."""
         url = props_url(flight.target.url)
@@ -426,7 +430,7 @@ class Scraper:
         self._slots[url] = (slots, now)
         return slots
 
-    def _get(self, flight: _Flight, stop_at: float, budget: float, late: str, url: str | None = None) -> str:
+    def _get(self, flight: _Flight, stop_at: float, budget: float, late: Late, url: str | None = None) -> str:
         """GET the page (or `url`, on the same target) and return its text, within `stop_at` (monotonic) in total."""
         target = flight.target
         url = url or target.url
@@ -456,7 +460,7 @@ class Scraper:
                     route = self._route(url)
                     continue
                 if not 200 <= status < 300:
-                    raise _Failed(f"http-{status}", (response.reason or "")[:80])
+                    raise _Failed(http_error(status), (response.reason or "")[:80])
                 body = self._read_body(response, stop_at, budget, late)
                 consumed = route.kept  # else the connection is closed below: the socket bound
                 if flight.aborted:  # a shutdown read ends like EOF: never parse a truncated page
@@ -468,7 +472,7 @@ class Scraper:
             return body.decode("utf-8-sig", errors="replace")  # a BOM would hide the first line
         raise AssertionError("unreachable")
 
-    def _skip_body(self, response: urllib3.BaseHTTPResponse, stop_at: float, budget: float, late: str) -> bool:
+    def _skip_body(self, response: urllib3.BaseHTTPResponse, stop_at: float, budget: float, late: Late) -> bool:
         """Read a redirect's (small) body so its connection can be reused; True when read to the end."""
         length = response.headers.get("Content-Length", "")
         if not length.isdigit() or int(length) > _REDIRECT_BODY_MAX:
@@ -483,7 +487,7 @@ class Scraper:
             raise _Failed(late, f"no response within {budget:.2g}s") from None
         return True
 
-    def _read_body(self, response: urllib3.BaseHTTPResponse, stop_at: float, budget: float, late: str) -> bytes:
+    def _read_body(self, response: urllib3.BaseHTTPResponse, stop_at: float, budget: float, late: Late) -> bytes:
         """Read the (decompressed) body in pieces, checking size and the total time between pieces."""
         length = response.headers.get("Content-Length", "")
         if length.isdigit() and int(length) > self.max_bytes and not response.headers.get("Content-Encoding"):
@@ -502,7 +506,7 @@ class Scraper:
             raise _Failed(late, f"page incomplete after {size} bytes in {budget:.2g}s") from None
         return b"".join(chunks)
 
-    def _result(self, target: Target, duration: float, reason: str, detail: str) -> ScrapeResult:
+    def _result(self, target: Target, duration: float, reason: ScrapeError, detail: str) -> ScrapeResult:
         return ScrapeResult(
             target.member,
             self.clock.monotonic(),
@@ -605,7 +609,7 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         stack += [x for x in linked if isinstance(x, BaseException)]
 
 
-def _classify(exc: Exception, budget: float, late: str) -> tuple[str, str]:
+def _classify(exc: Exception, budget: float, late: Late) -> tuple[ScrapeError, str]:
     """Map a urllib3/socket exception to (reason slug, safe detail)."""
     chain = list(_chain(exc))
     for e in chain:
