@@ -68,7 +68,7 @@ def _show(value: Any) -> str:
     return kind_of(value)
 
 
-def _bounds(lo: Any, hi: Any, lo_open: bool, hi_open: bool) -> str:
+def _bounds(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
     if lo is not None and hi is not None and not (lo_open or hi_open):
         return f"between {lo} and {hi}"
     parts = [f"{'>' if lo_open else '>='} {lo}"] if lo is not None else []
@@ -76,7 +76,8 @@ def _bounds(lo: Any, hi: Any, lo_open: bool, hi_open: bool) -> str:
     return " and ".join(parts)
 
 
-def _check_range(v: float, lo: Any = None, hi: Any = None, lo_open: bool = False, hi_open: bool = False) -> None:
+def _check_range(v: float, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
+                 hi_open: bool = False) -> None:
     low = lo is not None and (v <= lo if lo_open else v < lo)
     high = hi is not None and (v >= hi if hi_open else v > hi)
     if low or high:

@@ -489,7 +489,7 @@ class DataPlane:
             st = self._stat(_key(pool))
             return PoolStats(Counter(st.picks), st.queued, st.dequeued, st.rejected, st.expired)
 
-    def reset(self, pool: Any = None) -> None:
+    def reset(self, pool: PoolName | None = None) -> None:
         """Forget connections, queues, rotation state and stats (of one pool, or all)."""
         with self._lock:
             pools = [_key(pool)] if pool is not None else list(set(self._conns) | set(self._queues) | set(self._stats))
