@@ -183,7 +183,7 @@ class BigIPClient:
         raise PermanentBigIPError("malformed version reply: no entries.*.nestedStats.entries.Version",
                                   status=200, method="GET", path=path)
 
-    def device_groups(self) -> list[dict]:
+    def device_groups(self) -> list[dict[str, Any]]:
         """Device groups as `{"name", "type", "autoSync"}`: a sync-failover group with autoSync
         enabled turns every write into a config sync."""
         reply = self._call("GET", "/mgmt/tm/cm/device-group")
@@ -193,13 +193,13 @@ class BigIPClient:
             for i in items if isinstance(i, dict)
         ] if isinstance(items, list) else []
 
-    def whoami(self) -> dict:
+    def whoami(self) -> dict[str, Any]:
         """Best effort: `{"name", "displayName", "partitionAccess": [{"name", "role"}]}` with what is readable.
 
         A remote (LDAP/RADIUS) user has no local record (404) and a low role may not read users
         (401): those parts are left out. Never returns the password hash `encryptedPassword`.
         """
-        out: dict = {}
+        out: dict[str, Any] = {}
         user = quote_segment(self.cfg.username)
         try:
             authz = self._call("GET", f"/mgmt/shared/authz/users/{user}")
@@ -222,7 +222,7 @@ class BigIPClient:
 
     # -- writes ------------------------------------------------------------------------------
 
-    def patch_member(self, ref: PoolRef, member: Member, fields: dict, *, headers: Mapping[str, str] | None = None) -> None:
+    def patch_member(self, ref: PoolRef, member: Member, fields: Mapping[str, Any], *, headers: Mapping[str, str] | None = None) -> None:
         """PATCH only `fields` (ratio, connectionLimit, description) of one member. Never PUT.
 
         Values are checked before any call: a bad one raises PermanentBigIPError and sends nothing.
@@ -318,7 +318,8 @@ class BigIPClient:
                 self._sleep(delay)
         raise AssertionError("unreachable")
 
-    def _authenticated(self, method, path, json, params, headers) -> Any:
+    def _authenticated(self, method: str, path: str, json: Any, params: Mapping[str, str] | None,
+                       headers: Mapping[str, str] | None) -> Any:
         extra = dict(headers or {})
         sent = self.tokens.header()
         try:

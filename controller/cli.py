@@ -7,9 +7,12 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from controller import __version__, configfile, daemon, logs, preflight, render, telemetry
+from controller.config import AppConfig
 from controller.errors import ConfigError, RatioError
+from controller.model import TickReport
 from controller.telemetry.status import missing_pool_view, pool_view, scrub
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
@@ -61,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load(path: str, level: str | None, quiet: bool = False):
+def _load(path: str, level: str | None, quiet: bool = False) -> AppConfig:
     """Load the config and set up logging on stderr. `quiet` (plan, check): the config's INFO becomes WARNING,
     so no progress line lands above the result on a terminal; --log-level, or DEBUG in the config, still wins."""
     cfg = configfile.load(path)
@@ -70,7 +73,7 @@ def _load(path: str, level: str | None, quiet: bool = False):
     return cfg
 
 
-def cmd_run(args) -> int:
+def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args.config, args.log_level)
     log = logs.get()
     daemon.announce(cfg, log)
@@ -88,7 +91,7 @@ def cmd_run(args) -> int:
             tel.stop()
 
 
-def _explain_failure(report) -> None:
+def _explain_failure(report: TickReport) -> None:
     for err in report.errors:
         print(f"f5-llm-ratio: {err}", file=sys.stderr)
     for plan in report.plans:
@@ -96,7 +99,7 @@ def _explain_failure(report) -> None:
             print(f"f5-llm-ratio: {plan.pool.ref}: no member's /metrics could be used; nothing written", file=sys.stderr)
 
 
-def cmd_plan(args) -> int:
+def cmd_plan(args: argparse.Namespace) -> int:
     cfg = _load(args.config, args.log_level, quiet=True)
     d = daemon.Daemon(args.config, cfg, dry_run=True, out=None if args.json else sys.stdout)
     code = d.run_once()
@@ -106,16 +109,17 @@ def cmd_plan(args) -> int:
     return code
 
 
-def plan_json(cfg, report, code: int) -> dict:
+def plan_json(cfg: AppConfig, report: TickReport | None, code: int) -> dict[str, Any]:
     """The `plan --json` document: per pool the /status pool view; failures as records (README)."""
     engine_types, policies = telemetry.engine_types(cfg), telemetry.policies(cfg)
     plans = report.plans if report is not None else ()
     read = {plan.pool.ref.full_path for plan in plans}
     pools = [pool_view(plan, engine_types.get(plan.pool.ref.full_path, ""), policies.get(plan.pool.ref.full_path, ""), True)
              for plan in plans]
-    for view in pools:
-        view["result"] = report.pool_result(view["full_path"])
-        view["problem"] = scrub(report.pool_problem(view["full_path"])) or None
+    if report is not None:  # (no report: no plans, no views)
+        for view in pools:
+            view["result"] = report.pool_result(view["full_path"])
+            view["problem"] = scrub(report.pool_problem(view["full_path"])) or None
     pools += [missing_pool_view(path, et, report.pool_outcome(path) if report is not None else None)
               for path, et in engine_types.items() if path not in read]
     failures = report.failures if report is not None else ()
@@ -132,7 +136,7 @@ def plan_json(cfg, report, code: int) -> dict:
     }
 
 
-def cmd_check(args) -> int:
+def cmd_check(args: argparse.Namespace) -> int:
     cfg = _load(args.config, args.log_level, quiet=True)
     rec = daemon.build(cfg, dry_run=True)
     try:
@@ -152,7 +156,7 @@ def cmd_check(args) -> int:
     return EXIT_FAIL if blocked else EXIT_OK
 
 
-def cmd_demo(args) -> int:
+def cmd_demo(args: argparse.Namespace) -> int:
     from controller.demo import run
 
     return run(args)
@@ -161,9 +165,9 @@ def cmd_demo(args) -> int:
 COMMANDS = {"run": cmd_run, "plan": cmd_plan, "check": cmd_check, "demo": cmd_demo}
 
 
-def config_errors(exc: ConfigError) -> list[dict]:
+def config_errors(exc: ConfigError) -> list[dict[str, Any]]:
     """Each problem of a ConfigError as a `--json` error record: {kind: config, key, message}."""
-    out = []
+    out: list[dict[str, Any]] = []
     for problem in exc.problems:
         key, sep, _ = problem.partition(": ")
         out.append({"kind": "config", "reason": "invalid", "key": key if sep and " " not in key and not key.startswith("/") else None,
@@ -171,10 +175,10 @@ def config_errors(exc: ConfigError) -> list[dict]:
     return out
 
 
-def error_json(command: str, code: int, errors: list[dict]) -> dict:
+def error_json(command: str, code: int, errors: list[dict[str, Any]]) -> dict[str, Any]:
     """The one JSON object `plan --json` and `check --json` print when they cannot do their job at all (a bad
     config, a failure before any result): same `version`, `command`, `ok`, `exit_code` and `errors` as always."""
-    doc: dict = {"version": JSON_VERSION, "command": command, "ok": False, "exit_code": code, "errors": errors}
+    doc: dict[str, Any] = {"version": JSON_VERSION, "command": command, "ok": False, "exit_code": code, "errors": errors}
     if command == "check":
         doc["result"] = "blocked"
         doc["findings"] = [{"item": "config" if e["kind"] == "config" else command, "severity": "fail",
@@ -185,7 +189,7 @@ def error_json(command: str, code: int, errors: list[dict]) -> dict:
     return doc
 
 
-def _fail(args, code: int, text: str, errors: list[dict]) -> int:
+def _fail(args: argparse.Namespace, code: int, text: str, errors: list[dict[str, Any]]) -> int:
     """A failure that ends the command: one line on stderr, and with --json one JSON object on stdout."""
     print(f"f5-llm-ratio: {text}", file=sys.stderr)
     if getattr(args, "json", False):

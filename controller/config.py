@@ -7,14 +7,23 @@ kept out of `repr` so they cannot reach a log line by accident.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 from controller.model import PoolRef
 
-#: "auto" (the default): ratios, and connection limits too where the pool queues at its limits
-#: (queueOnConnectionLimit enabled); the others drive what they say, whatever the pool's queue setting.
-DRIVES = ("auto", "ratio", "connection_limit", "both")
-WRITE_MODES = ("patch", "transaction")
-AUTH_MODES = ("token", "basic")
+#: What weights.drive writes. "auto" (the default): ratios, and connection limits too where the pool queues at
+#: its limits (queueOnConnectionLimit enabled); the others drive what they say, whatever the pool's queue setting.
+Drive = Literal["auto", "ratio", "connection_limit", "both"]
+#: f5.write_mode: "patch", one PATCH per member; "transaction", one commit per pool.
+WriteMode = Literal["patch", "transaction"]
+#: f5.auth: "token", one X-F5-Auth-Token; "basic", HTTP basic auth on every call.
+AuthMode = Literal["token", "basic"]
+#: metrics.schema
+Scheme = Literal["http", "https"]
+DRIVES: tuple[Drive, ...] = get_args(Drive)
+WRITE_MODES: tuple[WriteMode, ...] = get_args(WriteMode)
+AUTH_MODES: tuple[AuthMode, ...] = get_args(AuthMode)
+SCHEMES: tuple[Scheme, ...] = get_args(Scheme)
 TOKEN_TIMEOUT_MAX = 36000  # seconds: the longest lifetime BIG-IP gives a token (PATCH authz/tokens)
 ENGINE_TYPES = ("vllm", "sglang", "trtllm", "triton", "llamacpp", "tgi")
 
@@ -31,13 +40,13 @@ class F5Config:
     tick_budget: float = 30.0  # seconds for all of one tick's BIG-IP calls (reads, writes, logins, retries)
     state_dir: str = ""  # where the token state file lives: f5.state_dir, else $STATE_DIRECTORY; "" = none
     login_provider: str = "tmos"
-    write_mode: str = "patch"  # "patch": one PATCH per member; "transaction": one commit per pool
+    write_mode: WriteMode = "patch"  # "patch": one PATCH per member; "transaction": one commit per pool
     write_concurrency: int = 4
     max_writes_per_minute: int = 600  # a cap across all pools; excess changes wait for the next tick
     hosts: tuple[str, ...] = ()  # every unit of the device group when f5.host is a list (HA pairs)
     #: "token": one X-F5-Auth-Token kept for `token_timeout` s; "basic": HTTP basic auth on every call, no
     #: token at all (local accounts only: remote LDAP/RADIUS/TACACS users need a token and their provider)
-    auth: str = "token"
+    auth: AuthMode = "token"
     token_timeout: int = TOKEN_TIMEOUT_MAX  # seconds each token lives; re-login shortly before it ends
     #: a unit with no peer: cm/* (failover state, device groups) is never asked and the unit is written
     standalone: bool = False
@@ -112,7 +121,7 @@ class EngineKeys:
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    schema: str = "http"
+    schema: Scheme = "http"
     port: int | None = None  # None: the member's own port
     path: str | None = None  # None: the engine type's default (engines.default_path: /metrics, trtllm /prometheus/metrics)
     timeout: float = 3.0
@@ -128,7 +137,7 @@ class MetricsConfig:
 class WeightsConfig:
     """How scores become BIG-IP member settings, and how hard the controller damps changes."""
 
-    drive: str = "auto"  # "auto", "ratio", "connection_limit" or "both" (DRIVES)
+    drive: Drive = "auto"  # "auto", "ratio", "connection_limit" or "both" (DRIVES)
     scale: int = 100  # the best member's ratio; at most 65535
     floor: int = 10  # the lowest ratio ever written; at least 1
     dead_band: float = 0.1  # no write when |new − current| ≤ dead_band × current

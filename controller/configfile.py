@@ -10,9 +10,9 @@ appear in a message.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
@@ -21,6 +21,7 @@ from controller.config import (
     AUTH_MODES,
     DRIVES,
     ENGINE_TYPES,
+    SCHEMES,
     TOKEN_TIMEOUT_MAX,
     WRITE_MODES,
     AppConfig,
@@ -150,7 +151,7 @@ _WEIGHTS = (
 )
 
 _METRICS = (
-    ("schema", choice(("http", "https"))),
+    ("schema", choice(SCHEMES)),
     ("port", integer(1, 65535, null=True)),
     ("path", url_path()),
     ("timeout", number(0, lo_open=True, unit=" (seconds)")),
@@ -174,7 +175,7 @@ _POOL = ("name", "partition", "sub_path", "engine_type", "metrics", "mode", "wei
 _TOP = ("global", "f5", "scheduler", "modes", "pools", "engines_metrics_keys", "weights", "telemetry")
 
 
-def _section(parent: Reader, key: str, spec: Spec, extra: Sequence[str] = ()) -> tuple[Reader, dict]:
+def _section(parent: Reader, key: str, spec: Spec, extra: Sequence[str] = ()) -> tuple[Reader, dict[str, Any]]:
     r = parent.section(key)
     r.check_keys(spec_keys(spec) + tuple(extra))
     return r, r.pick(spec)
@@ -596,26 +597,27 @@ class _StrictLoader(yaml.SafeLoader):
     """SafeLoader that refuses a key given twice in one mapping (PyYAML silently keeps the last), more
     than MAX_ALIASES aliases, and a document that expands to more than MAX_EXPANDED_NODES nodes."""
 
-    def __init__(self, stream):
+    def __init__(self, stream: str | bytes | IO[str] | IO[bytes]):
         super().__init__(stream)
         self._aliases = 0
 
-    def compose_node(self, parent, index):
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
             self._aliases += 1
             if self._aliases > MAX_ALIASES:
-                line = self.peek_event().start_mark.line + 1
+                event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]  # unannotated in types-PyYAML
+                line = event.start_mark.line + 1 if event.start_mark is not None else "?"
                 raise _TooLarge(f"line {line}: more than {MAX_ALIASES} YAML aliases (*name); write the values out")
         return super().compose_node(parent, index)
 
-    def construct_document(self, node):
+    def construct_document(self, node: yaml.Node) -> Any:  # the loaded document: any YAML value
         size = _expanded_size(node, {})
         if size > MAX_EXPANDED_NODES:
             raise _TooLarge(f"YAML aliases expand the document to more than {MAX_EXPANDED_NODES:,} nodes "
                             f"(an alias bomb?); write the values out")
         return super().construct_document(node)
 
-    def construct_mapping(self, node, deep=False):
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)

@@ -68,7 +68,7 @@ def _show(value: Any) -> str:
     return kind_of(value)
 
 
-def _bounds(lo: Any, hi: Any, lo_open: bool, hi_open: bool) -> str:
+def _bounds(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
     if lo is not None and hi is not None and not (lo_open or hi_open):
         return f"between {lo} and {hi}"
     parts = [f"{'>' if lo_open else '>='} {lo}"] if lo is not None else []
@@ -76,7 +76,8 @@ def _bounds(lo: Any, hi: Any, lo_open: bool, hi_open: bool) -> str:
     return " and ".join(parts)
 
 
-def _check_range(v: float, lo: Any = None, hi: Any = None, lo_open: bool = False, hi_open: bool = False) -> None:
+def _check_range(v: float, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
+                 hi_open: bool = False) -> None:
     low = lo is not None and (v <= lo if lo_open else v < lo)
     high = hi is not None and (v >= hi if hi_open else v > hi)
     if low or high:
@@ -132,18 +133,24 @@ def boolean() -> Conv:
     return conv
 
 
+def text(v: Any, secret: bool = False) -> str:
+    """`v` as a non-empty string, else Invalid. Numbers are refused (YAML mangles e.g. 0123), so the user
+    quotes them."""
+    if not isinstance(v, str):
+        hint = " (put it in quotes)" if isinstance(v, (int, float)) and not isinstance(v, bool) else ""
+        raise Invalid(f"expected a string{hint}, got {kind_of(v) if secret else _show(v)}")
+    if not v.strip():
+        raise Invalid("must not be empty")
+    return v
+
+
 def string(null: bool = False, secret: bool = False) -> Conv:
-    """A non-empty string. Numbers are refused (YAML mangles e.g. 0123), so the user quotes them."""
+    """A non-empty string (see `text`); None too when `null`."""
 
     def conv(v: Any) -> str | None:
         if v is None and null:
             return None
-        if not isinstance(v, str):
-            hint = " (put it in quotes)" if isinstance(v, (int, float)) and not isinstance(v, bool) else ""
-            raise Invalid(f"expected a string{hint}, got {kind_of(v) if secret else _show(v)}")
-        if not v.strip():
-            raise Invalid("must not be empty")
-        return v
+        return text(v, secret)
 
     return conv
 
@@ -159,7 +166,7 @@ def member_names() -> Conv:
         out = []
         for i, item in enumerate(items):
             try:
-                name = string()(item).strip()
+                name = text(item).strip()
             except Invalid as exc:
                 raise Invalid(f"item {i}: {exc}") from None
             tail = name.rsplit("/", 1)[-1]
@@ -174,7 +181,7 @@ def member_names() -> Conv:
 
 def choice(options: Sequence[str], normalize: Callable[[str], str] = str.lower) -> Conv:
     def conv(v: Any) -> str:
-        s = string()(v)
+        s = text(v)
         if normalize(s.strip()) not in options:
             raise Invalid(f"{s!r} is not one of {', '.join(options)}")
         return normalize(s.strip())
@@ -184,7 +191,7 @@ def choice(options: Sequence[str], normalize: Callable[[str], str] = str.lower) 
 
 def url_path() -> Conv:
     def conv(v: Any) -> str:
-        s = string()(v)
+        s = text(v)
         if not s.startswith("/"):
             raise Invalid(f"must start with '/', got {s!r}")
         return s
@@ -197,7 +204,7 @@ def instance_name() -> Conv:
     '.', '_' and '-' only, at most 40 characters."""
 
     def conv(v: Any) -> str:
-        s = string()(v).strip()
+        s = text(v).strip()
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}", s):
             raise Invalid(f"expected 1-40 letters, digits, '.', '_' or '-' (starting with a letter or digit), got {s!r}")
         return s
@@ -207,7 +214,7 @@ def instance_name() -> Conv:
 
 def host_name() -> Conv:
     def conv(v: Any) -> str:
-        s = string()(v).strip()
+        s = text(v).strip()
         if "://" in s or "/" in s:
             raise Invalid(f"expected a host name or address, not a URL, got {s!r}")
         return s
@@ -245,10 +252,9 @@ def scrape_target() -> Conv:
     """metrics.target: `host:port` with {name}, {node}, {address}, {port}, {rd} placeholders; no scheme, no path."""
 
     def conv(v: Any) -> str | None:
-        s = string(null=True)(v)
-        if s is None:
+        if v is None:
             return None
-        s = s.strip()
+        s = text(v).strip()
         try:
             names = {f for _, f, _, _ in _FORMATTER.parse(s) if f is not None}
         except ValueError as exc:
@@ -270,7 +276,7 @@ def folder(allow_nested: bool) -> Conv:
     """A partition (one name) or a sub_path (names joined by '/')."""
 
     def conv(v: Any) -> str:
-        s = string()(v).strip().strip("/")
+        s = text(v).strip().strip("/")
         if "" in s.split("/") or (not allow_nested and "/" in s):
             raise Invalid(f"{v!r} is not a valid {'folder path' if allow_nested else 'partition name'}")
         return s
@@ -282,7 +288,7 @@ def metric_key() -> Conv:
     """`name` or `name{label="value",...}`, as controller.engines reads them."""
 
     def conv(v: Any) -> str:
-        s = string()(v).strip()
+        s = text(v).strip()
         try:
             engines.parse_key(s)
         except ValueError as exc:
@@ -364,7 +370,7 @@ class Context:
         self.problems.append(f"{path or '(top level)'}: {scrub(message, self.hidden)}")
 
 
-Spec = Sequence[tuple]  # (yaml key, converter) or (yaml key, converter, dataclass attribute)
+Spec = Sequence[tuple[str, Conv] | tuple[str, Conv, str]]  # (yaml key, converter[, dataclass attribute])
 
 
 def spec_keys(spec: Spec) -> tuple[str, ...]:
@@ -379,7 +385,7 @@ class Reader:
         self.path = path
         if data is not None and not isinstance(data, dict):
             ctx.problem(path, f"expected a mapping, got {kind_of(data)}")
-        self.data: dict = data if isinstance(data, dict) else {}
+        self.data: dict[object, Any] = data if isinstance(data, dict) else {}  # a YAML mapping, as loaded
 
     def at(self, key: Any) -> str:
         return f"{self.path}.{key}" if self.path else str(key)
@@ -407,9 +413,9 @@ class Reader:
             self.problem(key, str(bad))
             return default
 
-    def pick(self, spec: Spec) -> dict:
+    def pick(self, spec: Spec) -> dict[str, Any]:
         """{attribute: value} for every key of `spec` present and valid, for dataclass(**...)."""
-        out = {}
+        out: dict[str, Any] = {}
         for key, conv, *attr in spec:
             if key in self.data:
                 value = self.get(key, conv, MISSING)

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol, TextIO
 
 from controller import configfile, logs, render, sdnotify
 from controller.clock import Clock, SystemClock
@@ -77,7 +78,7 @@ def settle_seconds(cfg: AppConfig) -> float:
     return min(SETTLE_MAX_SECONDS, SETTLE_TICKS * cfg.scheduler.tick_seconds)
 
 
-def build(cfg: AppConfig, *, dry_run: bool, clock: Clock | None = None) -> Reconciler:
+def build(cfg: AppConfig, *, dry_run: bool, clock: Clock | None = None) -> Reconciler[FailoverClient]:
     """Wire the real edges to the reconciler."""
     clock = clock or SystemClock()
     instance = instance_id(cfg.instance)
@@ -114,13 +115,13 @@ def fit_keepalive(wanted: int, concurrency: int, soft_limit: int | None = None) 
     return room
 
 
-def close(rec: Reconciler) -> None:
+def close(rec: Reconciler[FailoverClient]) -> None:
     """Release the token (BIG-IP allows ~100 per user) and the scrape pool."""
     rec.bigip.close()
     rec.scraper.close()
 
 
-def announce(cfg: AppConfig, log) -> None:
+def announce(cfg: AppConfig, log: logs.Log) -> None:
     """Startup lines: what was loaded, what is ignored, and anything unsafe."""
     log.info("config_loaded", source=cfg.source, pools=[str(p.ref) for p in cfg.pools], tick_seconds=cfg.scheduler.tick_seconds)
     for note in cfg.notes:
@@ -172,8 +173,15 @@ class FileWatch:
         self.stamp, self.digest = self._stamp(), self._digest()
 
 
+class Builder(Protocol):
+    """How a Daemon wires its reconciler (`build`; tests hand in their own edges)."""
+
+    def __call__(self, cfg: AppConfig, *, dry_run: bool) -> Reconciler[FailoverClient]: ...
+
+
 class Daemon:
-    def __init__(self, config_path: str, cfg: AppConfig, *, dry_run: bool = False, out=None, builder: Callable = build):
+    def __init__(self, config_path: str, cfg: AppConfig, *, dry_run: bool = False, out: TextIO | None = None,
+                 builder: Builder = build):
         self.config_path = config_path
         self.cfg = cfg
         self.dry_run = dry_run
@@ -191,7 +199,17 @@ class Daemon:
         self.on_tick: list[Callable[[TickReport], None]] = []
         self.on_reload: list[Callable[[bool], None]] = []  # called with True (applied) or False (rejected)
         self.on_wait: list[Callable[[], None]] = []  # called for each tick skipped while backing off: alive, waiting
+        # called (method, status, seconds) after every iControl REST call that got a reply, by whichever BIG-IP
+        # client the daemon has: a reload's new client gets them before its first call (see observe_requests)
+        self.on_request: list[Callable[[str, int, float], None]] = []
         self._settle_tick_added = False
+
+    def observe_requests(self, hook: Callable[[str, int, float], None]) -> None:
+        """Call `hook(method, status, seconds)` after every iControl REST call of this daemon's BIG-IP client,
+        the current one and each one a reload builds (telemetry's latency histogram). Added once."""
+        if hook not in self.on_request:
+            self.on_request.append(hook)
+        self.rec.bigip.observe_requests(hook)
 
     # -- one tick ---------------------------------------------------------------------------
     def tick(self) -> TickReport | None:
@@ -258,7 +276,7 @@ class Daemon:
         self.ticker.also_at(time.monotonic() + wait)
 
     # -- reload -----------------------------------------------------------------------------
-    def request_reload(self, *_args) -> None:
+    def request_reload(self, *_args: object) -> None:  # also a signal handler: (signum, frame)
         self.reload_requested = True
 
     def poll_config(self) -> None:
@@ -303,6 +321,8 @@ class Daemon:
         self.cfg = cfg
         logs.REDACTOR.update(cfg.secrets())
         self.rec = self.builder(cfg, dry_run=self.dry_run)
+        for hook in self.on_request:  # before the new client's first call
+            self.rec.bigip.observe_requests(hook)
         announce(cfg, self.log)
         if self.ticker is not None:
             self.ticker.interval = cfg.scheduler.tick_seconds
@@ -318,7 +338,7 @@ class Daemon:
                 self.log.error("reload_hook_failed", error=str(exc))
 
     # -- lifecycle --------------------------------------------------------------------------
-    def stop(self, *_args) -> None:
+    def stop(self, *_args: object) -> None:  # also a signal handler: (signum, frame)
         self.log.info("stopping", reason="signal")
         sdnotify.notify("STOPPING=1")
         if self.ticker is not None:

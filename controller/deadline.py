@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -105,17 +106,17 @@ class _Registering:
     sock: socket.socket | None
 
     def _new_conn(self) -> socket.socket:  # the raw socket, before TLS: a stalled handshake is cut too
-        sock = super()._new_conn()  # type: ignore[misc]
+        sock: socket.socket = super()._new_conn()  # type: ignore[misc]  # a mixin: the connection class after it has it
         s = current()
         if s is not None:
             s.register(sock)
         return sock
 
-    def request(self, *args, **kwargs):  # a kept-alive connection already has its socket
+    def request(self, *args: Any, **kwargs: Any) -> None:  # a kept-alive connection already has its socket
         s = current()
         if s is not None and self.sock is not None:
             s.register(self.sock)
-        return super().request(*args, **kwargs)  # type: ignore[misc, unused-ignore]
+        super().request(*args, **kwargs)  # type: ignore[misc, unused-ignore]
 
 
 class _HTTPConnection(_Registering, HTTPConnection):
@@ -137,8 +138,8 @@ class _HTTPSPool(HTTPSConnectionPool):
 class DeadlineAdapter(HTTPAdapter):
     """A `requests` adapter whose connections obey `scope()` deadlines."""
 
-    def init_poolmanager(self, *args, **kwargs) -> None:
-        super().init_poolmanager(*args, **kwargs)
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
         self.poolmanager.key_fn_by_scheme = dict(self.poolmanager.key_fn_by_scheme)
 

@@ -8,6 +8,7 @@ without the controller runs side by side on plain least-connections.
 
 from __future__ import annotations
 
+import argparse
 import secrets
 import sys
 import threading
@@ -15,11 +16,13 @@ import time
 from dataclasses import dataclass, field, replace
 
 from controller import configfile, daemon, logs, policy, render, telemetry
+from controller.config import AppConfig
+from controller.model import TickReport
 from controller.sim.bigip import BigIPEmulator
 from controller.sim.dataplane import QUEUED
 from controller.sim.engine import Engine, RealtimeEngine, Request, preset
 from controller.sim.engine_server import EngineServer
-from controller.sim.trace import TraceNotFoundError, capacity_estimate, duration, load_trace, repeat, scale_to_rate
+from controller.sim.trace import Trace, TraceNotFoundError, capacity_estimate, duration, load_trace, repeat, scale_to_rate
 from controller.telemetry.status import unit_scores
 
 POOL = "/Common/llm-demo"
@@ -29,7 +32,7 @@ FLEET = (("a100-40g", "a100-a"), ("a100-40g", "a100-b"), ("h100-80g", "h100"), (
 TTFT_SLO = 2.0
 
 
-def add_arguments(parser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=60.0, metavar="SECONDS", help="stop after this long (default 60)")
     parser.add_argument("--load", type=float, default=0.85, help="offered load as a share of pool capacity (default 0.85)")
     parser.add_argument("--trace", default="conv", help="conv, code, sample (built in) or a CSV path (default conv)")
@@ -53,7 +56,7 @@ def experimental_modes() -> list[str]:
     return [name for name in policy.POLICIES if name not in SUPPORTED_MODES]
 
 
-def check_mode(args) -> str | None:
+def check_mode(args: argparse.Namespace) -> str | None:
     """None when --mode is acceptable, else the message for the user."""
     if args.mode is None or args.mode in SUPPORTED_MODES:
         return None
@@ -80,7 +83,7 @@ class MemberStats:
 class Cluster:
     """One emulated BIG-IP pool in front of simulated engines, fed by a trace in real time."""
 
-    def __init__(self, label: str, lb_mode: str, trace, password: str):
+    def __init__(self, label: str, lb_mode: str, trace: Trace, password: str):
         self.label = label
         self.emulator = BigIPEmulator(users={"admin": password})
         self.engines: dict[str, RealtimeEngine] = {}
@@ -152,7 +155,7 @@ class Cluster:
             return [t for s in self.stats.values() for t in s.ttfts]
 
 
-def demo_config(cluster: Cluster, args, password: str):
+def demo_config(cluster: Cluster, args: argparse.Namespace, password: str) -> AppConfig:
     """The controller's config, in the sideband scheduler's format plus our keys."""
     data = {
         "global": {"log_level": getattr(args, "log_level", None) or ("INFO" if args.verbose else "WARNING")},
@@ -168,7 +171,7 @@ def demo_config(cluster: Cluster, args, password: str):
     return replace(cfg, telemetry=replace(cfg.telemetry, port=args.telemetry_port))
 
 
-def view(cluster: Cluster, report, elapsed: float, baseline: Cluster | None, policy_name: str = "") -> str:
+def view(cluster: Cluster, report: TickReport | None, elapsed: float, baseline: Cluster | None, policy_name: str = "") -> str:
     plans = {p.member.key: p for plan in (report.plans if report else ()) for p in plan.members}
     # the score on the 0-1 scale /status, /metrics and the plan table use (the policy's weight / the pool's largest)
     scores = {k: v for plan in (report.plans if report else ()) for k, v in unit_scores(plan, policy_name).items()}
@@ -205,7 +208,7 @@ def _summary_line(label: str, cluster: Cluster) -> str:
             f"TTFT p50 {_ms(percentile(t, 0.5))}  p99 {_ms(percentile(t, 0.99))}  TTFT <= {TTFT_SLO:g} s: {slo} of offered")
 
 
-def _start_telemetry(d: daemon.Daemon, port: int):
+def _start_telemetry(d: daemon.Daemon, port: int) -> telemetry.Telemetry | None:
     try:
         return telemetry.serve(d)
     except Exception:  # noqa: BLE001 - a busy port must not spoil the demo: fall back to any port
@@ -220,7 +223,7 @@ def _loop(d: daemon.Daemon, stop: threading.Event) -> None:
         stop.wait(max(0.0, d.cfg.scheduler.tick_seconds - (time.monotonic() - started)))
 
 
-def _load(name: str):
+def _load(name: str) -> tuple[Trace, str]:
     """The named trace; the built-in sample when the full traces are not beside the install."""
     try:
         return load_trace(name), name
@@ -230,7 +233,7 @@ def _load(name: str):
         return load_trace("sample"), "sample"
 
 
-def build_trace(args):
+def build_trace(args: argparse.Namespace) -> tuple[Trace, float, str]:
     trace, name = _load(args.trace)
     capacity = sum(capacity_estimate(preset(kind), trace, method="analytic") for kind, _ in FLEET)
     scaled = scale_to_rate(trace, args.load * capacity)
@@ -239,7 +242,7 @@ def build_trace(args):
     return [r for r in scaled if r.t < args.duration], capacity, name
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     problem = check_mode(args)
     if problem:
         print(f"f5-llm-ratio demo: {problem}", file=sys.stderr)
@@ -263,10 +266,11 @@ def run(args) -> int:
     ticker = threading.Thread(target=_loop, args=(d, stop), name="controller", daemon=True)
     ticker.start()
     tty = sys.stdout.isatty()
+    live = tel.address if tel else None  # serve() started it: it listens
     print(f"trace {trace_name}: {len(trace)} requests in {args.duration:.0f}s, {args.load:.0%} of pool capacity "
           f"({capacity:.1f} req/s); BIG-IP emulator {cfg.f5.base_url}"
-          + (f"\nlive page: http://{tel.address[0]}:{tel.address[1]}/ (ratios, load and the reasons for each change)"
-             if tel else ""), flush=True)
+          + (f"\nlive page: http://{live[0]}:{live[1]}/ (ratios, load and the reasons for each change)"
+             if live else ""), flush=True)
     began = time.monotonic()
     try:
         while (elapsed := time.monotonic() - began) < args.duration:

@@ -209,14 +209,15 @@ def extract(text: str, engine_type: str, keys: EngineKeys | None = None) -> Samp
 
 def _series(page: dict[str, exposition.Series], key: Key) -> list[float]:
     """The values of the distinct series matching `key`; identical label sets count once, last wins."""
-    distinct: dict[tuple, float] = {}
+    distinct: dict[tuple[tuple[str, str], ...], float] = {}
     for labels, value in page.get(key.name, ()):
         if key.matches(labels):
             distinct[tuple(sorted(labels.items()))] = value
     return list(distinct.values())
 
 
-def _first_present(found: exposition.Scan, page: dict, candidates: tuple[Key, ...]) -> tuple[Key | None, list[float]]:
+def _first_present(found: exposition.Scan, page: dict[str, exposition.Series],
+                   candidates: tuple[Key, ...]) -> tuple[Key | None, list[float]]:
     """The first candidate key with any series: vLLM 0.10 exports both KV names, and the new one is right.
     Later candidates are parsed only when needed, each on its own as a separate `select` would."""
     for key in candidates:
@@ -247,7 +248,7 @@ def _kv(values: list[float], key: Key) -> float:
 
 def _max_concurrency(series: exposition.Series) -> float | None:
     """Sum of `kv_cache_max_concurrency` over ranks; None unless every rank gives a usable number."""
-    per_rank: dict[tuple, str] = {}
+    per_rank: dict[tuple[tuple[str, str], ...], str] = {}
     for labels, _value in series:
         per_rank[tuple(sorted(labels.items()))] = labels.get("kv_cache_max_concurrency", "")
     total = 0.0
@@ -384,7 +385,7 @@ def _read_speed(found: exposition.Scan, speed: _SpeedReads) -> SpeedCounters | N
 
 def _sum_or_none(series: exposition.Series) -> float | None:
     """Sum over distinct label sets (last wins); None when absent or any value is NaN, infinite or negative."""
-    distinct: dict[tuple, float] = {}
+    distinct: dict[tuple[tuple[str, str], ...], float] = {}
     for labels, value in series:
         distinct[tuple(sorted(labels.items()))] = value
     if not distinct or any(not math.isfinite(v) or v < 0 for v in distinct.values()):

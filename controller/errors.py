@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 
 class RatioError(Exception):
     """Base of every error this package raises on purpose."""
@@ -86,10 +88,14 @@ class StateUnreadableError(NotActiveError):
     is written. The message names the missing permission and the fixes (a role, or f5.standalone: true)."""
 
 
+#: Why a member's metrics page was unusable (MetricsError.reason, and so ScrapeResult.error).
+PageProblem = Literal["not-prometheus", "missing-metric", "bad-value", "too-many-series"]
+
+
 class MetricsError(RatioError):
     """A member's metrics page was unusable. `reason` is a short stable slug for logs and counters."""
 
-    def __init__(self, reason: str, detail: str = ""):
+    def __init__(self, reason: PageProblem, detail: str = ""):
         self.reason = reason
         self.detail = detail
         super().__init__(f"{reason}: {detail}" if detail else reason)

@@ -137,14 +137,14 @@ class Scan:
         return out
 
 
-def _matches(head: re.Match | None, rest: re.Pattern, text: str) -> Iterable[re.Match]:
+def _matches(head: re.Match[str] | None, rest: re.Pattern[str], text: str) -> Iterable[re.Match[str]]:
     if head is not None:
         yield head
     yield from rest.finditer(text)
 
 
 @lru_cache(maxsize=64)
-def _scanner(names: tuple[str, ...]) -> tuple[re.Pattern, re.Pattern]:
+def _scanner(names: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[str]]:
     """Patterns for the first line and for every later line; group 1 is the line, group 2 the name.
 
     The later-line pattern starts with a literal newline, so the regex engine skips from line to line
@@ -259,7 +259,7 @@ def unescape(value: str) -> str:
     return _ESCAPE.sub(_unescape, value) if "\\" in value else value
 
 
-def _unescape(match: re.Match) -> str:
+def _unescape(match: re.Match[str]) -> str:
     return _UNESCAPED[match.group(0)]
 
 

@@ -190,7 +190,7 @@ class FailoverClient:
     """The BigIP seam over every configured unit; reads and writes go to the active unit only."""
 
     def __init__(self, cfg: F5Config, *, clock: Clock | None = None, sleep: Callable[[float], None] = time.sleep,
-                 log: Any = None, factory: Callable[..., BigIPClient] = BigIPClient, recheck: float = 0.0,
+                 log: logs.Log | None = None, factory: Callable[..., BigIPClient] = BigIPClient, recheck: float = 0.0,
                  token_store: TokenStore | None = None, read_only: bool = False):
         self.cfg = cfg
         #: `plan` / dry-run: when the failover state is not readable, read (never write) the first such unit
@@ -377,10 +377,10 @@ class FailoverClient:
     def version(self) -> str:
         return self._reader().version()
 
-    def whoami(self) -> dict:
+    def whoami(self) -> dict[str, Any]:
         return self._reader().whoami()
 
-    def device_groups(self) -> list[dict]:
+    def device_groups(self) -> list[dict[str, Any]]:
         return self._reader().device_groups()
 
     def get(self, path: str, *, retry: bool = True) -> Any:
@@ -431,5 +431,5 @@ class FailoverClient:
             c.close()
 
 
-def connect(cfg: F5Config, *, clock: Clock | None = None, log: Any = None) -> FailoverClient:
+def connect(cfg: F5Config, *, clock: Clock | None = None, log: logs.Log | None = None) -> FailoverClient:
     return FailoverClient(cfg, clock=clock, log=log)

@@ -18,8 +18,10 @@ So a member failing every other tick writes about two lines per `quiet` window, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import structlog
+from structlog.typing import FilteringBoundLogger
 
 from controller.clock import Clock, SystemClock
 
@@ -35,15 +37,15 @@ class _Active:
 
 
 class FaultLog:
-    def __init__(self, log=None, clock: Clock | None = None, quiet: float = QUIET):
-        self.log = log or structlog.get_logger("f5-llm-ratio")
+    def __init__(self, log: FilteringBoundLogger | None = None, clock: Clock | None = None, quiet: float = QUIET):
+        self.log: FilteringBoundLogger = log or structlog.get_logger("f5-llm-ratio")
         self.clock = clock or SystemClock()
         self.quiet = quiet
         self.active: dict[str, _Active] = {}
         self._last_logged: dict[str, float] = {}
         self._flaps: dict[str, int] = {}
 
-    def fault(self, key: str, event: str, *, signature: str | None = None, count: int = 1, **fields) -> bool:
+    def fault(self, key: str, event: str, *, signature: str | None = None, count: int = 1, **fields: Any) -> bool:
         """Report a fault (`count` occurrences of it); True if a line was logged."""
         now = self.clock.monotonic()
         sig = signature if signature is not None else f"{event}|{fields.get('reason', '')}|{fields.get('error', '')}"
@@ -63,7 +65,7 @@ class FaultLog:
             return self._emit(key, current, now, "warning", event, fields)
         return False
 
-    def clear(self, key: str, event: str, **fields) -> bool:
+    def clear(self, key: str, event: str, **fields: Any) -> bool:
         current = self.active.pop(key, None)
         if current is None or not current.logged:
             return False
@@ -77,11 +79,12 @@ class FaultLog:
         last = self._last_logged.get(key)
         return last is not None and now - last < self.quiet
 
-    def _emit(self, key: str, current: _Active, now: float, level: str, event: str, fields: dict) -> bool:
+    def _emit(self, key: str, current: _Active, now: float, level: Literal["warning", "info"], event: str,
+              fields: dict[str, Any]) -> bool:
         flaps = self._flaps.pop(key, 0)
         if flaps:
             fields = {**fields, "flaps": flaps}
         current.logged = True
         self._last_logged[key] = now
-        getattr(self.log, level)(event, **fields)
+        (self.log.warning if level == "warning" else self.log.info)(event, **fields)
         return True

@@ -96,7 +96,7 @@ def parse_pool(ref: PoolRef, reply: Any) -> PoolState:
     )
 
 
-def _count(reply: dict, key: str) -> int:
+def _count(reply: Mapping[str, Any], key: str) -> int:
     """A non-negative whole number BIG-IP sends for `key` (absent: 0, its default)."""
     value = reply.get(key, 0)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
+from typing import Any, TextIO
 
 import structlog
+from structlog.typing import FilteringBoundLogger, Processor
 
 from controller import redact
 from controller.redact import Redactor
@@ -16,13 +18,16 @@ REDACTED = redact.MARKER
 REDACTOR = Redactor()
 FLOAT_DIGITS = 4  # decimals kept in a log line: kv=0.41, not kv=0.40995919881305637
 
+#: The logger every module logs through (`get()`): structlog's, filtered by level (`setup`).
+Log = FilteringBoundLogger
 
-def round_floats(_logger, _name, event_dict):
+
+def round_floats(_logger: object, _name: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
     """A structlog processor: floats rounded to FLOAT_DIGITS decimals, so log lines stay readable."""
     return {k: round(v, FLOAT_DIGITS) if isinstance(v, float) else v for k, v in event_dict.items()}
 
 
-def _route_stdlib(level: int, renderer, stream) -> None:
+def _route_stdlib(level: int, renderer: Processor, stream: TextIO) -> None:
     """Library loggers (ours on stdlib logging, urllib3) get the same format and redaction."""
     handler = logging.StreamHandler(stream)
     handler.setFormatter(
@@ -43,7 +48,7 @@ def _route_stdlib(level: int, renderer, stream) -> None:
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
 
 
-def setup(level: str = "INFO", secrets: Iterable[str] = (), stream=None, json: bool | None = None) -> None:
+def setup(level: str = "INFO", secrets: Iterable[str] = (), stream: TextIO | None = None, json: bool | None = None) -> None:
     """Logs go to stderr (journald reads both streams; stdout stays for the output of plan and check):
     JSON lines when stderr is not a terminal, a readable console format on one."""
     stream = stream or sys.stderr
@@ -68,5 +73,6 @@ def setup(level: str = "INFO", secrets: Iterable[str] = (), stream=None, json: b
     )
 
 
-def get(name: str = "f5-llm-ratio"):
-    return structlog.get_logger(name)
+def get(name: str = "f5-llm-ratio") -> Log:
+    log: Log = structlog.get_logger(name)  # structlog types it Any; `setup` makes it a filtering bound logger
+    return log

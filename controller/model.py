@@ -10,7 +10,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
-from typing import NamedTuple
+from typing import Final, Literal, NamedTuple, NewType
+
+from controller.errors import PageProblem
 
 #: Sessions and states in which LTM sends a member no new traffic whatever its ratio.
 INACTIVE_SESSIONS = frozenset({"user-disabled"})
@@ -314,7 +316,19 @@ class ScrapeKey(NamedTuple):
 
 
 #: ScrapeResult.error-like slug for a member the tick did not scrape (inactive, or its pool read late).
-NOT_SCRAPED = "not-scraped"
+NOT_SCRAPED: Final = "not-scraped"
+
+#: Why a scrape failed (ScrapeResult.error): the member's own timeout, the tick's deadline, refused, TLS, a page
+#: over the size cap, anything else ("error"), or a page problem; besides these, "http-<status>" (`http_error`).
+ScrapeReason = Literal["timeout", "deadline", "refused", "tls", "too-large", "error"] | PageProblem
+#: "http-<status>": the member answered with an HTTP error status.
+HttpError = NewType("HttpError", str)
+ScrapeError = ScrapeReason | HttpError
+
+
+def http_error(status: int) -> HttpError:
+    """The ScrapeResult.error of an HTTP error status, e.g. "http-503"."""
+    return HttpError(f"http-{status}")
 
 
 @dataclass(frozen=True)
@@ -324,7 +338,7 @@ class ScrapeResult:
     member: str  # Member.key
     at: float  # clock time the page was read
     sample: Sample | None = None
-    error: str | None = None  # short reason slug, e.g. "timeout", "not-prometheus", "missing-metric"
+    error: ScrapeError | None = None  # short reason slug, e.g. "timeout", "not-prometheus", "missing-metric"
     detail: str = ""
     duration: float = 0.0
     detected: str = ""  # on a "missing-metric" failure: the engine type the page looks like (engines.detect), if any
@@ -389,15 +403,15 @@ class MemberPlan:
     action: Action
     reason: str = ""  # for humans: tables, logs, GUI; never parsed
     description: str | None = None  # new GUI note when written with the ratio
-    scrape_error: str | None = None  # ScrapeResult.error slug (or NOT_SCRAPED) when the load is unknown
+    scrape_error: ScrapeError | Literal["not-scraped"] | None = None  # ScrapeResult.error (or NOT_SCRAPED) when the load is unknown
     speed: float | None = None  # relative service rate the closed loop leaks toward (controller.capacity)
     speed_source: str = ""  # "measured", "imputed" (pool median), "kv-capacity" or "equal"
     ttft: float | None = None  # measured mean time to first token (s) the policy compared (controller.capacity)
 
     @property
-    def changes(self) -> dict:
+    def changes(self) -> dict[str, int | str]:
         """The iControl REST fields to PATCH; empty when nothing changes."""
-        out: dict = {}
+        out: dict[str, int | str] = {}
         if self.ratio != self.member.ratio:
             out["ratio"] = self.ratio
         if self.connection_limit != self.member.connection_limit:

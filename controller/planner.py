@@ -20,6 +20,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from controller import capacity, policy, weights
 from controller.config import PoolConfig, WeightsConfig
@@ -33,6 +34,7 @@ from controller.model import (
     PoolPlan,
     PoolState,
     Sample,
+    ScrapeError,
     ScrapeResult,
     held_by_admin,
 )
@@ -135,9 +137,9 @@ def other_owner(member: Member, instance: str, wall: float, window: float = OWNE
     return (owner[0], age) if -window < age < window else None
 
 
-def _remember(pool: PoolState, scrapes: Mapping[str, ScrapeResult], memory: Memory, now: float) -> dict:
+def _remember(pool: PoolState, scrapes: Mapping[str, ScrapeResult], memory: Memory, now: float) -> dict[str, Observation]:
     """Carry observations forward for members still in the pool; members that left are forgotten."""
-    out = {}
+    out: dict[str, Observation] = {}
     for m in pool.members:
         obs = memory.get(m.key) or Observation(first_seen=now)
         result = scrapes.get(m.key)
@@ -280,7 +282,7 @@ def _why(result: ScrapeResult | None) -> str:
     return f"{result.error}: {result.detail}" if result.detail else result.error
 
 
-def _slug(result: ScrapeResult | None) -> str:
+def _slug(result: ScrapeResult | None) -> ScrapeError | Literal["not-scraped"]:
     return result.error if result is not None and result.error else NOT_SCRAPED
 
 
@@ -297,7 +299,7 @@ def _unknown_plan(m: Member, result: ScrapeResult | None, obs: Observation, neut
     return _unknown(m, ratio, action, f"{why}; stale {age:.0f}s, neutral ratio {neutral}", slug)
 
 
-def _unknown(m: Member, ratio: int, action: Action, reason: str, slug: str) -> MemberPlan:
+def _unknown(m: Member, ratio: int, action: Action, reason: str, slug: ScrapeError | Literal["not-scraped"]) -> MemberPlan:
     return MemberPlan(member=m, sample=None, score=None, ratio=ratio, connection_limit=m.connection_limit, action=action,
                       reason=reason, scrape_error=slug)
 
@@ -536,7 +538,8 @@ def _idle(m: Member, pool: PoolState) -> MemberPlan:
                       action=Action.IDLE_GROUP, reason=why)
 
 
-def _hold(m: Member, reason: str = "", action: Action = Action.HOLD, slug: str | None = None) -> MemberPlan:
+def _hold(m: Member, reason: str = "", action: Action = Action.HOLD,
+          slug: ScrapeError | Literal["not-scraped"] | None = None) -> MemberPlan:
     """Leave a member as it is; an inactive one says why it is skipped."""
     if m.fqdn_template:
         action, reason, slug = (Action.SKIP_INACTIVE, f"FQDN template ({m.state}): its ephemeral members take the "

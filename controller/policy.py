@@ -127,7 +127,7 @@ BALANCE_TTFT_WEIGHT_LARGE = 0.0
 BALANCE_KV_POWER = 3.0
 
 
-def _base_ratios(keys, ctx: Context) -> dict[str, float]:
+def _base_ratios(keys: Iterable[str], ctx: Context) -> dict[str, float]:
     """The ratio each member has on BIG-IP now. A ratio this tool did not set (BIG-IP's default 1, or
     out of [2, scale]) counts as the median of the others, so a new member starts neutral."""
     cur = {k: float(ctx.current.get(k, 0)) for k in keys}

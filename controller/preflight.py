@@ -17,26 +17,61 @@ Beyond "does it work", `check` names the likely cause of what does not:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Final, Literal, Protocol, get_args
 
 from controller import as3, bounds, model, weights
-from controller.config import AppConfig, PoolConfig
+from controller.config import AppConfig, F5Config, PoolConfig
 from controller.engines import FLAVOURS, base_engine_type, default_path
 from controller.errors import BigIPError, NotFoundError
-from controller.failover import unreadable_message
-from controller.model import PoolState, ScrapeResult
+from controller.failover import UnitStatus, unreadable_message
+from controller.model import PoolRef, PoolState, ScrapeKey, ScrapeResult
 from controller.scrape import Target, target_for
 
-OK, INFO, WARN, FAIL = "ok", "info", "warn", "FAIL"
-SEVERITIES = (OK, INFO, WARN, FAIL)
+#: A finding's severity: FAIL blocks (`check` exits 1).
+Severity = Literal["ok", "info", "warn", "FAIL"]
+OK: Final = "ok"
+INFO: Final = "info"
+WARN: Final = "warn"
+FAIL: Final = "FAIL"
+SEVERITIES: tuple[Severity, ...] = get_args(Severity)
 WRITER_ROLES = ("admin", "resource-admin", "manager", "application-editor")  # may modify pool members
+
+
+class PoolReader(Protocol):
+    def read_pool(self, ref: PoolRef) -> PoolState: ...
+
+
+class Checked(PoolReader, Protocol):
+    """What `check` asks of the BIG-IP client: controller.failover.FailoverClient, over one unit or several."""
+
+    @property
+    def cfg(self) -> F5Config: ...  # f5.username, f5.standalone
+
+    def version(self) -> str: ...  # TMOS version: the login works
+
+    def whoami(self) -> dict[str, Any]: ...  # the account, with `partitionAccess: [{name, role}]` where readable
+
+    def device_groups(self) -> list[dict[str, Any]]: ...  # `{name, type, autoSync}` each
+
+    def status(self) -> list[UnitStatus]: ...  # each configured unit's failover state
+
+    def unit(self) -> str: ...  # the unit reads and writes go to; BigIPError when none (split brain)
+
+    def get(self, path: str, *, retry: bool = True) -> Any: ...  # decoded JSON of any iControl REST path
+
+
+class MetricsReader(Protocol):
+    """What `check` asks of the scraper (controller.scrape.Scraper)."""
+
+    def scrape(self, targets: Sequence[Target], deadline: float) -> Mapping[ScrapeKey, ScrapeResult]: ...
 
 
 @dataclass(frozen=True)
 class Row:
     item: str
-    status: str  # one of SEVERITIES
+    status: Severity
     detail: str
     code: str = ""  # stable slug for scripts, e.g. "login", "engine-mismatch", "metrics-path-404"
 
@@ -59,18 +94,23 @@ def check_config(cfg: AppConfig) -> list[Row]:
     return rows
 
 
-def check_login(bigip) -> Row:
+def check_login(bigip: Checked) -> Row:
     return Row("login", OK, f"BIG-IP {bigip.version()}", "login")
 
 
-def role_on(access: Sequence[dict], partition: str) -> str:
+def role_on(access: Sequence[Mapping[str, Any]], partition: str) -> str:
     """The account's role on `partition` (its own entry, else `all-partitions`); "" when none is listed."""
-    own = [a.get("role", "") for a in access if a.get("name") == partition]
-    every = [a.get("role", "") for a in access if a.get("name") == "all-partitions"]
+    own = [_role(a) for a in access if a.get("name") == partition]
+    every = [_role(a) for a in access if a.get("name") == "all-partitions"]
     return (own or every or [""])[0]
 
 
-def check_role(bigip, username: str, partitions: Sequence[str] = ()) -> Row:
+def _role(access: Mapping[str, Any]) -> str:
+    role = access.get("role", "")
+    return role if isinstance(role, str) else ""
+
+
+def check_role(bigip: Checked, username: str, partitions: Sequence[str] = ()) -> Row:
     """Whether the account may write the pools: its role on each pool's partition, from
     `GET /mgmt/tm/auth/user/NAME` (`partitionAccess[].role`). FAIL when it may not write one of them: BIG-IP
     would take `check`'s reads and then refuse `run`'s first PATCH (Operator: 400 01070822 Access Denied)."""
@@ -91,9 +131,9 @@ def check_role(bigip, username: str, partitions: Sequence[str] = ()) -> Row:
                              f"partition-access add {{ {fix} }}", "role")
 
 
-def check_sync(bigip) -> Row:
+def check_sync(bigip: Checked) -> Row:
     """The sync mode of the device group that carries LTM config (the built-in sync-only groups do not)."""
-    if getattr(getattr(bigip, "cfg", None), "standalone", False):
+    if bigip.cfg.standalone:
         return Row("config sync", OK, "f5.standalone: true: no device group asked (a unit with no peer)", "config-sync")
     groups = [g for g in bigip.device_groups() if g.get("type") == "sync-failover"]
     if not groups:
@@ -108,10 +148,10 @@ def check_sync(bigip) -> Row:
                "config-sync")
 
 
-def check_units(bigip) -> list[Row]:
+def check_units(bigip: Checked) -> list[Row]:
     """Each configured unit's failover state (HA pairs); FAIL when none is active (nothing would be written),
     when the account may not read cm/* (unless f5.standalone), or on split brain."""
-    statuses = bigip.status() if hasattr(bigip, "status") else []
+    statuses = bigip.status()
     single = len(statuses) == 1
     rows = []
     for s in statuses:
@@ -124,7 +164,7 @@ def check_units(bigip) -> list[Row]:
         elif s.state == "standby" and not single:
             rows.append(Row(item, OK, "standby: never written", "unit-standby"))
         elif s.state == "unknown" and s.refused:
-            rows.append(Row(item, FAIL, unreadable_message(s.host, getattr(getattr(bigip, "cfg", None), "username", "?"), s.refused),
+            rows.append(Row(item, FAIL, unreadable_message(s.host, bigip.cfg.username, s.refused),
                             "cm-unreadable"))
         elif single:
             rows.append(Row(item, FAIL, f"{s.detail or s.state}: not active, nothing would be written; point f5.host "
@@ -149,15 +189,16 @@ def check_units(bigip) -> list[Row]:
     return rows
 
 
-def as3_declaration(bigip) -> object:
+def as3_declaration(bigip: Checked) -> object:
     """AS3's declaration when AS3 is installed and readable; None otherwise (best effort, never fails check)."""
     try:
-        return bigip.get(as3.DECLARE_PATH, retry=False) if hasattr(bigip, "get") else None
+        declaration: object = bigip.get(as3.DECLARE_PATH, retry=False)
+        return declaration
     except BigIPError:
         return None
 
 
-def check_pool(bigip, pool_cfg: PoolConfig, declaration: object = None) -> tuple[Row, PoolState | None]:
+def check_pool(bigip: PoolReader, pool_cfg: PoolConfig, declaration: object = None) -> tuple[Row, PoolState | None]:
     item = f"pool {pool_cfg.ref}"
     try:
         state = bigip.read_pool(pool_cfg.ref)
@@ -214,7 +255,7 @@ def queue_note(state: PoolState, pool_cfg: PoolConfig) -> str:
     return f"queueOnConnectionLimit enabled: {limits}; {depth}; {wait}"
 
 
-def check_members(cfg: AppConfig, pool_cfg: PoolConfig, state: PoolState, scraper) -> list[Row]:
+def check_members(cfg: AppConfig, pool_cfg: PoolConfig, state: PoolState, scraper: MetricsReader) -> list[Row]:
     targets = [target_for(m, pool_cfg, cfg.keys_for(pool_cfg.engine_type)) for m in state.members if m.active]
     # members of idle priority groups are scraped here too: their group may be taken into use any time
     if not targets:
@@ -222,12 +263,12 @@ def check_members(cfg: AppConfig, pool_cfg: PoolConfig, state: PoolState, scrape
     results = scraper.scrape(targets, max(t.timeout for t in targets) + 1.0)
     ordered = [(t, results[t.key]) for t in targets]
     failed = sum(not r.ok for _, r in ordered)
-    bad = FAIL if failed == len(ordered) else WARN
+    bad: Severity = FAIL if failed == len(ordered) else WARN
     rows = [_member_row(pool_cfg, t, r, bad) for t, r in ordered]
     return rows + diagnose(pool_cfg, ordered)
 
 
-def _member_row(pool_cfg: PoolConfig, t: Target, r: ScrapeResult, bad: str) -> Row:
+def _member_row(pool_cfg: PoolConfig, t: Target, r: ScrapeResult, bad: Severity) -> Row:
     if r.sample is None:
         return Row(f"  {t.member}", bad, f"{t.url}: {r.error} {r.detail}".strip(), f"metrics-{r.error}")
     s = r.sample
@@ -244,7 +285,7 @@ def diagnose(pool_cfg: PoolConfig, results: Sequence[tuple[Target, ScrapeResult]
     looks = Counter(r.detected for _, r in failures if r.detected and r.detected != configured)
     if looks:
         engine, n = looks.most_common(1)[0]
-        severity = FAIL if len(failures) == len(results) else WARN
+        severity: Severity = FAIL if len(failures) == len(results) else WARN
         rows.append(Row(f"  engine {pool_cfg.ref}", severity,
                         f"{n} of {len(results)} member page(s) lack {configured}'s metrics but look like "
                         f"{FLAVOURS.get(engine, engine)}: set engine_type: {engine} (or engines_metrics_keys)",
@@ -258,7 +299,7 @@ def diagnose(pool_cfg: PoolConfig, results: Sequence[tuple[Target, ScrapeResult]
     return rows
 
 
-def tick_bound_row(cfg: AppConfig, environ=None) -> Row:
+def tick_bound_row(cfg: AppConfig, environ: Mapping[str, str] | None = None) -> Row:
     """The worst-case tick derived from the config, against the watchdog (a misfit is already a config error)."""
     import os
 
@@ -268,7 +309,7 @@ def tick_bound_row(cfg: AppConfig, environ=None) -> Row:
                                  f"{bound.ping_gap:g}s < watchdog {watchdog:g}s ({source})", "tick-bound")
 
 
-def run(cfg: AppConfig, bigip, scraper) -> list[Row]:
+def run(cfg: AppConfig, bigip: Checked, scraper: MetricsReader) -> list[Row]:
     rows = [*check_config(cfg), tick_bound_row(cfg)]
     login = _guard("login", "login", lambda: check_login(bigip))
     rows.append(login)
@@ -283,7 +324,7 @@ def run(cfg: AppConfig, bigip, scraper) -> list[Row]:
     try:
         rows.append(check_sync(bigip))
     except BigIPError as exc:  # refused to this account: said once, by the unit row (cm-unreadable)
-        severity = WARN if exc.status in (401, 403, 404) else FAIL
+        severity: Severity = WARN if exc.status in (401, 403, 404) else FAIL
         rows.append(Row("config sync", severity, f"device groups not readable: {exc}", "config-sync"))
     declaration = as3_declaration(bigip)
     for pool_cfg in cfg.pools:
@@ -305,7 +346,7 @@ def blocking(rows: list[Row]) -> bool:
     return any(r.status == FAIL for r in rows)
 
 
-def as_json(rows: list[Row]) -> dict:
+def as_json(rows: list[Row]) -> dict[str, Any]:
     """The `check --json` document (stable; README "Machine-readable output")."""
     return {
         "version": 1,

@@ -10,16 +10,19 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Generic, Protocol, TypeVar
+
+from structlog.typing import FilteringBoundLogger
 
 from controller import model, planner
 from controller.clock import Clock, SystemClock
-from controller.config import AppConfig, PoolConfig
+from controller.config import AppConfig, EngineKeys, PoolConfig
 from controller.errors import AuthError, BigIPError, NotFoundError, TokenLimitError
 from controller.faults import FaultLog
 from controller.model import (
     Action,
     Kind,
+    Member,
     MemberPlan,
     Outcome,
     PoolPlan,
@@ -82,25 +85,178 @@ class Scraper(Protocol):
     def close(self) -> None: ...
 
 
+class PoolNotes:
+    """What the reconciler says about each pool and member, once per cause: the fault log's start and clear
+    lines (scrapes, owners, fallback, steerability, write failures), admin holds, hand edits and each change
+    written. Holds what that needs to remember: the holds in force and the ratios this instance wrote."""
+
+    def __init__(self, faults: FaultLog, instance: str = ""):
+        self.faults = faults
+        self.log = faults.log
+        self.instance = instance  # this controller's id, as in GUI notes
+        # Admin holds in force, {key: event that logged their start}: each is logged once as it starts and stops.
+        self.held: dict[str, str] = {}
+        # The ratio this instance last wrote to (or, after a logged hand edit, last saw on) each member, per pool:
+        # a different ratio read back is a hand edit, logged once (`hand_edit_overwritten`). Memory of what was
+        # written decides nothing here; the plan is still made from what BIG-IP holds.
+        self.written: dict[str, dict[str, int]] = {}
+
+    def scrape(self, pool: str, member: str, result: ScrapeResult) -> None:
+        key = f"scrape:{pool}|{member}"
+        if result.ok:
+            self.faults.clear(key, "scrape_recovered", pool=pool, member=member)
+        else:
+            self.faults.fault(key, "scrape_failed", pool=pool, member=member, reason=result.error, detail=result.detail)
+
+    def owners(self, ref: PoolRef, plan: PoolPlan) -> None:
+        """Once per member and owner: another live instance wrote it last, so this one keeps off it."""
+        for p in plan.members:
+            key = f"owner:{ref}|{p.member.key}"
+            if p.action is Action.OWNED_BY_OTHER:
+                owner = planner.note_owner(p.member.description)
+                self.faults.fault(key, "owned_by_other_instance", pool=str(ref), member=p.member.key,
+                                  owner=owner[0] if owner else "", error=owner[0] if owner else "",
+                                  instance=self.instance, reason=p.action.value, detail=p.reason)
+            elif p.member.active:
+                self.faults.clear(key, "ownership_released", pool=str(ref), member=p.member.key)
+
+    def fallback(self, ref: PoolRef, plan: PoolPlan) -> None:
+        """The sideband's `fallback`, logged when it starts and when it ends, not every tick: a pool left to
+        BIG-IP (pool_fallback), a member over a threshold (taking no new connections) and back under it."""
+        pool_key = f"fallback:{ref}"
+        if plan.note == planner.POOL_FALLBACK_NOTE:
+            self.faults.fault(pool_key, "pool_fallback", signature="pool_fallback", pool=str(ref), reason=plan.note)
+        else:
+            self.faults.clear(pool_key, "pool_fallback_ended", pool=str(ref))
+        for p in plan.members:
+            key = f"threshold:{ref}|{p.member.key}"
+            if p.action is Action.OVER_THRESHOLD:
+                self.faults.fault(key, "member_over_threshold", signature="over-threshold", pool=str(ref),
+                                  member=p.member.key, reason=p.reason, ratio=p.ratio, connection_limit=p.connection_limit)
+            elif p.sample is not None:
+                self.faults.clear(key, "member_under_threshold", pool=str(ref), member=p.member.key)
+
+    def admin(self, ref: PoolRef, plan: PoolPlan) -> None:
+        """Holds, excludes and pauses: each logged once when it starts and once when it stops."""
+        now: dict[str, tuple[str, dict[str, object]]] = {}
+        path = ref.full_path
+        if plan.paused:
+            now[f"pause:{path}"] = ("pool_paused", {"pool": path, "marker": model.PAUSE_MARKER,
+                                                    "description": plan.pool.description})
+        else:
+            for p in plan.members:
+                if p.action is Action.HELD:
+                    now[f"hold:{path}|{p.member.key}"] = ("member_held", {
+                        "pool": path, "member": p.member.key, "marker": model.HOLD_MARKER, "ratio": p.member.ratio,
+                        "connection_limit": p.member.connection_limit, "description": p.member.description})
+                elif p.action is Action.EXCLUDED:
+                    now[f"exclude:{path}|{p.member.key}"] = ("member_excluded", {
+                        "pool": path, "member": p.member.key, "ratio": p.member.ratio, "by": "pools[].exclude"})
+        present = {p.member.key for p in plan.members}
+        for key, (event, fields) in now.items():
+            if key not in self.held:
+                self.held[key] = event
+                self.log.info(event, **fields)
+        released = {"pool_paused": "pool_resumed", "member_held": "member_released", "member_excluded": "member_included"}
+        for key in [k for k in self.held if k not in now and k.split(":", 1)[1].split("|")[0] == path]:
+            member = key.split("|", 1)[1] if "|" in key else None
+            if member is not None and plan.paused and member in present:
+                continue  # still held; its pool's pause covers it meanwhile
+            event = self.held.pop(key)
+            if member is not None and member not in present:
+                continue  # the member left the pool: nothing to release
+            self.log.info(released[event], pool=path, **({"member": member} if member else {}))
+
+    def hand_edits(self, ref: PoolRef, plan: PoolPlan) -> None:
+        """A ratio this instance wrote, changed on BIG-IP by someone else: logged once with the old (ours) and
+        new (theirs) value and what the controller does about it, so it is not silently undone."""
+        written = self.written.setdefault(ref.full_path, {})
+        for p in plan.members:
+            ours = written.get(p.member.key)
+            if ours is None:  # not written by this process: the ratio this instance's own GUI note names, if any
+                ours = planner.noted_ratio(p.member.description, self.instance)
+            if ours is None or p.member.ratio == ours:
+                continue
+            written[p.member.key] = p.member.ratio  # logged once per edit
+            if p.action.by_admin or p.action is Action.OWNED_BY_OTHER:
+                continue  # kept as edited: nothing is overwritten
+            self.log.warning("hand_edit_overwritten", pool=ref.full_path, member=p.member.key, field="ratio", old=ours,
+                             new=p.member.ratio, planned=p.ratio, action=p.action.value,
+                             hint=f"to keep a hand-set ratio, add '{model.HOLD_MARKER}' to the member's description "
+                                  "on BIG-IP (or list it in pools[].exclude)")
+        for key in [k for k in written if k not in {p.member.key for p in plan.members}]:
+            del written[key]
+
+    def steerable(self, pool_cfg: PoolConfig, state: PoolState) -> tuple[Outcome, ...]:
+        """A pool whose mode or members let no ratio take effect fails its tick, logged once per cause."""
+        problems = [model.mode_problem(state) if pool_cfg.weights.drives_ratio else "", model.fqdn_problem(state)]
+        why = "; ".join(p for p in problems if p)
+        key = f"steer:{state.ref}"
+        if not why:
+            self.faults.clear(key, "pool_steerable", pool=str(state.ref), mode=state.load_balancing_mode)
+            return ()
+        self.faults.fault(key, "pool_not_steerable", pool=str(state.ref), mode=state.load_balancing_mode, reason=why)
+        return (Outcome(kind=Kind.POOL, reason=Reason.NOT_STEERABLE, pool=state.ref.full_path, detail=why),)
+
+    def write_failures(self, ref: PoolRef, failed: Sequence[tuple[str, BigIPError]], applied: int) -> None:
+        """Write failures go through the fault log, per pool: once when they start (with the first error),
+        once when a tick's writes to the pool all land again (with the count of failed writes)."""
+        key = f"write:{ref}"
+        if failed:
+            first_key, first = failed[0]
+            self.faults.fault(key, "write_failed", pool=str(ref), member=first_key, error=str(first), failed=len(failed),
+                              members=[k for k, _ in failed][:10], count=len(failed),
+                              signature=f"{type(first).__name__}|{first.status}")
+        elif applied:
+            self.faults.clear(key, "write_recovered", pool=str(ref))
+
+    def change(self, ref: PoolRef, p: MemberPlan) -> None:
+        """A member written: logged, and its ratio remembered (see hand_edits)."""
+        self.written.setdefault(ref.full_path, {})[p.member.key] = p.ratio
+        s = p.sample
+        self.log.info(
+            "ratio_changed",
+            pool=str(ref),
+            member=p.member.key,
+            ratio_from=p.member.ratio,
+            ratio_to=p.ratio,
+            limit_from=p.member.connection_limit,
+            limit_to=p.connection_limit,
+            action=p.action.value,
+            score=None if p.score is None else round(p.score, 4),
+            waiting=None if s is None else s.waiting,
+            running=None if s is None else s.running,
+            kv=None if s is None else s.kv_usage,
+            ttft=None if p.ttft is None else round(p.ttft, 4),
+            speed=None if p.speed is None else round(p.speed, 4),
+            reason=p.reason,
+            **_address(p),
+        )
+
+
 @dataclass
 class _Cached:
     state: PoolState
     read_at: float
 
 
-class Reconciler:
+#: The BIG-IP client a Reconciler drives: the daemon's is a controller.failover.FailoverClient.
+B = TypeVar("B", bound=BigIP)
+
+
+class Reconciler(Generic[B]):
     """Holds the observation memory and membership cache; everything else is recomputed each tick."""
 
     def __init__(
         self,
         cfg: AppConfig,
-        bigip: BigIP,
+        bigip: B,
         scraper: Scraper,
         *,
         clock: Clock | None = None,
         dry_run: bool = False,
-        log: Any = None,
-        target_for: Callable[..., Target] | None = None,
+        log: FilteringBoundLogger | None = None,
+        target_for: Callable[[Member, PoolConfig, EngineKeys | None], Target] | None = None,
         instance: str = "",
         settle: float = 0.0,
         rng: Callable[[], float] = random.random,
@@ -130,12 +286,7 @@ class Reconciler:
         self.cache: dict[str, _Cached] = {}
         self.last_report: TickReport | None = None
         self.last_scrapes: dict[str, dict[str, ScrapeResult]] = {}  # the last tick's, for telemetry's latency histograms
-        # Admin holds in force, {key: event that logged their start}: each is logged once as it starts and stops.
-        self._admin: dict[str, str] = {}
-        # The ratio this instance last wrote to (or, after a logged hand edit, last saw on) each member, per pool:
-        # a different ratio read back is a hand edit, logged once (`hand_edit_overwritten`). Memory of what was
-        # written decides nothing here; the plan is still made from what BIG-IP holds.
-        self._written: dict[str, dict[str, int]] = {}
+        self.notes = PoolNotes(self.faults, instance)  # what is logged once per cause, and what that remembers
         self._good: dict[ScrapeKey, ScrapeResult] = {}  # each member's last good scrape (see _scrape)
 
     # -- reading -------------------------------------------------------------------------------
@@ -171,7 +322,7 @@ class Reconciler:
         if unit != self._unit:
             if self._unit is not None:  # a failover: damp from what the old active unit held, not the new one's
                 self._carried = {path: c.state for path, c in self.cache.items()}
-                self._written.clear()  # the new unit's ratios differ by sync, not by a hand
+                self.notes.written.clear()  # the new unit's ratios differ by sync, not by a hand
             self.cache.clear()
             self._unit = unit
 
@@ -221,7 +372,7 @@ class Reconciler:
                 # (a request cut off in flight is: that member was slow, and is unknown as before)
             out.setdefault(key.pool, {})[key.member] = result
             if result.reached:
-                self._note_scrape(key.pool, key.member, result)
+                self.notes.scrape(key.pool, key.member, result)
             else:
                 unreached += 1  # the fleet did not fit the tick: one line for all of them, below
         self._good = good  # members no longer scraped are forgotten
@@ -234,15 +385,9 @@ class Reconciler:
             self.faults.clear("scrape:turns", "scrape_all_in_one_tick", members=len(order))
         return out
 
-    def _note_scrape(self, pool: str, member: str, result: ScrapeResult) -> None:
-        key = f"scrape:{pool}|{member}"
-        if result.ok:
-            self.faults.clear(key, "scrape_recovered", pool=pool, member=member)
-        else:
-            self.faults.fault(key, "scrape_failed", pool=pool, member=member, reason=result.error, detail=result.detail)
-
     # -- planning and writing ------------------------------------------------------------------
-    def _plan(self, pool_cfg: PoolConfig, state: PoolState, scrapes: Mapping[str, ScrapeResult]) -> tuple[PoolPlan, dict]:
+    def _plan(self, pool_cfg: PoolConfig, state: PoolState,
+              scrapes: Mapping[str, ScrapeResult]) -> tuple[PoolPlan, dict[str, planner.Observation]]:
         memory = self.memory.get(pool_cfg.ref.full_path, {})
         carried = self._carried.get(pool_cfg.ref.full_path)
         basis = _rebase(state, carried) if carried is not None else state
@@ -265,11 +410,11 @@ class Reconciler:
             plan, memory = self._plan(pool_cfg, fresh, scrapes)
         self.memory[pool_cfg.ref.full_path] = memory
         self._carried.pop(pool_cfg.ref.full_path, None)
-        self._note_owners(pool_cfg.ref, plan)
-        self._note_fallback(pool_cfg.ref, plan)
-        self._note_admin(pool_cfg.ref, plan)
+        self.notes.owners(pool_cfg.ref, plan)
+        self.notes.fallback(pool_cfg.ref, plan)
+        self.notes.admin(pool_cfg.ref, plan)
         if not self.dry_run:  # a dry run overwrites nothing
-            self._note_hand_edits(pool_cfg.ref, plan)
+            self.notes.hand_edits(pool_cfg.ref, plan)
         if self.dry_run or not plan.writes or not self._may_write_yet():
             return plan, ()
         return plan, self._apply(pool_cfg.ref, plan)
@@ -303,96 +448,6 @@ class Reconciler:
         """Waiting out the settle delay before the first write (settle_at says until when)."""
         return not self._settled and self.settle_at is not None
 
-    def _note_owners(self, ref: PoolRef, plan: PoolPlan) -> None:
-        """Once per member and owner: another live instance wrote it last, so this one keeps off it."""
-        for p in plan.members:
-            key = f"owner:{ref}|{p.member.key}"
-            if p.action is Action.OWNED_BY_OTHER:
-                owner = planner.note_owner(p.member.description)
-                self.faults.fault(key, "owned_by_other_instance", pool=str(ref), member=p.member.key,
-                                  owner=owner[0] if owner else "", error=owner[0] if owner else "",
-                                  instance=self.instance, reason=p.action.value, detail=p.reason)
-            elif p.member.active:
-                self.faults.clear(key, "ownership_released", pool=str(ref), member=p.member.key)
-
-    def _note_fallback(self, ref: PoolRef, plan: PoolPlan) -> None:
-        """The sideband's `fallback`, logged when it starts and when it ends, not every tick: a pool left to
-        BIG-IP (pool_fallback), a member over a threshold (taking no new connections) and back under it."""
-        pool_key = f"fallback:{ref}"
-        if plan.note == planner.POOL_FALLBACK_NOTE:
-            self.faults.fault(pool_key, "pool_fallback", signature="pool_fallback", pool=str(ref), reason=plan.note)
-        else:
-            self.faults.clear(pool_key, "pool_fallback_ended", pool=str(ref))
-        for p in plan.members:
-            key = f"threshold:{ref}|{p.member.key}"
-            if p.action is Action.OVER_THRESHOLD:
-                self.faults.fault(key, "member_over_threshold", signature="over-threshold", pool=str(ref),
-                                  member=p.member.key, reason=p.reason, ratio=p.ratio, connection_limit=p.connection_limit)
-            elif p.sample is not None:
-                self.faults.clear(key, "member_under_threshold", pool=str(ref), member=p.member.key)
-
-    def _note_admin(self, ref: PoolRef, plan: PoolPlan) -> None:
-        """Holds, excludes and pauses: each logged once when it starts and once when it stops."""
-        now: dict[str, tuple[str, dict]] = {}
-        path = ref.full_path
-        if plan.paused:
-            now[f"pause:{path}"] = ("pool_paused", {"pool": path, "marker": model.PAUSE_MARKER,
-                                                    "description": plan.pool.description})
-        else:
-            for p in plan.members:
-                if p.action is Action.HELD:
-                    now[f"hold:{path}|{p.member.key}"] = ("member_held", {
-                        "pool": path, "member": p.member.key, "marker": model.HOLD_MARKER, "ratio": p.member.ratio,
-                        "connection_limit": p.member.connection_limit, "description": p.member.description})
-                elif p.action is Action.EXCLUDED:
-                    now[f"exclude:{path}|{p.member.key}"] = ("member_excluded", {
-                        "pool": path, "member": p.member.key, "ratio": p.member.ratio, "by": "pools[].exclude"})
-        present = {p.member.key for p in plan.members}
-        for key, (event, fields) in now.items():
-            if key not in self._admin:
-                self._admin[key] = event
-                self.log.info(event, **fields)
-        released = {"pool_paused": "pool_resumed", "member_held": "member_released", "member_excluded": "member_included"}
-        for key in [k for k in self._admin if k not in now and k.split(":", 1)[1].split("|")[0] == path]:
-            member = key.split("|", 1)[1] if "|" in key else None
-            if member is not None and plan.paused and member in present:
-                continue  # still held; its pool's pause covers it meanwhile
-            event = self._admin.pop(key)
-            if member is not None and member not in present:
-                continue  # the member left the pool: nothing to release
-            self.log.info(released[event], pool=path, **({"member": member} if member else {}))
-
-    def _note_hand_edits(self, ref: PoolRef, plan: PoolPlan) -> None:
-        """A ratio this instance wrote, changed on BIG-IP by someone else: logged once with the old (ours) and
-        new (theirs) value and what the controller does about it, so it is not silently undone."""
-        written = self._written.setdefault(ref.full_path, {})
-        for p in plan.members:
-            ours = written.get(p.member.key)
-            if ours is None:  # not written by this process: the ratio this instance's own GUI note names, if any
-                ours = planner.noted_ratio(p.member.description, self.instance)
-            if ours is None or p.member.ratio == ours:
-                continue
-            written[p.member.key] = p.member.ratio  # logged once per edit
-            if p.action.by_admin or p.action is Action.OWNED_BY_OTHER:
-                continue  # kept as edited: nothing is overwritten
-            self.log.warning("hand_edit_overwritten", pool=ref.full_path, member=p.member.key, field="ratio", old=ours,
-                             new=p.member.ratio, planned=p.ratio, action=p.action.value,
-                             hint=f"to keep a hand-set ratio, add '{model.HOLD_MARKER}' to the member's description "
-                                  "on BIG-IP (or list it in pools[].exclude)")
-        for key in [k for k in written if k not in {p.member.key for p in plan.members}]:
-            del written[key]
-
-    def _steerable(self, pool_cfg: PoolConfig, state: PoolState) -> tuple[Outcome, ...]:
-        """A pool whose mode or members let no ratio take effect fails its tick, logged once per cause."""
-        problems = [model.mode_problem(state) if pool_cfg.weights.drives_ratio else "", model.fqdn_problem(state)]
-        why = "; ".join(p for p in problems if p)
-        key = f"steer:{state.ref}"
-        if not why:
-            self.faults.clear(key, "pool_steerable", pool=str(state.ref), mode=state.load_balancing_mode)
-            return ()
-        self.faults.fault(key, "pool_not_steerable", pool=str(state.ref), mode=state.load_balancing_mode, reason=why)
-        return (Outcome(kind=Kind.POOL, reason=Reason.NOT_STEERABLE, pool=state.ref.full_path, detail=why),)
-
     def _apply(self, ref: PoolRef, plan: PoolPlan) -> tuple[Outcome, ...]:
         writes = self.budget.take(sorted(plan.writes, key=_urgency, reverse=True))
         if len(writes) < len(plan.writes):
@@ -405,52 +460,18 @@ class Reconciler:
         by_key = {p.member.key: p for p in writes}
         outcomes = []
         for key in result.applied:
-            self._log_change(ref, by_key[key])
-            self._written.setdefault(ref.full_path, {})[key] = by_key[key].ratio
+            self.notes.change(ref, by_key[key])
             outcomes.append(Outcome(kind=Kind.MEMBER, reason=Reason.APPLIED, pool=ref.full_path, member=key))
         for key in result.deferred:  # an earlier write timed out: this one waits for the next tick
             outcomes.append(Outcome(kind=Kind.MEMBER, reason=Reason.WRITE_DEFERRED, pool=ref.full_path, member=key,
                                     detail="not attempted: an earlier write in this tick timed out"))
-        self._note_write_failures(ref, result.failed, len(result.applied))
+        self.notes.write_failures(ref, result.failed, len(result.applied))
         for key, exc in result.failed:
             outcomes.append(Outcome(kind=Kind.MEMBER, reason=Reason.WRITE_FAILED, pool=ref.full_path, member=key,
                                     detail=str(exc), error=exc))
             if isinstance(exc, NotFoundError):
                 self.cache.pop(ref.full_path, None)  # membership changed under us: re-read next tick
         return tuple(outcomes)
-
-    def _note_write_failures(self, ref: PoolRef, failed: Sequence[tuple[str, BaseException]], applied: int) -> None:
-        """Write failures go through the fault log, per pool: once when they start (with the first error),
-        once when a tick's writes to the pool all land again (with the count of failed writes)."""
-        key = f"write:{ref}"
-        if failed:
-            first_key, first = failed[0]
-            self.faults.fault(key, "write_failed", pool=str(ref), member=first_key, error=str(first), failed=len(failed),
-                              members=[k for k, _ in failed][:10], count=len(failed),
-                              signature=f"{type(first).__name__}|{getattr(first, 'status', None)}")
-        elif applied:
-            self.faults.clear(key, "write_recovered", pool=str(ref))
-
-    def _log_change(self, ref: PoolRef, p: MemberPlan) -> None:
-        s = p.sample
-        self.log.info(
-            "ratio_changed",
-            pool=str(ref),
-            member=p.member.key,
-            ratio_from=p.member.ratio,
-            ratio_to=p.ratio,
-            limit_from=p.member.connection_limit,
-            limit_to=p.connection_limit,
-            action=p.action.value,
-            score=None if p.score is None else round(p.score, 4),
-            waiting=None if s is None else s.waiting,
-            running=None if s is None else s.running,
-            kv=None if s is None else s.kv_usage,
-            ttft=None if p.ttft is None else round(p.ttft, 4),
-            speed=None if p.speed is None else round(p.speed, 4),
-            reason=p.reason,
-            **_address(p),
-        )
 
     # -- the tick ------------------------------------------------------------------------------
     def tick(self) -> TickReport:
@@ -481,7 +502,7 @@ class Reconciler:
             if not any(o.kind is Kind.POOL for o in done):  # a failed re-read speaks for the pool itself
                 outcomes.append(_read_outcome(plan, path))
                 if not plan.paused:  # a paused pool is written nothing, whatever its mode
-                    outcomes += self._steerable(pool_cfg, plan.pool)
+                    outcomes += self.notes.steerable(pool_cfg, plan.pool)
             outcomes += done
         self._settled = self._may_write_yet()
         report = TickReport(started=self._tick_start, finished=self.clock.monotonic(), plans=tuple(plans),

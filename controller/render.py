@@ -16,7 +16,10 @@ PLAN_WIDTH = 100
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     cells = [[_cell(c) for c in r] for r in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in cells])
 
 
@@ -42,7 +45,7 @@ def _pct(value: float | None, digits: int = 0) -> str | None:
     return None if value is None else f"{100 * value:.{digits}f}%"
 
 
-def _natural(p: MemberPlan) -> tuple:
+def _natural(p: MemberPlan) -> tuple[int, tuple[int | str, ...]]:
     """Members by planned ratio, largest first; ties by address, numerically (10.0.0.9 before 10.0.0.10)."""
     parts = tuple(int(x) if x.isdigit() else x for x in re.split(r"(\d+)", p.member.display))
     return (-p.ratio, parts)

@@ -49,7 +49,8 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from urllib.parse import urljoin, urlsplit
+from typing import Any, Literal
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 import certifi
 import requests.utils
@@ -61,7 +62,7 @@ from controller import __version__, engines, redact
 from controller.clock import Clock, SystemClock
 from controller.config import EngineKeys, PoolConfig
 from controller.errors import MetricsError
-from controller.model import Member, ScrapeKey, ScrapeResult
+from controller.model import Member, ScrapeError, ScrapeKey, ScrapeResult, http_error
 
 #: The classic text format. Never ask for OpenMetrics: some servers then escape colons in names.
 ACCEPT = "text/plain;version=0.0.4"
@@ -128,10 +129,14 @@ def target_for(member: Member, pool: PoolConfig, keys: EngineKeys | None) -> Tar
     return Target(member.key, url, pool.engine_type, m.timeout, tuple(headers), auth, keys, pool=pool.ref.full_path)
 
 
+#: Which limit cut a scrape short: the member's own timeout, or the tick's deadline.
+Late = Literal["timeout", "deadline"]
+
+
 class _Failed(Exception):
     """A scrape failure already classified into a reason slug and a safe detail."""
 
-    def __init__(self, reason: str, detail: str):
+    def __init__(self, reason: ScrapeError, detail: str):
         super().__init__(reason)
         self.reason = reason
         self.detail = detail
@@ -249,7 +254,7 @@ class _Pools:
 
 def _manager(proxy: str | None, verify: str, hosts: int, maxsize: int) -> urllib3.PoolManager:
     """A PoolManager that verifies https against `verify` (a CA file or directory), through `proxy` if any."""
-    kw: dict = {"num_pools": hosts, "maxsize": maxsize, "block": False, "retries": False, "cert_reqs": "CERT_REQUIRED"}
+    kw: dict[str, Any] = {"num_pools": hosts, "maxsize": maxsize, "block": False, "retries": False, "cert_reqs": "CERT_REQUIRED"}
     kw["ca_cert_dir" if os.path.isdir(verify) else "ca_certs"] = verify
     if proxy is None:
         return urllib3.PoolManager(**kw)
@@ -290,7 +295,7 @@ class Scraper:
         self.max_bytes = max_bytes
         self.clock = clock or SystemClock()
         self._max_workers = max_workers
-        self._env: dict[str, tuple[dict, str, tuple[str, str] | None]] = {}  # url -> (proxies, CA, netrc auth)
+        self._env: dict[str, tuple[dict[str, str], str, tuple[str, str] | None]] = {}  # url -> (proxies, CA, netrc auth)
         self._routes: dict[str, _Route] = {}
         # Open sockets: at most `keepalive` idle ones (plus a rare second one for a member listed in two
         # pools) and `max_workers` in flight.
@@ -301,7 +306,7 @@ class Scraper:
     def __enter__(self) -> Scraper:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
@@ -346,7 +351,7 @@ class Scraper:
             return self._result(target, 0.0, "error", detail)
         return replace(self._result(target, 0.0, "deadline", NOT_REACHED), reached=False)
 
-    def _environment(self, url: str) -> tuple[dict, str, tuple[str, str] | None]:
+    def _environment(self, url: str) -> tuple[dict[str, str], str, tuple[str, str] | None]:
         """What requests would take from the environment for `url`: the proxies (HTTP_PROXY, HTTPS_PROXY,
         ALL_PROXY, less NO_PROXY), the CA bundle (REQUESTS_CA_BUNDLE, else CURL_CA_BUNDLE, else certifi's)
         and ~/.netrc credentials. Read once per URL: reading it costs more than parsing the page when the
@@ -370,13 +375,13 @@ class Scraper:
                 raise _Failed("error", f"CA bundle not found: {verify}")
             proxy = requests.utils.select_proxy(url, proxies)
             if proxy:
-                proxy = requests.utils.prepend_scheme_if_needed(proxy, "http")
+                proxy = requests.utils.prepend_scheme_if_needed(proxy, "http")  # type: ignore[no-untyped-call]  # unannotated in types-requests
             self._trim(self._routes)
             kept = self._session.keep(url)
             route = self._routes[url] = _Route(self._session.manager(proxy or None, verify, kept), netrc, kept)
         return route
 
-    def _trim(self, cache: dict) -> None:
+    def _trim(self, cache: dict[str, Any]) -> None:
         if len(cache) > _CACHE_MAX:
             cache.clear()
 
@@ -388,7 +393,7 @@ class Scraper:
         if budget <= 0 or flight.aborted:
             return replace(self._result(target, 0.0, "deadline", NOT_REACHED), reached=False)
         # Which limit stops us decides the slug: the member's own timeout, or the tick's deadline.
-        late = "timeout" if target.timeout <= end - started else "deadline"
+        late: Late = "timeout" if target.timeout <= end - started else "deadline"
         text = ""
         try:
             text = self._get(flight, started + budget, budget, late)
@@ -408,7 +413,7 @@ class Scraper:
             return self._result(target, time.monotonic() - started, reason, detail)
         return ScrapeResult(target.member, self.clock.monotonic(), sample=sample, duration=time.monotonic() - started)
 
-    def _read_slots(self, flight: _Flight, stop_at: float, budget: float, late: str) -> int | None:
+    def _read_slots(self, flight: _Flight, stop_at: float, budget: float, late: Late) -> int | None:
         """A llama.cpp server's `total_slots` from its /props, cached for PROPS_TTL; None when unknown
         (no /props, a sidecar target, not JSON): a missing slot count never fails the scrape."""
         url = props_url(flight.target.url)
@@ -425,7 +430,7 @@ class Scraper:
         self._slots[url] = (slots, now)
         return slots
 
-    def _get(self, flight: _Flight, stop_at: float, budget: float, late: str, url: str | None = None) -> str:
+    def _get(self, flight: _Flight, stop_at: float, budget: float, late: Late, url: str | None = None) -> str:
         """GET the page (or `url`, on the same target) and return its text, within `stop_at` (monotonic) in total."""
         target = flight.target
         url = url or target.url
@@ -455,7 +460,7 @@ class Scraper:
                     route = self._route(url)
                     continue
                 if not 200 <= status < 300:
-                    raise _Failed(f"http-{status}", (response.reason or "")[:80])
+                    raise _Failed(http_error(status), (response.reason or "")[:80])
                 body = self._read_body(response, stop_at, budget, late)
                 consumed = route.kept  # else the connection is closed below: the socket bound
                 if flight.aborted:  # a shutdown read ends like EOF: never parse a truncated page
@@ -467,7 +472,7 @@ class Scraper:
             return body.decode("utf-8-sig", errors="replace")  # a BOM would hide the first line
         raise AssertionError("unreachable")
 
-    def _skip_body(self, response: urllib3.BaseHTTPResponse, stop_at: float, budget: float, late: str) -> bool:
+    def _skip_body(self, response: urllib3.BaseHTTPResponse, stop_at: float, budget: float, late: Late) -> bool:
         """Read a redirect's (small) body so its connection can be reused; True when read to the end."""
         length = response.headers.get("Content-Length", "")
         if not length.isdigit() or int(length) > _REDIRECT_BODY_MAX:
@@ -482,7 +487,7 @@ class Scraper:
             raise _Failed(late, f"no response within {budget:.2g}s") from None
         return True
 
-    def _read_body(self, response: urllib3.BaseHTTPResponse, stop_at: float, budget: float, late: str) -> bytes:
+    def _read_body(self, response: urllib3.BaseHTTPResponse, stop_at: float, budget: float, late: Late) -> bytes:
         """Read the (decompressed) body in pieces, checking size and the total time between pieces."""
         length = response.headers.get("Content-Length", "")
         if length.isdigit() and int(length) > self.max_bytes and not response.headers.get("Content-Encoding"):
@@ -501,7 +506,7 @@ class Scraper:
             raise _Failed(late, f"page incomplete after {size} bytes in {budget:.2g}s") from None
         return b"".join(chunks)
 
-    def _result(self, target: Target, duration: float, reason: str, detail: str) -> ScrapeResult:
+    def _result(self, target: Target, duration: float, reason: ScrapeError, detail: str) -> ScrapeResult:
         return ScrapeResult(
             target.member,
             self.clock.monotonic(),
@@ -549,14 +554,14 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme.lower(), (parts.hostname or "").lower(), _port(parts)
 
 
-def _port(parts) -> int | None:
+def _port(parts: SplitResult) -> int | None:
     try:
         return parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
     except ValueError:  # a port that is not a number
         return None
 
 
-def _pieces(raw, stop_at: float) -> Iterator[bytes]:
+def _pieces(raw: urllib3.BaseHTTPResponse, stop_at: float) -> Iterator[bytes]:
     """Yield the body as it arrives. read1 returns after one socket read, so the caller sees time pass
     even when a server trickles bytes; the socket timeout shrinks to the time left before each read."""
     read1 = getattr(raw, "read1", None)  # urllib3 >= 2
@@ -568,7 +573,7 @@ def _pieces(raw, stop_at: float) -> Iterator[bytes]:
         yield chunk
 
 
-def _set_read_timeout(raw, remaining: float) -> None:
+def _set_read_timeout(raw: urllib3.BaseHTTPResponse, remaining: float) -> None:
     sock = getattr(getattr(raw, "connection", None), "sock", None)
     if sock is not None:
         try:
@@ -604,7 +609,7 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         stack += [x for x in linked if isinstance(x, BaseException)]
 
 
-def _classify(exc: Exception, budget: float, late: str) -> tuple[str, str]:
+def _classify(exc: Exception, budget: float, late: Late) -> tuple[ScrapeError, str]:
     """Map a urllib3/socket exception to (reason slug, safe detail)."""
     chain = list(_chain(exc))
     for e in chain:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 
 
-def notify(message: str, environ=os.environ) -> bool:
+def notify(message: str, environ: Mapping[str, str] = os.environ) -> bool:
     """Send READY=1, WATCHDOG=1, STOPPING=1, STATUS=...; a no-op outside systemd."""
     path = environ.get("NOTIFY_SOCKET")
     if not path:

@@ -27,9 +27,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from controller.config import ModeConfig
 from controller.model import Sample
+
+if TYPE_CHECKING:  # controller.policy imports this module
+    from controller.policy import Context, Policy
 
 SOURCE = "github.com/f5devcentral/llm-inference-lb@f254c3e core/score_calculator.py"
 
@@ -381,11 +385,11 @@ def scores(name: str, waiting: Values, cache: Values, running: Values, mode: Mod
     return raw if name in UNCLIPPED else [max(0.0, min(1.0, s)) for s in raw]
 
 
-def policy(name: str):
+def policy(name: str) -> Policy:
     """A controller policy (samples, mode, ctx) -> scores that scores like the sideband's mode `name`."""
     needs_running = name in THREE_METRIC
 
-    def score_pool(samples: Mapping[str, Sample], mode: ModeConfig, ctx=None) -> dict[str, float]:
+    def score_pool(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context | None = None) -> dict[str, float]:
         keys = [k for k, s in samples.items()
                 if s.kv_usage is not None and (s.running is not None or not needs_running)]
         got = scores(name, [samples[k].waiting for k in keys], [samples[k].kv_usage or 0.0 for k in keys],

@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +64,15 @@ class TokenStore:
         """The token remembered for `key`, unless it has expired."""
         with self._lock:
             entry = self._read().get(key)
-        if not isinstance(entry, dict) or not isinstance(entry.get("token"), str) or not entry["token"]:
+        if not isinstance(entry, dict):
+            return None
+        token = entry.get("token")
+        if not isinstance(token, str) or not token:
             return None
         expires = entry.get("expires_at")
         if isinstance(expires, (int, float)) and expires <= self._wall():
             return None
-        return entry["token"]
+        return token
 
     def put(self, key: str, token: str, lifetime: float) -> None:
         with self._lock:
@@ -87,7 +91,7 @@ class TokenStore:
             self._write(tokens)
 
     # -- file --------------------------------------------------------------------------------
-    def _read(self) -> dict:
+    def _read(self) -> dict[str, Any]:  # {key: {"token": str, "expires_at": float}}, as read from JSON
         try:
             with open(self.path, encoding="utf-8") as f:
                 data = json.load(f)
@@ -99,7 +103,7 @@ class TokenStore:
         tokens = data.get("tokens") if isinstance(data, dict) else None
         return dict(tokens) if isinstance(tokens, dict) else {}
 
-    def _write(self, tokens: dict) -> None:
+    def _write(self, tokens: dict[str, Any]) -> None:
         try:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".tokens-", dir=self.directory)

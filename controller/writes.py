@@ -56,7 +56,7 @@ class Call(Protocol):
 class Patch(Protocol):
     """`BigIPClient.patch_member`."""
 
-    def __call__(self, ref: PoolRef, member: Member, fields: dict, *,
+    def __call__(self, ref: PoolRef, member: Member, fields: Mapping[str, Any], *,
                  headers: Mapping[str, str] | None = None) -> None: ...
 
 

@@ -38,7 +38,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from controller.model import INACTIVE_SESSIONS, INACTIVE_STATES, groups_in_use
 
@@ -305,7 +305,7 @@ class PoolTable:
 
 @dataclass
 class PoolStats:
-    picks: Counter = field(default_factory=Counter)  # per member, including connections served from the queue
+    picks: Counter[str] = field(default_factory=Counter)  # per member, including connections served from the queue
     queued: int = 0
     dequeued: int = 0
     rejected: int = 0
@@ -318,8 +318,19 @@ class _Queued:
     since: float
 
 
-def _key(pool: Any) -> str:
-    return getattr(pool, "full_path", pool)
+class _Named(Protocol):
+    """A pool reference (controller.model.PoolRef): the data plane keys pools by full path."""
+
+    @property
+    def full_path(self) -> str: ...
+
+
+#: A pool, by its full path or by a reference to it.
+PoolName = str | _Named
+
+
+def _key(pool: PoolName) -> str:
+    return pool if isinstance(pool, str) else pool.full_path
 
 
 class DataPlane:
@@ -341,7 +352,7 @@ class DataPlane:
         self._source = source
         self._clock = clock
         self._lock = threading.RLock()
-        self._conns: dict[str, Counter] = {}
+        self._conns: dict[str, Counter[str]] = {}
         self._queues: dict[str, deque[_Queued]] = {}
         self._selectors: dict[str, Selector] = {}
         self._stats: dict[str, PoolStats] = {}
@@ -396,7 +407,7 @@ class DataPlane:
         return out
 
     # -- API
-    def pick(self, pool: Any, ticket: Any = None) -> Decision:
+    def pick(self, pool: PoolName, ticket: Any = None) -> Decision:
         pool = _key(pool)
         with self._lock:
             pv = self._view(pool)
@@ -422,7 +433,7 @@ class DataPlane:
             st.picks[decision] += 1
             return decision
 
-    def release(self, pool: Any, member: str) -> list[tuple[Any, str]]:
+    def release(self, pool: PoolName, member: str) -> list[tuple[Any, str]]:
         pool = _key(pool)
         with self._lock:
             conns = self._conns.setdefault(pool, Counter())
@@ -432,14 +443,14 @@ class DataPlane:
             self._purge(pool, pv)
             return self._drain(pool, pv)
 
-    def drain(self, pool: Any) -> list[tuple[Any, str]]:
+    def drain(self, pool: PoolName) -> list[tuple[Any, str]]:
         pool = _key(pool)
         with self._lock:
             pv = self._view(pool)
             self._purge(pool, pv)
             return self._drain(pool, pv)
 
-    def cancel(self, pool: Any, ticket: Any) -> bool:
+    def cancel(self, pool: PoolName, ticket: Any) -> bool:
         """Remove a queued ticket (the client gave up). True if it was queued."""
         pool = _key(pool)
         with self._lock:
@@ -452,7 +463,7 @@ class DataPlane:
                     return True
             return False
 
-    def expire(self, pool: Any = None) -> list[tuple[str, Any]]:
+    def expire(self, pool: PoolName | None = None) -> list[tuple[str, Any]]:
         """Drop queued tickets past queueTimeLimit; return every (pool, ticket) dropped since the last call."""
         with self._lock:
             pools = [_key(pool)] if pool is not None else list(self._queues)
@@ -461,24 +472,24 @@ class DataPlane:
             out, self._expired = self._expired, []
             return out
 
-    def connections(self, pool: Any) -> dict[str, int]:
+    def connections(self, pool: PoolName) -> dict[str, int]:
         with self._lock:
             return {k: v for k, v in self._conns.get(_key(pool), Counter()).items() if v}
 
-    def queue_length(self, pool: Any) -> int:
+    def queue_length(self, pool: PoolName) -> int:
         with self._lock:
             return len(self._queues.get(_key(pool), ()))
 
-    def queued_tickets(self, pool: Any) -> list[Any]:
+    def queued_tickets(self, pool: PoolName) -> list[Any]:
         with self._lock:
             return [i.ticket for i in self._queues.get(_key(pool), ())]
 
-    def stats(self, pool: Any) -> PoolStats:
+    def stats(self, pool: PoolName) -> PoolStats:
         with self._lock:
             st = self._stat(_key(pool))
             return PoolStats(Counter(st.picks), st.queued, st.dequeued, st.rejected, st.expired)
 
-    def reset(self, pool: Any = None) -> None:
+    def reset(self, pool: PoolName | None = None) -> None:
         """Forget connections, queues, rotation state and stats (of one pool, or all)."""
         with self._lock:
             pools = [_key(pool)] if pool is not None else list(set(self._conns) | set(self._queues) | set(self._stats))

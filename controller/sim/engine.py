@@ -28,9 +28,9 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from controller.sim.enginedata import (  # noqa: F401 - re-exported: the simulator's one import point
+from controller.sim.enginedata import (
     HISTOGRAMS,
     ITERATION_TOKEN_BUCKETS,
     PRESETS,
@@ -46,6 +46,13 @@ from controller.sim.enginedata import (  # noqa: F401 - re-exported: the simulat
     build_1_2_5_buckets,
     preset,
 )
+
+#: The simulator's one import point: the engines and, re-exported, the data they are described by.
+__all__ = [
+    "HISTOGRAMS", "ITERATION_TOKEN_BUCKETS", "PRESETS", "REQUEST_LATENCY_BUCKETS", "TPOT_BUCKETS", "TTFT_BUCKETS",
+    "Engine", "EngineSnapshot", "EngineSpec", "Histogram", "HistogramData", "RealtimeEngine", "Request",
+    "build_1_2_5_buckets", "preset",
+]
 
 # --- the engine -------------------------------------------------------------------------------------
 
@@ -70,6 +77,217 @@ class _Seq:
         self.fin = 0  # the decode-step count at which it finishes (while decoding)
 
 
+class _DecodeSet:
+    """KV accounting of the decoding sequences in O(block_size), not O(running).
+
+    Every decoding sequence grows by one token a step, so which of them need a new block at a given step
+    depends only on its phase (length mod block_size): `cnt` counts the sequences per phase, `G` the
+    decode steps run, and a heap of (finish step count, order, seq) gives the next finish in O(log n).
+    """
+
+    def __init__(self, block_size: int):
+        self.B = block_size
+        self.G = 0  # decode steps run so far
+        self.cnt = [0] * block_size  # sequences per phase: a sequence with key k needs a block when G % B == k
+        self.n = 0  # sequences decoding
+        self.fin_sum = 0  # sum over the decode set of the decode-step count at which each finishes
+        self.heap: list[tuple[int, int, _Seq]] = []
+
+    def growth_now(self) -> int:
+        """Blocks the decode set needs for the next step."""
+        return self.cnt[self.G % self.B] if self.n else 0
+
+    def growth(self, k: int, n: int) -> int:
+        """Blocks the decode set needs over the next k steps: n per full cycle of B steps, plus the phases hit."""
+        B, cnt = self.B, self.cnt
+        q, r = divmod(k, B)
+        total = q * n
+        s = self.G % B
+        for j in range(r):
+            total += cnt[(s + j) % B]
+        return total
+
+    def kv_limit(self, k: int, n: int, free: int) -> int:
+        """The largest k' <= k whose KV growth fits in `free` blocks (>= 1: the caller checked one step fits)."""
+        B = self.B
+        if n * (-(-k // B)) <= free:  # cheap upper bound on the growth
+            return k
+        q, rem = divmod(free, n)
+        cnt, s, m, acc = self.cnt, self.G % B, 0, 0
+        while m < B:
+            c = cnt[(s + m) % B]
+            if acc + c > rem:
+                break
+            acc += c
+            m += 1
+        return min(k, q * B + m)
+
+    def next_finish(self) -> int:
+        """The decode-step count at which the next sequence finishes."""
+        heap = self.heap
+        while not heap[0][2].alive:
+            heapq.heappop(heap)
+        return heap[0][0]
+
+    def blocks(self, seq: _Seq) -> int:
+        """The blocks a decoding sequence holds now."""
+        return -(-(seq.ctx0 + self.G - seq.G0) // self.B)
+
+    def join(self, seq: _Seq) -> None:
+        req = seq.req
+        seq.decoding = True
+        seq.g0 = req.generated
+        seq.ctx0 = req.prompt_tokens + req.generated
+        seq.G0 = self.G
+        seq.key = (seq.G0 - seq.ctx0) % self.B
+        self.cnt[seq.key] += 1
+        self.n += 1
+        seq.fin = seq.G0 + req.output_tokens - req.generated
+        self.fin_sum += seq.fin
+        heapq.heappush(self.heap, (seq.fin, seq.order, seq))
+
+    def check(self, decoding: Sequence[_Seq]) -> None:
+        """The counts agree with the sequences decoding (tests)."""
+        assert self.n == sum(self.cnt) == len(decoding)
+        assert self.fin_sum == sum(s.fin for s in decoding)
+
+    def leave(self, seq: _Seq) -> int:
+        """Take seq out of the decode set; returns the blocks it held and brings req.generated up to date."""
+        seq.alive = False  # its heap entry is dropped lazily
+        self.cnt[seq.key] -= 1
+        self.n -= 1
+        self.fin_sum -= seq.fin
+        ctx = seq.ctx0 + self.G - seq.G0
+        seq.req.generated = seq.g0 + self.G - seq.G0
+        return -(-ctx // self.B)
+
+
+class _WaitQueue:
+    """The FCFS queue of requests waiting to be admitted, with the tokens (prompt, plus what was generated
+    before a preemption) and the KV blocks they need to be admitted: admission and predict_ttft read them."""
+
+    def __init__(self, block_size: int):
+        self.reqs: deque[Request] = deque()
+        self.tokens = 0
+        self.blocks = 0
+        self._B = block_size
+
+    def append(self, req: Request) -> None:
+        self.reqs.append(req)
+        self._count(req, 1)
+
+    def appendleft(self, req: Request) -> None:
+        self.reqs.appendleft(req)
+        self._count(req, 1)
+
+    def popleft(self) -> Request:
+        req = self.reqs.popleft()
+        self._count(req, -1)
+        return req
+
+    def _count(self, req: Request, sign: int) -> None:
+        ctx = req.prompt_tokens + req.generated
+        self.tokens += sign * ctx
+        self.blocks += sign * -(-(ctx + 1) // self._B)
+
+
+class _StepNoise:
+    """Per-step time factors: lognormal with mean 1 and coefficient of variation spec.step_noise (1.0
+    without noise), from the spec's seed."""
+
+    def __init__(self, spec: EngineSpec):
+        self._cv = spec.step_noise
+        self._rng = random.Random(spec.noise_seed) if spec.step_noise > 0 else None
+        # the noise factor of a decode run cut short only by `until` (an observer or an arrival elsewhere):
+        # the run goes on with it, so looking at the engine does not change what it does
+        self.carry: float | None = None
+
+    def factor(self) -> float:
+        if self._rng is None:
+            return 1.0
+        sigma = math.sqrt(math.log1p(self._cv**2))
+        return math.exp(self._rng.gauss(-sigma * sigma / 2.0, sigma))
+
+
+class EngineStats:
+    """An engine's metrics page: the counters and histograms over its life that its /metrics page shows
+    (`Engine.snapshot`), and the generation throughput from two checkpoints about a second apart."""
+
+    def __init__(self, max_model_len: int, t0: float):
+        self.hist = {
+            "ttft": Histogram(TTFT_BUCKETS),
+            "itl": Histogram(TPOT_BUCKETS),
+            "request_tpot": Histogram(TPOT_BUCKETS),
+            "e2e": Histogram(REQUEST_LATENCY_BUCKETS),
+            "queue": Histogram(REQUEST_LATENCY_BUCKETS),
+            "inference": Histogram(REQUEST_LATENCY_BUCKETS),
+            "prefill": Histogram(REQUEST_LATENCY_BUCKETS),
+            "decode": Histogram(REQUEST_LATENCY_BUCKETS),
+            "prompt_tokens": Histogram(build_1_2_5_buckets(max_model_len)),
+            "generation_tokens": Histogram(build_1_2_5_buckets(max_model_len)),
+            "iteration_tokens": Histogram(ITERATION_TOKEN_BUCKETS),
+        }
+        self.success: dict[str, int] = {}
+        self.num_preemptions = 0
+        self.prompt_tokens_total = 0
+        self.generation_tokens_total = 0
+        self.num_submitted = 0
+        self.num_rejected = 0
+        self.num_steps = 0
+        self.busy_seconds = 0.0
+        self.last_step_seconds = 0.0
+        # two checkpoints (time, generation tokens) about a second apart, for gen_throughput
+        self._ckpt_prev = (t0, 0)
+        self._ckpt = (t0, 0)
+
+    def steps(self, t1: float, dur: float, n_decode: int, k: int, prefill_tokens: int) -> None:
+        """k steps of `dur` seconds each, ending at t1."""
+        self.num_steps += k
+        self.busy_seconds += dur * k
+        self.last_step_seconds = dur
+        self.hist["iteration_tokens"].observe(n_decode + prefill_tokens, k)
+        if t1 - self._ckpt[0] >= 1.0:  # rotate the throughput checkpoints about once a second
+            self._ckpt_prev = self._ckpt
+            self._ckpt = (t1, self.generation_tokens_total)
+
+    def gen_throughput(self, t: float) -> float:
+        t_prev, g_prev = self._ckpt_prev
+        dt = t - t_prev
+        return (self.generation_tokens_total - g_prev) / dt if dt > 0 else 0.0
+
+    def snapshot(self, spec: EngineSpec, t: float, *, waiting: int, running: int, prefilling: int,
+                 used: int) -> EngineSnapshot:
+        """The engine as its /metrics page shows it at engine time t, with `used` of its KV blocks in use."""
+        total = spec.num_gpu_blocks
+        return EngineSnapshot(
+            name=spec.name, model_name=spec.model_name, t=t,
+            waiting=waiting, running=running, prefilling=prefilling,
+            kv_usage=used / total, kv_used_blocks=used, num_gpu_blocks=total,
+            block_size=spec.block_size, max_num_seqs=spec.max_num_seqs, max_model_len=spec.max_model_len,
+            max_batched_tokens=spec.max_batched_tokens, kv_cache_max_concurrency=spec.kv_cache_max_concurrency,
+            num_preemptions=self.num_preemptions, prompt_tokens_total=self.prompt_tokens_total,
+            generation_tokens_total=self.generation_tokens_total, request_success=dict(self.success),
+            num_submitted=self.num_submitted, num_rejected=self.num_rejected, num_steps=self.num_steps,
+            busy_seconds=self.busy_seconds, last_step_seconds=self.last_step_seconds,
+            gen_throughput=self.gen_throughput(t),
+            histograms={k: h.data() for k, h in self.hist.items()},
+        )
+
+    def finished(self, req: Request, t1: float) -> None:
+        h = self.hist
+        arrival, scheduled, first = _stamped(req.arrival), _stamped(req.first_scheduled), _stamped(req.first_token)
+        h["e2e"].observe(t1 - arrival)
+        h["queue"].observe(scheduled - arrival)
+        h["inference"].observe(t1 - scheduled)
+        h["prefill"].observe(first - scheduled)
+        h["decode"].observe(t1 - first)
+        h["prompt_tokens"].observe(req.prompt_tokens)
+        h["generation_tokens"].observe(req.output_tokens)
+        if req.output_tokens > 1:
+            h["request_tpot"].observe((t1 - first) / (req.output_tokens - 1))
+        self.success[req.finished_reason] = self.success.get(req.finished_reason, 0) + 1
+
+
 class Engine:
     """One simulated engine. Drive it with `submit(req, now)` and `advance(until)`; read `snapshot()`.
 
@@ -78,6 +296,10 @@ class Engine:
     a real engine). Finished requests carry exact finish times; they are appended to `finished` and
     passed to `on_finish`, possibly up to one step before the driver's clock reaches that time.
     Not thread-safe: `RealtimeEngine` adds the lock.
+
+    The batch scheduler is here; the decode set's KV accounting is a `_DecodeSet`, the metrics page an
+    `EngineStats` (`stats`: the counters, e.g. `stats.num_steps`; `num_preemptions` and
+    `generation_tokens_total` also read as attributes of the engine).
     """
 
     def __init__(self, spec: EngineSpec | None = None, *, on_finish: Callable[[Request], None] | None = None,
@@ -91,53 +313,14 @@ class Engine:
         self._B = B
         self._total = self.spec.num_gpu_blocks
         self._used = 0
-        self._waiting: deque[Request] = deque()
-        self._waiting_tokens = 0  # prompt (+ generated, after a preemption) tokens of the waiting queue
-        self._waiting_blocks = 0  # blocks the waiting queue needs to be admitted
+        self._queue = _WaitQueue(B)
+        self._waiting = self._queue.reqs  # read directly on the hot path; changed through _queue
         self._running: dict[int, _Seq] = {}  # admission order; popitem() gives the newest (preemption victim)
         self._prefilling: dict[int, _Seq] = {}
         self._order = itertools.count()
-        # decode set: phase histogram, size, finish heap of (finish step count, order, seq)
-        self._G = 0
-        self._cnt = [0] * B
-        self._n_decode = 0
-        self._fin_sum = 0  # sum over the decode set of the decode-step count at which each finishes
-        self._heap: list[tuple[int, int, _Seq]] = []
-        self._noise = random.Random(self.spec.noise_seed) if self.spec.step_noise > 0 else None
-        # the noise factor of a decode run cut short only by `until` (an observer or an arrival elsewhere):
-        # the run goes on with it, so looking at the engine does not change what it does
-        self._carry: float | None = None
-        self._init_stats()
-
-    # -- statistics --
-
-    def _init_stats(self) -> None:
-        mml = self.spec.max_model_len
-        self._hist = {
-            "ttft": Histogram(TTFT_BUCKETS),
-            "itl": Histogram(TPOT_BUCKETS),
-            "request_tpot": Histogram(TPOT_BUCKETS),
-            "e2e": Histogram(REQUEST_LATENCY_BUCKETS),
-            "queue": Histogram(REQUEST_LATENCY_BUCKETS),
-            "inference": Histogram(REQUEST_LATENCY_BUCKETS),
-            "prefill": Histogram(REQUEST_LATENCY_BUCKETS),
-            "decode": Histogram(REQUEST_LATENCY_BUCKETS),
-            "prompt_tokens": Histogram(build_1_2_5_buckets(mml)),
-            "generation_tokens": Histogram(build_1_2_5_buckets(mml)),
-            "iteration_tokens": Histogram(ITERATION_TOKEN_BUCKETS),
-        }
-        self._success: dict[str, int] = {}
-        self.num_preemptions = 0
-        self.prompt_tokens_total = 0
-        self.generation_tokens_total = 0
-        self.num_submitted = 0
-        self.num_rejected = 0
-        self.num_steps = 0
-        self.busy_seconds = 0.0
-        self.last_step_seconds = 0.0
-        # two checkpoints (time, generation tokens) about a second apart, for gen_throughput
-        self._ckpt_prev = (self.t, 0)
-        self._ckpt = (self.t, 0)
+        self._dec = _DecodeSet(B)
+        self._noise = _StepNoise(self.spec)
+        self.stats = EngineStats(self.spec.max_model_len, self.t)
 
     # -- public API --
 
@@ -161,6 +344,14 @@ class Engine:
     def kv_usage(self) -> float:
         return self._used / self._total
 
+    @property
+    def num_preemptions(self) -> int:
+        return self.stats.num_preemptions
+
+    @property
+    def generation_tokens_total(self) -> int:
+        return self.stats.generation_tokens_total
+
     def fits(self, prompt_tokens: int, output_tokens: int) -> bool:
         """Whether a request can ever run here (vLLM rejects longer ones with HTTP 400)."""
         total = prompt_tokens + output_tokens
@@ -174,15 +365,14 @@ class Engine:
         self._advance(now, strict=True)
         req.arrival = now
         req.engine = self.spec.name
-        self.num_submitted += 1
+        self.stats.num_submitted += 1
         if not self.fits(req.prompt_tokens, req.output_tokens):
             req.rejected = True
-            self.num_rejected += 1
+            self.stats.num_rejected += 1
             return False
         if not self.busy:
             self.t = max(self.t, now)  # an idle engine starts its next step when work arrives
-        self._waiting.append(req)
-        self._queue_add(req, 1)
+        self._queue.append(req)
         return True
 
     def predict_ttft(self, prompt_tokens: int) -> float:
@@ -195,26 +385,21 @@ class Engine:
         steps) per step), then the prefill work ahead of it (the queue's prompts, unfinished prefill chunks,
         its own prompt) in chunks of the step budget left by the decoding sequences. O(1)."""
         spec, B = self.spec, self._B
-        n_run, n_dec, waiting = len(self._running), self._n_decode, len(self._waiting)
-        ahead = self._waiting_tokens + prompt_tokens + sum(s.prefill_left for s in self._prefilling.values())
+        n_run, n_dec, waiting = len(self._running), self._dec.n, len(self._waiting)
+        ahead = self._queue.tokens + prompt_tokens + sum(s.prefill_left for s in self._prefilling.values())
         chunk = max(1, spec.max_batched_tokens - n_dec)
         batch = min(spec.max_num_seqs, n_run + waiting + 1)
         prefill = math.ceil(ahead / chunk) * spec.step_seconds(batch, min(chunk, ahead))
-        need_blocks = self._waiting_blocks + -(-(prompt_tokens + 1) // B)
+        need_blocks = self._queue.blocks + -(-(prompt_tokens + 1) // B)
         short_blocks = max(0, need_blocks - self._free())
         short_seats = max(0, waiting + 1 - (spec.max_num_seqs - n_run))
         if not (short_blocks or short_seats) or not n_dec:
             return prefill
         per_seq_blocks = max(1.0, self._used / max(1, n_run))
         short = max(short_seats, math.ceil(short_blocks / per_seq_blocks))
-        remaining = max(1.0, (self._fin_sum - n_dec * self._G) / n_dec)  # mean decode steps left
+        remaining = max(1.0, (self._dec.fin_sum - n_dec * self._dec.G) / n_dec)  # mean decode steps left
         steps = short * 2.0 * remaining / n_dec
         return prefill + min(steps, 2.0 * remaining) * spec.step_seconds(n_dec)
-
-    def _queue_add(self, req: Request, sign: int) -> None:
-        ctx = req.prompt_tokens + req.generated
-        self._waiting_tokens += sign * ctx
-        self._waiting_blocks += sign * -(-(ctx + 1) // self._B)
 
     def next_event_time(self) -> float:
         """When the next step starts, or +inf when idle (nothing happens until a submit)."""
@@ -226,7 +411,7 @@ class Engine:
 
     def _advance(self, until: float, strict: bool) -> None:
         while (self._running or self._waiting) and (self.t < until if strict else self.t <= until):
-            if self._prefilling or self._growth_now() > self._free() or self._can_admit_head():
+            if self._prefilling or self._dec.growth_now() > self._free() or self._can_admit_head():
                 self._general_step()
             else:
                 self._decode_run(until, strict)
@@ -240,20 +425,8 @@ class Engine:
         return out
 
     def snapshot(self) -> EngineSnapshot:
-        spec = self.spec
-        return EngineSnapshot(
-            name=spec.name, model_name=spec.model_name, t=self.t,
-            waiting=len(self._waiting), running=len(self._running), prefilling=len(self._prefilling),
-            kv_usage=self._used / self._total, kv_used_blocks=self._used, num_gpu_blocks=self._total,
-            block_size=self._B, max_num_seqs=spec.max_num_seqs, max_model_len=spec.max_model_len,
-            max_batched_tokens=spec.max_batched_tokens, kv_cache_max_concurrency=spec.kv_cache_max_concurrency,
-            num_preemptions=self.num_preemptions, prompt_tokens_total=self.prompt_tokens_total,
-            generation_tokens_total=self.generation_tokens_total, request_success=dict(self._success),
-            num_submitted=self.num_submitted, num_rejected=self.num_rejected, num_steps=self.num_steps,
-            busy_seconds=self.busy_seconds, last_step_seconds=self.last_step_seconds,
-            gen_throughput=self._gen_throughput(),
-            histograms={k: h.data() for k, h in self._hist.items()},
-        )
+        return self.stats.snapshot(self.spec, self.t, waiting=len(self._waiting), running=len(self._running),
+                                   prefilling=len(self._prefilling), used=self._used)
 
     def check_invariants(self) -> None:
         """Recompute KV use from scratch and check the scheduler's limits (tests; O(running))."""
@@ -263,49 +436,35 @@ class Engine:
         assert used == self._used, f"KV accounting drifted: {used} != {self._used}"
         assert 0 <= self._used <= self._total, "KV use out of range"
         assert len(self._running) <= self.spec.max_num_seqs, "too many running sequences"
-        assert self._n_decode == sum(self._cnt) == sum(1 for s in self._running.values() if s.decoding)
+        self._dec.check([s for s in self._running.values() if s.decoding])
         assert set(self._prefilling) == {o for o, s in self._running.items() if not s.decoding}
-        assert self._waiting_tokens == sum(r.prompt_tokens + r.generated for r in self._waiting)
-        assert self._fin_sum == sum(s.fin for s in self._running.values() if s.decoding)
+        assert self._queue.tokens == sum(r.prompt_tokens + r.generated for r in self._waiting)
 
     # -- scheduling internals --
 
     def _free(self) -> int:
         return self._total - self._used
 
-    def _noise_factor(self) -> float:
-        """A lognormal factor with mean 1 and coefficient of variation spec.step_noise (1.0 without noise)."""
-        if self._noise is None:
-            return 1.0
-        sigma = math.sqrt(math.log1p(self.spec.step_noise**2))
-        return math.exp(self._noise.gauss(-sigma * sigma / 2.0, sigma))
-
-    def _growth_now(self) -> int:
-        """Blocks the decode set needs for the next step."""
-        return self._cnt[self._G % self._B] if self._n_decode else 0
-
     def _can_admit_head(self) -> bool:
         if not self._waiting or len(self._running) >= self.spec.max_num_seqs:
             return False
         req = self._waiting[0]
         need = -(-(req.prompt_tokens + req.generated + 1) // self._B)
-        return need <= self._free() - self._growth_now()
+        return need <= self._free() - self._dec.growth_now()
 
     def _seq_blocks(self, seq: _Seq) -> int:
-        if not seq.decoding:
-            return seq.blocks
-        return -(-(seq.ctx0 + self._G - seq.G0) // self._B)
+        return self._dec.blocks(seq) if seq.decoding else seq.blocks
 
     def _general_step(self) -> None:
         """One step with prefill work, admissions or a preemption: O(prefilling + admitted + finished)."""
-        spec, B, t0 = self.spec, self._B, self.t
-        self._carry = None
+        spec, B, t0, dec = self.spec, self._B, self.t, self._dec
+        self._noise.carry = None
         preempted = False
-        while self._growth_now() > self._free():
+        while dec.growth_now() > self._free():
             self._preempt_newest(t0)
             preempted = True
-        n_decode = self._n_decode
-        self._used += self._growth_now()
+        n_decode = dec.n
+        self._used += dec.growth_now()
         budget = spec.max_batched_tokens - n_decode
         prefill_tokens = 0
         n_prefill = 0
@@ -321,8 +480,7 @@ class Engine:
                 need = -(-(ctx + 1) // B)  # room for the token the prefill produces
                 if need > self._free():
                     break  # FCFS: the head blocks the queue, as in vLLM
-                self._waiting.popleft()
-                self._queue_add(req, -1)
+                self._queue.popleft()
                 seq = _Seq(req, next(self._order))
                 seq.prefill_left = ctx
                 seq.blocks = need
@@ -335,13 +493,14 @@ class Engine:
                 self._prefilling[seq.order] = seq
                 if req.first_scheduled is None:
                     req.first_scheduled = t0
-        dur = spec.step_seconds(n_decode + n_prefill, prefill_tokens) * self._noise_factor()
+        dur = spec.step_seconds(n_decode + n_prefill, prefill_tokens) * self._noise.factor()
         t1 = t0 + dur
-        self._account_step(t1, dur, n_decode, 1, prefill_tokens)
+        self.stats.steps(t1, dur, n_decode, 1, prefill_tokens)
+        self.t = t1
         if n_decode:
-            self._G += 1
-            self.generation_tokens_total += n_decode
-            self._hist["itl"].observe(dur, n_decode)
+            dec.G += 1
+            self.stats.generation_tokens_total += n_decode
+            self.stats.hist["itl"].observe(dur, n_decode)
             self._pop_finished_decodes(t1)
         for seq in [s for s in self._prefilling.values() if s.chunk]:
             seq.prefill_left -= seq.chunk
@@ -351,138 +510,63 @@ class Engine:
 
     def _decode_run(self, until: float, strict: bool) -> None:
         """k identical decode-only steps at once, stopping at the next finish, KV limit or `until`."""
-        n = self._n_decode
-        factor = self._carry if self._carry is not None else self._noise_factor()  # one draw per run of identical steps
+        dec = self._dec
+        n = dec.n
+        noise = self._noise
+        factor = noise.carry if noise.carry is not None else noise.factor()  # one draw per run of identical steps
         d = self.spec.step_seconds(n, 0) * factor
-        k_until = self._steps_starting_by(until, d, strict)
-        k_finish = self._next_finish_G() - self._G
-        k = self._kv_limit(min(k_until, k_finish), n)
-        self._carry = factor if k == k_until < k_finish and until != math.inf else None
-        self._used += self._growth(k, n)
-        self._G += k
+        k_until = _steps_starting_by(self.t, until, d, strict)
+        k_finish = dec.next_finish() - dec.G
+        k = dec.kv_limit(min(k_until, k_finish), n, self._free())
+        noise.carry = factor if k == k_until < k_finish and until != math.inf else None
+        self._used += dec.growth(k, n)
+        dec.G += k
         t1 = self.t + k * d
-        self._account_step(t1, d, n, k, 0)
-        self.generation_tokens_total += n * k
-        self._hist["itl"].observe(d, n * k)
-        self._pop_finished_decodes(t1)
-
-    def _steps_starting_by(self, until: float, d: float, strict: bool) -> int:
-        """How many steps of length d start at or before `until` (before it, if strict); >= 1 here."""
-        if until == math.inf:
-            return 1 << 62
-        if strict:
-            return max(1, math.ceil((until - self.t) / d))
-        return int((until - self.t) // d) + 1
-
-    def _next_finish_G(self) -> int:
-        heap = self._heap
-        while not heap[0][2].alive:
-            heapq.heappop(heap)
-        return heap[0][0]
-
-    def _growth(self, k: int, n: int) -> int:
-        """Blocks the decode set needs over the next k steps: n per full cycle of B steps, plus the phases hit."""
-        B, cnt = self._B, self._cnt
-        q, r = divmod(k, B)
-        total = q * n
-        s = self._G % B
-        for j in range(r):
-            total += cnt[(s + j) % B]
-        return total
-
-    def _kv_limit(self, k: int, n: int) -> int:
-        """The largest k' <= k whose KV growth fits in the free blocks (>= 1: the caller checked one step fits)."""
-        free = self._free()
-        B = self._B
-        if n * (-(-k // B)) <= free:  # cheap upper bound on the growth
-            return k
-        q, rem = divmod(free, n)
-        cnt, s, m, acc = self._cnt, self._G % B, 0, 0
-        while m < B:
-            c = cnt[(s + m) % B]
-            if acc + c > rem:
-                break
-            acc += c
-            m += 1
-        return min(k, q * B + m)
-
-    def _account_step(self, t1: float, dur: float, n_decode: int, k: int, prefill_tokens: int) -> None:
-        self.num_steps += k
-        self.busy_seconds += dur * k
-        self.last_step_seconds = dur
-        self._hist["iteration_tokens"].observe(n_decode + prefill_tokens, k)
+        self.stats.steps(t1, d, n, k, 0)
         self.t = t1
-        if t1 - self._ckpt[0] >= 1.0:  # rotate the throughput checkpoints about once a second
-            self._ckpt_prev = self._ckpt
-            self._ckpt = (t1, self.generation_tokens_total)
-
-    def _gen_throughput(self) -> float:
-        t_prev, g_prev = self._ckpt_prev
-        dt = self.t - t_prev
-        return (self.generation_tokens_total - g_prev) / dt if dt > 0 else 0.0
-
-    def _join_decode(self, seq: _Seq) -> None:
-        req = seq.req
-        seq.decoding = True
-        seq.g0 = req.generated
-        seq.ctx0 = req.prompt_tokens + req.generated
-        seq.G0 = self._G
-        seq.key = (seq.G0 - seq.ctx0) % self._B
-        self._cnt[seq.key] += 1
-        self._n_decode += 1
-        seq.fin = seq.G0 + req.output_tokens - req.generated
-        self._fin_sum += seq.fin
-        heapq.heappush(self._heap, (seq.fin, seq.order, seq))
-
-    def _leave_decode(self, seq: _Seq) -> int:
-        """Take seq out of the decode set; returns the blocks it held and brings req.generated up to date."""
-        seq.alive = False  # its heap entry is dropped lazily
-        self._cnt[seq.key] -= 1
-        self._n_decode -= 1
-        self._fin_sum -= seq.fin
-        ctx = seq.ctx0 + self._G - seq.G0
-        seq.req.generated = seq.g0 + self._G - seq.G0
-        return -(-ctx // self._B)
+        self.stats.generation_tokens_total += n * k
+        self.stats.hist["itl"].observe(d, n * k)
+        self._pop_finished_decodes(t1)
 
     def _prefill_done(self, seq: _Seq, t1: float) -> None:
         """The step that finished a prefill also sampled a token: the first one (TTFT) or, after a preemption, the next."""
-        req = seq.req
+        req, st = seq.req, self.stats
         del self._prefilling[seq.order]
         req.generated += 1
-        self.generation_tokens_total += 1
+        st.generation_tokens_total += 1
         if req.first_token is None:
             req.first_token = t1
-            self.prompt_tokens_total += req.prompt_tokens
-            self._hist["ttft"].observe(t1 - _stamped(req.arrival))
+            st.prompt_tokens_total += req.prompt_tokens
+            st.hist["ttft"].observe(t1 - _stamped(req.arrival))
         else:
-            self._hist["itl"].observe(t1 - (req.last_token if req.last_token is not None else req.first_token))
+            st.hist["itl"].observe(t1 - (req.last_token if req.last_token is not None else req.first_token))
         if req.generated >= req.output_tokens:
             self._finish(seq, t1, seq.blocks)
         else:
-            self._join_decode(seq)
+            self._dec.join(seq)
 
     def _pop_finished_decodes(self, t1: float) -> None:
-        heap, G = self._heap, self._G
+        dec = self._dec
+        heap, G = dec.heap, dec.G
         while heap and (heap[0][0] <= G or not heap[0][2].alive):
             _, _, seq = heapq.heappop(heap)
             if seq.alive:
-                self._finish(seq, t1, self._leave_decode(seq))
+                self._finish(seq, t1, dec.leave(seq))
 
     def _preempt_newest(self, t: float) -> None:
         """Recompute preemption of the most recently admitted sequence: free its KV, requeue it first."""
         _, seq = self._running.popitem()
         req = seq.req
         if seq.decoding:
-            blocks = self._leave_decode(seq)
+            blocks = self._dec.leave(seq)
             req.last_token = t  # its last token came out at the end of the previous step
         else:
             del self._prefilling[seq.order]
             seq.alive = False
             blocks = seq.blocks
         self._used -= blocks
-        self._waiting.appendleft(req)
-        self._queue_add(req, 1)
-        self.num_preemptions += 1
+        self._queue.appendleft(req)
+        self.stats.num_preemptions += 1
         req.num_preemptions += 1
 
     def _finish(self, seq: _Seq, t1: float, blocks: int) -> None:
@@ -492,22 +576,21 @@ class Engine:
         self._used -= blocks
         req.generated = req.output_tokens
         req.finish = t1
-        h = self._hist
-        arrival, scheduled, first = _stamped(req.arrival), _stamped(req.first_scheduled), _stamped(req.first_token)
-        h["e2e"].observe(t1 - arrival)
-        h["queue"].observe(scheduled - arrival)
-        h["inference"].observe(t1 - scheduled)
-        h["prefill"].observe(first - scheduled)
-        h["decode"].observe(t1 - first)
-        h["prompt_tokens"].observe(req.prompt_tokens)
-        h["generation_tokens"].observe(req.output_tokens)
-        if req.output_tokens > 1:
-            h["request_tpot"].observe((t1 - first) / (req.output_tokens - 1))
-        self._success[req.finished_reason] = self._success.get(req.finished_reason, 0) + 1
+        self.stats.finished(req, t1)
         if self.keep_finished:
             self.finished.append(req)
         if self.on_finish is not None:
             self.on_finish(req)
+
+
+def _steps_starting_by(t: float, until: float, d: float, strict: bool) -> int:
+    """How many steps of length d, the first starting at t, start at or before `until` (before it, if strict);
+    >= 1 here."""
+    if until == math.inf:
+        return 1 << 62
+    if strict:
+        return max(1, math.ceil((until - t) / d))
+    return int((until - t) // d) + 1
 
 
 # --- real time --------------------------------------------------------------------------------------
@@ -590,7 +673,7 @@ class RealtimeEngine:
     def __enter__(self) -> RealtimeEngine:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def _loop(self) -> None:

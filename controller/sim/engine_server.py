@@ -27,7 +27,7 @@ import gzip
 import json
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from controller import httpserve
 from controller.httpserve import Request, Response
@@ -41,23 +41,35 @@ _HTML = (b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head>\n"
          b"<button>Sign in</button></form></body></html>\n")
 _GARBAGE = b"\x00\x1f\x8b\xff}{ not a metrics page \xfe\xfd\n\x00" * 64
 
-#: Anything that yields snapshots: an Engine/RealtimeEngine (has .snapshot()), a callable, or a list of them (ranks).
-Source = Any | Callable[[], EngineSnapshot | Sequence[EngineSnapshot]] | Sequence[Any]
+@runtime_checkable
+class Snapshotting(Protocol):
+    """An Engine or a RealtimeEngine."""
+
+    def snapshot(self) -> EngineSnapshot: ...
 
 
-def _snapshots(source: Source) -> EngineSnapshot | list:
+#: One data-parallel rank: an engine or a callable giving its snapshot.
+Rank = Snapshotting | Callable[[], EngineSnapshot]
+#: Anything that yields snapshots: an Engine/RealtimeEngine (has .snapshot()), a callable, or a list of ranks.
+Source = Snapshotting | Callable[[], EngineSnapshot | Sequence[EngineSnapshot]] | Sequence[Rank]
+
+
+def _snapshots(source: Source) -> EngineSnapshot | Sequence[EngineSnapshot]:
     if isinstance(source, (list, tuple)):
-        return [_one(s) for s in source]
-    return _one(source)
+        return [_rank(s) for s in source]
+    if isinstance(source, Snapshotting):
+        return source.snapshot()
+    assert callable(source)  # neither a list nor an engine: a callable (Source)
+    return source()
 
 
 def _snapshot_of(source: Source) -> EngineSnapshot:
     snaps = _snapshots(source)
-    return snaps[0] if isinstance(snaps, list) else snaps
+    return snaps if isinstance(snaps, EngineSnapshot) else snaps[0]
 
 
-def _one(source: Any):
-    if hasattr(source, "snapshot"):
+def _rank(source: Rank) -> EngineSnapshot:
+    if isinstance(source, Snapshotting):
         return source.snapshot()
     return source()
 
@@ -111,7 +123,7 @@ class EngineServer:
         self.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     @property
@@ -224,7 +236,7 @@ class EngineFarm:
     A value is `(source, flavour)` or `(source, flavour, {EngineServer keyword arguments})`.
     """
 
-    def __init__(self, engines: Mapping[str, tuple], **defaults):
+    def __init__(self, engines: Mapping[str, tuple[Source, str] | tuple[Source, str, Mapping[str, Any]]], **defaults: Any):
         self.servers: dict[str, EngineServer] = {}
         for name, spec in engines.items():
             source, flavour, *rest = spec
@@ -248,5 +260,5 @@ class EngineFarm:
         self.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -10,6 +10,7 @@ import math
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 # --- vLLM's histogram bucket boundaries (vllm/v1/metrics/loggers.py, 0.10/0.11) -------------------
 
@@ -112,7 +113,7 @@ class EngineSpec:
         prefill = self.per_prefill_token_ms * prefill_tokens / self.prefill_speed
         return (decode + prefill) / (1000.0 * self.speed)
 
-    def with_(self, **changes) -> EngineSpec:
+    def with_(self, **changes: Any) -> EngineSpec:
         return replace(self, **changes)
 
 
@@ -129,7 +130,7 @@ PRESETS: dict[str, EngineSpec] = {
 }
 
 
-def preset(kind: str, **changes) -> EngineSpec:
+def preset(kind: str, **changes: Any) -> EngineSpec:
     """A preset spec, e.g. `preset("h100-80g", name="gpu3")`."""
     try:
         base = PRESETS[kind]

@@ -24,6 +24,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from controller.sim import tls
@@ -36,7 +37,7 @@ _HEAD_MAX = 65536
 class Rule:
     mode: str
     method: str | None = None
-    path: re.Pattern | None = None
+    path: re.Pattern[str] | None = None
     interval: float = 1.0
 
     def matches(self, method: str, path: str) -> bool:
@@ -104,7 +105,7 @@ class FaultProxy:
     def __enter__(self) -> FaultProxy:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def _accept(self) -> None:
@@ -217,7 +218,7 @@ def _read_message(sock: socket.socket, buf: bytearray, *, is_request: bool, meth
     return message
 
 
-def wait_until(predicate, timeout: float, interval: float = 0.02) -> bool:
+def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.02) -> bool:
     """Poll `predicate` until true or `timeout` seconds pass (helper for callers of the proxy)."""
     ends = time.monotonic() + timeout
     while time.monotonic() < ends:

@@ -33,7 +33,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 FLAVOURS = ("vllm", "vllm-legacy", "vllm-dp", "sglang", "trtllm", "triton", "llamacpp", "tgi")
 
 #: The metrics a controller reads for load, per flavour: the server's "nan" and "missing" faults act on these.
-LOAD_METRICS: dict[str, frozenset] = {
+LOAD_METRICS: dict[str, frozenset[str]] = {
     "vllm": frozenset({"vllm:num_requests_waiting", "vllm:num_requests_running", "vllm:kv_cache_usage_perc"}),
     "vllm-legacy": frozenset({"vllm:num_requests_waiting", "vllm:num_requests_running", "vllm:gpu_cache_usage_perc"}),
     "sglang": frozenset({"sglang:num_queue_reqs", "sglang:num_running_reqs", "sglang:token_usage"}),
@@ -153,10 +153,16 @@ def _go_number(v: float) -> str:
     """floatToGoString, with a shortcut for the small integers that fill most of a page."""
     if type(v) is int and 0 <= v < 1_000_000:
         return f"{v}.0"
-    return floatToGoString(v)
+    return _float_to_go(v)
 
 
-_PREFIXES: dict[tuple, tuple[str, ...]] = {}
+def _float_to_go(v: float) -> str:
+    """prometheus_client's floatToGoString (the exposition format's numbers), typed."""
+    text: str = floatToGoString(v)  # type: ignore[no-untyped-call]  # unannotated in prometheus_client
+    return text
+
+
+_PREFIXES: dict[tuple[str, tuple[tuple[str, str], ...], tuple[float, ...]], tuple[str, ...]] = {}
 
 
 def _histogram_prefixes(name: str, labels: Mapping[str, str], buckets: tuple[float, ...]) -> tuple[str, ...]:
@@ -164,7 +170,7 @@ def _histogram_prefixes(name: str, labels: Mapping[str, str], buckets: tuple[flo
     key = (name, tuple(sorted(labels.items())), buckets)
     found = _PREFIXES.get(key)
     if found is None:
-        les = [floatToGoString(b) for b in buckets] + ["+Inf"]
+        les = [_float_to_go(b) for b in buckets] + ["+Inf"]
         found = tuple(f"{name}_bucket{_labels({**labels, 'le': le})} " for le in les) + (
             f"{name}_count{_labels(labels)} ", f"{name}_sum{_labels(labels)} ")
         if len(_PREFIXES) > 20_000:  # many model names or ranks over a long run: start again
@@ -279,9 +285,13 @@ def _vllm_labels(snaps: Sequence[EngineSnapshot], with_engine: bool) -> list[tup
     return [({"model_name": s.model_name}, s) for s in snaps]
 
 
-def _vllm_common_histograms(page: _Page, rows, tpot_help: str, with_itl: bool) -> None:
+def _vllm_common_histograms(page: _Page, rows: Sequence[tuple[dict[str, str], EngineSnapshot]], tpot_help: str,
+                            with_itl: bool) -> None:
     """The request and iteration histograms, in vLLM's registration order."""
-    hist = lambda key: [(lab, s.histograms[key]) for lab, s in rows]
+
+    def hist(key: str) -> list[tuple[dict[str, str], HistogramData]]:
+        return [(lab, s.histograms[key]) for lab, s in rows]
+
     page.histogram("vllm:request_prompt_tokens", "Number of prefill tokens processed.", hist("prompt_tokens"))
     page.histogram("vllm:request_generation_tokens", "Number of generation tokens processed.", hist("generation_tokens"))
     page.histogram("vllm:iteration_tokens_total", "Histogram of number of tokens per engine_step.", hist("iteration_tokens"))

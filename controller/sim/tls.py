@@ -11,6 +11,7 @@ import datetime as _dt
 import ipaddress
 import os
 import shutil
+import ssl
 import tempfile
 import threading
 from collections.abc import Iterable
@@ -102,9 +103,8 @@ def shared_pair() -> CertPair:
         return _shared
 
 
-def server_context(pair: CertPair):
+def server_context(pair: CertPair) -> ssl.SSLContext:
     """An `ssl.SSLContext` for a server presenting `pair`."""
-    import ssl
 
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(pair.cert, pair.key)

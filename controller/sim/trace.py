@@ -18,7 +18,7 @@ import math
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from controller.sim.engine import Engine, EngineSpec, Request
 
@@ -78,7 +78,7 @@ def trace_path(name: str) -> Path:
     )
 
 
-def load_trace(name_or_path: str | os.PathLike = "conv") -> Trace:
+def load_trace(name_or_path: str | os.PathLike[str] = "conv") -> Trace:
     """Read a trace: "conv", "code", "sample", or a path to a CSV with the Azure columns. Sorted by arrival."""
     key = str(name_or_path)
     if key in TRACE_FILES:
@@ -92,7 +92,7 @@ def load_trace(name_or_path: str | os.PathLike = "conv") -> Trace:
     return read_csv(path)
 
 
-def read_csv(path: str | os.PathLike) -> Trace:
+def read_csv(path: str | os.PathLike[str]) -> Trace:
     with open(path, newline="", encoding="utf-8") as fh:
         rows = csv.reader(fh)
         header = next(rows, None)
@@ -107,7 +107,7 @@ def read_csv(path: str | os.PathLike) -> Trace:
     return [TraceRequest(t - t0, p, o) for t, p, o in raw]
 
 
-def _columns(header: Sequence[str], path) -> tuple:
+def _columns(header: Sequence[str], path: str | os.PathLike[str]) -> tuple[int, int, int]:
     names = [h.strip() for h in header]
     try:
         return names.index("TIMESTAMP"), names.index("ContextTokens"), names.index("GeneratedTokens")
@@ -164,7 +164,7 @@ def window(trace: Sequence[TraceRequest], start: float, duration_s: float) -> Tr
     return [TraceRequest(r.t - start, r.prompt_tokens, r.output_tokens) for r in trace if start <= r.t < end]
 
 
-def to_request(r: TraceRequest, **fields) -> Request:
+def to_request(r: TraceRequest, **fields: Any) -> Request:
     return Request(r.prompt_tokens, r.output_tokens, **fields)
 
 

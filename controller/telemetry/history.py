@@ -22,6 +22,7 @@ import threading
 from array import array
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 #: The per-member series, in slot order. speed: measured capacity when the planner has one;
 #: ttft: seconds, when the engine exports it.
@@ -42,7 +43,7 @@ class Ring:
         self.capacity = capacity
         self.step = step  # None: one slot per append; else one slot per `step` seconds
         self.times = array("d", [_NAN]) * capacity
-        self.series: dict[str, array] = {}
+        self.series: dict[str, array[float]] = {}
         self.last_seen: dict[str, int] = {}  # member -> append counter when it was last present
         self.head = -1
         self.count = 0
@@ -94,7 +95,7 @@ class History:
         self.coarse_step = coarse_step
         self.fine_slots = fine_slots
         self.pools: dict[str, tuple[Ring, Ring]] = {}
-        self.changes: deque[dict] = deque(maxlen=MAX_CHANGES)
+        self.changes: deque[dict[str, Any]] = deque(maxlen=MAX_CHANGES)
         self._lock = threading.Lock()
 
     def record(self, pool: str, t: float, values: Mapping[str, Sequence[float | None]]) -> None:
@@ -106,7 +107,7 @@ class History:
             for ring in rings:
                 ring.append(t, values)
 
-    def add_changes(self, changes: Iterable[dict]) -> None:
+    def add_changes(self, changes: Iterable[dict[str, Any]]) -> None:
         with self._lock:
             self.changes.extend(changes)
 
@@ -124,7 +125,7 @@ class History:
         with self._lock:
             return sum(r.nbytes() for rings in self.pools.values() for r in rings)
 
-    def snapshot(self, *, now: float, pool: str | None = None, since: float | None = None) -> dict:
+    def snapshot(self, *, now: float, pool: str | None = None, since: float | None = None) -> dict[str, Any]:
         """The /history.json document: per pool one time axis and per member one list per field.
 
         The lock is held only to copy the raw arrays (a memcpy); the document is built outside it, so a
@@ -144,13 +145,13 @@ class History:
         }
 
     @staticmethod
-    def _copy(ring: Ring, since: float | None) -> tuple[list[float], list[int], dict[str, array]]:
+    def _copy(ring: Ring, since: float | None) -> tuple[list[float], list[int], dict[str, array[float]]]:
         """(times oldest first, their slots, {member: a copy of its array}): memcpys, cheap under the lock."""
         slots = ring.slots(since)
         return [ring.times[s] for s in slots], slots, {k: a[:] for k, a in ring.series.items()}
 
-    def _pool_doc(self, path: str, fine: tuple[list[float], list[int], dict[str, array]],
-                  coarse: tuple[list[float], list[int], dict[str, array]], now: float, since: float | None) -> dict:
+    def _pool_doc(self, path: str, fine: tuple[list[float], list[int], dict[str, array[float]]],
+                  coarse: tuple[list[float], list[int], dict[str, array[float]]], now: float, since: float | None) -> dict[str, Any]:
         fine_t, fine_slots, fine_s = fine
         coarse_t, coarse_slots, coarse_s = coarse
         first_fine = fine_t[0] if fine_t else math.inf
@@ -158,9 +159,9 @@ class History:
         keep = [i for i, t in enumerate(coarse_t) if oldest < t < first_fine - self.coarse_step / 2]
         keep_slots = [coarse_slots[i] for i in keep]
         width = len(FIELDS)
-        out: dict[str, dict[str, list]] = {}
+        out: dict[str, dict[str, list[float | int | None]]] = {}
         for key in sorted(set(fine_s) | set(coarse_s)):
-            cols: dict[str, list] = {}
+            cols: dict[str, list[float | int | None]] = {}
             for i, f in enumerate(FIELDS):
                 older = coarse_s[key][i::width] if key in coarse_s else None  # this field, slot by slot
                 recent = fine_s[key][i::width] if key in fine_s else None

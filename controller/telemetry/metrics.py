@@ -10,12 +10,14 @@ from __future__ import annotations
 import math
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.metrics_core import Metric
 
 from controller import __version__
 from controller.model import (
@@ -85,15 +87,33 @@ def scrape_label(slug: str | None) -> str:
 RequestHook = Callable[[str, int, float], None]
 
 
-class _TokenSource(Protocol):
-    def token_counters(self) -> TokenCounters: ...
+class FailoverState(Protocol):
+    """The HA state of the daemon's BIG-IP client (controller.failover.FailoverClient)."""
 
-    def observe_requests(self, hook: RequestHook) -> None: ...
+    @property
+    def hosts(self) -> tuple[str, ...]: ...  # the configured units
+
+    @property
+    def active_host(self) -> str | None: ...  # the unit known to be active; None when none is
+
+    @property
+    def failovers(self) -> int: ...  # times the active unit changed while running
+
+
+class _TokenSource(FailoverState, Protocol):
+    """What telemetry reads of the daemon's BIG-IP client."""
+
+    def token_counters(self) -> TokenCounters: ...
 
 
 class Reconciler(Protocol):
+    """What telemetry reads of the daemon's reconciler (controller.reconcile.Reconciler)."""
+
     @property
     def bigip(self) -> _TokenSource: ...
+
+    @property
+    def last_scrapes(self) -> Mapping[str, Mapping[str, ScrapeResult]]: ...  # the last tick's, {pool: {member: result}}
 
 
 def token_counters(rec: Reconciler) -> dict[str, int]:
@@ -139,7 +159,7 @@ class TokenCollector:
             self._last[name] = value
             return value + self._offset.get(name, 0)
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         if self.source is None:
             return
         try:
@@ -158,16 +178,15 @@ class FailoverCollector:
     knows which unit is active and counts failovers; a single-host client exports nothing here."""
 
     def __init__(self) -> None:
-        self.source: Callable[[], Any] | None = None
+        self.source: Callable[[], FailoverState] | None = None
 
-    def collect(self):
-        client = None
-        try:
-            client = self.source() if self.source is not None else None
-        except Exception:  # noqa: BLE001 - a broken source must not break /metrics
+    def collect(self) -> Iterator[Metric]:
+        if self.source is None:
             return
-        failovers, hosts = getattr(client, "failovers", None), getattr(client, "hosts", None)
-        if not isinstance(failovers, int) or hosts is None:
+        try:
+            client = self.source()
+            failovers, active = client.failovers, client.active_host
+        except Exception:  # noqa: BLE001 - a broken source must not break /metrics
             return
         c = CounterMetricFamily(PREFIX + "bigip_failovers", "Times the active BIG-IP unit changed while running")
         c.add_metric([], failovers)
@@ -175,7 +194,7 @@ class FailoverCollector:
         g = GaugeMetricFamily(PREFIX + "bigip_active_unit_known",
                               "1 when one configured BIG-IP unit is known to be active, 0 when none is (all standby "
                               "or unreachable: nothing is written)")
-        g.add_metric([], 1.0 if getattr(client, "active_host", None) else 0.0)
+        g.add_metric([], 1.0 if active else 0.0)
         yield g
 
 
@@ -301,7 +320,7 @@ class Metrics:
         if self._member_series[name].pop(labels, None) is not None:
             self.member[name].remove(*labels)
 
-    def _record_scrapes(self, report: TickReport, scrapes) -> None:
+    def _record_scrapes(self, report: TickReport, scrapes: Mapping[str, Mapping[str, ScrapeResult]] | None) -> None:
         if scrapes is not None:
             for pool, results in scrapes.items():
                 for key, result in results.items():
@@ -409,7 +428,7 @@ def pool_values(plan: PoolPlan) -> dict[str, float | None]:
     }
 
 
-def _remove_quietly(metric, *labels: str) -> None:
+def _remove_quietly(metric: MetricWrapperBase, *labels: str) -> None:
     try:
         metric.remove(*labels)
     except KeyError:

@@ -23,13 +23,17 @@ from controller.model import INTERNAL_FAILURES, Kind, PoolPlan, Reason, ScrapeRe
 from controller.telemetry import history as hist
 from controller.telemetry import page
 from controller.telemetry import status as views
-from controller.telemetry.metrics import Metrics, Reconciler, token_counters
+from controller.telemetry.metrics import Metrics, Reconciler, RequestHook, token_counters
 
 SYSTEM_CLOCK = SystemClock()  # stateless; shared as the default clock
 DEFAULT_HEALTH_TICKS = 3
 MAX_ERRORS_SHOWN = 20  # /status and /healthz stay small even when every member of every pool fails
 JSON = "application/json; charset=utf-8"
 Reply = tuple[int, str, bytes]
+#: A JSON document this server answers with (or keeps to build one from).
+Doc = dict[str, Any]
+#: A request's query, as urllib.parse.parse_qs gives it.
+Query = dict[str, list[str]]
 
 
 class Telemetry:
@@ -66,10 +70,10 @@ class Telemetry:
         self._blind_streak = 0  # ticks in a row in which some pool was blind
         self._all_blind_streak = 0  # ticks in a row in which every pool read was blind: the loop sees nothing
         self._blind_pools: tuple[str, ...] = ()
-        self._readiness: list[dict] | None = None  # per configured pool, from the last tick (/readyz)
+        self._readiness: list[Doc] | None = None  # per configured pool, from the last tick (/readyz)
         self._ready_at_mono: float | None = None
-        self._last_tick: dict | None = None
-        self._pools_views: list[dict] = []
+        self._last_tick: Doc | None = None
+        self._pools_views: list[Doc] = []
         self._dry_run = False
         self._engine_types: dict[str, str] = dict(engine_types or {})
         self._policies: dict[str, str] = dict(policies or {})
@@ -106,7 +110,7 @@ class Telemetry:
             self.observe_errors.inc()
             self.log.error("telemetry_observe_failed", error=f"{type(exc).__name__}: {exc}")
 
-    def _observe(self, report: TickReport, scrapes) -> None:
+    def _observe(self, report: TickReport, scrapes: Mapping[str, Mapping[str, ScrapeResult]] | None) -> None:
         now_mono, now_wall = self.clock.monotonic(), self.clock.wall()
         self.instruments.record(report, scrapes, self._policies, self._engine_types, now_wall)
         self._dry_run = report.dry_run
@@ -138,7 +142,7 @@ class Telemetry:
             self.history.add_changes(_changes(plan, report, now_wall))
         self._last_tick = _tick_view(report, now_wall)
 
-    def _add_ttft(self, plan: PoolPlan, view: dict) -> None:
+    def _add_ttft(self, plan: PoolPlan, view: Doc) -> None:
         """Each member's mean TTFT since the last tick, where its engine exports the histogram."""
         seen = {}
         for p in plan.members:
@@ -167,7 +171,7 @@ class Telemetry:
         with self._lock:
             self._alive_mono = self.clock.monotonic()
 
-    def health(self) -> tuple[int, dict]:
+    def health(self) -> tuple[int, Doc]:
         """(HTTP status, body) for /healthz: liveness. 200 while ticks complete, whatever became of their pools
         (blind, unreadable or failing pools included: /readyz and the per-pool metrics say which); 503 when
         no tick completed within `health_ticks` tick intervals (the loop is stuck, or every tick breaks), or
@@ -193,7 +197,7 @@ class Telemetry:
                      "last_tick_seconds_ago": views.num(age, 3), "last_success_seconds_ago": since_ok,
                      "limit_seconds": limit}
 
-    def readiness(self) -> tuple[int, dict]:
+    def readiness(self) -> tuple[int, Doc]:
         """(HTTP status, body) for /readyz: 200 when every configured pool was steered in the last tick (read,
         seen, written as planned; not paused), else 503 naming each pool that was not and why. A last tick
         older than `health_ticks` intervals makes every pool not ready."""
@@ -218,7 +222,7 @@ class Telemetry:
             body["reason"] = "; ".join(f"{p['pool']}: {p['reason']}" for p in not_ready[:MAX_ERRORS_SHOWN])
         return (503 if not_ready else 200), body
 
-    def status(self) -> dict:
+    def status(self) -> Doc:
         """The /status document. Built from the last tick's snapshot; nothing here is live I/O."""
         with self._lock:
             pools = list(self._pools_views)
@@ -230,7 +234,7 @@ class Telemetry:
         return {"pools": pools, "last_tick": last_tick, "dry_run": dry_run, "version": __version__,
                 "tick_seconds": self.tick_seconds}
 
-    def history_doc(self, pool: str | None = None, since: float | None = None) -> dict:
+    def history_doc(self, pool: str | None = None, since: float | None = None) -> Doc:
         doc = self.history.snapshot(now=self.clock.wall(), pool=pool, since=since)
         with self._lock:  # priority groups as of the last tick, for the page's pool headings and member cards
             latest = {v["full_path"]: v for v in self._pools_views if v.get("priority_groups")}
@@ -306,7 +310,7 @@ class Telemetry:
 
 # -- what a tick leaves behind --------------------------------------------------------------------
 
-def _history_row(view: dict, dry_run: bool) -> dict[str, tuple[float | None, ...]]:
+def _history_row(view: Doc, dry_run: bool) -> dict[str, tuple[float | None, ...]]:
     """{member: values in history.FIELDS order} from a pool view: the ratio and limit BIG-IP balances on
     after the tick (the planned ones unless this is a dry run), the expected share, the load."""
     rows: dict[str, tuple[float | None, ...]] = {}
@@ -320,7 +324,7 @@ def _history_row(view: dict, dry_run: bool) -> dict[str, tuple[float | None, ...
     return rows
 
 
-def _changes(plan: PoolPlan, report: TickReport, wall: float) -> list[dict]:
+def _changes(plan: PoolPlan, report: TickReport, wall: float) -> list[Doc]:
     """The ratio/limit changes of one pool this tick: the facts of the `ratio_changed` log lines, from the
     tick's member Outcomes (applied, or write-failed with why); in a dry run, the planned writes."""
     path = plan.pool.ref.full_path
@@ -349,7 +353,7 @@ def _changes(plan: PoolPlan, report: TickReport, wall: float) -> list[dict]:
     return out
 
 
-def _tick_view(report: TickReport, wall: float) -> dict:
+def _tick_view(report: TickReport, wall: float) -> Doc:
     return {
         "at": views.iso(wall),
         "at_epoch": views.num(wall, 3),
@@ -370,7 +374,7 @@ def _pools_of(report: TickReport) -> list[str]:
     return list(dict.fromkeys(seen))
 
 
-def _readiness(report: TickReport, pools: list[str]) -> list[dict]:
+def _readiness(report: TickReport, pools: list[str]) -> list[Doc]:
     """Per pool: {pool, ready, result (model.POOL_RESULTS), reason}. Ready means steered this tick."""
     out = []
     for path in pools:
@@ -380,7 +384,7 @@ def _readiness(report: TickReport, pools: list[str]) -> list[dict]:
     return out
 
 
-def _unhealthy(reason: str, limit: float, last_tick: dict | None) -> dict:
+def _unhealthy(reason: str, limit: float, last_tick: Doc | None) -> Doc:
     body: dict[str, Any] = {"status": "unhealthy", "reason": reason, "message": reason, "limit_seconds": limit}
     if last_tick is not None:
         body["last_tick_errors"] = last_tick["errors"]
@@ -393,32 +397,32 @@ def _json(obj: Any) -> bytes:
     return (json.dumps(obj, allow_nan=False, separators=(",", ":")) + "\n").encode()
 
 
-def _get_metrics(t: Telemetry, accept: str, _q: dict) -> Reply:
+def _get_metrics(t: Telemetry, accept: str, _q: Query) -> Reply:
     body, content_type = t.metrics(accept)
     return 200, content_type, body
 
 
-def _get_health(t: Telemetry, _accept: str, _q: dict) -> Reply:
+def _get_health(t: Telemetry, _accept: str, _q: Query) -> Reply:
     code, body = t.health()
     return code, JSON, _json(body)
 
 
-def _get_alive(_t: Telemetry, _accept: str, _q: dict) -> Reply:
+def _get_alive(_t: Telemetry, _accept: str, _q: Query) -> Reply:
     """The sideband scheduler's /health (api/server.py at f254c3e): 200 while the process runs, its body.
     Whether the controller sees its pools is /healthz (and readiness /readyz)."""
     return 200, JSON, _json({"status": "healthy", "message": "Scheduler running normally"})
 
 
-def _get_ready(t: Telemetry, _accept: str, _q: dict) -> Reply:
+def _get_ready(t: Telemetry, _accept: str, _q: Query) -> Reply:
     code, body = t.readiness()
     return code, JSON, _json(body)
 
 
-def _get_status(t: Telemetry, _accept: str, _q: dict) -> Reply:
+def _get_status(t: Telemetry, _accept: str, _q: Query) -> Reply:
     return 200, JSON, _json(t.status())
 
 
-def _get_history(t: Telemetry, _accept: str, q: dict) -> Reply:
+def _get_history(t: Telemetry, _accept: str, q: Query) -> Reply:
     pool = q.get("pool", [None])[0]
     try:
         since = float(q["since"][0]) if "since" in q else None
@@ -435,7 +439,7 @@ def _pool_route(path: str) -> tuple[str, str] | None:
     return None
 
 
-def _get_pool_status(t: Telemetry, pool: tuple[str, str], q: dict) -> Reply:
+def _get_pool_status(t: Telemetry, pool: tuple[str, str], q: Query) -> Reply:
     found = views.find_pool(t.status()["pools"], *pool)
     if found is None:
         return 404, JSON, _json({"detail": f"Pool {pool[0]}:{pool[1]} does not exist"})
@@ -444,7 +448,7 @@ def _get_pool_status(t: Telemetry, pool: tuple[str, str], q: dict) -> Reply:
     return 200, JSON, _json(found)
 
 
-_ROUTES: dict[str, Callable[[Telemetry, str, dict], Reply]] = {
+_ROUTES: dict[str, Callable[[Telemetry, str, Query], Reply]] = {
     "/metrics": _get_metrics,
     "/healthz": _get_health,
     "/readyz": _get_ready,
@@ -480,6 +484,17 @@ class Observed(Protocol):
     @property
     def on_tick(self) -> list[Callable[[TickReport], None]]: ...
 
+    @property
+    def on_reload(self) -> list[Callable[[bool], None]]: ...  # called with True (applied) or False (rejected)
+
+    @property
+    def on_wait(self) -> list[Callable[[], None]]: ...  # called for each tick skipped while backing off
+
+    def observe_requests(self, hook: RequestHook) -> None:
+        """`hook(method, status, seconds)` after every iControl REST call of the daemon's BIG-IP client, this
+        one and each one a reload brings (Daemon.observe_requests)."""
+        ...
+
 
 def attach(telemetry: Telemetry, daemon: Observed) -> Telemetry:
     """Feed a Daemon's ticks and reloads into telemetry. Reads `daemon.cfg` and `daemon.rec` at each use,
@@ -488,32 +503,18 @@ def attach(telemetry: Telemetry, daemon: Observed) -> Telemetry:
         try:
             telemetry.tick_seconds = daemon.cfg.scheduler.tick_seconds
             telemetry.set_pools(engine_types(daemon.cfg), policies(daemon.cfg))
-            _hook_bigip(telemetry, daemon.rec)
         except Exception:  # noqa: BLE001 - observe() below must still run; the failure is counted
             telemetry.observe_errors.inc()
-        telemetry.observe(report, getattr(daemon.rec, "last_scrapes", None))
+        telemetry.observe(report, daemon.rec.last_scrapes)
 
     telemetry.set_token_source(lambda: token_counters(daemon.rec))
     telemetry.instruments.failover.source = lambda: daemon.rec.bigip
     telemetry.set_pools(engine_types(daemon.cfg), policies(daemon.cfg))
-    try:
-        _hook_bigip(telemetry, daemon.rec)
-    except Exception:  # noqa: BLE001 - a client without the hook: no latency histogram, counted, not fatal
-        telemetry.observe_errors.inc()
+    daemon.observe_requests(telemetry.instruments.bigip_request)  # the latency histogram, across reloads
     daemon.on_tick.append(on_tick)
-    reload_hooks = getattr(daemon, "on_reload", None)  # a Daemon has them; test doubles may not
-    if isinstance(reload_hooks, list):
-        reload_hooks.append(telemetry.instruments.reloaded)
-    wait_hooks = getattr(daemon, "on_wait", None)
-    if isinstance(wait_hooks, list):
-        wait_hooks.append(telemetry.alive)
+    daemon.on_reload.append(telemetry.instruments.reloaded)
+    daemon.on_wait.append(telemetry.alive)
     return telemetry
-
-
-def _hook_bigip(telemetry: Telemetry, rec: Reconciler) -> None:
-    """Time every iControl REST call through the BigIP seam's typed hook (`observe_requests`); the client
-    keeps one copy of a hook, so calling this each tick (a reload brings a new client) adds it once."""
-    rec.bigip.observe_requests(telemetry.instruments.bigip_request)
 
 
 def serve(daemon: Observed, *, clock: Clock = SYSTEM_CLOCK) -> Telemetry | None:

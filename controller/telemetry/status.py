@@ -26,10 +26,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from controller import logs, sideband_modes
 from controller.engines import base_engine_type
 from controller.model import MemberPlan, Outcome, PoolPlan
+
+#: A JSON document of /status (a pool, a member).
+Doc = dict[str, Any]
 
 #: policies whose score already is the sideband's score (its modes; all but s1_ratio are within 0-1)
 SCORE_POLICIES = frozenset(sideband_modes.SIDEBAND_MODES)
@@ -99,7 +103,7 @@ def detection(p: MemberPlan) -> tuple[str | None, str | None, str | None]:
 
 
 def member_view(p: MemberPlan, *, score: float | None, share: float, planned_share: float, percent: float,
-                ratio_percent: float) -> dict:
+                ratio_percent: float) -> Doc:
     """One member as /status shows it; the sideband's fields come first."""
     m, s = p.member, p.sample
     variant, engine_type, status = detection(p)
@@ -141,7 +145,7 @@ def member_view(p: MemberPlan, *, score: float | None, share: float, planned_sha
     return view
 
 
-def pool_view(plan: PoolPlan, engine_type: str, policy: str, dry_run: bool) -> dict:
+def pool_view(plan: PoolPlan, engine_type: str, policy: str, dry_run: bool) -> Doc:
     ref, pool = plan.pool.ref, plan.pool
     current, planned = shares(plan, planned=False), shares(plan, planned=True)
     live = current if dry_run else planned  # what BIG-IP balances on once this tick's writes are in
@@ -176,7 +180,7 @@ def pool_view(plan: PoolPlan, engine_type: str, policy: str, dry_run: bool) -> d
     }
 
 
-def missing_pool_view(full_path: str, engine_type: str, outcome: Outcome | None) -> dict:
+def missing_pool_view(full_path: str, engine_type: str, outcome: Outcome | None) -> Doc:
     """A configured pool the tick could not read: listed, empty, with the reason."""
     partition, name = split_path(full_path)
     error = outcome.message if outcome is not None and outcome.failed else None
@@ -193,12 +197,12 @@ def missing_pool_view(full_path: str, engine_type: str, outcome: Outcome | None)
     }
 
 
-def find_pool(pools: Sequence[Mapping], name: str, partition: str) -> Mapping | None:
+def find_pool(pools: Sequence[Mapping[str, Any]], name: str, partition: str) -> Mapping[str, Any] | None:
     """The pool the sideband's `/pools/{name}/{partition}/status` names (its key is name:partition)."""
     return next((p for p in pools if p["name"] == name and p["partition"] == partition), None)
 
 
-def simple_text(pool: Mapping) -> str:
+def simple_text(pool: Mapping[str, Any]) -> str:
     """The sideband's `?simple` form: `ip:port score` per member, score with four decimals.
 
     An unknown score prints as 0.0000, as the sideband prints a member it cannot score, so a script

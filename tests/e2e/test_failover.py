@@ -107,7 +107,8 @@ def test_bigip_latency_is_recorded_under_the_real_failover_client(pair):
     bigip = client(pair)
     tel = Telemetry(TelemetryConfig(enabled=False), tick_seconds=1.0)
     daemon = SimpleNamespace(cfg=SimpleNamespace(pools=(), scheduler=SimpleNamespace(tick_seconds=1.0)),
-                             rec=SimpleNamespace(bigip=bigip, last_scrapes={}), on_tick=[], on_reload=[])
+                             rec=SimpleNamespace(bigip=bigip, last_scrapes={}), on_tick=[], on_reload=[], on_wait=[],
+                             observe_requests=bigip.observe_requests)
     attach(tel, daemon)
     attach(tel, daemon)  # twice: still one observation per call
     try:
@@ -119,3 +120,46 @@ def test_bigip_latency_is_recorded_under_the_real_failover_client(pair):
     logins = tel.registry.get_sample_value("f5lr_bigip_request_duration_seconds_count", {"method": "POST", "code": "2xx"})
     assert count is not None and count >= 2  # the failover check and the pool read, at least
     assert count + (logins or 0) <= calls + 1  # one observation per call, not two (the delete may be DELETE)
+
+
+def test_the_daemon_records_bigip_latency_through_its_own_client_and_after_a_reload(pair, tmp_path, monkeypatch):
+    """Issue 21: the BIG-IP latency histogram README and the Grafana dashboard show is recorded by the daemon as
+    it runs: `daemon.build` wires a FailoverClient, telemetry hooks it through the typed `observe_requests`,
+    and a reload's new client is hooked too (no `session` reached through getattr)."""
+    import yaml
+
+    from controller import configfile
+    from controller.config import TelemetryConfig
+    from controller.daemon import Daemon
+    from controller.failover import FailoverClient
+    from controller.telemetry import Telemetry, attach
+
+    monkeypatch.setenv("F5_PASSWORD", "secret")
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({
+        "f5": {"host": list(pair.hosts), "port": pair.a.port, "username": "admin",
+               "password_env": "F5_PASSWORD", "verify_tls": pair.cert_path, "timeout": 5},
+        "scheduler": {"metrics_fetch_interval": 1000},
+        "pools": [{"name": "llm", "partition": "Common", "engine_type": "vllm", "metrics": {"timeout": 0.2}}],
+    }))
+    d = Daemon(str(path), configfile.load(str(path)), dry_run=True)
+    tel = attach(Telemetry(TelemetryConfig(enabled=False), tick_seconds=1.0), d)
+
+    def observed() -> float:
+        return sum(tel.registry.get_sample_value("f5lr_bigip_request_duration_seconds_count",
+                                                 {"method": method, "code": "2xx"}) or 0.0 for method in ("GET", "POST"))
+
+    try:
+        assert isinstance(d.rec.bigip, FailoverClient)
+        d.tick()
+        first = observed()
+        assert first >= 2  # the failover check and the pool read, at least
+        before = d.rec.bigip
+        d.request_reload()
+        d.tick()  # the reload builds a new client first; telemetry hooks it
+        assert d.rec.bigip is not before
+        assert observed() >= first + 2
+    finally:
+        d.rec.bigip.close()
+        d.rec.scraper.close()

@@ -450,7 +450,9 @@ def test_port_in_use_is_a_config_error(clock):
 
 def test_attach_follows_the_daemon(clock):
     cfg = AppConfig(f5=F5Config("bigip.example"), pools=(PoolConfig(REF, "sglang"),), scheduler=SchedulerConfig(5000))
-    d = SimpleNamespace(cfg=cfg, rec=SimpleNamespace(bigip=bigip_with(logins=1)), on_tick=[])
+    bigip = bigip_with(logins=1)
+    d = SimpleNamespace(cfg=cfg, rec=SimpleNamespace(bigip=bigip, last_scrapes={}), on_tick=[], on_reload=[],
+                        on_wait=[], observe_requests=bigip.observe_requests)
     t = attach(Telemetry(TelemetryConfig(port=0), clock=clock, tick_seconds=1.0), d)
     for hook in d.on_tick:
         hook(report(three_members()))

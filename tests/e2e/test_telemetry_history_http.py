@@ -108,7 +108,8 @@ def test_reloads_are_counted_and_the_latency_hook_goes_through_the_bigip_seam(te
     hooks: list = []
     bigip = SimpleNamespace(observe_requests=lambda hook: hooks.append(hook) if hook not in hooks else None)
     daemon = SimpleNamespace(cfg=SimpleNamespace(pools=(), scheduler=SimpleNamespace(tick_seconds=1.0)),
-                             rec=SimpleNamespace(bigip=bigip, last_scrapes={}), on_tick=[], on_reload=[])
+                             rec=SimpleNamespace(bigip=bigip, last_scrapes={}), on_tick=[], on_reload=[], on_wait=[],
+                             observe_requests=bigip.observe_requests)
     attach(tel, daemon)
     assert len(hooks) == 1
     daemon.on_reload[0](True)

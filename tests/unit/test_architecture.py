@@ -32,3 +32,20 @@ def test_every_runtime_module_is_under_the_no_simulator_contract():
     loose = [m for m in dotted if not m.startswith(NOT_RUNTIME)
              and not any(m == c or m.startswith(c + ".") for c in covered)]
     assert not loose, f"add these to the runtime contract in pyproject.toml: {loose}"
+
+
+#: The longest a class in controller/ may be (issue 21: split a class by concern before it grows past this).
+MAX_CLASS_LINES = 300
+
+
+def test_no_class_is_longer_than_max_class_lines():
+    import ast
+
+    long = []
+    for module in modules():
+        for node in ast.walk(ast.parse((REPO / module).read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef) and node.end_lineno is not None:
+                size = node.end_lineno - node.lineno + 1
+                if size > MAX_CLASS_LINES:
+                    long.append(f"{module}: {node.name} ({size} lines)")
+    assert not long, f"classes over {MAX_CLASS_LINES} lines: {long}"

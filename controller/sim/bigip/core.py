@@ -6,13 +6,28 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from controller.sim import tls
 from controller.sim.bigip.state import Fault, LoggedRequest, Node, Pool, Token, Transaction, Write
+from controller.sim.dataplane import PoolName
 
 _USER_NS = uuid.UUID("0b9f6e4e-8f1a-4c55-9f7e-8d1c2a3b4c5d")
 FAILOVER_STATES = ("active", "standby", "offline", "forced-offline")
+
+
+@runtime_checkable
+class Monotonic(Protocol):
+    """A clock the emulator can run on (controller.clock.FakeClock, SystemClock)."""
+
+    def monotonic(self) -> float: ...
+
+
+@runtime_checkable
+class Walled(Monotonic, Protocol):
+    """... that also tells the wall time (token expiry dates follow it)."""
+
+    def wall(self) -> float: ...
 
 
 class EmulatorCore:
@@ -23,7 +38,7 @@ class EmulatorCore:
                  token_timeout: int = 1200, token_limit: int = 100, token_limit_exempt: Sequence[str] = (),
                  transaction_timeout: int = 120, max_ratio: int = 65535,
                  roles: dict[str, str] | None = None, user_ids: dict[str, str] | None = None,
-                 clock: Callable[[], float] | Any | None = None, latency: float | Callable[[], float] = 0.0,
+                 clock: Monotonic | Callable[[], float] | None = None, latency: float | Callable[[], float] = 0.0,
                  cert_dir: str | None = None, trans_id_start: int | None = None,
                  management_ip: str = "127.0.0.1"):
         self.users: dict[str, str] = dict(users if users is not None else {"admin": "admin"})
@@ -48,13 +63,14 @@ class EmulatorCore:
         #: What GET /mgmt/shared/appsvcs/declare answers; None: AS3 not installed (404).
         self.as3_declaration: dict[str, Any] | None = None
         # clock: a callable, or an object with monotonic() (and optionally wall()), e.g. controller.clock.FakeClock
-        if clock is None:
-            self._mono: Callable[[], float] = time.monotonic
-        elif callable(clock) and not hasattr(clock, "monotonic"):
-            self._mono = clock
-        else:
+        self._mono: Callable[[], float] = time.monotonic
+        self._wall_fn: Callable[[], float] | None = None
+        if isinstance(clock, Walled):
+            self._mono, self._wall_fn = clock.monotonic, clock.wall
+        elif isinstance(clock, Monotonic):
             self._mono = clock.monotonic
-        self._wall_fn: Callable[[], float] | None = getattr(clock, "wall", None)
+        elif clock is not None:
+            self._mono = clock
         self._mono0 = self._mono()
         self._wall0 = time.time()
 
@@ -143,8 +159,8 @@ class EmulatorCore:
             self.writes.clear()
             self.request_log.clear()
 
-    def _pool_key(self, full_path: Any) -> str:
-        full_path = getattr(full_path, "full_path", full_path)
+    def _pool_key(self, pool: PoolName) -> str:
+        full_path = pool if isinstance(pool, str) else pool.full_path
         if not full_path.startswith("/"):
             full_path = "/Common/" + full_path
         return full_path

@@ -185,7 +185,7 @@ class Transaction:
 class Fault:
     kind: str | tuple[int, Any]
     remaining: int
-    path: re.Pattern | None
+    path: re.Pattern[str] | None
     method: str | None
 
 
