@@ -42,7 +42,7 @@ setup(
         "bench": ["matplotlib>=3.7"],
         # the live page's browser test (tests/e2e/test_live_page_browser.py); also needs chromium and chromedriver
         "browser": ["selenium>=4.10"],
-        "lint": ["ruff>=0.5", "mypy>=1.5", "import-linter>=2.0", "types-PyYAML", "types-requests"],
+        "lint": ["ruff>=0.5", "mypy>=1.5", "import-linter>=2.1", "types-PyYAML", "types-requests"],
     },
     entry_points={"console_scripts": ["f5-llm-ratio=controller.cli:main"]},
     classifiers=[

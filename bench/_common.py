@@ -32,7 +32,7 @@ from collections.abc import Sequence
 if __package__ in (None, ""):  # run as a script: `python bench/_common.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from controller.config import AppConfig, F5Config, MetricsConfig, PoolConfig, SchedulerConfig
+from controller.config.schema import AppConfig, F5Config, MetricsConfig, PoolConfig, SchedulerConfig
 from controller.model import PoolRef
 
 PASSWORD = "bench-secret-password"

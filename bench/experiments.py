@@ -5,7 +5,7 @@ Contenders (the JSON names):
 * `lc`, `rr`: LTM's least-connections-member and round-robin, no controller;
 * `sideband`, `sideband-10s`: the sideband scheduler (S1 weighted random per request) refreshing its
   scores every tick (its best case) and every 10 s (its shipped config);
-* `default`: f5-llm-ratio with the default policy (`controller.config.ModeConfig().name`) on
+* `default`: f5-llm-ratio with the default policy (`controller.config.schema.ModeConfig().name`) on
   ratio-least-connections-member, through the real planner;
 * `balance-rate`: the previous default (leaks toward the measured service rate, does not compare TTFT);
 * `balance-kv`: the one before it (leaks toward KV capacity, not measured speed);
@@ -30,7 +30,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from controller.config import ModeConfig
+from controller.config.schema import ModeConfig
 
 from bench import scenario as S
 from bench.simulator import RLC, Contender, RunResult, run

@@ -4,7 +4,7 @@
 
 For each case the daemon (`run`) talks to the BIG-IP emulator through `controller/sim/faultproxy.py`,
 with a fake systemd NOTIFY_SOCKET. While the fault is on, it records the longest gap between two
-WATCHDOG=1 pings and compares it with the bound derived from the config (`controller.bounds`, what
+WATCHDOG=1 pings and compares it with the bound derived from the config (`controller.config.bounds`, what
 `check` prints: the worst-case tick plus one interval); then it clears the fault and times the first
 write. A last case runs 10 SIGKILL-and-restart cycles with $STATE_DIRECTORY and counts live tokens.
 """
@@ -23,7 +23,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from controller import bounds, configfile
+from controller.config import bounds, yamlfile
 from controller.sim.faultproxy import FaultProxy
 from tests.e2e_env import USER, Daemon, Stack, cli_env, seed_config, wait_for, write_config
 
@@ -71,7 +71,7 @@ def case(name: str, mode: str, method: str, seconds: float, work: pathlib.Path) 
         data["telemetry"] = {"enabled": False}
         path = write_config(work / f"{name}.yaml", data)
         env = cli_env(NOTIFY_SOCKET=notify.path)
-        bound = bounds.tick_bound(configfile.load(str(path), env))
+        bound = bounds.tick_bound(yamlfile.load(str(path), env))
         d = Daemon(path, env=env)
         try:
             wait_for(lambda: len(s.member_writes()) >= 2, 20, what="first writes")

@@ -10,12 +10,12 @@ Targets (hypothesis-driven, no atheris needed):
              broken sample lines, comments, NaN/Inf, odd whitespace, escapes) mixed with raw noise.
              Allowed outcome: a result keyed by exactly `names` holding (dict, float) pairs, or
              MetricsError("not-prometheus"). Anything else is a crash.
-* `extract`  engines.extract(text, engine_type): the same pages, plus pages built around the real
+* `extract`  specs.extract(text, engine_type): the same pages, plus pages built around the real
              metric names of every engine. Allowed: a Sample whose figures are finite and >= 0 with
              kv_usage in [0, 1], or MetricsError with reason not-prometheus / missing-metric / bad-value.
-* `config`   configfile.parse(data) on a valid base config mutated at random (keys removed, values
+* `config`   yamlfile.parse(data) on a valid base config mutated at random (keys removed, values
              replaced by any YAML value, unknown keys added) and on arbitrary YAML documents, and
-             configfile.load(path) on random text written to a file. Allowed: an AppConfig, or a
+             yamlfile.load(path) on random text written to a file. Allowed: an AppConfig, or a
              ConfigError whose message does not contain the password or API key.
 
 Each example also has a wall-time ceiling (a parser that backtracks badly on a hostile line shows
@@ -42,8 +42,9 @@ if __package__ in (None, ""):  # run as a script: `python bench/fuzz.py`
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from controller import configfile, engines, exposition
-from controller.config import AppConfig
+from controller.config import yamlfile
+from controller.engines import exposition, specs
+from controller.config.schema import AppConfig
 from controller.errors import ConfigError, MetricsError
 from controller.model import Sample
 
@@ -54,10 +55,10 @@ ENVIRON = {"F5_PASSWORD": PASSWORD, "API_KEY_ENV": API_KEY}
 # -- page grammar -----------------------------------------------------------------------------
 
 NAMES = sorted({
-    *(s.waiting.split("{")[0] for s in engines.SPECS.values()),
-    *((s.running or "x").split("{")[0] for s in engines.SPECS.values()),
-    *(k.split("{")[0] for s in engines.SPECS.values() for k in s.kv),
-    engines.VLLM_CACHE_INFO, "process_cpu_seconds_total", "vllm:num_requests_waiting_by_reason",
+    *(s.waiting.split("{")[0] for s in specs.SPECS.values()),
+    *((s.running or "x").split("{")[0] for s in specs.SPECS.values()),
+    *(k.split("{")[0] for s in specs.SPECS.values() for k in s.kv),
+    specs.VLLM_CACHE_INFO, "process_cpu_seconds_total", "vllm:num_requests_waiting_by_reason",
 })
 LABEL_NAMES = ["model_name", "engine", "request_type", "kv_cache_block_type", "le", "kv_cache_max_concurrency",
                "__name__", "a", "_"]
@@ -214,7 +215,7 @@ def prop_select(text: str, names: list[str]) -> None:
 
 def prop_extract(text: str, engine_type: str) -> None:
     try:
-        s = engines.extract(text, engine_type)
+        s = specs.extract(text, engine_type)
     except MetricsError as exc:
         assert exc.reason in ("not-prometheus", "missing-metric", "bad-value"), exc.reason
         return
@@ -222,7 +223,7 @@ def prop_extract(text: str, engine_type: str) -> None:
     for v in (s.waiting, s.running, s.kv_max_concurrency):
         assert v is None or (math.isfinite(v) and v >= 0), s
     assert s.kv_usage is None or 0.0 <= s.kv_usage <= 1.0, s
-    engines.detect(text)  # never raises, by contract
+    specs.detect(text)  # never raises, by contract
 
 
 def _check_config_error(exc: ConfigError) -> None:
@@ -232,7 +233,7 @@ def _check_config_error(exc: ConfigError) -> None:
 
 def prop_config(data) -> None:
     try:
-        cfg = configfile.parse(data, ENVIRON, source="fuzz.yaml")
+        cfg = yamlfile.parse(data, ENVIRON, source="fuzz.yaml")
     except ConfigError as exc:
         _check_config_error(exc)
         return
@@ -245,7 +246,7 @@ def prop_load(text: str, tmpdir: str) -> None:
     with open(path, "w", encoding="utf-8", errors="surrogatepass") as f:
         f.write(text)
     try:
-        configfile.load(path, ENVIRON)
+        yamlfile.load(path, ENVIRON)
     except ConfigError as exc:
         _check_config_error(exc)
 
@@ -280,7 +281,7 @@ def targets(slow: float, opts: settings) -> tuple[dict, dict]:
         sel(text, names)
 
     @opts
-    @given(any_page, st.sampled_from(sorted(engines.SPECS) + ["vllm_ascend"]))
+    @given(any_page, st.sampled_from(sorted(specs.SPECS) + ["vllm_ascend"]))
     def t_extract(text, engine_type):
         ext(text, engine_type)
 

@@ -25,7 +25,7 @@ import time
 import tracemalloc
 
 from controller.clock import FakeClock
-from controller.config import TelemetryConfig
+from controller.config.schema import TelemetryConfig
 from controller.model import (
     Action,
     Kind,

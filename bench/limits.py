@@ -20,7 +20,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: `python bench/limits.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from controller.config import WeightsConfig
+from controller.config.schema import WeightsConfig
 
 from bench import scenario as S
 from bench.simulator import RLC, Contender, run

@@ -217,8 +217,8 @@ judges: the engines are `controller.sim.engine.Engine` (continuous batching, pag
 5% step-time noise; [engine-model.md](engine-model.md)); LTM is the emulator's data plane
 (`controller.sim.dataplane.DataPlane`: member selection, per-member connection limits and the pool's
 connection queue, `queueOnConnectionLimit` FIFO with `queueDepthLimit` and `queueTimeLimit`); the
-controller is the real `controller.planner.plan_pool` with the shipped defaults, fed every tick (1 s)
-with the `Sample` a vLLM page would give, speed counters included (`controller.capacity`). Staleness:
+controller is the real `controller.policy.planner.plan_pool` with the shipped defaults, fed every tick (1 s)
+with the `Sample` a vLLM page would give, speed counters included (`controller.engines.capacity`). Staleness:
 the plan is made 50 ms after the scrape and written ratios and limits take effect 250 ms later.
 
 * **Speeds** are relative to the reference engine (Llama-3.1-8B bf16 on an A100-80GB SXM under vLLM).

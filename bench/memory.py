@@ -29,7 +29,7 @@ if __package__ in (None, ""):  # run as a script: `python bench/memory.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import Edges, collect, machine, quiet_logs, rss_mb
-from controller import daemon
+from controller.loop import daemon
 from controller.clock import FakeClock
 
 TARGET_MB = 5.0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from controller import policy
+from controller.policy import scoring
 
 from bench import scenario as S
 from bench.simulator import RLC, Contender, Sim
@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--policy", default="balance", help="the mode.name to run (default: balance)")
     ap.add_argument("--every", type=float, default=10.0, help="simulated seconds between lines")
     args = ap.parse_args(argv)
-    if args.policy not in policy.POLICIES:
-        print(f"error: --policy: unknown {args.policy!r}; expected one of {', '.join(policy.POLICIES)}", file=sys.stderr)
+    if args.policy not in scoring.POLICIES:
+        print(f"error: --policy: unknown {args.policy!r}; expected one of {', '.join(scoring.POLICIES)}", file=sys.stderr)
         return 2
     try:
         sc = S.load(args.scenario)

@@ -14,7 +14,7 @@ telemetry server, with the soft open-file limit set to --nofile first. It prints
 - ticks/s over the run (after a warm-up of 3 ticks), tick p50 / p99 (report.finished - report.started);
 - blind ticks (some pool with no active member with a sample), and /healthz answers that were not 200;
 - members planned on a sample per tick (min), of which fresh this tick (median), and the oldest sample
-  used (the scrape in turns carries the others: controller/reconcile.py);
+  used (the scrape in turns carries the others: controller/loop/reconcile.py);
 - writes applied; open fds, threads and RSS of the controller process (max over the run, sampled every 0.5 s);
 - the fetch-only floor: the same pages fetched by a bare urllib3 thread pool with the same concurrency
   and the same socket bound (Connection: close beyond the first 128 endpoints), nothing else: pages/s,
@@ -107,8 +107,9 @@ def floor(ports: list[int], concurrency: int, keepalive: int, passes: int = 2) -
 def run_size(members: int, tick_s: float, seconds: float, pools: int, nofile: int, telemetry_on: bool) -> dict:
     from bench._common import Edges, quiet_logs
     from bench._common import app_config as bench_config
-    from controller import daemon, telemetry
-    from controller.config import SchedulerConfig, TelemetryConfig
+    from controller import telemetry
+    from controller.loop import daemon
+    from controller.config.schema import SchedulerConfig, TelemetryConfig
 
     quiet_logs()
     with Edges(members, latency=0.005, pools=pools, page_count=64) as edges:

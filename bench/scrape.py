@@ -1,4 +1,4 @@
-"""How much cheaper is reading three gauges with `engines.extract` than parsing the page in full?
+"""How much cheaper is reading three gauges with `specs.extract` than parsing the page in full?
 
     python bench/scrape.py                      # a synthetic ~44 KB vLLM 0.11 page, 2 data-parallel ranks
     python bench/scrape.py --page metrics.txt   # a page you saved with curl (engine detected, or --engine)
@@ -24,7 +24,7 @@ if __package__ in (None, ""):  # run as a script: `python bench/scrape.py`
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller import engines
+from controller.engines import specs
 
 TARGET_RATIO = 30.0
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
@@ -135,10 +135,10 @@ def per_page(fn, text: str, budget: float) -> float:
 
 def agree(text: str, engine: str) -> bool:
     """extract() must report what the full parse holds for the same page."""
-    sample = engines.extract(text, engine)
-    spec = engines.SPECS[engine]
+    sample = specs.extract(text, engine)
+    spec = specs.SPECS[engine]
     full = full_parse(text)
-    waiting = engines.parse_key(spec.waiting)
+    waiting = specs.parse_key(spec.waiting)
     if waiting.matchers:  # label-selected engines (Triton) are covered by the tests, not here
         return True
     ok = math.isclose(sum(full.get(waiting.name, [math.nan])), sample.waiting)
@@ -151,7 +151,7 @@ def agree(text: str, engine: str) -> bool:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--page", type=Path, help="a saved /metrics page instead of the synthetic one")
-    ap.add_argument("--engine", choices=sorted(engines.SPECS), help="engine type of --page (default: detected)")
+    ap.add_argument("--engine", choices=sorted(specs.SPECS), help="engine type of --page (default: detected)")
     ap.add_argument("--ranks", type=int, default=2, help="data-parallel ranks of the synthetic page")
     ap.add_argument("--seconds", type=float, default=3.0, help="time budget per measurement")
     args = ap.parse_args(argv)
@@ -160,20 +160,20 @@ def main(argv=None) -> int:
         text, origin = args.page.read_text(encoding="utf-8", errors="replace"), str(args.page)
     else:
         text, origin = synthetic_page(args.ranks), f"synthetic vLLM 0.11, {args.ranks} ranks, full histograms"
-    engine = args.engine or engines.detect(text)
+    engine = args.engine or specs.detect(text)
     if engine is None:
         print("could not recognise the engine; pass --engine", file=sys.stderr)
         return 2
 
     full = per_page(full_parse, text, args.seconds)
-    fast = per_page(lambda t: engines.extract(t, engine), text, args.seconds)
+    fast = per_page(lambda t: specs.extract(t, engine), text, args.seconds)
     ratio = full / fast
     same = agree(text, engine)
-    sample = engines.extract(text, engine)
+    sample = specs.extract(text, engine)
     verdict = "PASS" if ratio >= TARGET_RATIO and same else "FAIL"
 
     print("=" * 66)
-    print(" /metrics read cost: prometheus_client full parse vs engines.extract")
+    print(" /metrics read cost: prometheus_client full parse vs specs.extract")
     print("=" * 66)
     print(f" page               {origin}")
     print(f"                    {len(text.encode()) / 1024:.1f} KB, {text.count(chr(10))} lines, engine {engine}")

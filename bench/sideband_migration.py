@@ -34,7 +34,7 @@ from pathlib import Path
 
 import yaml
 
-from controller import sideband_modes
+from controller.policy import sideband_modes
 from controller.sim.bigip import BigIPEmulator
 from controller.sim.engine import Engine, EngineSpec
 from controller.sim.engine_server import EngineServer
@@ -158,9 +158,9 @@ def report(name: str, check: tuple[int, dict], plan: tuple[int, dict], mode: dic
 
 def first_mode(path: Path) -> dict:
     """The mode the sideband uses for every pool: the file's first, an unknown name read as s1."""
-    from controller import configfile
+    from controller.config import yamlfile
 
-    cfg = configfile.parse(yaml.safe_load(path.read_text()), {"F5_PASSWORD": "x"}, source=str(path))
+    cfg = yamlfile.parse(yaml.safe_load(path.read_text()), {"F5_PASSWORD": "x"}, source=str(path))
     m = cfg.modes[0]
     return {"name": m.name, "w_a": m.w_a, "w_b": m.w_b, "w_g": m.w_g, "transition_point": m.transition_point,
             "steepness": m.steepness}

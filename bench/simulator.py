@@ -3,8 +3,8 @@
 It reuses, not copies: the engine model (`controller.sim.engine.Engine`: continuous batching, paged
 KV, preemption, prefill and decode speeds, step noise), LTM's member selection, connection limits and
 connection queue (`controller.sim.dataplane.DataPlane`: `queueOnConnectionLimit`, `queueDepthLimit`,
-`queueTimeLimit`, FIFO), and the controller's real decision code (`controller.planner.plan_pool` with
-`controller.policy`, `controller.capacity` and `controller.weights` damping), fed every tick by the
+`queueTimeLimit`, FIFO), and the controller's real decision code (`controller.policy.planner.plan_pool` with
+`controller.policy.scoring`, `controller.engines.capacity` and `controller.policy.weights` damping), fed every tick by the
 `Sample` a scrape of each engine's /metrics page would give (load figures and speed counters).
 Only public accessors of the engine are read.
 
@@ -22,8 +22,8 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from controller import planner, policy
-from controller.config import ModeConfig, PoolConfig, WeightsConfig
+from controller.policy import planner, scoring
+from controller.config.schema import ModeConfig, PoolConfig, WeightsConfig
 from controller.model import Member, PoolRef, PoolState, Sample, ScrapeResult, SpeedCounters
 from controller.sim import trace as tr
 from controller.sim.dataplane import QUEUED, DataPlane, MemberView, PoolView
@@ -55,7 +55,7 @@ class Contender:
     kind: str
     lb_mode: str = "round-robin"
     policy: str = "balance"
-    scorer: policy.Policy | None = None  # a bench-only policy variant (not registered anywhere)
+    scorer: scoring.Policy | None = None  # a bench-only policy variant (not registered anywhere)
     prefill_weight: float | None = None  # a bench-only capacity.PREFILL_WEIGHT
     weights: WeightsConfig = WeightsConfig(describe=False)
     refresh: float | None = None  # sideband: score refresh interval; None = the scenario's tick
@@ -117,7 +117,7 @@ def pct(xs: Sequence[float], p: float) -> float:
 
 
 def counters(snap: EngineSnapshot) -> SpeedCounters:
-    """What vLLM's page would show of this engine's speed (controller.engines reads the same names)."""
+    """What vLLM's page would show of this engine's speed (controller.engines.specs reads the same names)."""
     ttft, itl = snap.histograms["ttft"], snap.histograms["itl"]
     return SpeedCounters(prompt_tokens=float(snap.prompt_tokens_total), generation_tokens=float(snap.generation_tokens_total),
                          requests=float(snap.num_finished), ttft_sum=ttft.sum, ttft_count=float(ttft.count),
@@ -319,7 +319,7 @@ class Sim:
     def _refresh(self, t: float) -> None:
         self.advance_all(t)
         samples = {n: self._sample(e) for n, e in zip(self.names, self.engines, strict=True)}
-        sc = policy.s1(samples, ModeConfig("s1"))
+        sc = scoring.s1(samples, ModeConfig("s1"))
         self.push(t + self.timing.scrape_latency, APPLY, ("sideband", [sc[n] for n in self.names]))
         every = self.con.refresh or self.tick_s
         if t + every <= self.sc.duration_s:

@@ -38,8 +38,8 @@ if __package__ in (None, ""):  # run as a script: `python bench/tick.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import Edges, collect, cpu_seconds, machine, median, peak_rss_mb, quiet_logs
-from controller import daemon
-from controller.scrape import target_for as product_target_for
+from controller.loop import daemon
+from controller.engines.scrape import target_for as product_target_for
 
 TARGET_WALL = 2.0
 TARGET_FLOOR_RATIO = 1.5
@@ -137,7 +137,7 @@ def main() -> int:
     ap.add_argument("--variants", action="store_true", help="also gzip off and connection reuse off")
     args = ap.parse_args()
     quiet_logs()
-    from controller.config import SchedulerConfig
+    from controller.config.schema import SchedulerConfig
 
     levels = [int(c) for c in args.concurrency.split(",") if c] or [SchedulerConfig().scrape_concurrency]
     combos = [(True, True)] + ([(False, True), (True, False), (False, False)] if args.variants else [])

@@ -37,7 +37,7 @@ if __package__ in (None, ""):  # run as a script: `python bench/tokens.py`
 from dataclasses import replace
 
 from bench._common import PASSWORD, app_config, machine, quiet_logs
-from controller import daemon
+from controller.loop import daemon
 from controller.clock import FakeClock
 from controller.model import Sample, ScrapeResult
 from controller.sim.bigip import BigIPEmulator

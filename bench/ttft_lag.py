@@ -4,7 +4,7 @@ per-window EWMA it replaced (docs/policy.md).
     nice -n 15 python -m bench.ttft_lag                      # three8, conv trace 85%, 600 s, seeds 1,2,3
 
 One run per seed of the default on the scenario; every tick it records what the controller believes each
-member's mean TTFT is (`controller.capacity`, as the planner keeps it) and compares it with the member's
+member's mean TTFT is (`controller.engines.capacity`, as the planner keeps it) and compares it with the member's
 real mean TTFT over the last 10 s (first tokens given in that window). A member-second counts as lagging
 when the belief is more than 2x (or under 1/2 of) the real figure. The previous estimator is the
 module as of commit 1e6962c (`git show 1e6962c:controller/capacity.py`), swapped into the planner.
@@ -23,7 +23,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: `python bench/ttft_lag.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from controller import capacity, planner
+from controller.engines import capacity
+from controller.policy import planner
 
 from bench import scenario as S
 from bench.experiments import contenders
@@ -69,7 +70,7 @@ def lag_seconds(sim: _Recording, window: float = 10.0, factor: float = 2.0) -> d
 
 
 def old_capacity():
-    src = subprocess.run(["git", "-C", str(ROOT), "show", f"{OLD}:controller/capacity.py"], capture_output=True,
+    src = subprocess.run(["git", "-C", str(ROOT), "show", f"{OLD}:controller/engines/capacity.py"], capture_output=True,
                          text=True, check=True).stdout
     path = Path(tempfile.mkdtemp()) / "capacity_old.py"
     path.write_text(src)

@@ -4,7 +4,7 @@
     python -m bench.variants --only equalkv4 --loads 0.9 --seeds 1
 
 Each variant is a bench-only scorer or setting passed to the planner (`plan_pool(scorer=...,
-prefill_weight=...)`); nothing is registered in `controller.policy.POLICIES` and no module constant is
+prefill_weight=...)`); nothing is registered in `controller.policy.scoring.POLICIES` and no module constant is
 changed. Cells: the median over seeds of each variant's p50 and p99 divided by the same median of
 least-connections (as the goal table in docs/benchmarks.md divides them), Poisson arrivals; a second
 table gives the median writes per minute. Runs are shortened with `Scenario.with_duration`, as in
@@ -20,7 +20,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from controller import policy
+from controller.policy import scoring
 
 from bench import scenario as S
 from bench.simulator import RLC, Contender, run
@@ -29,7 +29,7 @@ SCENARIOS = ("homo4", "kvprop4", "equalkv4", "fastsmallkv4", "mml4", "degrade4",
 
 
 def _variant(name: str, prefill_weight: float | None = None, **kw: object) -> Contender:
-    scorer = functools.partial(policy.balance_step, **kw) if kw else None
+    scorer = functools.partial(scoring.balance_step, **kw) if kw else None
     return Contender(name, "ctl", RLC, "balance", scorer=scorer, prefill_weight=prefill_weight)
 
 
@@ -38,7 +38,7 @@ VARIANTS: dict[str, Contender] = {c.name: c for c in [
     Contender("no TTFT term (balance-rate, previous default)", "ctl", RLC, "balance-rate"),
     _variant("TTFT weight 0.2", ttft_weight=0.2, ttft_weight_large=0.1),
     _variant("TTFT without dead zone", ttft_dead_zone=0.0),
-    _variant("TTFT full weight in pools of 8+", ttft_weight_large=policy.BALANCE_TTFT_WEIGHT),
+    _variant("TTFT full weight in pools of 8+", ttft_weight_large=scoring.BALANCE_TTFT_WEIGHT),
     _variant("min leak 0.1 (reach the neutral)", min_leak=0.1),
     _variant("rate: decode only", prefill_weight=0.0),
     _variant("speed exponent 1.0", speed_prior=1.0),

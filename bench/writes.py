@@ -32,10 +32,10 @@ if __package__ in (None, ""):  # run as a script: `python bench/writes.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import PASSWORD, app_config, machine, quiet_logs
-from controller import daemon
-from controller.bigip import BigIPClient
+from controller.loop import daemon
+from controller.ltm.client import BigIPClient
 from controller.clock import FakeClock
-from controller.config import F5Config
+from controller.config.schema import F5Config
 from controller.model import Action, MemberPlan, PoolRef, Sample, ScrapeResult
 from controller.sim.bigip import BigIPEmulator
 

@@ -9,9 +9,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from controller import __version__, configfile, daemon, logs, preflight, render, telemetry
-from controller.config import AppConfig
+from controller import __version__, logs, telemetry
+from controller.config import yamlfile
+from controller.config.schema import AppConfig
 from controller.errors import ConfigError, RatioError
+from controller.loop import daemon, preflight, render
 from controller.model import TickReport
 from controller.telemetry.status import missing_pool_view, pool_view, scrub
 
@@ -46,13 +48,13 @@ def _parser() -> argparse.ArgumentParser:
                           description="One tick against BIG-IP and the engines; prints what would be written. "
                                       "Works with a read-only (Guest) account.")
     plan.add_argument("--config", required=True, metavar="FILE", help=CONFIG_HELP)
-    plan.add_argument("--json", action="store_true", help="print the plan as one JSON document (shape: README, "
+    plan.add_argument("--json", action="store_true", help="print the plan as one JSON document (shape: docs/commands.md, "
                                                           "'Machine-readable output') instead of the table")
 
     check = sub.add_parser("check", parents=[common], help="preflight: config, login, role, pools, LB mode, config sync, member metrics",
                            description="Verify everything the controller needs and name the likely cause of what fails.")
     check.add_argument("--config", required=True, metavar="FILE", help=CONFIG_HELP)
-    check.add_argument("--json", action="store_true", help="print the findings as one JSON document (shape: README, "
+    check.add_argument("--json", action="store_true", help="print the findings as one JSON document (shape: docs/commands.md, "
                                                            "'Machine-readable output') instead of the table")
 
     demo = sub.add_parser("demo", parents=[common], help="run the real controller against a built-in BIG-IP emulator and simulated engines",
@@ -67,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
 def _load(path: str, level: str | None, quiet: bool = False) -> AppConfig:
     """Load the config and set up logging on stderr. `quiet` (plan, check): the config's INFO becomes WARNING,
     so no progress line lands above the result on a terminal; --log-level, or DEBUG in the config, still wins."""
-    cfg = configfile.load(path)
+    cfg = yamlfile.load(path)
     default = "WARNING" if quiet and cfg.log_level == "INFO" else cfg.log_level
     logs.setup(level or default, cfg.secrets(), stream=sys.stderr)
     return cfg
@@ -110,7 +112,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def plan_json(cfg: AppConfig, report: TickReport | None, code: int) -> dict[str, Any]:
-    """The `plan --json` document: per pool the /status pool view; failures as records (README)."""
+    """The `plan --json` document: per pool the /status pool view; failures as records (docs/commands.md)."""
     engine_types, policies = telemetry.engine_types(cfg), telemetry.policies(cfg)
     plans = report.plans if report is not None else ()
     read = {plan.pool.ref.full_path for plan in plans}

@@ -15,15 +15,18 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 
-from controller import configfile, daemon, logs, policy, render, telemetry
-from controller.config import AppConfig
+from controller import logs, telemetry
+from controller.config import yamlfile
+from controller.config.schema import AppConfig
+from controller.loop import daemon, render
 from controller.model import TickReport
+from controller.policy import scoring
+from controller.policy.shares import unit_scores
 from controller.sim.bigip import BigIPEmulator
 from controller.sim.dataplane import QUEUED
 from controller.sim.engine import Engine, RealtimeEngine, Request, preset
 from controller.sim.engine_server import EngineServer
 from controller.sim.trace import Trace, TraceNotFoundError, capacity_estimate, duration, load_trace, repeat, scale_to_rate
-from controller.telemetry.status import unit_scores
 
 POOL = "/Common/llm-demo"
 #: Unequal on purpose: the controller has something to find. (preset, name)
@@ -48,19 +51,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", action="store_true", help="show the controller's log lines (same as --log-level INFO)")
 
 
-#: Policies the demo offers; the others in policy.POLICIES are benchmark comparisons (docs/policy.md).
+#: Policies the demo offers; the others in scoring.POLICIES are benchmark comparisons (docs/policy.md).
 SUPPORTED_MODES = ("balance", "s1")
 
 
 def experimental_modes() -> list[str]:
-    return [name for name in policy.POLICIES if name not in SUPPORTED_MODES]
+    return [name for name in scoring.POLICIES if name not in SUPPORTED_MODES]
 
 
 def check_mode(args: argparse.Namespace) -> str | None:
     """None when --mode is acceptable, else the message for the user."""
     if args.mode is None or args.mode in SUPPORTED_MODES:
         return None
-    if args.mode in policy.POLICIES:
+    if args.mode in scoring.POLICIES:
         return None if args.experimental else (f"--mode {args.mode} is an experimental comparison policy; "
                                                f"add --experimental to run it, or use {' or '.join(SUPPORTED_MODES)}")
     return f"--mode {args.mode!r}: choose {' or '.join(SUPPORTED_MODES)} (experimental with --experimental: " \
@@ -166,7 +169,7 @@ def demo_config(cluster: Cluster, args: argparse.Namespace, password: str) -> Ap
     }
     if args.mode:
         data["modes"] = [{"name": args.mode}]
-    cfg = configfile.parse(data, {"F5_PASSWORD": password}, source="demo")
+    cfg = yamlfile.parse(data, {"F5_PASSWORD": password}, source="demo")
     # Port 0 (any free port) suits the demo but not a daemon's config, so it is set here, not in the file.
     return replace(cfg, telemetry=replace(cfg.telemetry, port=args.telemetry_port))
 

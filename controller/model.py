@@ -265,7 +265,7 @@ class SpeedCounters:
     """What a member's page says about its speed: cumulative counters and histogram sums (summed over
     data-parallel ranks) and a few throughput gauges. None means the engine does not export it.
 
-    `controller.capacity` turns the differences between two ticks into a service-rate estimate.
+    `controller.engines.capacity` turns the differences between two ticks into a service-rate estimate.
     """
 
     prompt_tokens: float | None = None  # vllm:prompt_tokens_total, sglang:prompt_tokens_total, ...
@@ -404,9 +404,9 @@ class MemberPlan:
     reason: str = ""  # for humans: tables, logs, GUI; never parsed
     description: str | None = None  # new GUI note when written with the ratio
     scrape_error: ScrapeError | Literal["not-scraped"] | None = None  # ScrapeResult.error (or NOT_SCRAPED) when the load is unknown
-    speed: float | None = None  # relative service rate the closed loop leaks toward (controller.capacity)
+    speed: float | None = None  # relative service rate the closed loop leaks toward (controller.engines.capacity)
     speed_source: str = ""  # "measured", "imputed" (pool median), "kv-capacity" or "equal"
-    ttft: float | None = None  # measured mean time to first token (s) the policy compared (controller.capacity)
+    ttft: float | None = None  # measured mean time to first token (s) the policy compared (controller.engines.capacity)
 
     @property
     def changes(self) -> dict[str, int | str]:

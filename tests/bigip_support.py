@@ -8,7 +8,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from controller.config import F5Config
+from controller.config.schema import F5Config
 from controller.model import Member, MemberPlan, PoolRef
 from tests.conftest import shared_path
 

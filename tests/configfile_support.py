@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.configfile import parse
+from controller.config.yamlfile import parse
 from controller.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,13 +6,22 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from controller.bigip import BigIPClient
 from controller.clock import FakeClock
-from controller.config import AppConfig, F5Config, MetricsConfig, ModeConfig, PoolConfig, SchedulerConfig, TelemetryConfig, WeightsConfig
-from controller.daemon import Daemon
+from controller.config.schema import (
+    AppConfig,
+    F5Config,
+    MetricsConfig,
+    ModeConfig,
+    PoolConfig,
+    SchedulerConfig,
+    TelemetryConfig,
+    WeightsConfig,
+)
+from controller.engines.scrape import Scraper
+from controller.loop.daemon import Daemon
+from controller.loop.reconcile import Reconciler
+from controller.ltm.client import BigIPClient
 from controller.model import PoolRef
-from controller.reconcile import Reconciler
-from controller.scrape import Scraper
 from controller.sim.bigip import BigIPEmulator
 from controller.sim.engine_server import EngineServer
 from controller.telemetry import Telemetry, attach

@@ -1,6 +1,6 @@
 """A real loopback HTTP server for scrape tests: 127.0.0.1, port 0, started and stopped by the test.
 
-Built on `controller.httpserve`. Routes map a path to a handler `fn(req, server) -> Response`, where
+Built on `controller.telemetry.httpserve`. Routes map a path to a handler `fn(req, server) -> Response`, where
 `req` is an `httpserve.Request`. Every request's path, headers and client port are recorded in
 `server.seen`. Slow handlers wait on `server.stopping`, so stopping the server never waits for a
 sleeping handler.
@@ -13,8 +13,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from controller import httpserve
-from controller.httpserve import Request, Response
+from controller.telemetry import httpserve
+from controller.telemetry.httpserve import Request, Response
 
 Handler = Callable[[Request, "Loopback"], Response]
 

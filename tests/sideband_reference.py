@@ -3,7 +3,7 @@
 Usage: python tests/sideband_reference.py <checkout of github.com/f5devcentral/llm-inference-lb at f254c3e>
 with a JSON list of cases on stdin ({"mode", "w", "c", "r", "wa", "wb", "wg", "tp", "st"}); prints the
 scores per case as JSON. Its web and HTTP dependencies are stubbed: only core/score_calculator.py runs.
-tests/unit/test_sideband_modes.py uses it to cross-check controller.sideband_modes when the checkout is there,
+tests/unit/test_sideband_modes.py uses it to cross-check controller.policy.sideband_modes when the checkout is there,
 and it produced the committed table of that test.
 """
 

@@ -29,10 +29,10 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from controller import httpserve
-from controller.httpserve import Request, Response
 from controller.sim import pages
 from controller.sim.engine import EngineSnapshot
+from controller.telemetry import httpserve
+from controller.telemetry.httpserve import Request, Response
 
 FAULTS = (None, "refuse", "timeout", "trickle", "garbage", "html200", "huge", "nan", "missing", "http500")
 

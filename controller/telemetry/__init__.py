@@ -16,12 +16,12 @@ Endpoints (GET; HEAD gives the same status without a body), on `telemetry.host:p
                       the sideband scheduler's own paths (see `status`)
 
 Modules: `server` (the Telemetry object and routes), `metrics` (the registry), `status` (JSON views),
-`history` (the ring buffer), `page` (the page's files); the HTTP server is `controller.httpserve`.
+`history` (the ring buffer), `page` (the page's files); the HTTP server is `controller.telemetry.httpserve`.
 """
 
+from controller.policy.shares import shares
 from controller.telemetry.metrics import PREFIX, scrape_label, token_counters, writes_per_pool
 from controller.telemetry.server import Telemetry, attach, engine_types, policies, serve
-from controller.telemetry.status import shares
 
 __all__ = ["PREFIX", "Telemetry", "attach", "engine_types", "policies", "scrape_label", "serve", "shares",
            "token_counters", "writes_per_pool"]

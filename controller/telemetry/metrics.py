@@ -31,7 +31,7 @@ from controller.model import (
     TickReport,
     TokenCounters,
 )
-from controller.telemetry.status import shares, unit_scores
+from controller.policy.shares import shares, unit_scores
 
 PREFIX = "f5lr_"
 TICK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -88,7 +88,7 @@ RequestHook = Callable[[str, int, float], None]
 
 
 class FailoverState(Protocol):
-    """The HA state of the daemon's BIG-IP client (controller.failover.FailoverClient)."""
+    """The HA state of the daemon's BIG-IP client (controller.ltm.failover.FailoverClient)."""
 
     @property
     def hosts(self) -> tuple[str, ...]: ...  # the configured units
@@ -107,7 +107,7 @@ class _TokenSource(FailoverState, Protocol):
 
 
 class Reconciler(Protocol):
-    """What telemetry reads of the daemon's reconciler (controller.reconcile.Reconciler)."""
+    """What telemetry reads of the daemon's reconciler (controller.loop.reconcile.Reconciler)."""
 
     @property
     def bigip(self) -> _TokenSource: ...

@@ -15,13 +15,13 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from prometheus_client.exposition import choose_encoder
 
-from controller import __version__, httpserve, logs
+from controller import __version__, logs
 from controller.clock import Clock, SystemClock
-from controller.config import AppConfig, TelemetryConfig
+from controller.config.schema import AppConfig, TelemetryConfig
 from controller.errors import ConfigError
 from controller.model import INTERNAL_FAILURES, Kind, PoolPlan, Reason, ScrapeResult, TickReport
 from controller.telemetry import history as hist
-from controller.telemetry import page
+from controller.telemetry import httpserve, page
 from controller.telemetry import status as views
 from controller.telemetry.metrics import Metrics, Reconciler, RequestHook, token_counters
 

@@ -9,7 +9,7 @@ Compatibility with the sideband scheduler (seeds 000/001 and its api/server.py):
 * Per member: `ip, port, score, percent, metrics{waiting_queue, cache_usage, running_req},
   detected_variant, detected_engine_type, detection_status`.
 * `score` is on the sideband's scale: the mode's own score for the sideband's modes (`s1`, `s1_enhanced`,
-  ... `s2_dynamic_waiting`: controller.sideband_modes); for policies that produce a weight (`balance` and
+  ... `s2_dynamic_waiting`: controller.policy.sideband_modes); for policies that produce a weight (`balance` and
   the others) the weight divided by the pool's largest, so the best member is 1.0. The policy's own
   number is kept in `policy_weight`.
 * `percent` is computed as the sideband computes it (core/scheduler.py `get_pool_status` at f254c3e): the
@@ -28,15 +28,14 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from controller import logs, sideband_modes
-from controller.engines import base_engine_type
+from controller import logs
+from controller.engines.specs import base_engine_type
 from controller.model import MemberPlan, Outcome, PoolPlan
+from controller.policy import sideband_modes
+from controller.policy.shares import shares, unit_scores
 
 #: A JSON document of /status (a pool, a member).
 Doc = dict[str, Any]
-
-#: policies whose score already is the sideband's score (its modes; all but s1_ratio are within 0-1)
-SCORE_POLICIES = frozenset(sideband_modes.SIDEBAND_MODES)
 
 
 def num(value: float | None, digits: int = 4) -> float | None:
@@ -64,32 +63,6 @@ def split_path(full_path: str) -> tuple[str, str]:
     return (parts[0] if len(parts) > 1 else "Common"), parts[-1]
 
 
-def shares(plan: PoolPlan, planned: bool = True) -> dict[str, float]:
-    """Expected share of new connections per member: ratio / sum of ratios of active members.
-
-    Pools whose LB mode ignores ratios (round robin, least connections, ...) are shown as an even
-    split among active members: there the ratio has no say, so ratio-based shares would mislead.
-    """
-    active = [p for p in plan.members if plan.pool.serving(p.member)]  # idle priority groups get nothing
-    weights = {p.member.key: float(p.ratio if planned else p.member.ratio) for p in active}
-    if not plan.pool.honours_ratio:
-        weights = {k: 1.0 for k in weights}
-    total = sum(w for w in weights.values() if w > 0)
-    return {p.member.key: (weights.get(p.member.key, 0.0) / total if total > 0 else 0.0) for p in plan.members}
-
-
-def unit_scores(plan: PoolPlan, policy: str = "") -> dict[str, float]:
-    """Each fresh member's score on the sideband's 0-1 scale (see the module docstring)."""
-    raw = {p.member.key: float(p.score) for p in plan.members if p.score is not None and math.isfinite(p.score)}
-    if not raw:
-        return {}
-    if policy in sideband_modes.UNCLIPPED:
-        return raw  # the sideband shows s1_ratio's score as computed, negative or above 1
-    already_unit = policy in SCORE_POLICIES or (not policy and all(0.0 <= v <= 1.0 for v in raw.values()))
-    if already_unit:
-        return {k: min(1.0, max(0.0, v)) for k, v in raw.items()}
-    top = max(raw.values())
-    return {k: (max(0.0, v) / top if top > 0 else 0.0) for k, v in raw.items()}
 
 
 def detection(p: MemberPlan) -> tuple[str | None, str | None, str | None]:

@@ -8,10 +8,10 @@ import dataclasses
 
 import pytest
 
-from controller import preflight
-from controller.config import F5Config
+from controller.config.schema import F5Config
 from controller.errors import NotActiveError, StateUnreadableError
-from controller.failover import FailoverClient
+from controller.loop import preflight
+from controller.ltm.failover import FailoverClient
 from controller.model import Action, Member, MemberPlan, PoolRef
 from controller.sim.bigip import BigIPEmulator, HAPair
 from tests.sim_bigip_support import Client

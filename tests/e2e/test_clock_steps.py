@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from controller.daemon import Daemon
-from controller.ticker import Ticker
+from controller.loop.daemon import Daemon
+from controller.loop.ticker import Ticker
 from tests.e2e.test_lifecycle import _fake_cfg, _fake_rec
 
 HOUR = 3600.0

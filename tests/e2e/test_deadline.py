@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from controller.bigip import BigIPClient
-from controller.config import F5Config
+from controller.config.schema import F5Config
 from controller.errors import BigIPTimeout
+from controller.ltm.client import BigIPClient
 from controller.model import Action, MemberPlan, PoolRef
 from controller.sim.bigip import BigIPEmulator
 from controller.sim.faultproxy import FaultProxy

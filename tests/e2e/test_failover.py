@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from controller.config import F5Config
+from controller.config.schema import F5Config
 from controller.errors import NotActiveError
-from controller.failover import FailoverClient, read_state
+from controller.ltm.failover import FailoverClient, read_state
 from controller.model import PoolRef
 from controller.sim.bigip import BigIPEmulator, HAPair
 
@@ -101,7 +101,7 @@ def test_bigip_latency_is_recorded_under_the_real_failover_client(pair):
     calls through the typed `observe_requests` hook of the BigIP protocol."""
     from types import SimpleNamespace
 
-    from controller.config import TelemetryConfig
+    from controller.config.schema import TelemetryConfig
     from controller.telemetry import Telemetry, attach
 
     bigip = client(pair)
@@ -128,10 +128,10 @@ def test_the_daemon_records_bigip_latency_through_its_own_client_and_after_a_rel
     and a reload's new client is hooked too (no `session` reached through getattr)."""
     import yaml
 
-    from controller import configfile
-    from controller.config import TelemetryConfig
-    from controller.daemon import Daemon
-    from controller.failover import FailoverClient
+    from controller.config import yamlfile
+    from controller.config.schema import TelemetryConfig
+    from controller.loop.daemon import Daemon
+    from controller.ltm.failover import FailoverClient
     from controller.telemetry import Telemetry, attach
 
     monkeypatch.setenv("F5_PASSWORD", "secret")
@@ -143,7 +143,7 @@ def test_the_daemon_records_bigip_latency_through_its_own_client_and_after_a_rel
         "scheduler": {"metrics_fetch_interval": 1000},
         "pools": [{"name": "llm", "partition": "Common", "engine_type": "vllm", "metrics": {"timeout": 0.2}}],
     }))
-    d = Daemon(str(path), configfile.load(str(path)), dry_run=True)
+    d = Daemon(str(path), yamlfile.load(str(path)), dry_run=True)
     tel = attach(Telemetry(TelemetryConfig(enabled=False), tick_seconds=1.0), d)
 
     def observed() -> float:

@@ -12,9 +12,9 @@ import time
 
 import structlog
 
-from controller import daemon as daemon_mod
 from controller.clock import FakeClock
-from controller.daemon import Daemon
+from controller.loop import daemon as daemon_mod
+from controller.loop.daemon import Daemon
 from controller.sim.bigip import BigIPEmulator
 from tests.conftest import free_port
 from tests.fault_rig import PASSWORD, USER, Rig

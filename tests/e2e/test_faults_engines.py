@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from controller import engines
-from controller.config import WeightsConfig
+from controller.config.schema import WeightsConfig
+from controller.engines import specs
 from tests.fault_rig import PageServer, Rig, vllm_page
 
 INF = vllm_page("+Inf", 0, 0.1)
@@ -124,7 +124,7 @@ def test_duplicate_series_count_once(rig_factory):
     plan = {p.member.key: p for p in report.plans[0].members}[rig.members[0]]
     assert plan.sample is not None and plan.sample.waiting == 0 and plan.sample.ranks == 1
     assert rig.ratios() == before and report.applied == 0
-    assert engines.extract(dup, "vllm").waiting == 0
+    assert specs.extract(dup, "vllm").waiting == 0
 
 
 def test_every_member_failing_writes_nothing_and_recovers(rig_factory):

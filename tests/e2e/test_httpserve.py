@@ -1,4 +1,4 @@
-"""controller.httpserve: the one threaded HTTP(S) server, exercised over real loopback sockets."""
+"""controller.telemetry.httpserve: the one threaded HTTP(S) server, exercised over real loopback sockets."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import threading
 
 import pytest
 
-from controller import httpserve
-from controller.httpserve import Request, Response, Server
 from controller.sim import tls
+from controller.telemetry import httpserve
+from controller.telemetry.httpserve import Request, Response, Server
 
 
 def _get(srv: Server, path: str, method: str = "GET", body: bytes | None = None, headers: dict | None = None):

@@ -14,14 +14,14 @@ import time
 import pytest
 import structlog
 
-from controller import daemon as daemon_mod
-from controller import planner
 from controller.clock import FakeClock
-from controller.config import AppConfig, F5Config, ModeConfig, PoolConfig, SchedulerConfig
-from controller.daemon import Daemon
+from controller.config.schema import AppConfig, F5Config, ModeConfig, PoolConfig, SchedulerConfig
 from controller.errors import BigIPUnreachable
+from controller.loop import daemon as daemon_mod
+from controller.loop.daemon import Daemon
+from controller.loop.reconcile import Reconciler
 from controller.model import Member, PoolRef, PoolState, Sample
-from controller.reconcile import Reconciler
+from controller.policy import planner
 from tests.fakes import FakeBigIP, FakeScraper, fake_target_for
 from tests.fault_rig import CapLog
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from controller.clock import FakeClock
-from controller.config import TelemetryConfig
+from controller.config.schema import TelemetryConfig
 from controller.model import Action, Kind, Member, MemberPlan, Outcome, PoolPlan, PoolRef, PoolState, Reason, Sample, TickReport
 from controller.telemetry import Telemetry
 
@@ -210,8 +210,8 @@ def test_page_banner_against_the_emulator_one_missing_pool_and_a_broken_member(r
     missing on BIG-IP (404) and one member serving garbage; the page names both."""
     from dataclasses import replace
 
-    from controller.config import PoolConfig
-    from controller.daemon import Daemon
+    from controller.config.schema import PoolConfig
+    from controller.loop.daemon import Daemon
     from controller.telemetry import attach
 
     rig = rig_factory()

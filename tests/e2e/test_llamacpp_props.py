@@ -8,9 +8,9 @@ import pathlib
 
 import pytest
 
-from controller.config import MetricsConfig, PoolConfig
+from controller.config.schema import MetricsConfig, PoolConfig
+from controller.engines.scrape import PROPS_TTL, Scraper, target_for
 from controller.model import Member, PoolRef
-from controller.scrape import PROPS_TTL, Scraper, target_for
 from tests.helpers_http import Loopback, page
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "data"

@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from controller.config import PoolConfig
-from controller.daemon import Daemon
+from controller.config.schema import PoolConfig
+from controller.loop.daemon import Daemon
 from controller.model import Action, PoolRef, Reason
 from controller.telemetry import Telemetry
 from tests.fault_rig import daemon_for
@@ -198,7 +198,7 @@ def test_a_hand_edit_is_recognised_after_a_restart_from_the_instances_own_note(r
 
 
 def test_check_warns_about_a_paused_pool_and_names_held_members(rig_factory):
-    from controller import preflight
+    from controller.loop import preflight
 
     rig = rig_factory()
     rig.emu.set_pool("/Common/llm0", description="f5-llm-ratio: pause")

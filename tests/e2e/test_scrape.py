@@ -9,9 +9,9 @@ import base64
 
 import pytest
 
-from controller.config import EngineKeys, MetricsConfig, PoolConfig
+from controller.config.schema import EngineKeys, MetricsConfig, PoolConfig
+from controller.engines.scrape import ACCEPT, Scraper, Target, target_for
 from controller.model import Member, PoolRef
-from controller.scrape import ACCEPT, Scraper, Target, target_for
 from tests.conftest import engine_page_text, free_port
 from tests.helpers_http import Loopback, delayed, elapsed, gzipped, page, streamed, trickle
 

@@ -11,8 +11,8 @@ import contextlib
 
 import pytest
 
-from controller.httpserve import Response
-from controller.scrape import Scraper
+from controller.engines.scrape import Scraper
+from controller.telemetry.httpserve import Response
 from tests.conftest import engine_page_text
 from tests.e2e.test_scrape import scrape_by_member, target
 from tests.helpers_http import Loopback, page
@@ -92,7 +92,7 @@ def test_a_redirect_to_another_host_or_port_is_not_followed_and_the_error_says_s
 
 
 def test_keepalive_is_lowered_to_fit_the_open_file_limit():
-    from controller.daemon import RESERVED_FDS, fit_keepalive
+    from controller.loop.daemon import RESERVED_FDS, fit_keepalive
 
     assert fit_keepalive(128, 32, soft_limit=1024) == 128  # the defaults fit systemd's default limit
     assert fit_keepalive(5000, 32, soft_limit=1024) == 1024 - 32 - RESERVED_FDS
@@ -103,8 +103,8 @@ def test_the_unit_sets_an_open_file_limit_that_fits_the_defaults():
     import pathlib
     import re
 
-    from controller.config import SchedulerConfig
-    from controller.daemon import RESERVED_FDS
+    from controller.config.schema import SchedulerConfig
+    from controller.loop.daemon import RESERVED_FDS
 
     unit = (pathlib.Path(__file__).resolve().parents[2] / "systemd" / "f5-llm-ratio.service").read_text()
     found = re.search(r"^LimitNOFILE=(\d+)$", unit, re.M)

@@ -17,11 +17,12 @@ import certifi
 import pytest
 import structlog
 
-from controller import logs, render
-from controller.bigip import BigIPClient
+from controller import logs
 from controller.clock import FakeClock
-from controller.config import F5Config, MetricsConfig, TelemetryConfig
+from controller.config.schema import F5Config, MetricsConfig, TelemetryConfig
 from controller.errors import AuthError, BigIPUnreachable
+from controller.loop import render
+from controller.ltm.client import BigIPClient
 from controller.sim.bigip import BigIPEmulator
 from controller.telemetry import Telemetry
 from tests.fault_rig import PASSWORD, USER

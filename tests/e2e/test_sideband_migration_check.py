@@ -9,8 +9,8 @@ import os
 import pytest
 import yaml
 
-from controller import sideband_modes
-from controller.config import ModeConfig
+from controller.config.schema import ModeConfig
+from controller.policy import sideband_modes
 from tests.sideband_files import CONFIGS, SHIPPED
 
 

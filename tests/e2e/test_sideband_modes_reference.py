@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from controller import sideband_modes
-from controller.config import ModeConfig
+from controller.config.schema import ModeConfig
+from controller.policy import sideband_modes
 
 TESTS = Path(__file__).resolve().parents[1]
 

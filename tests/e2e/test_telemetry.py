@@ -13,10 +13,10 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from controller import logs
-from controller.bigip import BigIPClient
 from controller.clock import FakeClock
-from controller.config import AppConfig, F5Config, MetricsConfig, PoolConfig, SchedulerConfig, TelemetryConfig
+from controller.config.schema import AppConfig, F5Config, MetricsConfig, PoolConfig, SchedulerConfig, TelemetryConfig
 from controller.errors import ConfigError
+from controller.ltm.client import BigIPClient
 from controller.model import (
     Action,
     Kind,
@@ -493,7 +493,7 @@ def test_listen_backlog_is_128_not_5(tel):
     import shutil
     import subprocess
 
-    from controller import httpserve
+    from controller.telemetry import httpserve
 
     assert httpserve.Server.__init__.__kwdefaults__["backlog"] == 128
     ss = shutil.which("ss")

@@ -11,7 +11,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.config import TelemetryConfig
+from controller.config.schema import TelemetryConfig
 from controller.model import Action, Kind, Member, MemberPlan, Outcome, PoolPlan, PoolRef, PoolState, Reason, Sample, TickReport
 from controller.telemetry import Telemetry, attach, page
 

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from controller.clock import FakeClock
-from controller.config import TelemetryConfig
+from controller.config.schema import TelemetryConfig
 from controller.model import Action, Member, MemberPlan, PoolPlan, PoolRef, PoolState, Sample, TickReport
 from controller.telemetry import Telemetry
 

@@ -9,12 +9,12 @@ import stat
 
 import pytest
 
-from controller.bigip import BigIPClient
-from controller.config import F5Config
+from controller.config.schema import F5Config
+from controller.ltm.client import BigIPClient
+from controller.ltm.token import TOKEN_LIFETIME
+from controller.ltm.tokenstore import TokenStore, key_for, state_dir
 from controller.model import PoolRef
 from controller.sim.bigip import BigIPEmulator
-from controller.token import TOKEN_LIFETIME
-from controller.tokenstore import TokenStore, key_for, state_dir
 from tests.e2e_env import USER, Daemon, Stack, cli_env, seed_config, wait_for, write_config
 
 PASSWORD = "state-Pa55w0rd-Zq81"

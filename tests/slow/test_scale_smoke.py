@@ -8,12 +8,13 @@ import threading
 
 import pytest
 
-from controller import daemon, httpserve
 from controller.clock import FakeClock
-from controller.config import AppConfig, F5Config, PoolConfig, SchedulerConfig
+from controller.config.schema import AppConfig, F5Config, PoolConfig, SchedulerConfig
+from controller.engines.scrape import Scraper, Target
+from controller.loop import daemon
 from controller.model import PoolRef, Sample, ScrapeResult
-from controller.scrape import Scraper, Target
 from controller.sim.bigip import BigIPEmulator
+from controller.telemetry import httpserve
 
 PASSWORD = "smoke-password"
 POOLS = ("smoke-a", "smoke-b")

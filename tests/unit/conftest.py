@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from controller.bigip import BigIPClient
 from controller.clock import FakeClock
+from controller.ltm.client import BigIPClient
 from tests.bigip_support import LOGIN, TOKEN, TOKENS, Recorder, cfg
 
 

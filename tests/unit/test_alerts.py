@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import yaml
 
 from controller.clock import FakeClock
-from controller.config import TelemetryConfig
+from controller.config.schema import TelemetryConfig
 from controller.model import Action, Member, MemberPlan, PoolPlan, PoolRef, PoolState, Sample, ScrapeResult, TickReport
 from controller.telemetry import Telemetry
 from tests.conftest import REPO

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controller import as3
+from controller.ltm import as3
 from controller.model import PoolRef
 
 DECL = {"class": "AS3", "declaration": {"class": "ADC", "Tenant": {"class": "Tenant", "App": {

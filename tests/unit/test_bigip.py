@@ -10,7 +10,6 @@ import requests
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.bigip import ATTEMPTS, BigIPClient, member_path
 from controller.clock import FakeClock
 from controller.errors import (
     AuthError,
@@ -22,6 +21,7 @@ from controller.errors import (
     RetryableBigIPError,
     TokenLimitError,
 )
+from controller.ltm.client import ATTEMPTS, BigIPClient, member_path
 from controller.model import Member, PoolRef, split_member_name
 from tests.bigip_support import (
     BASE,

@@ -12,11 +12,12 @@ import pathlib
 import pytest
 import requests
 
-from controller import planner, preflight
-from controller.config import ModeConfig, PoolConfig, WeightsConfig
-from controller.configfile import parse
+from controller.config.schema import ModeConfig, PoolConfig, WeightsConfig
+from controller.config.yamlfile import parse
 from controller.errors import ConfigError
+from controller.loop import preflight
 from controller.model import Action, Member, PoolRef, PoolState, Sample, ScrapeResult, groups_in_use
+from controller.policy import planner
 from controller.sim.bigip import BigIPEmulator
 from controller.telemetry import status as views
 
@@ -248,7 +249,7 @@ def test_config_defaults_and_values():
 
 def test_status_and_the_page_data_show_priority_groups():
     from controller.clock import FakeClock
-    from controller.config import TelemetryConfig
+    from controller.config.schema import TelemetryConfig
     from controller.model import TickReport
     from controller.telemetry.server import Telemetry
 
@@ -264,7 +265,7 @@ def test_status_and_the_page_data_show_priority_groups():
     (doc,) = tel.history_doc()["pools"]
     assert doc["priority_groups"] == pool["priority_groups"]
     assert doc["member_groups"] == {"10.0.0.1:80": 10, "10.0.0.2:80": 10, "10.0.0.3:80": 0}
-    page = (pathlib.Path(planner.__file__).parent / "telemetry" / "static" / "app.js").read_text()
+    page = (pathlib.Path(planner.__file__).parents[1] / "telemetry" / "static" / "app.js").read_text()
     assert "priority_groups" in page and "member_groups" in page
 
 

@@ -7,12 +7,12 @@ import re
 import pytest
 import requests
 
-from controller.bigip import BigIPClient, member_path
 from controller.errors import (
     BigIPError,
     NotFoundError,
     PermanentBigIPError,
 )
+from controller.ltm.client import BigIPClient, member_path
 from tests.bigip_support import (
     BASE,
     ERR,

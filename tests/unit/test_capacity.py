@@ -1,4 +1,4 @@
-"""controller.capacity: service rates learned from engine counters (table tests and the real pages)."""
+"""controller.engines.capacity: service rates learned from engine counters (table tests and the real pages)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import math
 
 import pytest
 
-from controller import capacity, engines, planner
-from controller.capacity import IMPUTED, KV_CAPACITY, MEASURED, SpeedEstimate, neutral, observe
-from controller.config import ModeConfig, PoolConfig
+from controller.config.schema import ModeConfig, PoolConfig
+from controller.engines import capacity, specs
+from controller.engines.capacity import IMPUTED, KV_CAPACITY, MEASURED, SpeedEstimate, neutral, observe
+from controller.loop.render import neutral_line, pool_table
 from controller.model import Member, PoolRef, PoolState, Sample, ScrapeResult, SpeedCounters
-from controller.render import neutral_line, pool_table
+from controller.policy import planner
 from controller.telemetry.status import pool_view
 
 
@@ -188,7 +189,7 @@ def test_fallbacks_without_counters(kv, source, values):
 # --- the real pages (../shared/fixtures/engines) -----------------------------------------------------
 
 def test_vllm_dp_page_sums_counters_over_ranks(engine_page):
-    s = engines.extract(engine_page("vllm_0_11_dp2.txt"), "vllm")
+    s = specs.extract(engine_page("vllm_0_11_dp2.txt"), "vllm")
     c = s.counters
     assert c.generation_tokens == 27453 + 90211
     assert c.requests == 1 + 131 + 40 + 388  # every finished_reason, both ranks
@@ -198,9 +199,9 @@ def test_vllm_dp_page_sums_counters_over_ranks(engine_page):
 
 def test_vllm_dp_page_twice_gives_a_per_request_decode_rate(engine_page):
     text = engine_page("vllm_0_11_dp2.txt")
-    first = engines.extract(text, "vllm")
+    first = specs.extract(text, "vllm")
     later = text.replace("27453.0", "28453.0").replace("90211.0", "92211.0")
-    second = engines.extract(later, "vllm")
+    second = specs.extract(later, "vllm")
     est = feed([(0.0, first), (5.0, second)])
     # 3,000 tokens in 5 s over 8 + 31 running requests
     assert est.decode == pytest.approx(3000 / 5 / 39)
@@ -212,7 +213,7 @@ def test_vllm_dp_page_twice_gives_a_per_request_decode_rate(engine_page):
     ("sglang.txt", "sglang", {"gen_throughput": pytest.approx(86.508, rel=1e-3), "prompt_tokens": None}),
 ])
 def test_other_engines_pages(engine_page, page, engine, expect):
-    c = engines.extract(engine_page(page), engine).counters
+    c = specs.extract(engine_page(page), engine).counters
     for k, v in expect.items():
         assert getattr(c, k) == v
 
@@ -220,7 +221,7 @@ def test_other_engines_pages(engine_page, page, engine, expect):
 @pytest.mark.parametrize(("page", "engine"), [("vllm_0_8_legacy.txt", "vllm"), ("triton_trtllm.txt", "triton"),
                                               ("tgi.txt", "tgi")])
 def test_pages_without_speed_signals_fall_back(engine_page, page, engine):
-    s = engines.extract(engine_page(page), engine)
+    s = specs.extract(engine_page(page), engine)
     assert s.counters is None
     assert observe(None, s, 0.0) is None
 

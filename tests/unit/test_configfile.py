@@ -1,12 +1,12 @@
-"""controller.configfile: the seed's file unchanged, new keys, secrets, and every problem at once."""
+"""controller.config.yamlfile: the seed's file unchanged, new keys, secrets, and every problem at once."""
 
 from __future__ import annotations
 
 import pytest
 
-from controller.config import AppConfig
-from controller.configfile import load, parse
-from controller.configread import HIDDEN, scrub, secret_values
+from controller.config.converters import HIDDEN, scrub, secret_values
+from controller.config.schema import AppConfig
+from controller.config.yamlfile import load, parse
 from controller.errors import ConfigError
 from controller.model import PoolRef
 from tests.configfile_support import (

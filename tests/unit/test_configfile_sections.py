@@ -7,8 +7,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.config import EngineKeys, ModeConfig, WeightsConfig
-from controller.configfile import load, parse
+from controller.config.schema import EngineKeys, ModeConfig, WeightsConfig
+from controller.config.yamlfile import load, parse
 from controller.errors import ConfigError
 from tests.configfile_support import (
     ENV,
@@ -91,13 +91,13 @@ def test_bad_engine_variants(name, entry, expected):
 
 
 def test_every_engine_type_a_pool_can_name_is_one_engines_can_read():
-    """Variants resolve to a built-in spec by name prefix: engines.extract accepts the variant name itself."""
-    from controller import engines
+    """Variants resolve to a built-in spec by name prefix: specs.extract accepts the variant name itself."""
+    from controller.engines import specs
 
     data = setting(minimal(), "engines_metrics_keys.vllm_ascend", {"cache_usage": "vllm:npu_cache_usage_perc"})
     cfg = parse(data, ENV)
     page = "vllm:num_requests_waiting 3\nvllm:num_requests_running 1\nvllm:npu_cache_usage_perc 0.25\n"
-    sample = engines.extract(page, "vllm_ascend", cfg.keys_for("vllm_ascend"))
+    sample = specs.extract(page, "vllm_ascend", cfg.keys_for("vllm_ascend"))
     assert (sample.waiting, sample.kv_usage) == (3.0, 0.25)
 
 
@@ -279,8 +279,8 @@ def test_f5_host_problems_name_the_key(value, expected):
 
 
 def test_metrics_target_template_is_kept_and_filled_per_member():
+    from controller.engines.scrape import target_for
     from controller.model import Member
-    from controller.scrape import target_for
 
     cfg = parse(setting(minimal(), "pools[0].metrics", {"target": "{address}:9400"}), ENV)
     pool = cfg.pools[0]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from controller.configfile import parse
+from controller.config.yamlfile import parse
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"

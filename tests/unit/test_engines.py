@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from controller import exposition
-from controller.config import ENGINE_TYPES, EngineKeys
-from controller.engines import FLAVOURS, SPECS, default_path, detect, extract, parse_key, speed_counters
+from controller.config.schema import ENGINE_TYPES, EngineKeys
+from controller.engines import exposition
+from controller.engines.specs import FLAVOURS, SPECS, default_path, detect, extract, parse_key, speed_counters
 from controller.errors import MetricsError
 from tests.conftest import ENGINE_PAGES, engine_page_text, shared_path
 

@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller import engines
+from controller.engines import specs
+from controller.engines.exposition import MAX_SAMPLES, scan, select
 from controller.errors import MetricsError
-from controller.exposition import MAX_SAMPLES, scan, select
 from tests.conftest import ENGINE_PAGES, engine_page_text
 
 
@@ -267,7 +267,7 @@ def _many(n: int, name: str = "vllm:num_requests_waiting") -> str:
 
 
 def test_a_page_at_the_cap_is_read_whole():
-    from controller.exposition import MAX_SAMPLES
+    from controller.engines.exposition import MAX_SAMPLES
 
     assert MAX_SAMPLES == 10_000
     out = select(_many(MAX_SAMPLES), ["vllm:num_requests_waiting"])
@@ -311,11 +311,11 @@ def groups_for(text: str) -> list[list[str]]:
     groups extract() reads), and the names that are prefixes of others or absent."""
     written = sorted(set(re.findall(r"^[ \t]*([a-zA-Z_:][a-zA-Z0-9_:]*)[ \t{]", text, re.MULTILINE)))
     out = [written, written[::-1], ["nope", "also:absent"]]
-    for engine in engines.SPECS:
-        plan = engines._plan(engine, None)
+    for engine in specs.SPECS:
+        plan = specs._plan(engine, None)
         out.append(plan.names)
         out.append(list(plan.lookups))
-        speed = engines._speed_reads(engine)
+        speed = specs._speed_reads(engine)
         if speed:
             out.append(list(speed.lookups))
     return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.hostnames import bare, problem
+from controller.config.hostnames import bare, problem
 
 
 @pytest.mark.parametrize("host", ["bigip-a.example.com", "bigip1", "10.0.0.1", "2001:db8::1", "[2001:db8::1]", "::1",

@@ -7,11 +7,11 @@ import random
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from controller import planner
 from controller.clock import FakeClock
-from controller.config import AppConfig, F5Config, ModeConfig, PoolConfig, SchedulerConfig, WeightsConfig
+from controller.config.schema import AppConfig, F5Config, ModeConfig, PoolConfig, SchedulerConfig, WeightsConfig
+from controller.loop.reconcile import Reconciler
 from controller.model import Member, PoolRef, PoolState, Sample, ScrapeResult
-from controller.reconcile import Reconciler
+from controller.policy import planner
 from tests.fakes import FakeBigIP, FakeScraper, fake_target_for
 
 REF = PoolRef("llm")

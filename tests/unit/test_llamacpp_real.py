@@ -7,11 +7,12 @@ import pathlib
 
 import pytest
 
-from controller import capacity, engines, planner, policy, weights
-from controller.capacity import observe
-from controller.config import ModeConfig, PoolConfig, WeightsConfig
+from controller.config.schema import ModeConfig, PoolConfig, WeightsConfig
+from controller.engines import capacity, specs
+from controller.engines.capacity import observe
+from controller.engines.scrape import props_url
 from controller.model import Member, PoolRef, PoolState, Sample, ScrapeResult, SpeedCounters
-from controller.scrape import props_url
+from controller.policy import planner, scoring, weights
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
 
@@ -23,9 +24,9 @@ def real(name: str) -> str:
 # --- the page ------------------------------------------------------------------------------------------
 
 def test_the_real_busy_page_reads_as_four_running_and_two_deferred():
-    s = engines.extract(real("busy"), "llamacpp")
+    s = specs.extract(real("busy"), "llamacpp")
     assert (s.waiting, s.running, s.kv_usage) == (2, 4, None)
-    assert engines.detect(real("busy")) == "llamacpp"
+    assert specs.detect(real("busy")) == "llamacpp"
     c = s.counters
     assert (c.prompt_tokens, c.prompt_seconds, c.generation_tokens, c.generation_seconds) == (1200, 1.65424, 0, 0)
 
@@ -33,7 +34,7 @@ def test_the_real_busy_page_reads_as_four_running_and_two_deferred():
 def test_a_second_scraper_that_reset_the_gauges_changes_nothing_learned():
     """Two reads of the same moment: one right after another scraper reset the per-read gauges (0). The
     controller learns from the compute time counters, so both give the same estimate."""
-    busy, reread, after = (engines.extract(real(n), "llamacpp") for n in ("busy", "busy_reread", "after"))
+    busy, reread, after = (specs.extract(real(n), "llamacpp") for n in ("busy", "busy_reread", "after"))
     assert busy.counters.slot_prompt_rate == pytest.approx(725.409) and reread.counters.slot_prompt_rate == 0
     first = observe(observe(None, busy, 0.0), after, 10.0)
     second = observe(observe(None, reread, 0.0), after, 10.0)
@@ -98,15 +99,15 @@ def test_a_pool_mixing_timed_and_ttft_engines_keeps_the_geometric_blend():
     (3, 0, None, 3 / 4),  # slots unknown: running/(running+waiting+1)
 ])
 def test_fullness_is_running_over_slots(running, waiting, slots, full):
-    assert policy.fullness(Sample(waiting=waiting, running=running, slots=slots)) == pytest.approx(full)
+    assert scoring.fullness(Sample(waiting=waiting, running=running, slots=slots)) == pytest.approx(full)
 
 
 def test_pressure_uses_the_slots_where_there_is_no_kv():
     mode = ModeConfig(name="balance", w_a=0.5, w_b=0.5)
     half = Sample(waiting=0, running=2, slots=4)
-    assert policy.pressure(half, mode) == pytest.approx(0.5 * 0.5)
+    assert scoring.pressure(half, mode) == pytest.approx(0.5 * 0.5)
     with_kv = Sample(waiting=0, running=2, slots=4, kv_usage=0.1)
-    assert policy.pressure(with_kv, mode) == pytest.approx(0.5 * 0.1)
+    assert scoring.pressure(with_kv, mode) == pytest.approx(0.5 * 0.1)
 
 
 def test_props_url_sits_beside_the_metrics_path():

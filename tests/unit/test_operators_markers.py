@@ -5,22 +5,22 @@ from __future__ import annotations
 
 import pytest
 
-from controller.config import PoolConfig
+from controller.config.schema import PoolConfig
 from controller.model import Action, PoolRef
 
 
 def test_pools_exclude_is_read_and_checked_naming_the_key():
-    from controller import configfile
+    from controller.config import yamlfile
     from controller.errors import ConfigError
 
     base = {"f5": {"host": "192.0.2.1"}, "pools": [{"name": "p", "engine_type": "vllm",
                                                       "exclude": ["10.0.0.1:8000", "/Common/gpu-1:8000"]}]}
-    cfg = configfile.parse(base, {"F5_PASSWORD": "pw"})
+    cfg = yamlfile.parse(base, {"F5_PASSWORD": "pw"})
     assert cfg.pools[0].exclude == ("10.0.0.1:8000", "/Common/gpu-1:8000")
     assert cfg.pools[0].excludes("gpu-1:8000", "/Common/gpu-1:8000") and not cfg.pools[0].excludes("10.0.0.2:8000")
     base["pools"][0]["exclude"] = ["10.0.0.1", 7]
     with pytest.raises(ConfigError) as err:
-        configfile.parse(base, {"F5_PASSWORD": "pw"})
+        yamlfile.parse(base, {"F5_PASSWORD": "pw"})
     assert any(p.startswith("pools[0].exclude:") for p in err.value.problems)
 
 
@@ -36,9 +36,9 @@ def test_hold_marker_matching(text, held):
 
 
 def test_planner_holds_keep_ratio_and_count_share_and_pause_holds_all():
-    from controller.config import ModeConfig
+    from controller.config.schema import ModeConfig
     from controller.model import Member, PoolState, Sample, ScrapeResult
-    from controller.planner import plan_pool
+    from controller.policy.planner import plan_pool
     from controller.telemetry.status import shares
 
     members = tuple(Member(f"10.0.0.{i}:80", "Common", f"10.0.0.{i}", 80, r, description=d)

@@ -2,9 +2,9 @@ from dataclasses import replace
 
 import pytest
 
-from controller import planner
-from controller.config import ModeConfig, PoolConfig, WeightsConfig
+from controller.config.schema import ModeConfig, PoolConfig, WeightsConfig
 from controller.model import Member, PoolRef, PoolState, Sample, ScrapeResult
+from controller.policy import planner
 
 REF = PoolRef("llm")
 NOW, WALL = 1000.0, 1_790_000_000.0

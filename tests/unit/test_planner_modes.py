@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from controller import model, planner
-from controller.config import PoolConfig, WeightsConfig
+from controller import model
+from controller.config.schema import PoolConfig, WeightsConfig
 from controller.model import Action, Member, PoolRef, PoolState, Sample, ScrapeResult
+from controller.policy import planner
 
 REF = PoolRef("llm")
 

@@ -7,10 +7,12 @@ from dataclasses import replace
 
 import pytest
 
-from controller import icontrol, preflight, weights
-from controller.config import PoolConfig, WeightsConfig
-from controller.icontrol import Malformed
+from controller.config.schema import PoolConfig, WeightsConfig
+from controller.loop import preflight
+from controller.ltm import paths
+from controller.ltm.paths import Malformed
 from controller.model import PoolRef, PoolState
+from controller.policy import weights
 from tests.bigip_support import REF, pool_reply
 
 
@@ -20,14 +22,14 @@ from tests.bigip_support import REF, pool_reply
     ({"queueOnConnectionLimit": "disabled", "queueDepthLimit": 0, "queueTimeLimit": 0}, False, 0, 0),
 ])
 def test_queue_settings_are_read(fields, queue, depth, wait):
-    state = icontrol.parse_pool(REF, pool_reply(**fields))
+    state = paths.parse_pool(REF, pool_reply(**fields))
     assert (state.queue_on_connection_limit, state.queue_depth_limit, state.queue_time_limit_ms) == (queue, depth, wait)
 
 
 @pytest.mark.parametrize("bad", [{"queueTimeLimit": "2s"}, {"queueDepthLimit": -1}, {"queueTimeLimit": True}])
 def test_a_bad_queue_setting_is_a_malformed_reply(bad):
     with pytest.raises(Malformed):
-        icontrol.parse_pool(REF, pool_reply(**bad))
+        paths.parse_pool(REF, pool_reply(**bad))
 
 
 class _BigIP:

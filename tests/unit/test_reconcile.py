@@ -1,8 +1,8 @@
 from controller.clock import FakeClock
-from controller.config import AppConfig, F5Config, ModeConfig, PoolConfig, SchedulerConfig, WeightsConfig
+from controller.config.schema import AppConfig, F5Config, ModeConfig, PoolConfig, SchedulerConfig, WeightsConfig
 from controller.errors import BigIPUnreachable
+from controller.loop.reconcile import Reconciler
 from controller.model import Member, PoolRef, PoolState, Sample
-from controller.reconcile import Reconciler
 from tests.fakes import FakeBigIP, FakeScraper, fake_target_for
 
 REF = PoolRef("llm")

@@ -9,9 +9,9 @@ for a member that was only waiting for its turn.
 from __future__ import annotations
 
 from controller.clock import FakeClock
-from controller.config import AppConfig, F5Config, PoolConfig, SchedulerConfig, WeightsConfig
+from controller.config.schema import AppConfig, F5Config, PoolConfig, SchedulerConfig, WeightsConfig
+from controller.loop.reconcile import Reconciler
 from controller.model import Member, PoolRef, PoolState, Sample, ScrapeResult
-from controller.reconcile import Reconciler
 from tests.fakes import FakeBigIP, fake_target_for
 from tests.fault_rig import CapLog
 

@@ -14,12 +14,12 @@ import time
 import pytest
 import yaml
 
-from controller import planner, policy, sideband_modes
-from controller.config import FallbackConfig, ModeConfig, PoolConfig, WeightsConfig
-from controller.configfile import load, parse
-from controller.daemon import FileWatch
+from controller.config.schema import FallbackConfig, ModeConfig, PoolConfig, WeightsConfig
+from controller.config.yamlfile import load, parse
 from controller.errors import ConfigError
+from controller.loop.daemon import FileWatch
 from controller.model import Action, Member, PoolRef, PoolState, Sample, ScrapeResult
+from controller.policy import planner, scoring, sideband_modes
 from tests.sideband_files import CONFIGS, ENV, SHIPPED
 
 
@@ -142,8 +142,8 @@ def test_over_threshold_with_ratios_only_leaves_the_limit():
 
 def test_fallback_is_logged_when_it_starts_and_ends_not_every_tick():
     from controller.clock import FakeClock
-    from controller.config import AppConfig, F5Config, SchedulerConfig
-    from controller.reconcile import Reconciler
+    from controller.config.schema import AppConfig, F5Config, SchedulerConfig
+    from controller.loop.reconcile import Reconciler
     from tests.fakes import FakeBigIP, FakeScraper, fake_target_for
     from tests.fault_rig import CapLog
 
@@ -176,7 +176,7 @@ def test_each_sideband_mode_plans_ratios_in_score_order(name):
     mode = ModeConfig(name, 0.4, 0.4, 0.2)
     results = [ok("a:1", 0, 0.1, 1), ok("b:1", 4, 0.5, 10), ok("c:1", 20, 0.95, 30)]
     got, _ = plan([member("a:1", 100), member("b:1", 100), member("c:1", 100)], results, FallbackConfig(), mode=mode)
-    scores = policy.score({r.member: r.sample for r in results}, mode)
+    scores = scoring.score({r.member: r.sample for r in results}, mode)
     assert {k: mp.score for k, mp in got.items()} == pytest.approx(scores)
     assert got["a:1"].ratio >= got["b:1"].ratio >= got["c:1"].ratio
 

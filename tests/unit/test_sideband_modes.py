@@ -1,10 +1,10 @@
-"""The sideband scheduler's modes (controller.sideband_modes) against the sideband's own arithmetic.
+"""The sideband scheduler's modes (controller.policy.sideband_modes) against the sideband's own arithmetic.
 
 TABLE: every mode of github.com/f5devcentral/llm-inference-lb at f254c3e (core/score_calculator.py,
 `_calculate_<mode>_scores`) on the same figures, with the weights of its annotated config file
 (config/scheduler-config.yaml.explanation.yaml). The expected scores were computed by the sideband's own
 ScoreCalculator (`python tests/sideband_reference.py <checkout>`, the harness beside this file), not by
-controller.sideband_modes; `test_matches_the_sidebands_own_code_on_random_pools` repeats the comparison on
+controller.policy.sideband_modes; `test_matches_the_sidebands_own_code_on_random_pools` repeats the comparison on
 random pools whenever a checkout of the sideband is found (F5LR_SIDEBAND_GIT, a bare git dir), and skips
 otherwise.
 """
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import pytest
 
-from controller import policy, sideband_modes
-from controller.config import ModeConfig
+from controller.config.schema import ModeConfig
 from controller.model import Sample
+from controller.policy import scoring, sideband_modes
 
 FIGURES = {  # name: (waiting queue, KV use 0-1, running requests) per member
     "three": ([0, 3, 1], [0.2, 0.5, 0.9], [1, 2, 3]),
@@ -155,13 +155,13 @@ def test_each_mode_scores_as_the_sideband_does(mode, params, figures, expected):
 
 def test_every_sideband_mode_is_in_the_table_and_a_policy():
     assert {t[0] for t in TABLE} == set(sideband_modes.SIDEBAND_MODES)
-    assert set(sideband_modes.SIDEBAND_MODES) <= set(policy.POLICIES)
+    assert set(sideband_modes.SIDEBAND_MODES) <= set(scoring.POLICIES)
     assert len(sideband_modes.SIDEBAND_MODES) == 16
 
 
 def test_s1_is_clipped_as_in_the_sideband_when_the_weights_sum_above_one():
     samples = {"a": Sample(waiting=0, kv_usage=0.1), "b": Sample(waiting=4, kv_usage=0.4)}
-    got = policy.score(samples, ModeConfig("s1", 1.0, 1.0))
+    got = scoring.score(samples, ModeConfig("s1", 1.0, 1.0))
     assert got == pytest.approx(dict(zip("ab", sideband_modes.scores("s1", [0, 4], [0.1, 0.4], [0, 0], ModeConfig("s1", 1.0, 1.0)),
                                          strict=True)))
     assert got == {"a": 1.0, "b": pytest.approx(0.6)}
@@ -209,12 +209,12 @@ def test_the_policy_scores_members_that_lack_a_figure_at_the_pools_mean():
         "c": Sample(waiting=1, running=None, kv_usage=None),  # an engine with neither gauge
     }
     mode = ModeConfig("s1_enhanced", 0.2, 0.6)
-    got = policy.score(samples, mode)
+    got = scoring.score(samples, mode)
     both = sideband_modes.scores("s1_enhanced", [0, 3], [0.2, 0.5], [1, 2], mode)
     assert [got["a"], got["b"]] == pytest.approx(both)
     assert got["c"] == pytest.approx(sum(both) / 2)
     # the s2 family needs running requests as well; nobody with every figure: all equal
-    assert policy.score({"c": samples["c"]}, ModeConfig("s2", 0.4, 0.3, 0.3)) == {"c": 1.0}
+    assert scoring.score({"c": samples["c"]}, ModeConfig("s2", 0.4, 0.3, 0.3)) == {"c": 1.0}
 
 
 @pytest.mark.parametrize(

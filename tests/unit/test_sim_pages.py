@@ -197,8 +197,8 @@ def test_pages_carry_every_metric_of_the_real_page(busy, fixture, flavour):
 
 
 def test_pages_are_read_by_the_controllers_extractor(busy):
-    """Cross-check with controller.engines.extract (the scraper's reader), where it exists."""
-    engines = pytest.importorskip("controller.engines")
+    """Cross-check with controller.engines.specs.extract (the scraper's reader), where it exists."""
+    engines = pytest.importorskip("controller.engines.specs")
     for flavour, engine_type in [("vllm", "vllm"), ("vllm-legacy", "vllm"), ("sglang", "sglang"), ("trtllm", "trtllm"),
                                  ("triton", "triton"), ("llamacpp", "llamacpp"), ("tgi", "tgi")]:
         sample = engines.extract(pages.render(busy, flavour), engine_type)

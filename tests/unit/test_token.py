@@ -10,10 +10,10 @@ import pytest
 import requests
 
 from controller import redact
-from controller.bigip import BigIPClient
-from controller.config import F5Config
+from controller.config.schema import F5Config
 from controller.errors import AuthError, BigIPError, TokenLimitError
-from controller.token import EXTEND_TO
+from controller.ltm.client import BigIPClient
+from controller.ltm.token import EXTEND_TO
 
 BASE = "https://bigip.example:443"
 LOGIN = BASE + "/mgmt/shared/authn/login"

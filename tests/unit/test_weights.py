@@ -1,8 +1,8 @@
 import pytest
 
-from controller import weights
-from controller.config import WeightsConfig
+from controller.config.schema import WeightsConfig
 from controller.model import Sample
+from controller.policy import weights
 
 W = WeightsConfig(scale=100, floor=10, dead_band=0.1, max_step=0.5)
 

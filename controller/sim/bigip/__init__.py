@@ -37,7 +37,7 @@ The package follows the emulator's own sections:
     system.py        sys, device info, users, cm/* and AS3 read-only endpoints
     ha.py            failover state, config sync, HAPair
     routes.py        the route table: (method, pattern, handler function, access)
-    server.py        HTTPS on controller.httpserve
+    server.py        HTTPS on controller.telemetry.httpserve
     emulator.py      BigIPEmulator: the sections assembled, plus dispatch
     cli.py           `python -m controller.sim.bigip`
 

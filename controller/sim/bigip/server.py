@@ -1,13 +1,13 @@
-"""HTTPS for the emulator, on the shared `controller.httpserve` server (Jetty's Server header, keep-alive)."""
+"""HTTPS for the emulator, on the shared `controller.telemetry.httpserve` server (Jetty's Server header, keep-alive)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from controller import httpserve
 from controller.sim import tls
 from controller.sim.bigip.core import EmulatorCore
 from controller.sim.bigip.state import Reply
+from controller.telemetry import httpserve
 
 SERVER_HEADER = "Jetty(9.2.22.v20170606)"
 

@@ -1,6 +1,6 @@
 """Each member's service rate, learned online from the speed counters its engine already exports.
 
-Why: `controller.policy.balance` equalises a pressure (queued share, KV use) that ratio-least-connections
+Why: `controller.policy.scoring.balance` equalises a pressure (queued share, KV use) that ratio-least-connections
 makes look alike on every member, so the loop cannot see speed; what it leaks toward (its *neutral*)
 has to carry it. KV capacity does not follow speed (an H100 and an A100-80G hold the same cache; a
 smaller `max_model_len` changes `kv_cache_max_concurrency` and not speed), so speed is measured.
@@ -38,7 +38,7 @@ a window with too little work (fewer than MIN_FIRST_TOKENS first tokens and MIN_
 tokens: a quiet or idle member) changes nothing and keeps growing until it holds enough, so the last
 estimate stays and a slow trickle is still measured over several ticks; a member
 without an estimate yet (just joined, never busy) gets the pool's median (`imputed`); data-parallel
-ranks are summed by `controller.engines`, running requests too, so the rates are per request of the
+ranks are summed by `controller.engines.specs`, running requests too, so the rates are per request of the
 member. Where no member has counters, the neutral falls back to KV capacity, then to equal ratios.
 Pure: no clock, no I/O; the caller passes the time and keeps the estimates between ticks.
 """

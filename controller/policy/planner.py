@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from controller import capacity, policy, weights
-from controller.config import PoolConfig, WeightsConfig
+from controller.config.schema import PoolConfig, WeightsConfig
+from controller.engines import capacity
 from controller.model import (
     HOLD_MARKER,
     NOT_SCRAPED,
@@ -38,6 +38,7 @@ from controller.model import (
     ScrapeResult,
     held_by_admin,
 )
+from controller.policy import scoring, weights
 
 NOTE_PREFIX = "f5-llm-ratio:"
 OWNED_PREFIX = "f5-llm-ratio["  # followed by the instance id and "]:"
@@ -55,7 +56,7 @@ class Observation:
     first_seen: float
     last_fresh: float | None = None
     smoothed: float | None = None
-    speed: capacity.SpeedEstimate | None = None  # learned from the engine's counters (controller.capacity)
+    speed: capacity.SpeedEstimate | None = None  # learned from the engine's counters (controller.engines.capacity)
 
 
 Memory = Mapping[str, Observation]
@@ -312,7 +313,7 @@ def plan_pool(
     now: float,
     wall: float,
     instance: str = "",
-    scorer: policy.Policy | None = None,
+    scorer: scoring.Policy | None = None,
     prefill_weight: float | None = None,
 ) -> tuple[PoolPlan, dict[str, Observation]]:
     """Decide every member of one pool. Returns the plan and the observations to carry forward.
@@ -336,9 +337,9 @@ def plan_pool(
     speeds = {k: o.speed for k, o in observed.items() if o.speed is not None}
     neutral = capacity.neutral(fresh, speeds, fresh, prefill_weight)
     ttft = capacity.ttfts(fresh, speeds)
-    ctx = policy.Context(current={m.key: m.ratio for m in pool.members}, scale=cfg.weights.scale,
+    ctx = scoring.Context(current={m.key: m.ratio for m in pool.members}, scale=cfg.weights.scale,
                          neutral=neutral.values, neutral_source=neutral.source, ttft=ttft)
-    raw = scorer(fresh, cfg.mode, ctx) if scorer is not None else policy.score(fresh, cfg.mode, ctx)
+    raw = scorer(fresh, cfg.mode, ctx) if scorer is not None else scoring.score(fresh, cfg.mode, ctx)
     smoothed = {k: weights.smooth(observed[k].smoothed, s, cfg.weights.smoothing) for k, s in raw.items()}
     for k, s in smoothed.items():
         observed[k] = replace(observed[k], smoothed=s)
@@ -421,7 +422,7 @@ def pool_fallback_plan(pool: PoolState, fresh: Mapping[str, Sample], cfg: PoolCo
     active = [m for m in pool.members if m.active]
     equal = len({m.ratio for m in active}) <= 1
     # scored all the same, for /status (`score`, `percent`), as the sideband keeps scoring such a pool
-    scores = policy.score(fresh, cfg.mode, policy.Context(scale=cfg.weights.scale)) if fresh else {}
+    scores = scoring.score(fresh, cfg.mode, scoring.Context(scale=cfg.weights.scale)) if fresh else {}
     plans = []
     for m in pool.members:
         if not m.active:

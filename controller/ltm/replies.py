@@ -1,6 +1,6 @@
 """What BIG-IP and `requests` say, translated into the tree in `controller.errors`.
 
-`BigIPClient` (`controller.bigip`) is the only code that talks iControl REST; every library error
+`BigIPClient` (`controller.ltm.client`) is the only code that talks iControl REST; every library error
 it meets is translated by this module, at the boundary:
 
 | what happened                                        | raised                                   |
@@ -20,8 +20,8 @@ it meets is translated by this module, at the boundary:
 | other 5xx                                             | BigIPError (not retried)                 |
 | a reply whose shape is wrong (`read_pool` etc.)       | PermanentBigIPError("malformed ...")     |
 
-The retries, the re-login after a 401 and the budget check are the client's (`controller.bigip`);
-the shapes of pool and member replies are checked in `controller.icontrol`.
+The retries, the re-login after a 401 and the budget check are the client's (`controller.ltm.client`);
+the shapes of pool and member replies are checked in `controller.ltm.paths`.
 
 Error messages carry BIG-IP's own `message` (first 200 characters; HTML pages summarised by
 their <title>) and never a token or the password.
@@ -47,8 +47,8 @@ from controller.errors import (
     RetryableBigIPError,
     TokenLimitError,
 )
+from controller.ltm.token import is_token_limit
 from controller.redact import scrub as _scrub
-from controller.token import is_token_limit
 
 MESSAGE_MAX = 200  # characters of BIG-IP's message kept in ours
 

@@ -14,11 +14,14 @@ from typing import Generic, Protocol, TypeVar
 
 from structlog.typing import FilteringBoundLogger
 
-from controller import model, planner
+from controller import model
 from controller.clock import Clock, SystemClock
-from controller.config import AppConfig, EngineKeys, PoolConfig
+from controller.config.schema import AppConfig, EngineKeys, PoolConfig
+from controller.engines.scrape import Target
+from controller.engines.scrape import target_for as default_target_for
 from controller.errors import AuthError, BigIPError, NotFoundError, TokenLimitError
 from controller.faults import FaultLog
+from controller.loop.ratelimit import WriteBudget
 from controller.model import (
     Action,
     Kind,
@@ -34,9 +37,7 @@ from controller.model import (
     TickReport,
     TokenCounters,
 )
-from controller.ratelimit import WriteBudget
-from controller.scrape import Target
-from controller.scrape import target_for as default_target_for
+from controller.policy import planner
 
 
 class ApplyResult(Protocol):
@@ -240,7 +241,7 @@ class _Cached:
     read_at: float
 
 
-#: The BIG-IP client a Reconciler drives: the daemon's is a controller.failover.FailoverClient.
+#: The BIG-IP client a Reconciler drives: the daemon's is a controller.ltm.failover.FailoverClient.
 B = TypeVar("B", bound=BigIP)
 
 

@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
+from controller.ltm.replies import clip as _clip
 from controller.model import Member, PoolRef, PoolState, split_member_name
-from controller.replies import clip as _clip
 
 RATIO_MIN, RATIO_MAX = 1, 65535
 WRITABLE_FIELDS = frozenset({"ratio", "connectionLimit", "description"})

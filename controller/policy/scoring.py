@@ -10,9 +10,9 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from controller import sideband_modes
-from controller.config import ModeConfig
+from controller.config.schema import ModeConfig
 from controller.model import Sample
+from controller.policy import sideband_modes
 
 Scores = dict[str, float]
 
@@ -27,10 +27,10 @@ class Context:
     current: Mapping[str, int] = field(default_factory=dict)
     scale: int = 100
     #: relative ratios the closed loop leaks toward, per member, and what they come from
-    #: (controller.capacity: "measured" service rates, "kv-capacity" or "equal"); empty: derive from the samples
+    #: (controller.engines.capacity: "measured" service rates, "kv-capacity" or "equal"); empty: derive from the samples
     neutral: Mapping[str, float] = field(default_factory=dict)
     neutral_source: str = ""
-    #: each member's recent mean time to first token (seconds), where measured (controller.capacity)
+    #: each member's recent mean time to first token (seconds), where measured (controller.engines.capacity)
     ttft: Mapping[str, float] = field(default_factory=dict)
 
 
@@ -217,7 +217,7 @@ def balance_step(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context |
 
     with q = log(1 + pressure) (or the pressure itself when log_pressure is False), shrink() a soft
     dead zone and clip() at ±max_move. neutral_i = mean_j log current_j + e * (log cap_i - mean_j
-    log cap_j), where cap is ctx.neutral (controller.capacity: measured service rates, e = speed_prior;
+    log cap_j), where cap is ctx.neutral (controller.engines.capacity: measured service rates, e = speed_prior;
     or KV capacity, e = prior) when it covers every member and use_neutral is set; otherwise
     kv_max_concurrency from the samples (e = prior; a member without it: all neutrals equal).
     Members more pressed than the pool's mean lose share, less pressed ones gain it; the leak makes
@@ -318,7 +318,7 @@ def kv_capacity(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context | 
     return out
 
 
-# The sideband scheduler's other modes, with its own formulas (controller.sideband_modes). Its `s1` is the
+# The sideband scheduler's other modes, with its own formulas (controller.policy.sideband_modes). Its `s1` is the
 # `s1` above, which also scores engines without a KV gauge; the arithmetic is the same where both apply.
 POLICIES.update({name: sideband_modes.policy(name) for name in sideband_modes.SIDEBAND_MODES if name != "s1"})
 

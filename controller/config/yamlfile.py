@@ -1,4 +1,4 @@
-"""Read the YAML config file into the frozen dataclasses of `controller.config`.
+"""Read the YAML config file into the frozen dataclasses of `controller.config.schema`.
 
 This is the only module that reads YAML. It accepts the sideband scheduler's config file
 unchanged (its request-path-only keys become `AppConfig.notes`), adds this project's keys,
@@ -16,26 +16,8 @@ from typing import IO, Any
 
 import yaml
 
-from controller import bounds, engines, policy, sideband_modes, tokenstore
-from controller.config import (
-    AUTH_MODES,
-    DRIVES,
-    ENGINE_TYPES,
-    SCHEMES,
-    TOKEN_TIMEOUT_MAX,
-    WRITE_MODES,
-    AppConfig,
-    EngineKeys,
-    F5Config,
-    FallbackConfig,
-    MetricsConfig,
-    ModeConfig,
-    PoolConfig,
-    SchedulerConfig,
-    TelemetryConfig,
-    WeightsConfig,
-)
-from controller.configread import (
+from controller.config import bounds
+from controller.config.converters import (
     ENGINE_ALIASES,
     Context,
     Invalid,
@@ -60,8 +42,29 @@ from controller.configread import (
     url_path,
     verify_tls,
 )
+from controller.config.schema import (
+    AUTH_MODES,
+    DRIVES,
+    ENGINE_TYPES,
+    SCHEMES,
+    TOKEN_TIMEOUT_MAX,
+    WRITE_MODES,
+    AppConfig,
+    EngineKeys,
+    F5Config,
+    FallbackConfig,
+    MetricsConfig,
+    ModeConfig,
+    PoolConfig,
+    SchedulerConfig,
+    TelemetryConfig,
+    WeightsConfig,
+)
+from controller.engines import specs
 from controller.errors import ConfigError
+from controller.ltm import tokenstore
 from controller.model import PoolRef
+from controller.policy import scoring, sideband_modes
 
 __all__ = ["load", "parse", "normalize_engine_type", "LOG_LEVELS", "ENGINE_ALIASES"]
 
@@ -293,7 +296,7 @@ def _read_f5(root: Reader) -> F5Config:
 
 
 def supported_modes() -> str:
-    ours = [name for name in policy.POLICIES if name not in sideband_modes.SIDEBAND_MODES]
+    ours = [name for name in scoring.POLICIES if name not in sideband_modes.SIDEBAND_MODES]
     return f"{', '.join(sideband_modes.SIDEBAND_MODES)} (the sideband scheduler's) and {', '.join(ours)}"
 
 
@@ -302,7 +305,7 @@ def _read_mode(r: Reader) -> ModeConfig:
     fields = r.pick(_MODE)
     fields.setdefault("name", "s1")  # the seed's default for a listed mode without a name
     name = fields["name"] = fields["name"].strip()
-    if name not in policy.POLICIES:
+    if name not in scoring.POLICIES:
         # As the sideband scheduler does (config/config_loader.py at f254c3e, line 240): warn, then s1.
         r.warn("name", f"unsupported mode {name!r}, using s1 (as the sideband scheduler does); supported modes: "
                        f"{supported_modes()}")
@@ -364,7 +367,7 @@ def _read_one_engine(r: Reader, name: str) -> EngineKeys | None:
     """Upstream's variant entry. Metrics it does not name keep its base engine's defaults."""
     r.check_keys(spec_keys(_ENGINE_KEYS))
     kw = r.pick(_ENGINE_KEYS)
-    base = engines.base_engine_type(name)
+    base = specs.base_engine_type(name)
     if not r.data:
         r.problem("", "no metric names given (waiting_queue, cache_usage, running_req)")
     elif not base:
@@ -374,7 +377,7 @@ def _read_one_engine(r: Reader, name: str) -> EngineKeys | None:
             f"e.g. vllm_{name}: metrics it does not name keep that engine's defaults",
         )
     else:
-        kw.setdefault("waiting_queue", engines.SPECS[base].waiting)
+        kw.setdefault("waiting_queue", specs.SPECS[base].waiting)
         return EngineKeys(**kw)
     return None
 

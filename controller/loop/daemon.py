@@ -1,4 +1,4 @@
-"""The long-running loop: ticks on the monotonic clock (controller.ticker), signals, config reload, systemd
+"""The long-running loop: ticks on the monotonic clock (controller.loop.ticker), signals, config reload, systemd
 notifications."""
 
 from __future__ import annotations
@@ -15,16 +15,18 @@ import time
 from collections.abc import Callable
 from typing import Protocol, TextIO
 
-from controller import configfile, logs, render, sdnotify
+from controller import logs
 from controller.clock import Clock, SystemClock
-from controller.config import AppConfig
+from controller.config import yamlfile
+from controller.config.schema import AppConfig
+from controller.engines.scrape import Scraper
 from controller.errors import ConfigError
-from controller.failover import FailoverClient
+from controller.loop import render, sdnotify
+from controller.loop.reconcile import Reconciler
+from controller.loop.ticker import Ticker
+from controller.ltm.failover import FailoverClient
+from controller.ltm.tokenstore import TokenStore
 from controller.model import Kind, Outcome, Reason, TickReport
-from controller.reconcile import Reconciler
-from controller.scrape import Scraper
-from controller.ticker import Ticker
-from controller.tokenstore import TokenStore
 
 # While BIG-IP fails every read, ticks are spaced out: one tick, then twice as long each time, up to this.
 # Kept short so that recovery comes at most this long after BIG-IP answers again.
@@ -312,7 +314,7 @@ class Daemon:
         self.reload_requested = False
         self.watch.refresh()
         try:
-            cfg = configfile.load(self.config_path)
+            cfg = yamlfile.load(self.config_path)
         except ConfigError as exc:
             self.log.error("reload_rejected", problems=exc.problems, kept=self.cfg.source)
             self._notify_reload(False)

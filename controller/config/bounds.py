@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from controller.config import AppConfig
+from controller.config.schema import AppConfig
 
-DELETE_TIMEOUT = 3.0  # seconds; best-effort token deletes (kept equal to controller.token.DELETE_TIMEOUT)
+DELETE_TIMEOUT = 3.0  # seconds; best-effort token deletes (kept equal to controller.ltm.token.DELETE_TIMEOUT)
 MARGIN = 1.0  # seconds: planning, thread wake-ups, deadline timer slack
 DEFAULT_WATCHDOG = 60.0  # seconds: WatchdogSec in systemd/f5-llm-ratio.service
 BOUND_KEYS = ("f5.tick_budget", "scheduler.tick_deadline", "scheduler.metrics_fetch_interval")

@@ -4,7 +4,7 @@ Every formula here is re-implemented from the sideband scheduler's source, githu
 llm-inference-lb at commit f254c3e, file `core/score_calculator.py` (cited per function as
 `score_calculator.py:<line>`, the line of the sideband's `def`), and its parameters from
 `config/config_loader.py` (`ModeConfig`: w_a, w_b, w_g, transition_point, steepness). None of its code
-is copied; the arithmetic is the same so the same figures give the same scores (tests/test_sideband_modes.py
+is copied; the arithmetic is the same so the same figures give the same scores (tests/unit/test_sideband_modes.py
 checks each mode against values computed the sideband's way).
 
 What the sideband does and this module does too:
@@ -29,11 +29,11 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from controller.config import ModeConfig
+from controller.config.schema import ModeConfig
 from controller.model import Sample
 
-if TYPE_CHECKING:  # controller.policy imports this module
-    from controller.policy import Context, Policy
+if TYPE_CHECKING:  # controller.policy.scoring imports this module
+    from controller.policy.scoring import Context, Policy
 
 SOURCE = "github.com/f5devcentral/llm-inference-lb@f254c3e core/score_calculator.py"
 
@@ -399,7 +399,7 @@ def policy(name: str) -> Policy:
         return {k: out.get(k, filler) for k in samples}
 
     score_pool.__name__ = name
-    score_pool.__doc__ = f"The sideband scheduler's `{name}` mode ({SOURCE}); see controller.sideband_modes."
+    score_pool.__doc__ = f"The sideband scheduler's `{name}` mode ({SOURCE}); see controller.policy.sideband_modes."
     return score_pool
 
 

@@ -46,14 +46,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from controller import logs
-from controller.bigip import ApplyResult, BigIPClient
 from controller.clock import Clock, SystemClock
-from controller.config import F5Config
+from controller.config.schema import F5Config
 from controller.errors import AuthError, BigIPError, NotActiveError, StateUnreadableError
 from controller.faults import FaultLog
+from controller.ltm.client import ApplyResult, BigIPClient
+from controller.ltm.token import BasicAuth, TokenManager
+from controller.ltm.tokenstore import TokenStore
 from controller.model import MemberPlan, PoolRef, PoolState, TokenCounters
-from controller.token import BasicAuth, TokenManager
-from controller.tokenstore import TokenStore
 
 #: cm/failover-status `status` -> cm/device `failoverState`.
 STATES = {"ACTIVE": "active", "STANDBY": "standby", "OFFLINE": "offline", "FORCED OFFLINE": "forced-offline"}

@@ -1,4 +1,4 @@
-"""The configuration schema: frozen dataclasses, built once by `controller.configfile.load`.
+"""The configuration schema: frozen dataclasses, built once by `controller.config.yamlfile.load`.
 
 No module other than `configfile` reads YAML. Secrets are resolved at load time and
 kept out of `repr` so they cannot reach a log line by accident.

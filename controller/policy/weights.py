@@ -10,7 +10,7 @@ import math
 import statistics
 from collections.abc import Mapping
 
-from controller.config import WeightsConfig
+from controller.config.schema import WeightsConfig
 from controller.model import Sample
 
 

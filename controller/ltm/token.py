@@ -7,7 +7,7 @@ application-study-tool and terraform-provider-bigip reach the limit within hours
 seldom as BIG-IP allows. One token per unit, its lifetime set to `f5.token_timeout` (default and
 BIG-IP's maximum: 36,000 s), replaced shortly before it expires (10 % of its life left, at least
 60 s: with the default every 32,400 s, 2.7 logins a day, `bench/tokens.py`), the old one deleted after
-a refresh and the current one at exit, and remembered in a state file (`controller.tokenstore`) so
+a refresh and the current one at exit, and remembered in a state file (`controller.ltm.tokenstore`) so
 that a successor of a killed process reuses or deletes it instead of stranding it. A crash without a
 usable state file strands one token for its lifetime; the shipped systemd unit keeps the state file
 (`StateDirectory=`), and a shorter `f5.token_timeout` bounds that case at the price of more logins.
@@ -36,12 +36,12 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from controller import bounds
 from controller.clock import Clock, SystemClock
-from controller.config import F5Config
+from controller.config import bounds
+from controller.config.schema import F5Config
 from controller.errors import AuthError, BigIPError, PermanentBigIPError, TokenLimitError
+from controller.ltm.tokenstore import TokenStore, key_for
 from controller.model import TokenCounters
-from controller.tokenstore import TokenStore, key_for
 
 log = logging.getLogger(__name__)
 

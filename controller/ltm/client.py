@@ -1,13 +1,13 @@
 """`BigIPClient`: the only code that talks iControl REST.
 
 It is assembled from three neighbours, each with the why of its part:
-`controller.replies` translates every library error and reply, at the boundary, into the tree in
-`controller.errors` (the table of what raises what lives there); `controller.icontrol` holds the
-REST paths and parses pool documents into model objects; `controller.writes` does the PATCH
-batches and transactions of `apply`. Tokens are `controller.token`'s, deadlines `controller.deadline`'s.
+`controller.ltm.replies` translates every library error and reply, at the boundary, into the tree in
+`controller.errors` (the table of what raises what lives there); `controller.ltm.paths` holds the
+REST paths and parses pool documents into model objects; `controller.ltm.writes` does the PATCH
+batches and transactions of `apply`. Tokens are `controller.ltm.token`'s, deadlines `controller.ltm.deadline`'s.
 
 Every call has one deadline, `f5.timeout`, for connect, send, headers and the whole body (a reply
-trickling one byte per second is cut there: `controller.deadline`), cut further to what is left of
+trickling one byte per second is cut there: `controller.ltm.deadline`), cut further to what is left of
 the tick's BIG-IP budget (`f5.tick_budget`, started by `begin_tick`). A call that hits its deadline
 is not retried in the same tick, and after the first write that times out the tick writes no more.
 
@@ -35,9 +35,8 @@ from typing import Any
 
 import requests
 
-from controller import deadline
 from controller.clock import Clock, SystemClock
-from controller.config import F5Config
+from controller.config.schema import F5Config
 from controller.errors import (
     AuthError,
     BigIPError,
@@ -47,7 +46,8 @@ from controller.errors import (
     ReplyTooLargeError,
     RetryableBigIPError,
 )
-from controller.icontrol import (
+from controller.ltm import deadline
+from controller.ltm.paths import (
     RATIO_MAX,
     RATIO_MIN,
     WRITABLE_FIELDS,
@@ -59,14 +59,14 @@ from controller.icontrol import (
     pool_path,
     quote_segment,
 )
+from controller.ltm.replies import MESSAGE_MAX, access_denied, decode, role_denied, token_refused, translate_exception
+from controller.ltm.token import HEADER as TOKEN_HEADER
+from controller.ltm.token import BasicAuth, TokenManager
+from controller.ltm.tokenstore import TokenStore
+from controller.ltm.writes import COORDINATION_HEADER, TRANSACTION_PATH, TRANSACTION_POLLS, ApplyResult, Writer, refuse_bad
 from controller.model import Member, MemberPlan, PoolRef, PoolState, TokenCounters
 from controller.redact import scrub as _scrub
 from controller.redact import token_urls as _token_urls
-from controller.replies import MESSAGE_MAX, access_denied, decode, role_denied, token_refused, translate_exception
-from controller.token import HEADER as TOKEN_HEADER
-from controller.token import BasicAuth, TokenManager
-from controller.tokenstore import TokenStore
-from controller.writes import COORDINATION_HEADER, TRANSACTION_PATH, TRANSACTION_POLLS, ApplyResult, Writer, refuse_bad
 
 __all__ = [  # what callers import from here, wherever it now lives
     "ATTEMPTS", "BACKOFF_BASE", "BACKOFF_MAX", "COORDINATION_HEADER", "MESSAGE_MAX", "RATIO_MAX", "RATIO_MIN",
@@ -272,7 +272,7 @@ class BigIPClient:
         return self.tokens.counters()
 
     def unit(self) -> str:
-        """This client's one unit (no call; `controller.failover` confirms which unit is active)."""
+        """This client's one unit (no call; `controller.ltm.failover` confirms which unit is active)."""
         return self.cfg.host
 
     def close(self) -> None:

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from controller.model import MemberPlan, PoolPlan, TickReport
-from controller.telemetry.status import shares, unit_scores
+from controller.policy.shares import shares, unit_scores
 
 #: The plan table fits this many columns for a pool of 16 IPv4 members: the reason is cut to fit (`--json`
 #: and /status carry it whole).

@@ -30,8 +30,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from controller import exposition
-from controller.config import ENGINE_TYPES, EngineKeys
+from controller.config.schema import ENGINE_TYPES, EngineKeys
+from controller.engines import exposition
 from controller.errors import MetricsError
 from controller.model import Sample, SpeedCounters
 
@@ -282,7 +282,7 @@ def detect(text: str) -> str | None:
     return _PREFIX_TYPES[found.group(1)] if found else None
 
 
-# --- speed signals (controller.capacity learns each member's service rate from these) ---------------
+# --- speed signals (controller.engines.capacity learns each member's service rate from these) ---------------
 
 
 @dataclass(frozen=True)

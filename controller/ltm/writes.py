@@ -10,7 +10,7 @@ coordination header, PATCH the transaction to VALIDATING); any failure fails eve
 transaction is deleted (BIG-IP also drops uncommitted ones after 120 s). Commits are never
 retried: the next tick re-reads BIG-IP and decides again.
 
-Values are checked before anything is sent (`controller.icontrol.check_fields`); a refused change
+Values are checked before anything is sent (`controller.ltm.paths.check_fields`); a refused change
 fails its member and sends nothing. The HTTP itself (auth, retries, deadlines, error translation)
 is the client's, reached through the `call` and `patch` it hands to `Writer`.
 """
@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from controller.errors import BigIPError, BigIPTimeout, PermanentBigIPError, RetryableBigIPError
-from controller.icontrol import check_fields, member_path
+from controller.ltm.paths import check_fields, member_path
+from controller.ltm.replies import clip as _clip
 from controller.model import Member, MemberPlan, PoolRef
 from controller.redact import scrub as _scrub
-from controller.replies import clip as _clip
 
-log = logging.getLogger("controller.bigip")  # one logger name for everything the BIG-IP client logs
+log = logging.getLogger("controller.ltm.client")  # one logger name for everything the BIG-IP client logs
 
 COORDINATION_HEADER = "X-F5-REST-Coordination-Id"
 TRANSACTION_PATH = "/mgmt/tm/transaction"

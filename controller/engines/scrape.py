@@ -58,9 +58,10 @@ import urllib3
 import urllib3.exceptions as u3
 from urllib3.util import make_headers
 
-from controller import __version__, engines, redact
+from controller import __version__, redact
 from controller.clock import Clock, SystemClock
-from controller.config import EngineKeys, PoolConfig
+from controller.config.schema import EngineKeys, PoolConfig
+from controller.engines import specs
 from controller.errors import MetricsError
 from controller.model import Member, ScrapeError, ScrapeKey, ScrapeResult, http_error
 
@@ -116,7 +117,7 @@ def target_for(member: Member, pool: PoolConfig, keys: EngineKeys | None) -> Tar
     """The scrape target for one pool member, from the pool's `metrics` settings."""
     m = pool.metrics
     port = m.port or member.port
-    path = m.path or engines.default_path(pool.engine_type)
+    path = m.path or specs.default_path(pool.engine_type)
     path = path if path.startswith("/") else "/" + path
     headers = [("Accept", ACCEPT), ("Accept-Encoding", "gzip")]
     if m.api_key:
@@ -397,14 +398,14 @@ class Scraper:
         text = ""
         try:
             text = self._get(flight, started + budget, budget, late)
-            sample = engines.extract(text, target.engine_type, target.keys)
-            if sample.slots is None and engines.base_engine_type(target.engine_type) == "llamacpp":
+            sample = specs.extract(text, target.engine_type, target.keys)
+            if sample.slots is None and specs.base_engine_type(target.engine_type) == "llamacpp":
                 sample = replace(sample, slots=self._read_slots(flight, started + budget, budget, late))
         except _Failed as exc:
             return self._result(target, time.monotonic() - started, exc.reason, exc.detail)
         except MetricsError as exc:
             # Only on failure: what the page looks like, so `check` can name a wrong engine_type.
-            looks_like = engines.detect(text) or "" if exc.reason == "missing-metric" else ""
+            looks_like = specs.detect(text) or "" if exc.reason == "missing-metric" else ""
             return replace(self._result(target, time.monotonic() - started, exc.reason, exc.detail), detected=looks_like)
         except Exception as exc:  # noqa: BLE001 - a worker's failure becomes that member's error
             reason, detail = _classify(exc, budget, late)

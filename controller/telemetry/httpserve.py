@@ -4,7 +4,7 @@ Every server in the project used to subclass `ThreadingHTTPServer` with its own 
 thread, its own quiet logging and its own shutdown. This module is that code once. An app is a
 function from a `Request` to a `Response`, or a route table (`{path: function}`):
 
-    from controller import httpserve
+    from controller.telemetry import httpserve
 
     def hello(req: httpserve.Request) -> httpserve.Response:
         return httpserve.Response.text("hello\\n")

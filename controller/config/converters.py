@@ -1,6 +1,6 @@
 """The config reader's mini-language: value converters and a typed reader over one YAML mapping.
 
-`controller.configfile` declares the schema with these (each section a table of (key, converter));
+`controller.config.yamlfile` declares the schema with these (each section a table of (key, converter));
 this module knows nothing of f5-llm-ratio's keys. A converter takes a YAML value and returns the typed
 value or raises `Invalid` with a message that never quotes a secret; a `Reader` records every problem
 with its key path so that all of them are reported at once.
@@ -17,7 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller import engines, hostnames
+from controller.config import hostnames
+from controller.engines import specs
 from controller.model import TARGET_FIELDS
 
 ENGINE_ALIASES = {
@@ -285,12 +286,12 @@ def folder(allow_nested: bool) -> Conv:
 
 
 def metric_key() -> Conv:
-    """`name` or `name{label="value",...}`, as controller.engines reads them."""
+    """`name` or `name{label="value",...}`, as controller.engines.specs reads them."""
 
     def conv(v: Any) -> str:
         s = text(v).strip()
         try:
-            engines.parse_key(s)
+            specs.parse_key(s)
         except ValueError as exc:
             raise Invalid(str(exc)) from None
         return s

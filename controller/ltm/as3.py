@@ -47,4 +47,4 @@ def owner_hint(ref: PoolRef, declaration: Any) -> str:
     else:
         return ""
     return (f"looks owned by AS3 ({why}): the next declaration resets every ratio written here; "
-            "put the ratio in the declaration, or keep the pool out of AS3 (see README, AS3)")
+            "put the ratio in the declaration, or keep the pool out of AS3 (see docs/as3.md)")

@@ -2,7 +2,7 @@
 
 Each finding is a `Row`: what was checked (`item`), a severity (`status`: ok, info, warn, FAIL), a
 stable machine-readable `code` and a human `detail`. FAIL rows block (`check` exits 1). The same
-rows render as the table and as `check --json` (README, "Machine-readable output").
+rows render as the table and as `check --json` (docs/commands.md, "Machine-readable output").
 
 Beyond "does it work", `check` names the likely cause of what does not:
 - pages that lack the configured engine's metrics but look like another engine (`engines.detect`):
@@ -21,13 +21,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol, get_args
 
-from controller import as3, bounds, model, weights
-from controller.config import AppConfig, F5Config, PoolConfig
-from controller.engines import FLAVOURS, base_engine_type, default_path
+from controller import model
+from controller.config import bounds
+from controller.config.schema import AppConfig, F5Config, PoolConfig
+from controller.engines.scrape import Target, target_for
+from controller.engines.specs import FLAVOURS, base_engine_type, default_path
 from controller.errors import BigIPError, NotFoundError
-from controller.failover import UnitStatus, unreadable_message
+from controller.ltm import as3
+from controller.ltm.failover import UnitStatus, unreadable_message
 from controller.model import PoolRef, PoolState, ScrapeKey, ScrapeResult
-from controller.scrape import Target, target_for
+from controller.policy import weights
 
 #: A finding's severity: FAIL blocks (`check` exits 1).
 Severity = Literal["ok", "info", "warn", "FAIL"]
@@ -44,7 +47,7 @@ class PoolReader(Protocol):
 
 
 class Checked(PoolReader, Protocol):
-    """What `check` asks of the BIG-IP client: controller.failover.FailoverClient, over one unit or several."""
+    """What `check` asks of the BIG-IP client: controller.ltm.failover.FailoverClient, over one unit or several."""
 
     @property
     def cfg(self) -> F5Config: ...  # f5.username, f5.standalone
@@ -63,7 +66,7 @@ class Checked(PoolReader, Protocol):
 
 
 class MetricsReader(Protocol):
-    """What `check` asks of the scraper (controller.scrape.Scraper)."""
+    """What `check` asks of the scraper (controller.engines.scrape.Scraper)."""
 
     def scrape(self, targets: Sequence[Target], deadline: float) -> Mapping[ScrapeKey, ScrapeResult]: ...
 
@@ -347,7 +350,7 @@ def blocking(rows: list[Row]) -> bool:
 
 
 def as_json(rows: list[Row]) -> dict[str, Any]:
-    """The `check --json` document (stable; README "Machine-readable output")."""
+    """The `check --json` document (stable; docs/commands.md, "Machine-readable output")."""
     return {
         "version": 1,
         "command": "check",

@@ -1,0 +1,1 @@
+"""Configuration: the schema (frozen dataclasses), the YAML file's reader, value bounds and host names."""
