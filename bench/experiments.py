@@ -10,7 +10,8 @@ Contenders (the JSON names):
 * `balance-rate`: the previous default (leaks toward the measured service rate, does not compare TTFT);
 * `balance-kv`: the one before it (leaks toward KV capacity, not measured speed);
 * `default-slo` (on request; the matrix runs it at trace points): the default with the pool set to queue
-  at its connection limits and reset what waits longer than QUEUE_TIME_SHARE x the scenario's `slo_s`;
+  at its connection limits and the controller's opt-in goodput mode (`weights.queue_time_limit: slo`), which
+  writes queueTimeLimit = QUEUE_TIME_SHARE x the scenario's `slo_s`: LTM resets what waits longer;
 * `static-best` (reference): the best fixed ratio vector for the scenario, found by search in
   hindsight (see `static_best`): what ratios alone, set once, could do on these arrivals;
 * `exact` (reference): per request, the member whose engine gives this prompt the earliest first
@@ -30,15 +31,16 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from controller.config.schema import ModeConfig
+from controller.config.schema import ModeConfig, WeightsConfig
 
 from bench import scenario as S
 from bench.simulator import RLC, Contender, RunResult, run
 
 DEFAULT_POLICY = ModeConfig().name
-#: the opt-in goodput mode's queueTimeLimit as a share of the SLO: a request that leaves LTM's queue still
-#: needs time for its first token (docs/policy.md: 0.5 against 1.0 on three8, conv trace 85%)
-QUEUE_TIME_SHARE = 0.5
+#: the opt-in goodput mode's queueTimeLimit as a share of the SLO, the controller's default
+#: (weights.queue_time_share): a request that leaves LTM's queue still needs time for its first token
+#: (docs/policy.md: 0.5 against 1.0 on three8, conv trace 85%)
+QUEUE_TIME_SHARE = WeightsConfig().queue_time_share
 METRICS = ("p50", "p90", "p99", "mean", "slo_1s", "slo_2s", "writes_per_min", "goodput_2s", "goodput_1s",
            "goodput_slo", "over_10s", "resets", "unserved", "limit_writes_per_min")
 

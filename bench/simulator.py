@@ -61,8 +61,9 @@ class Contender:
     refresh: float | None = None  # sideband: score refresh interval; None = the scenario's tick
     ratios: tuple[int, ...] = ()  # static: one ratio per member
     limits: tuple[int, ...] = ()  # static: one connection limit per member (0: none); empty: none
-    #: > 0: the opt-in goodput mode, the pool set to queueOnConnectionLimit with queueTimeLimit = this share of
-    #: the scenario's slo_s (whatever the scenario's pool says)
+    #: > 0: the opt-in goodput mode: the pool set to queueOnConnectionLimit (an operator's setting) and the
+    #: controller configured with weights.queue_time_limit: slo, queue_time_share = this, slo_s = the
+    #: scenario's; the planner plans queueTimeLimit and the run writes it (controller.policy.planner.queue_time_plan)
     queue_time_share: float = 0.0
     label: str = ""
 
@@ -148,7 +149,7 @@ class Sim:
         self.now = 0.0
         q = sc.pool
         if con.queue_time_share > 0:
-            q = replace(q, queue_on_connection_limit=True, queue_time_limit_ms=round(con.queue_time_share * sc.slo_s * 1000))
+            q = replace(q, queue_on_connection_limit=True)  # queueTimeLimit: what the controller writes (_tick)
         self.queue_on = q.queue_on_connection_limit
         self.pool_view = PoolView(self.mode, self.views, q.queue_on_connection_limit, q.queue_depth_limit,
                                   q.queue_time_limit_ms)
@@ -161,7 +162,9 @@ class Sim:
         self.meta: dict[int, tuple[float, float]] = {}
         self.memory: dict = {}
         if con.kind == "ctl":
-            self.cfg = PoolConfig(PoolRef("bench"), "vllm", mode=ModeConfig(con.policy), weights=con.weights)
+            w = con.weights if con.queue_time_share <= 0 else replace(
+                con.weights, queue_time_limit="slo", queue_time_share=con.queue_time_share, slo_s=sc.slo_s)
+            self.cfg = PoolConfig(PoolRef("bench"), "vllm", mode=ModeConfig(con.policy), weights=w)
         self.sideband_scores: list[float] | None = None
 
     # -- events
@@ -339,8 +342,9 @@ class Sim:
         members = tuple(Member(n, "Common", f"10.0.{i // 250}.{i % 250 + 1}", 8000, ratio=v.ratio,
                                connection_limit=v.connection_limit)
                         for i, (n, v) in enumerate(zip(self.names, self.views, strict=True)))
-        state = PoolState(PoolRef("bench"), self.con.lb_mode, members,
-                          queue_on_connection_limit=self.queue_on)
+        state = PoolState(PoolRef("bench"), self.con.lb_mode, members, queue_on_connection_limit=self.queue_on,
+                          queue_depth_limit=self.pool_view.queue_depth_limit,
+                          queue_time_limit_ms=self.pool_view.queue_time_limit_ms)
         scrapes = {n: ScrapeResult(n, t, sample=s) for n, s in samples.items()}
         plan, self.memory = planner.plan_pool(state, scrapes, self.cfg, self.memory, ready, 0.0, scorer=self.con.scorer,
                                               prefill_weight=self.con.prefill_weight)
@@ -349,6 +353,9 @@ class Sim:
             self.res.writes += len(changes)
             self.res.limit_writes += sum(1 for p in plan.writes if p.connection_limit != p.member.connection_limit)
             self.push(ready + tm.write_latency, APPLY, ("ltm", changes))
+        if plan.pool_changes:  # the opt-in goodput mode's queueTimeLimit: one pool PATCH, a write like the others
+            self.res.writes += 1
+            self.push(ready + tm.write_latency, APPLY, ("pool", plan.pool_changes["queueTimeLimit"]))
         if t + self.tick_s <= self.sc.duration_s:
             self.push(t + self.tick_s, TICK)
 
@@ -356,6 +363,9 @@ class Sim:
         kind, payload = data
         if kind == "sideband":
             self.sideband_scores = payload
+            return
+        if kind == "pool":
+            self.pool_view.queue_time_limit_ms = payload
             return
         for name, ratio, limit in payload:
             v = self.views[self.idx[name]]

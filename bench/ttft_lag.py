@@ -1,5 +1,5 @@
-"""How far behind a member's TTFT estimate runs after a burst: the time-decayed estimate against the
-per-window EWMA it replaced (docs/policy.md).
+"""How far behind a member's TTFT estimate runs after a burst: the time-decayed estimate (TTFT on its own
+TTFT_DECAY_S) against the same with the speeds' DECAY_S and the per-window EWMA before it (docs/policy.md).
 
     nice -n 15 python -m bench.ttft_lag                      # three8, conv trace 85%, 600 s, seeds 1,2,3
 
@@ -94,14 +94,20 @@ def main(argv: list[str] | None = None) -> int:
           "by more than 2x from the last 10 s\n")
     print("| seed | estimator | per member (s) | worst member (s) | p99 TTFT s |")
     print("| ---: | --- | --- | ---: | ---: |")
+    current = f"time-decayed (TTFT {capacity.TTFT_DECAY_S:g} s, speeds {capacity.DECAY_S:g} s)"
+    estimators = ((f"per-window EWMA ({OLD})", old_capacity(), capacity.TTFT_DECAY_S),
+                  (f"time-decayed ({capacity.DECAY_S:g} s, TTFT too)", capacity, capacity.DECAY_S),
+                  (current, capacity, capacity.TTFT_DECAY_S))
     for seed in (int(x) for x in args.seeds.split(",")):
-        for label, mod in ((f"per-window EWMA ({OLD})", old_capacity()), ("time-decayed (10 s)", capacity)):
+        for label, mod, ttft_decay in estimators:
             planner.capacity = mod  # type: ignore[attr-defined]
+            kept, capacity.TTFT_DECAY_S = capacity.TTFT_DECAY_S, ttft_decay
             try:
                 sim = _Recording(sc.with_arrivals(seed=seed), con)
                 res = sim.run()
             finally:
                 planner.capacity = capacity  # type: ignore[attr-defined]
+                capacity.TTFT_DECAY_S = kept
             lags = lag_seconds(sim)
             per = ", ".join(f"{k} {v}" for k, v in lags.items())
             print(f"| {seed} | {label} | {per} | {max(lags.values())} | {res.summary()['p99']:.2f} |", flush=True)

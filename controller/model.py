@@ -427,10 +427,22 @@ class PoolPlan:
     members: tuple[MemberPlan, ...]
     note: str = ""  # pool-level reason, e.g. "no member has fresh metrics: nothing written"
     neutral: str = ""  # what the neutral ratios come from: "measured", "kv-capacity" or "equal"
+    #: The pool's planned queueTimeLimit (ms) under the opt-in goodput mode (weights.queue_time_limit: slo);
+    #: None: not managed this tick (the mode is off, or the pool does not queue, is paused or held)
+    queue_time_limit_ms: int | None = None
+    queue_note: str = ""  # what the opt-in mode does with the pool's queueTimeLimit, and why ("" when off)
 
     @property
     def writes(self) -> tuple[MemberPlan, ...]:
         return tuple(m for m in self.members if m.changes)
+
+    @property
+    def pool_changes(self) -> dict[str, int]:
+        """The pool's own iControl REST fields to PATCH (only queueTimeLimit); empty when nothing changes."""
+        wanted = self.queue_time_limit_ms
+        if wanted is None or wanted == self.pool.queue_time_limit_ms:
+            return {}
+        return {"queueTimeLimit": wanted}
 
     @property
     def blind(self) -> bool:
@@ -448,6 +460,7 @@ class Kind(str, Enum):
 
     POOL = "pool"  # reading one pool from BIG-IP
     MEMBER = "member"  # writing one member to BIG-IP
+    SETTING = "setting"  # writing a pool's own setting (queueTimeLimit, the opt-in goodput mode) to BIG-IP
     TICK = "tick"  # the tick as a whole
 
 

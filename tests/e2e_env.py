@@ -80,10 +80,12 @@ class Stack:
     """One emulated BIG-IP with one pool whose members are loopback engine servers."""
 
     def __init__(self, loads: Iterable[tuple[int, int, float]], *, ratios: Iterable[int] | None = None,
-                 lb_mode: str = "ratio-least-connections-member", token_timeout: int = 1200):
+                 lb_mode: str = "ratio-least-connections-member", token_timeout: int = 1200,
+                 pool_props: dict[str, Any] | None = None):
         self.loads = [Load(w, r, kv, name=f"e{i}") for i, (w, r, kv) in enumerate(loads)]
         self.initial_ratios = list(ratios) if ratios is not None else [1] * len(self.loads)
         self.lb_mode = lb_mode
+        self.pool_props = dict(pool_props or {})  # add_pool keywords, e.g. queue_on_connection_limit=True
         self.bigip = BigIPEmulator(users={USER: PASSWORD}, token_timeout=token_timeout)
         self.servers = [EngineServer(load, "vllm") for load in self.loads]
         self.members: list[str] = []
@@ -93,7 +95,7 @@ class Stack:
         ports = [s.start() for s in self.servers]
         self.members = [f"127.0.0.1:{p}" for p in ports]
         self.bigip.add_pool(POOL, members=[{"name": m, "ratio": r} for m, r in zip(self.members, self.initial_ratios, strict=True)],
-                            lb_mode=self.lb_mode)
+                            lb_mode=self.lb_mode, **self.pool_props)
         return self
 
     def stop(self) -> None:

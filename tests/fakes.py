@@ -51,6 +51,14 @@ class FakeBigIP:
         self.pools[ref.full_path] = replace(state, members=tuple(members[m.key] for m in state.members))
         return result
 
+    def patch_pool(self, ref, fields):
+        """The pool's own setting (queueTimeLimit); `pool_error` makes it fail."""
+        if getattr(self, "pool_error", None):
+            raise self.pool_error
+        self.pool_writes = [*getattr(self, "pool_writes", []), (ref.full_path, dict(fields))]
+        state = self.pools[ref.full_path]
+        self.pools[ref.full_path] = replace(state, queue_time_limit_ms=fields.get("queueTimeLimit", state.queue_time_limit_ms))
+
     def begin_tick(self, seconds=None):
         self.ticks_begun += 1
 

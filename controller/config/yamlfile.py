@@ -46,6 +46,8 @@ from controller.config.schema import (
     AUTH_MODES,
     DRIVES,
     ENGINE_TYPES,
+    QUEUE_TIME_LIMIT_MAX_MS,
+    QUEUE_TIME_LIMITS,
     SCHEMES,
     TOKEN_TIMEOUT_MAX,
     WRITE_MODES,
@@ -138,6 +140,20 @@ UNSUPPORTED_ENGINES = {
 #: environment variables that give telemetry.host / telemetry.port when the config file does not (containers)
 TELEMETRY_HOST_ENV, TELEMETRY_PORT_ENV = "F5LR_TELEMETRY_HOST", "F5LR_TELEMETRY_PORT"
 
+def queue_time_limit() -> Any:
+    """weights.queue_time_limit: slo or off. YAML 1.1 reads a bare `off` as false: taken as "off"."""
+    named = choice(QUEUE_TIME_LIMITS)
+
+    def conv(v: Any) -> str:
+        if v is False:
+            return "off"
+        if isinstance(v, bool):
+            raise Invalid("expected slo or off, got true")
+        return str(named(v))
+
+    return conv
+
+
 _WEIGHTS = (
     ("drive", choice(DRIVES)),
     ("scale", integer(1, 65535)),
@@ -151,6 +167,9 @@ _WEIGHTS = (
     ("limit_headroom", number(0, lo_open=True)),
     ("limit_queue", integer(1, 100_000)),
     ("describe", boolean()),
+    ("queue_time_limit", queue_time_limit()),
+    ("slo_s", number(0, 3600, lo_open=True, unit=" (seconds)")),
+    ("queue_time_share", number(0, 1, lo_open=True)),
 )
 
 _METRICS = (
@@ -341,6 +360,15 @@ def _read_weights(r: Reader, base: WeightsConfig) -> WeightsConfig:
     r.check_keys(spec_keys(_WEIGHTS))
     picked = r.pick(_WEIGHTS)
     weights = replace(base, **picked)
+    queue_keys = {"queue_time_limit", "slo_s", "queue_time_share"} & set(picked)
+    wait = weights.queue_time_limit_ms
+    if queue_keys and wait is not None and not 1 <= wait <= QUEUE_TIME_LIMIT_MAX_MS:
+        key = "slo_s" if "slo_s" in picked else sorted(queue_keys)[0]
+        r.problem(key, f"queue_time_share x slo_s is {weights.queue_time_share:g} x {weights.slo_s:g} s = {wait} ms; "
+                       f"queueTimeLimit must be between 1 and {QUEUE_TIME_LIMIT_MAX_MS} ms")
+    if "queue_time_limit" in picked and wait is not None and weights.drive == "ratio":
+        r.note("queue_time_limit", "slo with drive: ratio: LTM queues only at connection limits, which this "
+                                   "controller then does not set (only an engine's slots); queueTimeLimit is still kept")
     if "limit_headroom" in picked:
         r.note("limit_headroom", "no longer used: connection limits follow each engine's own queue "
                "(weights.limit_queue); ignored")

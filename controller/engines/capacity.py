@@ -64,6 +64,10 @@ MIN_FIRST_TOKENS = 32.0
 MIN_PROMPT_TOKENS = 256.0
 #: time constant (seconds) of the decayed estimates: a window's weight is its span x e^(-age/DECAY_S).
 DECAY_S = 10.0
+#: time constant (seconds) of the decayed mean TTFT alone (the speeds keep DECAY_S). A linear mean falls
+#: from a burst's TTFT to a quiet one's by e^(-t/tau): from 30x to within 2x takes 3.5 tau, so at 10 s the
+#: estimate read more than 2x off a member's last 10 s for 50-74 s of a 600-s run (bench.ttft_lag).
+TTFT_DECAY_S = 5.0
 #: a prefill window open for DECAY_S or longer closes with this many first tokens (a quiet member).
 MIN_FIRST_TOKENS_AGED = 4.0
 #: busy windows a member needs before its estimate is used (before that: the pool median).
@@ -92,7 +96,8 @@ class SpeedEstimate:
     windows: int = 0  # busy windows that updated the estimate
     prefill_at: float | None = None  # when the prefill window opened (None: `at`)
     decode_span: float = 0.0  # decayed seconds behind `decode` (its weight against a new window)
-    prefill_span: float = 0.0  # decayed seconds behind `prefill` and `ttft`
+    prefill_span: float = 0.0  # decayed seconds behind `prefill`
+    ttft_span: float = 0.0  # decayed seconds (TTFT_DECAY_S) behind `ttft`
     resets: int = 0  # counter resets seen (engine restarts)
     #: prefill and decode are compute rates (the engine counts the seconds), not per TTFT-second
     timed: bool = False
@@ -109,13 +114,14 @@ def _ewma(old: float | None, new: float | None, alpha: float) -> float | None:
     return new if old is None else (1.0 - alpha) * old + alpha * new
 
 
-def decayed_weight(old_span: float, span: float, alpha: float = ALPHA) -> tuple[float, float]:
+def decayed_weight(old_span: float, span: float, alpha: float = ALPHA, decay: float | None = None) -> tuple[float, float]:
     """(weight of a new window, the decayed span behind the estimate after it): the window covers the
-    last `span` seconds; the `old_span` seconds the estimate stood for decay by e^(-span/DECAY_S). So
-    every second of the past counts e^(-age/DECAY_S). A window of no time falls back to `alpha`."""
+    last `span` seconds; the `old_span` seconds the estimate stood for decay by e^(-span/decay) (DECAY_S
+    unless given). So every second of the past counts e^(-age/decay). A window of no time falls back to
+    `alpha`."""
     if not span > 0:
         return alpha, old_span
-    kept = old_span * math.exp(-span / DECAY_S)
+    kept = old_span * math.exp(-span / (DECAY_S if decay is None else decay))
     return span / (span + kept), kept + span
 
 
@@ -197,6 +203,8 @@ def observe(prev: SpeedEstimate | None, sample: Sample, now: float, alpha: float
     a_dec, dec_span = decayed_weight(prev.decode_span, dt, alpha) if decode_closed else (0.0, prev.decode_span)
     a_pre, pre_span = decayed_weight(prev.prefill_span, now - pre_at, alpha) if prefill is not None \
         else (0.0, prev.prefill_span)
+    a_ttft, ttft_span = decayed_weight(prev.ttft_span, now - pre_at, alpha, TTFT_DECAY_S) \
+        if prefill is not None and ttft is not None else (0.0, prev.ttft_span)
     return replace(
         prev,
         at=now if decode_closed else prev.at,
@@ -205,8 +213,8 @@ def observe(prev: SpeedEstimate | None, sample: Sample, now: float, alpha: float
         prefill_base=c if prefill is not None else pre_base,
         prefill_at=now if prefill is not None else pre_at,
         decode=_ewma(prev.decode, decode, a_dec), prefill=_ewma(prev.prefill, prefill, a_pre),
-        ttft=_ewma(prev.ttft, ttft, a_pre) if prefill is not None else prev.ttft,
-        windows=prev.windows + 1, decode_span=dec_span, prefill_span=pre_span,
+        ttft=_ewma(prev.ttft, ttft, a_ttft) if prefill is not None else prev.ttft,
+        windows=prev.windows + 1, decode_span=dec_span, prefill_span=pre_span, ttft_span=ttft_span,
         timed=c.prompt_seconds is not None and c.generation_seconds is not None,
         mix=_mix(c),
     )

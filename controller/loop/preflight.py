@@ -23,14 +23,14 @@ from typing import Any, Final, Literal, Protocol, get_args
 
 from controller import model
 from controller.config import bounds
-from controller.config.schema import AppConfig, F5Config, PoolConfig
+from controller.config.schema import AppConfig, F5Config, PoolConfig, WeightsConfig
 from controller.engines.scrape import Target, target_for
 from controller.engines.specs import FLAVOURS, base_engine_type, default_path
 from controller.errors import BigIPError, NotFoundError
 from controller.ltm import as3
 from controller.ltm.failover import UnitStatus, unreadable_message
 from controller.model import PoolRef, PoolState, ScrapeKey, ScrapeResult
-from controller.policy import weights
+from controller.policy import planner, weights
 
 #: A finding's severity: FAIL blocks (`check` exits 1).
 Severity = Literal["ok", "info", "warn", "FAIL"]
@@ -229,16 +229,24 @@ def check_pool(bigip: PoolReader, pool_cfg: PoolConfig, declaration: object = No
     if pool_cfg.weights.drives_limit and not state.queue_on_connection_limit:
         return Row(item, WARN, f"{members}; connection limits without queueOnConnectionLimit reject excess requests; "
                    f"fix: {queue_fix(state)}", "no-queue-on-limit"), state
+    if pool_cfg.weights.queue_time_limit_ms is not None and not state.queue_on_connection_limit:
+        return Row(item, WARN, f"{members}; {queue_note(state, pool_cfg)}", "queue-time-limit-unused"), state
     return Row(item, OK, f"{members}; mode {state.load_balancing_mode}; {queue_note(state, pool_cfg)}", "pool"), state
 
 
 def queue_fix(state: PoolState) -> str:
-    return f"tmsh modify ltm pool {state.ref.full_path} queue-on-connection-limit enabled"
+    return planner.queue_fix(state)
 
 
 def queue_note(state: PoolState, pool_cfg: PoolConfig) -> str:
     """What the pool's connection queue means for the controller, and what to set (docs/policy.md)."""
     w = pool_cfg.weights
+    if w.queue_time_limit_ms is not None:  # the opt-in goodput mode: what it will do, or why it cannot
+        return f"{_queue_basics(state, w)}; {planner.queue_time_plan(state, w)[1]}"
+    return _queue_basics(state, w, hint=True)
+
+
+def _queue_basics(state: PoolState, w: WeightsConfig, hint: bool = False) -> str:
     if not state.queue_on_connection_limit:
         if w.drive == "auto":
             return ("queueOnConnectionLimit disabled: ratios only; to let f5-llm-ratio also set connection limits "
@@ -253,8 +261,9 @@ def queue_note(state: PoolState, pool_cfg: PoolConfig) -> str:
         limits = "no connection limits (drive: ratio)"
     depth = f"queueDepthLimit {state.queue_depth_limit}" if state.queue_depth_limit else "no queueDepthLimit"
     wait = (f"queueTimeLimit {state.queue_time_limit_ms} ms (a request queued longer is reset)"
-            if state.queue_time_limit_ms else "no queueTimeLimit (queued requests wait as long as it takes; "
-            "queue-time-limit <ms> resets those that wait longer, for goodput: docs/policy.md)")
+            if state.queue_time_limit_ms else "no queueTimeLimit (queued requests wait as long as it takes" + (
+                "; weights.queue_time_limit: slo keeps it at half the SLO, resetting those that wait longer, for "
+                "goodput: docs/policy.md)" if hint else ")"))
     return f"queueOnConnectionLimit enabled: {limits}; {depth}; {wait}"
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from structlog.typing import FilteringBoundLogger
 
@@ -59,6 +59,10 @@ class BigIP(Protocol):
     def read_pool(self, ref: PoolRef) -> PoolState: ...
 
     def apply(self, ref: PoolRef, plans: Sequence[MemberPlan]) -> ApplyResult: ...
+
+    def patch_pool(self, ref: PoolRef, fields: Mapping[str, Any]) -> None:
+        """PATCH the pool's own `fields` (queueTimeLimit); BigIPError when it was not written."""
+        ...
 
     def begin_tick(self, seconds: float | None = None) -> None: ...  # one budget for the tick's calls (f5.tick_budget)
 
@@ -404,7 +408,8 @@ class Reconciler(Generic[B]):
         cached_before_tick = self.cache[pool_cfg.ref.full_path].read_at < self._tick_start
         # The first write (after the settle delay) is planned on a read made just now, after the scrapes:
         # the shorter the gap from this read to the write, the smaller the window two instances can share.
-        if plan.writes and not self.dry_run and self._may_write_yet() and (cached_before_tick or not self._settled):
+        wants = bool(plan.writes or plan.pool_changes)
+        if wants and not self.dry_run and self._may_write_yet() and (cached_before_tick or not self._settled):
             fresh = self._read(pool_cfg.ref)
             if isinstance(fresh, Outcome):
                 return plan, (fresh,)
@@ -416,9 +421,33 @@ class Reconciler(Generic[B]):
         self.notes.admin(pool_cfg.ref, plan)
         if not self.dry_run:  # a dry run overwrites nothing
             self.notes.hand_edits(pool_cfg.ref, plan)
-        if self.dry_run or not plan.writes or not self._may_write_yet():
+        if self.dry_run or not (plan.writes or plan.pool_changes) or not self._may_write_yet():
             return plan, ()
-        return plan, self._apply(pool_cfg.ref, plan)
+        done = self._apply(pool_cfg.ref, plan) if plan.writes else ()
+        return plan, done + self._apply_pool(pool_cfg.ref, plan)
+
+    def _apply_pool(self, ref: PoolRef, plan: PoolPlan) -> tuple[Outcome, ...]:
+        """The pool's own setting (queueTimeLimit, the opt-in goodput mode): one PATCH when it differs from
+        what BIG-IP holds, within the write budget (a change the budget has no room for waits a tick)."""
+        changes = plan.pool_changes
+        if not changes or not self.budget.take([changes]):
+            if changes:
+                self.faults.fault(f"budget:{ref}", "write_budget_exhausted", pool=str(ref), deferred=1)
+            return ()
+        before = {"queueTimeLimit": plan.pool.queue_time_limit_ms}
+        try:
+            self.bigip.patch_pool(ref, changes)
+        except BigIPError as exc:
+            self.faults.fault(f"setting:{ref}", "pool_setting_write_failed", pool=str(ref), error=str(exc),
+                              fields=sorted(changes), signature=f"{type(exc).__name__}|{exc.status}")
+            return (Outcome(kind=Kind.SETTING, reason=Reason.WRITE_FAILED, pool=ref.full_path, member="",
+                            detail=f"queueTimeLimit not written: {exc}", error=exc),)
+        self.faults.clear(f"setting:{ref}", "pool_setting_write_recovered", pool=str(ref))
+        for field, value in changes.items():
+            self.log.info("pool_setting_changed", pool=str(ref), field=field, value_from=before.get(field),
+                          value_to=value, reason=plan.queue_note)
+        return (Outcome(kind=Kind.SETTING, reason=Reason.APPLIED, pool=ref.full_path,
+                        detail=f"queueTimeLimit {before['queueTimeLimit']} -> {changes['queueTimeLimit']} ms"),)
 
     def arm_settle(self, seconds: float) -> None:
         """Wait a random share of `seconds` (drawn at the next tick) before this instance's first write."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-from controller.model import MemberPlan, PoolPlan, TickReport
+from controller.model import Kind, MemberPlan, PoolPlan, Reason, TickReport
 from controller.policy.shares import shares, unit_scores
 
 #: The plan table fits this many columns for a pool of 16 IPv4 members: the reason is cut to fit (`--json`
@@ -106,6 +106,8 @@ def plan_table(report: TickReport, policies: Mapping[str, str] | None = None, wi
         out += [pool_header(plan, policy), pool_table(plan, policy, width)]
         if plan.note:
             out.append(f"  note: {plan.note}")
+        if plan.queue_note:
+            out.append(_fit(f"  queue: {plan.queue_note}", width))
         if plan.neutral:
             out.append(f"  {neutral_line(plan)}")
         if plan.pool.priority_note():
@@ -118,7 +120,10 @@ def plan_table(report: TickReport, policies: Mapping[str, str] | None = None, wi
         out.append(f"error: {err}")
     writes = sum(len(plan.writes) for plan in report.plans)
     verb = "would write" if report.dry_run else "wrote"
-    out.append(f"{verb} {writes if report.dry_run else report.applied} member change(s)")
+    settings = (sum(1 for plan in report.plans if plan.pool_changes) if report.dry_run else
+                sum(1 for o in report.outcomes if o.kind is Kind.SETTING and o.reason is Reason.APPLIED))
+    tail = f" and queueTimeLimit on {settings} pool(s)" if settings else ""
+    out.append(f"{verb} {writes if report.dry_run else report.applied} member change(s){tail}")
     return "\n".join(out)
 
 

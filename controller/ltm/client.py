@@ -53,6 +53,7 @@ from controller.ltm.paths import (
     WRITABLE_FIELDS,
     Malformed,
     check_fields,
+    check_pool_fields,
     dig,
     member_path,
     parse_pool,
@@ -234,6 +235,17 @@ class BigIPClient:
         if not fields:
             return
         self._call("PATCH", path, json=dict(fields), headers=dict(headers) if headers else None)
+
+    def patch_pool(self, ref: PoolRef, fields: Mapping[str, Any]) -> None:
+        """PATCH only `fields` of the pool itself (queueTimeLimit: the opt-in goodput mode). Never its
+        `members` (that would replace them). Values are checked before any call: a bad one raises
+        PermanentBigIPError and sends nothing. One call, outside any transaction: one field, one change."""
+        path = pool_path(ref)
+        problem = check_pool_fields(fields)
+        if problem:
+            raise PermanentBigIPError(f"refused locally, nothing sent: {problem}", method="PATCH", path=path)
+        if fields:
+            self._call("PATCH", path, json=dict(fields))
 
     def apply(self, ref: PoolRef, plans: Sequence[MemberPlan]) -> ApplyResult:
         """Write each plan's `.changes` (plans without changes are skipped), per `cfg.write_mode`.

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -373,6 +373,10 @@ class FailoverClient:
             result.failed.extend((p.member.key, exc) for p in plans if p.changes)
             return result
         return client.apply(ref, plans)
+
+    def patch_pool(self, ref: PoolRef, fields: Mapping[str, Any]) -> None:
+        """A pool's own setting, written to the active unit only (NotActiveError when none is)."""
+        self.active().patch_pool(ref, fields)
 
     def version(self) -> str:
         return self._reader().version()

@@ -23,6 +23,9 @@ from controller.model import Member, PoolRef, PoolState, split_member_name
 
 RATIO_MIN, RATIO_MAX = 1, 65535
 WRITABLE_FIELDS = frozenset({"ratio", "connectionLimit", "description"})
+#: What may be written to a pool itself: only queueTimeLimit (the opt-in goodput mode), never `members`
+POOL_WRITABLE_FIELDS = frozenset({"queueTimeLimit"})
+QUEUE_TIME_LIMIT_MAX = 2**32 - 1  # milliseconds: BIG-IP's queueTimeLimit is an unsigned 32-bit integer
 _ANY_ADDRESS = frozenset({"any6", "any", "::", "0.0.0.0"})  # an FQDN template member's address
 
 
@@ -170,4 +173,17 @@ def check_fields(fields: Mapping[str, Any]) -> str:
             return f"connectionLimit {c!r} is not an integer >= 0"
     if "description" in fields and not isinstance(fields["description"], str):
         return "description is not a string"
+    return ""
+
+
+def check_pool_fields(fields: Mapping[str, Any]) -> str:
+    """Why `fields` may not be PATCHed to a pool, or "" when they may (only queueTimeLimit, ms)."""
+    if not isinstance(fields, Mapping):
+        return "fields must be a mapping"
+    unknown = sorted(set(fields) - POOL_WRITABLE_FIELDS)
+    if unknown:
+        return f"unknown pool field(s) {', '.join(map(str, unknown))}; allowed: {', '.join(sorted(POOL_WRITABLE_FIELDS))}"
+    wait = fields.get("queueTimeLimit", 0)
+    if isinstance(wait, bool) or not isinstance(wait, int) or not 0 <= wait <= QUEUE_TIME_LIMIT_MAX:
+        return f"queueTimeLimit {wait!r} is not an integer in 0..{QUEUE_TIME_LIMIT_MAX} (milliseconds)"
     return ""

@@ -316,6 +316,64 @@ def plan_pool(
     scorer: scoring.Policy | None = None,
     prefill_weight: float | None = None,
 ) -> tuple[PoolPlan, dict[str, Observation]]:
+    """Decide every member of one pool, and the pool's queueTimeLimit where the opt-in goodput mode is on
+    (`queue_time_plan`). Returns the plan and the observations to carry forward.
+
+    `instance` is this controller's id: it goes into the GUI notes it writes, and a member whose note
+    carries another instance's id, written less than OWNER_WINDOW ago, is left alone ("owned-by-other").
+    `scorer` replaces the configured policy and `prefill_weight` capacity.PREFILL_WEIGHT (benchmarks
+    compare variants without registering them or changing module constants).
+    """
+    plan, observed = _plan_members(pool, scrapes, cfg, memory, now, wall, instance, scorer, prefill_weight)
+    wait, why = queue_time_plan(pool, cfg.weights)
+    if why:
+        plan = replace(plan, queue_time_limit_ms=wait, queue_note=why)
+    return plan, observed
+
+
+def queue_fix(pool: PoolState) -> str:
+    """The tmsh line that lets LTM queue a pool's connections at its members' limits."""
+    return f"tmsh modify ltm pool {pool.ref.full_path} queue-on-connection-limit enabled"
+
+
+def queue_time_plan(pool: PoolState, w: WeightsConfig) -> tuple[int | None, str]:
+    """(the queueTimeLimit in ms to keep on the pool, why) under the opt-in goodput mode.
+
+    `weights.queue_time_limit: off` (the default): (None, "") and the pool's queueTimeLimit is never
+    touched. `slo`: queue_time_share x slo_s, only where the pool queues at its connection limits
+    (queueOnConnectionLimit enabled; elsewhere nothing waits in LTM's queue and the setting would do
+    nothing), and not while an admin pauses the pool or holds it (the markers in its description).
+    Equal to what BIG-IP holds: nothing to write. A request that waits longer in LTM's queue is reset.
+    """
+    wanted = w.queue_time_limit_ms
+    if wanted is None:
+        return None, ""
+    setting = f"queueTimeLimit {wanted} ms ({w.queue_time_share:g} x slo_s {w.slo_s:g} s)"
+    if pool.paused:
+        return None, f"queue_time_limit: slo: {setting} not written: paused ('{PAUSE_MARKER}' in the pool's description)"
+    if held_by_admin(pool.description):
+        return None, (f"queue_time_limit: slo: {setting} not written: held ('{HOLD_MARKER}' in the pool's description); "
+                      f"queueTimeLimit kept at {pool.queue_time_limit_ms} ms")
+    if not pool.queue_on_connection_limit:
+        return None, (f"queue_time_limit: slo: {setting} not written: queueOnConnectionLimit is disabled on the pool, so "
+                      f"nothing waits in LTM's queue; to use it: {queue_fix(pool)}")
+    if pool.queue_time_limit_ms == wanted:
+        return wanted, f"{setting} as set: requests queued longer are reset"
+    return wanted, (f"queueTimeLimit {pool.queue_time_limit_ms} -> {wanted} ms ({w.queue_time_share:g} x slo_s "
+                    f"{w.slo_s:g} s; queue_time_limit: slo): requests queued longer are reset")
+
+
+def _plan_members(
+    pool: PoolState,
+    scrapes: Mapping[str, ScrapeResult],
+    cfg: PoolConfig,
+    memory: Memory,
+    now: float,
+    wall: float,
+    instance: str = "",
+    scorer: scoring.Policy | None = None,
+    prefill_weight: float | None = None,
+) -> tuple[PoolPlan, dict[str, Observation]]:
     """Decide every member of one pool. Returns the plan and the observations to carry forward.
 
     `instance` is this controller's id: it goes into the GUI notes it writes, and a member whose note

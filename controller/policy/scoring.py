@@ -125,6 +125,8 @@ BALANCE_TTFT_WEIGHT_LARGE = 0.0
 #: its cache fills. With a speed neutral, a fast member is *meant* to hold more concurrency (and so more
 #: KV) than a slow one; a linear KV term pushed it back toward equal concurrency at 15-30% KV use.
 BALANCE_KV_POWER = 3.0
+#: differences in log measured speed under this are taken as equal in the neutral (0: none).
+BALANCE_NEUTRAL_DEAD_ZONE = 0.0
 
 
 def _base_ratios(keys: Iterable[str], ctx: Context) -> dict[str, float]:
@@ -208,7 +210,7 @@ def balance_step(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context |
                  prior: float = BALANCE_PRIOR, large_pool: int = BALANCE_LARGE_POOL,
                  large_pool_queue_boost: float = BALANCE_LARGE_POOL_QUEUE_BOOST,
                  speed_prior: float = SPEED_PRIOR, use_neutral: bool = True, kv_power: float = BALANCE_KV_POWER,
-                 neutral_dead_zone: float = 0.0, min_leak: float = 0.0,
+                 neutral_dead_zone: float | None = None, min_leak: float = 0.0,
                  ttft_weight: float = BALANCE_TTFT_WEIGHT, ttft_dead_zone: float = BALANCE_TTFT_DEAD_ZONE,
                  ttft_weight_large: float = BALANCE_TTFT_WEIGHT_LARGE) -> Scores:
     """One tick of the closed loop, in log space:
@@ -244,7 +246,8 @@ def balance_step(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context |
         q = {k: v + weight * slow[k] for k, v in q.items()}
     mean = sum(q.values()) / len(q)
     logs = {k: math.log(v) for k, v in base.items()}
-    centre = _centre(logs, samples, ctx, speed_prior if use_neutral else None, prior, neutral_dead_zone)
+    nz = BALANCE_NEUTRAL_DEAD_ZONE if neutral_dead_zone is None else neutral_dead_zone
+    centre = _centre(logs, samples, ctx, speed_prior if use_neutral else None, prior, nz)
 
     def move(k: str) -> float:
         return max(-max_move, min(max_move, gain * shrink(q[k] - mean, dead_zone)))

@@ -144,6 +144,11 @@ def pool_view(plan: PoolPlan, engine_type: str, policy: str, dry_run: bool) -> D
         "active_member_count": sum(1 for p in plan.members if p.member.active),
         "fresh_member_count": sum(1 for p in plan.members if p.sample is not None),
         "note": scrub(plan.note),
+        # the opt-in goodput mode (weights.queue_time_limit: slo): BIG-IP's queueTimeLimit now, the one planned
+        # (null: not managed this tick) and why
+        "queue_time_limit_ms": pool.queue_time_limit_ms,
+        "planned_queue_time_limit_ms": plan.queue_time_limit_ms,
+        "queue_note": plan.queue_note or None,
         "paused": plan.paused,
         "held_members": [p.member.key for p in plan.members if p.action.by_admin and not plan.paused],
         "blind": plan.blind,

@@ -20,6 +20,7 @@ from tests.e2e_cli_support import (
     strictly_decreasing,
 )
 from tests.e2e_env import (
+    POOL,
     Stack,
     cli,
     cli_env,
@@ -220,5 +221,72 @@ def test_all_scrapes_failing_writes_nothing(tmp_path):
         assert s.ratios() == [40, 50, 60]
         assert s.bigip.writes == [] and s.config_changes() == []
         assert len([e for e in r.events() if e.get("event") == "scrape_failed"]) == 3
+    finally:
+        s.stop()
+
+
+# --------------------------------------------------------------------------------------------------
+# the opt-in goodput mode: weights.queue_time_limit: slo sets the pool's queueTimeLimit
+
+
+def pool_writes(s: Stack) -> list:
+    return [w for w in s.bigip.writes if w.kind == "PATCH-POOL"]
+
+
+def queue_time_limit(s: Stack) -> int:
+    return s.bigip.pool(POOL, expand=False)["queueTimeLimit"]
+
+
+def test_queue_time_limit_slo_sets_the_pool_once_and_plan_shows_it(tmp_path):
+    s = Stack(LOADS, pool_props={"queue_on_connection_limit": True}).start()
+    try:
+        cfg = write_config(tmp_path / "slo.yaml", merge(seed_config(s), {"weights": {"queue_time_limit": "slo", "slo_s": 3}}))
+        # plan: shows the planned queueTimeLimit (0.5 x 3 s), writes nothing
+        r = cli("plan", "--config", str(cfg))
+        assert r.code == 0, r.err
+        assert "queue: queueTimeLimit 0 -> 1500 ms" in r.out and "and queueTimeLimit on 1 pool(s)" in r.out, r.out
+        assert s.bigip.writes == [] and queue_time_limit(s) == 0
+
+        r = cli("run", "--once", "--config", str(cfg))
+        assert r.code == 0, r.err
+        assert queue_time_limit(s) == 1500
+        (w,) = pool_writes(s)
+        assert w.body == {"queueTimeLimit": 1500} and w.changed == {"queueTimeLimit": (0, 1500)}
+        (ev,) = [e for e in r.events() if e.get("event") == "pool_setting_changed"]
+        assert ev["value_from"] == 0 and ev["value_to"] == 1500 and "reset" in ev["reason"]
+
+        # not rewritten while BIG-IP holds it ...
+        for _ in range(2):
+            assert cli("run", "--once", "--config", str(cfg)).code == 0
+        assert len(pool_writes(s)) == 1
+        # ... and put back when someone changes it
+        s.bigip.set_pool(POOL, queueTimeLimit=0)
+        assert cli("run", "--once", "--config", str(cfg)).code == 0
+        assert queue_time_limit(s) == 1500 and len(pool_writes(s)) == 2
+    finally:
+        s.stop()
+
+
+def test_queue_time_limit_off_never_touches_the_pool(tmp_path):
+    s = Stack(LOADS, pool_props={"queue_on_connection_limit": True, "queue_time_limit": 5000}).start()
+    try:
+        cfg = write_config(tmp_path / "off.yaml", seed_config(s))
+        for _ in range(2):
+            assert cli("run", "--once", "--config", str(cfg)).code == 0
+        assert s.member_writes()  # the run did write its members
+        assert pool_writes(s) == [] and queue_time_limit(s) == 5000
+    finally:
+        s.stop()
+
+
+def test_queue_time_limit_slo_on_a_pool_that_does_not_queue_says_so_and_writes_no_setting(tmp_path):
+    s = Stack(LOADS).start()
+    try:
+        cfg = write_config(tmp_path / "slo.yaml", merge(seed_config(s), {"weights": {"queue_time_limit": "slo"}}))
+        r = cli("check", "--config", str(cfg))
+        assert "queueOnConnectionLimit is disabled on the pool" in r.out, r.out
+        assert "queue-on-connection-limit enabled" in r.out
+        assert cli("run", "--once", "--config", str(cfg)).code == 0
+        assert pool_writes(s) == [] and queue_time_limit(s) == 0
     finally:
         s.stop()

@@ -377,6 +377,22 @@ def test_pool_patch_is_logged_and_members_list_replaces(c, emu):
     assert [w.kind for w in emu.writes] == ["PATCH-POOL", "PATCH-POOL"]
 
 
+@pytest.mark.parametrize(("sent", "stored"), [(1000, 1000), ("2000", 2000), (0, 0)])
+def test_pool_queue_time_limit_is_stored_as_an_integer_and_read_back(c, emu, sent, stored):
+    r = c("PATCH", PURI, json={"queueTimeLimit": sent})
+    assert r.status_code == 200 and r.json()["queueTimeLimit"] == stored
+    assert c("GET", PURI).json()["queueTimeLimit"] == stored
+    (w,) = emu.writes
+    assert w.kind == "PATCH-POOL" and w.member is None and w.changed == ({"queueTimeLimit": (0, stored)} if stored else {})
+
+
+@pytest.mark.parametrize("bad", [-1, 2**32, "1s", 1.5, True, None])
+def test_a_bad_queue_time_limit_is_a_400_and_changes_nothing(c, emu, bad):
+    r = c("PATCH", PURI, json={"queueTimeLimit": bad, "description": "x"})
+    assert r.status_code == 400 and "queueTimeLimit" in r.json()["message"]
+    assert c("GET", PURI).json()["queueTimeLimit"] == 0 and emu.writes == []
+
+
 def test_validate_only_commit_applies_nothing(c, emu):
     tid = _begin(c)
     c("PATCH", M1URI, json={"ratio": 5}, headers={"X-F5-REST-Coordination-Id": str(tid)})

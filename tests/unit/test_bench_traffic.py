@@ -267,3 +267,15 @@ def test_bench_ratios_refuses_bad_input_with_a_message(tmp_path, capsys, args, s
     argv = ["--scenario", str(write(tmp_path, TINY)), *args]
     assert ratios.main(argv) == 2
     assert says in capsys.readouterr().err
+
+
+def test_default_slo_is_the_controllers_own_queue_time_limit_write():
+    """`default-slo` does not set the pool's queueTimeLimit itself: the planner plans it (weights.queue_time_limit:
+    slo, the scenario's slo_s) and the run writes it once, as a write like the others."""
+    sc = scenario.parse({**TINY, "duration_s": 20, "slo_s": 3})
+    sims = {name: simulator.Sim(sc, experiments.contenders()[name]) for name in ("default-slo", "default")}
+    results = {name: sim.run() for name, sim in sims.items()}
+    slo, plain = sims["default-slo"].pool_view, sims["default"].pool_view
+    assert slo.queue_on_connection_limit and slo.queue_time_limit_ms == 1500  # 0.5 x 3 s
+    assert plain.queue_time_limit_ms == 0
+    assert results["default-slo"].writes >= 1

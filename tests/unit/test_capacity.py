@@ -80,14 +80,32 @@ def test_prefill_window_survives_decode_windows():
 
 
 def test_ttft_is_a_decayed_mean_of_window_means():
-    """Each window weighs the seconds it covers x e^(-age/DECAY_S): one second later the first window's
-    second still counts e^(-0.1) against the second window's."""
+    """Each window weighs the seconds it covers x e^(-age/TTFT_DECAY_S): one second later the first window's
+    second still counts e^(-0.2) against the second window's. The prefill rate keeps DECAY_S."""
     n = capacity.MIN_FIRST_TOKENS
     est = feed([(0, sample(prompt_tokens=0, ttft_sum=0.0, ttft_count=0)),
                 (1, sample(prompt_tokens=100, ttft_sum=0.1 * n, ttft_count=n)),    # 0.1 s each
                 (2, sample(prompt_tokens=200, ttft_sum=0.6 * n, ttft_count=2 * n))])  # then 0.5 s each
-    kept = math.exp(-1.0 / capacity.DECAY_S)
+    kept = math.exp(-1.0 / capacity.TTFT_DECAY_S)
     assert est.ttft == pytest.approx((kept * 0.1 + 0.5) / (kept + 1.0))
+    rate = math.exp(-1.0 / capacity.DECAY_S)
+    assert est.prefill == pytest.approx((rate * 100 / (0.1 * n) + 100 / (0.5 * n)) / (rate + 1.0))
+
+
+def test_after_a_burst_the_ttft_estimate_is_within_2x_of_the_quiet_figure_in_under_20_s():
+    """A member whose first tokens took 6 s through a 20-s burst, then 0.2 s: the estimate comes within 2x of
+    0.2 s in under 20 s (with the speeds' 10-s time constant it took 3.4 x 10 s = 34 s)."""
+    n, steps, total, count = capacity.MIN_FIRST_TOKENS, [], 0.0, 0.0
+    for t in range(0, 80):
+        per = 6.0 if t <= 20 else 0.2
+        total, count = total + per * n, count + n
+        steps.append((t, sample(prompt_tokens=100.0 * t, ttft_sum=total, ttft_count=count)))
+    est, within = None, None
+    for t, s in steps:
+        est = capacity.observe(est, s, float(t))
+        if t > 20 and within is None and est is not None and est.ttft is not None and est.ttft < 0.4:
+            within = t - 20
+    assert within is not None and within < 20, within
 
 
 @pytest.mark.parametrize(("old_span", "span", "weight"), [

@@ -54,6 +54,9 @@ ERRORS: dict[str, Any] = {
                                 "errorStack": [], "apiError": 26214401},
     "invalid_value_400": {"code": 400, "message": "01070335:3: Invalid value {value} for {prop} of pool member {member}: {why}",
                           "errorStack": [], "apiError": 3},
+    # the pool's integer properties (queueTimeLimit in ms, queueDepthLimit, ...): the member refusal's form
+    "invalid_pool_value_400": {"code": 400, "message": "01070335:3: Invalid value {value} for {prop} of pool {pool}: {why}",
+                               "errorStack": [], "apiError": 3},
     "token_timeout_406": {"code": 406, "message": "Auth-token absolute timeout (36000 seconds) exceeded",
                           "errorStack": [], "apiError": 1},
     "token_timeout_invalid_400": {"code": 400, "message": "Invalid timeout value {value}", "errorStack": [], "apiError": 1},

@@ -34,6 +34,11 @@ if TYPE_CHECKING:
 
 Result = tuple[int, Any]
 
+#: the pool's unsigned 32-bit integer properties: BIG-IP takes a number or a string of digits ("2000") and
+#: stores (and returns) an integer; anything else, or out of range, is a 400
+POOL_INTEGERS = ("queueTimeLimit", "queueDepthLimit", "slowRampTime", "minActiveMembers", "reselectTries")
+_U32 = 2**32 - 1
+
 POOL_PATCHABLE = ("loadBalancingMode", "queueOnConnectionLimit", "queueDepthLimit", "queueTimeLimit",
                   "description", "slowRampTime", "minActiveMembers", "monitor", "serviceDownAction",
                   "reselectTries", "allowNat", "allowSnat", "metadata")
@@ -96,7 +101,9 @@ def pool_patch(emu: BigIPEmulator, req: Request, pool: str) -> Result:
             if k not in POOL_PATCHABLE and k != "members" and k not in IDENTITY_PROPS:
                 raise err("unexpected_property_400", item=f"/ltm/pool/{p.uri_name}",
                           pair=f"{json.dumps(k)}:{json.dumps(body[k])}")
-        for k, v in body.items():
+        values: dict[str, Any] = {k: _pool_integer(p, k, v) if k in POOL_INTEGERS else v for k, v in body.items()}
+        before = {k: copy.deepcopy(p.props.get(k)) for k in values if k in POOL_PATCHABLE and k != "metadata"}
+        for k, v in values.items():
             if k == "metadata":
                 p.metadata = v
             elif k in POOL_PATCHABLE:
@@ -104,8 +111,18 @@ def pool_patch(emu: BigIPEmulator, req: Request, pool: str) -> Result:
         if "members" in body:
             _replace_members(emu, p, body["members"] or [])
         p.generation = emu._next_gen()
-        _record(emu, req, p.full_path, None, copy.deepcopy(body), "PATCH-POOL", {}, p.generation)
+        changed = {k: (old, p.props.get(k)) for k, old in before.items() if old != p.props.get(k)}
+        _record(emu, req, p.full_path, None, copy.deepcopy(body), "PATCH-POOL", changed, p.generation)
         return 200, shapes.pool_json(emu, p, expand=False)
+
+
+def _pool_integer(p: Pool, prop: str, value: Any) -> int:
+    """An integer pool property as BIG-IP stores it: 2000 or "2000" -> 2000; else a 400 (nothing changed)."""
+    number = int(value) if isinstance(value, str) and value.isdigit() else value
+    if not is_int(number) or not 0 <= number <= _U32:
+        raise err("invalid_pool_value_400", value=json.dumps(value), prop=prop, pool=p.full_path,
+                  why=f"must be an integer in 0..{_U32}")
+    return number
 
 
 def _replace_members(emu: BigIPEmulator, p: Pool, items: list[Any]) -> None:
