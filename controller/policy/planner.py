@@ -242,11 +242,13 @@ def _moves(m: Member, target: int, ratio: int, dead_band_held: bool, w: WeightsC
 
 def _known_plan(m: Member, sample: Sample, score: float, target: int, cfg: PoolConfig, wall: float, instance: str = "",
                 ttft: float | None = None, queues: bool = False, terms: Terms | None = None,
-                limits: bool = False) -> MemberPlan:
+                limits: bool = False, burst: bool = False) -> MemberPlan:
     """`queues`: the pool queues at connection limits (queueOnConnectionLimit), so an engine with slots
     gets them as its limit even when the config drives ratios only (weights.slot_limit). `terms`: what the
     reason says moved the ratio. `limits`: the pool's connection limits are planned, from each engine's
-    own queue (weights.queue_limit)."""
+    own queue (weights.queue_limit). `burst`: the pool is in a pool-wide burst (scoring.in_burst): with
+    `drive: auto` planned limits are lifted (0, or max_connections) so each engine queues its own share,
+    except in the opt-in goodput mode, where LTM's queue with its queueTimeLimit is the point."""
     w = cfg.weights
     ratio, held = m.ratio, False
     if w.drives_ratio:
@@ -255,14 +257,20 @@ def _known_plan(m: Member, sample: Sample, score: float, target: int, cfg: PoolC
     wanted = weights.slot_limit(sample, w) if sample.slots and (w.drives_limit or queues) else None
     if wanted is not None:  # llama.cpp: its slots are a hard limit
         limit = weights.damped_limit(m.connection_limit, wanted, w.dead_band)
+    elif limits and burst and w.drive == "auto" and w.queue_time_limit != "slo":
+        limit = w.max_connections or 0  # lifted: no limit, unless the config caps every member
     elif limits:
         limit = weights.queue_limit(m.connection_limit, sample, w)
     changed = ratio != m.ratio or limit != m.connection_limit
     action = Action.WRITE if changed else (Action.DEAD_BAND if held and target != m.ratio else Action.HOLD)
     # score, load and share are fields of their own everywhere this shows; the reason says what moved it
     moves = _moves(m, target, ratio, held, w)
+    if burst and w.drives_ratio and cfg.mode.name.startswith("balance"):
+        moves.append("pool-wide burst: ratios relax toward equal")
     if wanted is not None:
         moves.append(f"limit {wanted} from the engine's capacity" + ("" if limit == wanted else f", held at {limit} (dead band)"))
+    elif limit != m.connection_limit and limit == (w.max_connections or 0) and burst:
+        moves.append(f"limit {m.connection_limit} lifted: pool-wide burst (each engine queues its own share)")
     elif limit != m.connection_limit:
         moves.append(f"limit {m.connection_limit} -> {limit} from the engine's queue "
                      f"(waiting {sample.waiting:g}, running {sample.running or 0:g}; limit_queue {w.limit_queue})")
@@ -406,6 +414,7 @@ def _plan_members(
     top = max(neutral.values.values(), default=0.0)
     terms = pool_terms(fresh, ttft, neutral)
 
+    burst = scoring.in_burst(fresh)
     plans: list[MemberPlan] = []
     for m in pool.members:
         if not m.active:
@@ -415,7 +424,8 @@ def _plan_members(
         elif m.key in fresh:
             known = _known_plan(m, fresh[m.key], smoothed[m.key], targets[m.key], cfg, wall, instance, ttft.get(m.key),
                                 pool.queue_on_connection_limit, terms.get(m.key),
-                                limits=weights.auto_limits(pool.queue_on_connection_limit, len(fresh), cfg.weights))
+                                limits=weights.auto_limits(pool.queue_on_connection_limit, len(fresh), cfg.weights),
+                                burst=burst)
             speed = neutral.values.get(m.key)
             plans.append(replace(known, speed=speed / top if speed and top > 0 else None,
                                  speed_source=neutral.sources.get(m.key, "")))

@@ -125,6 +125,25 @@ BALANCE_TTFT_WEIGHT_LARGE = 0.0
 #: its cache fills. With a speed neutral, a fast member is *meant* to hold more concurrency (and so more
 #: KV) than a slow one; a linear KV term pushed it back toward equal concurrency at 15-30% KV use.
 BALANCE_KV_POWER = 3.0
+#: A pool-wide burst: at least half the members (and two) queue more than BURST_QUEUE of what they run
+#: (waiting/(running+1)). Every engine is behind then, and moving share only moves the wait from one member to
+#: another: sending a slow member's share to the fast ones fills their queues too, and more requests miss
+#: their first-token objective than under plain least connections, which leaves the fast members' queues
+#: short (docs/policy.md, "Bursts": three8 conv trace 85% goodput 88.8% LC, 78.1% chasing the queues). So in
+#: pools of at most BURST_POOL members, while a burst lasts, the pressure moves nothing and the ratios relax
+#: toward equal by BURST_LEAK a tick (least connections); the neutral is back once the queues drain.
+BURST_QUEUE = 0.05
+BURST_LEAK = 0.5
+BURST_POOL = 8
+
+
+def in_burst(samples: Mapping[str, Sample], threshold: float = BURST_QUEUE, pool_max: int = BURST_POOL) -> bool:
+    """Whether a pool of at most `pool_max` members is in a pool-wide burst: at least half its members,
+    and at least two, queue more than `threshold` of what they run (waiting/(running+1))."""
+    if len(samples) < 2 or len(samples) > pool_max or threshold <= 0:
+        return False
+    queueing = sum(1 for s in samples.values() if s.waiting / ((s.running or 0.0) + 1.0) > threshold)
+    return queueing >= max(2, math.ceil(len(samples) / 2))
 #: differences in log measured speed under this are taken as equal in the neutral (0: none).
 BALANCE_NEUTRAL_DEAD_ZONE = 0.0
 
@@ -212,7 +231,8 @@ def balance_step(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context |
                  speed_prior: float = SPEED_PRIOR, use_neutral: bool = True, kv_power: float = BALANCE_KV_POWER,
                  neutral_dead_zone: float | None = None, min_leak: float = 0.0,
                  ttft_weight: float = BALANCE_TTFT_WEIGHT, ttft_dead_zone: float = BALANCE_TTFT_DEAD_ZONE,
-                 ttft_weight_large: float = BALANCE_TTFT_WEIGHT_LARGE) -> Scores:
+                 ttft_weight_large: float = BALANCE_TTFT_WEIGHT_LARGE, burst_queue: float = BURST_QUEUE,
+                 burst_leak: float = BURST_LEAK, burst_pool: int = BURST_POOL) -> Scores:
     """One tick of the closed loop, in log space:
 
         log r_i <- (1 - leak) * log current_i + leak * neutral_i - clip(gain * shrink(q_i - mean q))
@@ -230,6 +250,10 @@ def balance_step(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context |
     tokens come slower than the pool's (ctx.ttft, measured) is more pressed. min_leak > 0 makes a quiet
     member's offset from the neutral shrink by at least that much per tick (a variant: it reaches the
     neutral, and churns).
+
+    In a pool-wide burst (in_burst with burst_queue, burst_pool) nothing is pushed and every ratio
+    leaks toward the pool's geometric mean by burst_leak: least connections, which serves more requests
+    within their objective while every engine is behind.
     """
     if not samples:
         return {}
@@ -248,8 +272,14 @@ def balance_step(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context |
     logs = {k: math.log(v) for k, v in base.items()}
     nz = BALANCE_NEUTRAL_DEAD_ZONE if neutral_dead_zone is None else neutral_dead_zone
     centre = _centre(logs, samples, ctx, speed_prior if use_neutral else None, prior, nz)
+    burst = in_burst(samples, burst_queue, burst_pool)
+    if burst:
+        centre = dict.fromkeys(logs, sum(logs.values()) / len(logs))
+        leak = burst_leak
 
     def move(k: str) -> float:
+        if burst:
+            return 0.0
         return max(-max_move, min(max_move, gain * shrink(q[k] - mean, dead_zone)))
 
     def decayed(k: str, push: float) -> float:

@@ -189,9 +189,12 @@ def test_references_run_and_account_for_every_request():
 
 
 def test_default_sets_limits_only_where_the_pool_queues():
-    """Above capacity the engines queue: with queueOnConnectionLimit the default writes limits (running +
-    limit_queue), without it only ratios."""
-    base = {**TINY, "duration_s": 40, "arrivals": {**TINY["arrivals"], "load": 1.4}}
+    """Above capacity a slow member queues while three fast ones keep up: with queueOnConnectionLimit the
+    default writes its limit (running + limit_queue), without it only ratios. (When half the pool queues,
+    a pool-wide burst, limits are lifted instead: tests/unit/test_planner.py.)"""
+    members = [{"name": "slow", "prefill_speed": 0.2, "decode_speed": 0.2, "kv_tokens": 100_000}]
+    members += [{"name": f"fast{i}", "prefill_speed": 3.0, "decode_speed": 1.7, "kv_tokens": 100_000} for i in range(3)]
+    base = {**TINY, "duration_s": 40, "members": members, "arrivals": {**TINY["arrivals"], "load": 1.2}}
     con = experiments.contenders()["default"]
     queued = simulator.run(scenario.parse({**base, "pool": {"queue_on_connection_limit": True}}), con)
     plain = simulator.run(scenario.parse(base), con)

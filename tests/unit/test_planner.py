@@ -142,3 +142,42 @@ def test_departed_members_are_forgotten():
     _, memory = plan(state, [ok("a:1", 0), ok("b:1", 1)])
     _, memory = plan(pool(member("a:1")), [ok("a:1", 0)], memory=memory)
     assert set(memory) == {"a:1"}
+
+
+def _burst_state(queue=True):
+    members = [member(f"m{i}:1", 100, limit=20) for i in range(4)]
+    return replace(pool(*members), queue_on_connection_limit=queue)
+
+
+def _burst_scrapes(queueing):
+    return [ok(f"m{i}:1", 40 if i < queueing else 0, 0.9, running=20 if i < queueing else 12) for i in range(4)]
+
+
+def test_limits_are_lifted_in_a_pool_wide_burst_and_say_why():
+    """Half the engines queue 40 behind the 20 they run: LTM's FIFO queue would make every request wait
+    its turn, so the limits are lifted and each engine queues its own share (least connections)."""
+    p, _ = plan(_burst_state(), _burst_scrapes(2), cfg(drive="auto"))
+    for mp in p.members:
+        assert mp.connection_limit == 0 and mp.changes["connectionLimit"] == 0
+        assert "lifted: pool-wide burst" in mp.reason
+
+
+def test_one_queueing_engine_gets_a_limit_from_its_queue():
+    p, _ = plan(_burst_state(), _burst_scrapes(1), cfg(drive="auto"))
+    m = by_key(p)
+    assert m["m0:1"].connection_limit == 20 + 8  # running + limit_queue
+    assert all(m[f"m{i}:1"].connection_limit == 20 for i in (1, 2, 3))  # not queueing: left alone
+
+
+def test_the_opt_in_goodput_mode_keeps_its_limits_in_a_burst():
+    """With queueTimeLimit managed, LTM's queue resets what waits too long: that is the point, so the
+    limits stay driven by each engine's queue."""
+    p, _ = plan(_burst_state(), _burst_scrapes(2), cfg(drive="auto", queue_time_limit="slo"))
+    m = by_key(p)
+    assert m["m0:1"].connection_limit == 28 and m["m2:1"].connection_limit == 20
+
+
+def test_a_balance_pool_in_a_burst_says_so_in_the_reason():
+    c = PoolConfig(REF, "vllm", mode=ModeConfig("balance", 0.5, 0.5), weights=WeightsConfig(drive="ratio"))
+    p, _ = plan(pool(*[member(f"m{i}:1", 100) for i in range(4)]), _burst_scrapes(2), c)
+    assert all("pool-wide burst: ratios relax toward equal" in mp.reason for mp in p.members)

@@ -303,3 +303,51 @@ def test_min_leak_reaches_the_neutral_when_the_pressure_is_quiet():
         cur = scoring.balance_step(s, BAL, scoring.Context(current=cur, scale=10**6, neutral=ctx.neutral,
                                                          neutral_source="measured"), min_leak=0.1)
     assert cur["m1"] / cur["m0"] == pytest.approx(4.0 ** scoring.SPEED_PRIOR, rel=1e-6)
+
+
+# --- pool-wide bursts: least connections while every engine is behind ---------------------------------
+
+def _queueing(n_queueing: int, n: int) -> dict[str, Sample]:
+    """n members running 8 each; the first n_queueing also keep 4 waiting (share 4/9, over BURST_QUEUE)."""
+    return {f"m{i}": Sample(4 if i < n_queueing else 0, running=8, kv_usage=0.5) for i in range(n)}
+
+
+@pytest.mark.parametrize(
+    "n_queueing, n, expect",
+    [
+        (0, 4, False), (1, 4, False), (2, 4, True), (4, 4, True),  # half of the pool is enough
+        (1, 2, False), (2, 2, True),  # ... but one member queueing alone is that member's problem
+        (3, 8, False), (4, 8, True), (8, 8, True),
+        (1, 1, False),  # a pool of one has nobody to balance against
+        (16, 16, False),  # pools over BURST_POOL keep steering (writes and p50 measured worse there)
+    ],
+)
+def test_in_burst_table(n_queueing, n, expect):
+    assert scoring.in_burst(_queueing(n_queueing, n)) is expect
+
+
+def test_a_small_queue_is_not_a_burst():
+    samples = {k: Sample(0.4, running=9, kv_usage=0.5) for k in ("a", "b", "c", "d")}  # 0.04 of what each runs
+    assert not scoring.in_burst(samples)
+
+
+def test_in_a_burst_nothing_is_pushed_and_ratios_relax_toward_equal():
+    """a queues much more than the others, which outside a burst moves share away from it; in a burst the
+    ratios only leak toward their geometric mean by BURST_LEAK."""
+    samples = {"a": Sample(40, running=8, kv_usage=1.0), "b": Sample(4, running=8, kv_usage=0.5),
+               "c": Sample(4, running=8, kv_usage=0.5), "d": Sample(0, running=8, kv_usage=0.5)}
+    current = {"a": 100, "b": 100, "c": 50, "d": 50}
+    got = scoring.score(samples, BAL, _ctx(**current))
+    mean = math.exp(sum(math.log(v) for v in current.values()) / 4)
+    expect = {k: v * (mean / v) ** scoring.BURST_LEAK for k, v in current.items()}
+    assert got == pytest.approx(expect, rel=1e-6)
+    steered = scoring.balance_step(samples, BAL, _ctx(**current), burst_queue=0.0)  # the rule off:
+    assert steered["a"] < 100 * (mean / 100) ** LEAK and steered["d"] > 50 * (mean / 50) ** LEAK  # a pushed, d pulled
+
+
+def test_after_a_burst_the_pressure_steers_again():
+    calm = {"a": Sample(4, running=8, kv_usage=0.9), "b": Sample(0, running=8, kv_usage=0.2),
+            "c": Sample(0, running=8, kv_usage=0.2), "d": Sample(0, running=8, kv_usage=0.2)}
+    assert not scoring.in_burst(calm)
+    got = scoring.score(calm, BAL, _ctx(a=100, b=100, c=100, d=100))
+    assert got["a"] < 100 < got["b"]
