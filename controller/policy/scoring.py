@@ -137,9 +137,12 @@ BURST_LEAK = 0.5
 BURST_POOL = 8
 
 
-def in_burst(samples: Mapping[str, Sample], threshold: float = BURST_QUEUE, pool_max: int = BURST_POOL) -> bool:
-    """Whether a pool of at most `pool_max` members is in a pool-wide burst: at least half its members,
-    and at least two, queue more than `threshold` of what they run (waiting/(running+1))."""
+def in_burst(samples: Mapping[str, Sample], threshold: float | None = None, pool_max: int | None = None) -> bool:
+    """Whether a pool of at most `pool_max` members (BURST_POOL) is in a pool-wide burst: at least half its
+    members, and at least two, queue more than `threshold` (BURST_QUEUE; 0 = never) of what they run
+    (waiting/(running+1)). The constants are read at each call, so the benchmark can vary them."""
+    threshold = BURST_QUEUE if threshold is None else threshold
+    pool_max = BURST_POOL if pool_max is None else pool_max
     if len(samples) < 2 or len(samples) > pool_max or threshold <= 0:
         return False
     queueing = sum(1 for s in samples.values() if s.waiting / ((s.running or 0.0) + 1.0) > threshold)
@@ -231,8 +234,8 @@ def balance_step(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context |
                  speed_prior: float = SPEED_PRIOR, use_neutral: bool = True, kv_power: float = BALANCE_KV_POWER,
                  neutral_dead_zone: float | None = None, min_leak: float = 0.0,
                  ttft_weight: float = BALANCE_TTFT_WEIGHT, ttft_dead_zone: float = BALANCE_TTFT_DEAD_ZONE,
-                 ttft_weight_large: float = BALANCE_TTFT_WEIGHT_LARGE, burst_queue: float = BURST_QUEUE,
-                 burst_leak: float = BURST_LEAK, burst_pool: int = BURST_POOL) -> Scores:
+                 ttft_weight_large: float = BALANCE_TTFT_WEIGHT_LARGE, burst_queue: float | None = None,
+                 burst_leak: float | None = None, burst_pool: int | None = None) -> Scores:
     """One tick of the closed loop, in log space:
 
         log r_i <- (1 - leak) * log current_i + leak * neutral_i - clip(gain * shrink(q_i - mean q))
@@ -251,9 +254,9 @@ def balance_step(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context |
     member's offset from the neutral shrink by at least that much per tick (a variant: it reaches the
     neutral, and churns).
 
-    In a pool-wide burst (in_burst with burst_queue, burst_pool) nothing is pushed and every ratio
-    leaks toward the pool's geometric mean by burst_leak: least connections, which serves more requests
-    within their objective while every engine is behind.
+    In a pool-wide burst (in_burst with burst_queue, burst_pool; None: BURST_QUEUE, BURST_POOL) nothing is
+    pushed and every ratio leaks toward the pool's geometric mean by burst_leak (None: BURST_LEAK): least
+    connections, which serves more requests within their objective while every engine is behind.
     """
     if not samples:
         return {}
@@ -275,7 +278,7 @@ def balance_step(samples: Mapping[str, Sample], mode: ModeConfig, ctx: Context |
     burst = in_burst(samples, burst_queue, burst_pool)
     if burst:
         centre = dict.fromkeys(logs, sum(logs.values()) / len(logs))
-        leak = burst_leak
+        leak = BURST_LEAK if burst_leak is None else burst_leak
 
     def move(k: str) -> float:
         if burst:
