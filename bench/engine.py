@@ -9,6 +9,7 @@ Python, and prints requests per CPU second.
 
 from __future__ import annotations
 
+import argparse
 import math
 import pathlib
 import sys
@@ -25,7 +26,9 @@ KINDS = ["a100-40g", "a100-80g", "h100-80g", "l40s-48g"] * 4
 
 
 def main() -> None:
-    load = float(sys.argv[1]) if len(sys.argv) > 1 else 0.85
+    ap = argparse.ArgumentParser(prog="python bench/engine.py", description=__doc__.splitlines()[0])
+    ap.add_argument("load", nargs="?", type=float, default=0.85, help="share of the 16 engines' capacity (default 0.85)")
+    load = ap.parse_args().load
     specs = [preset(k, name=f"e{i}") for i, k in enumerate(KINDS)]
     base = load_trace("conv")
     caps = [capacity_estimate(s, base) for s in specs]
