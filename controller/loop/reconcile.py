@@ -20,7 +20,7 @@ from controller.config.schema import AppConfig, EngineKeys, PoolConfig
 from controller.engines.scrape import Target
 from controller.engines.scrape import target_for as default_target_for
 from controller.errors import AuthError, BigIPError, NotFoundError, TokenLimitError
-from controller.faults import FaultLog
+from controller.faultlog import FaultLog
 from controller.loop.ratelimit import WriteBudget
 from controller.model import (
     Action,

@@ -49,7 +49,7 @@ from controller import logs
 from controller.clock import Clock, SystemClock
 from controller.config.schema import F5Config
 from controller.errors import AuthError, BigIPError, NotActiveError, StateUnreadableError
-from controller.faults import FaultLog
+from controller.faultlog import FaultLog
 from controller.ltm.client import ApplyResult, BigIPClient
 from controller.ltm.token import BasicAuth, TokenManager
 from controller.ltm.tokenstore import TokenStore

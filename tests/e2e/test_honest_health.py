@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from controller.clock import FakeClock
-from controller.faults import QUIET, FaultLog
+from controller.faultlog import QUIET, FaultLog
 from controller.model import Reason
 from controller.telemetry import Telemetry
 from tests.fault_rig import CapLog, daemon_for
