@@ -51,13 +51,20 @@ def parse_variant(text: str) -> tuple[tuple[str, str, object], ...]:
 
 def _job(args: tuple) -> tuple[tuple, dict]:
     name, kind, trace, load, queue, variant, seed, contender = args
-    for module, attr, value in variant:
-        setattr(MODULES[module], attr, value)
-    sc = S.load(str(ROOT / "bench" / "scenarios" / f"{name}.yaml"))
-    sc = sc.with_duration(DURATION_16 if name.endswith("16") else DURATION).with_arrivals(kind=kind, trace=trace, load=load)
-    if queue:
-        sc = sc.with_pool(queue_on_connection_limit=True)
-    return args, run(sc.with_arrivals(seed=seed), contenders()[contender]).summary()
+    # a worker runs many jobs: every constant a variant sets is put back afterwards, so no job inherits
+    # another variant's values
+    saved = [(module, attr, getattr(MODULES[module], attr)) for module, attr, _ in variant]
+    try:
+        for module, attr, value in variant:
+            setattr(MODULES[module], attr, value)
+        sc = S.load(str(ROOT / "bench" / "scenarios" / f"{name}.yaml"))
+        sc = sc.with_duration(DURATION_16 if name.endswith("16") else DURATION).with_arrivals(kind=kind, trace=trace, load=load)
+        if queue:
+            sc = sc.with_pool(queue_on_connection_limit=True)
+        return args, run(sc.with_arrivals(seed=seed), contenders()[contender]).summary()
+    finally:
+        for module, attr, value in saved:
+            setattr(MODULES[module], attr, value)
 
 
 def main(argv: list[str] | None = None) -> int:
