@@ -198,25 +198,20 @@ class Terms:
         return " ".join(parts)
 
 
-def queued_share(s: Sample) -> float:
-    """waiting / (running + 1): 0 while the engine admits everything it is sent."""
-    return s.waiting / ((s.running or 0.0) + 1.0)
-
-
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
 def pool_terms(fresh: Mapping[str, Sample], ttft: Mapping[str, float], neutral: capacity.Neutral) -> dict[str, Terms]:
     """Each fresh member's Terms (see there)."""
-    q_pool = _mean([queued_share(s) for s in fresh.values()]) or 0.0
+    q_pool = _mean([scoring.queued_share(s) for s in fresh.values()]) or 0.0
     kv_pool = _mean([s.kv_usage for s in fresh.values() if s.kv_usage is not None])
     ttft_pool = _mean([v for k, v in ttft.items() if k in fresh])
     top = max(neutral.values.values(), default=0.0)
     out = {}
     for k, s in fresh.items():
         speed = neutral.values.get(k)
-        out[k] = Terms(queue=queued_share(s), queue_pool=q_pool, kv=s.kv_usage, kv_pool=kv_pool,
+        out[k] = Terms(queue=scoring.queued_share(s), queue_pool=q_pool, kv=s.kv_usage, kv_pool=kv_pool,
                        ttft=ttft.get(k), ttft_pool=ttft_pool if k in ttft else None,
                        neutral=speed / top if speed is not None and top > 0 else None,
                        neutral_source=neutral.sources.get(k, neutral.source))

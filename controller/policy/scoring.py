@@ -135,6 +135,13 @@ BALANCE_KV_POWER = 3.0
 BURST_QUEUE = 0.05
 BURST_LEAK = 0.5
 BURST_POOL = 8
+#: differences in log measured speed under this are taken as equal in the neutral (0: none).
+BALANCE_NEUTRAL_DEAD_ZONE = 0.0
+
+
+def queued_share(s: Sample) -> float:
+    """waiting / (running + 1): 0 while the engine admits everything it is sent."""
+    return s.waiting / ((s.running or 0.0) + 1.0)
 
 
 def in_burst(samples: Mapping[str, Sample], threshold: float | None = None, pool_max: int | None = None) -> bool:
@@ -145,10 +152,8 @@ def in_burst(samples: Mapping[str, Sample], threshold: float | None = None, pool
     pool_max = BURST_POOL if pool_max is None else pool_max
     if len(samples) < 2 or len(samples) > pool_max or threshold <= 0:
         return False
-    queueing = sum(1 for s in samples.values() if s.waiting / ((s.running or 0.0) + 1.0) > threshold)
+    queueing = sum(1 for s in samples.values() if queued_share(s) > threshold)
     return queueing >= max(2, math.ceil(len(samples) / 2))
-#: differences in log measured speed under this are taken as equal in the neutral (0: none).
-BALANCE_NEUTRAL_DEAD_ZONE = 0.0
 
 
 def _base_ratios(keys: Iterable[str], ctx: Context) -> dict[str, float]:
@@ -167,8 +172,7 @@ def pressure(s: Sample, mode: ModeConfig, kv_power: float = 1.0) -> float:
     is the fraction of its cache in use. Engines without it: the share of their slots in use where the
     slots are known (llama.cpp: running/slots, 1 when it defers requests), else running/(running+waiting+1).
     """
-    running = s.running or 0.0
-    queued = s.waiting / (running + 1.0)
+    queued = queued_share(s)
     kv = s.kv_usage if s.kv_usage is not None else fullness(s)
     if kv_power != 1.0:
         kv = max(0.0, kv) ** kv_power
