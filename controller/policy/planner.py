@@ -250,10 +250,11 @@ def _known_plan(m: Member, sample: Sample, score: float, target: int, cfg: PoolC
         ratio, held = weights.damped_ratio(m.ratio, target, w)
     limit = m.connection_limit
     wanted = weights.slot_limit(sample, w) if sample.slots and (w.drives_limit or queues) else None
+    lifted = wanted is None and limits and burst and w.drive == "auto" and w.queue_time_limit != "slo"
     if wanted is not None:  # llama.cpp: its slots are a hard limit
         limit = weights.damped_limit(m.connection_limit, wanted, w.dead_band)
-    elif limits and burst and w.drive == "auto" and w.queue_time_limit != "slo":
-        limit = w.max_connections or 0  # lifted: no limit, unless the config caps every member
+    elif lifted:
+        limit = w.max_connections or 0  # no limit, unless the config caps every member
     elif limits:
         limit = weights.queue_limit(m.connection_limit, sample, w)
     changed = ratio != m.ratio or limit != m.connection_limit
@@ -264,7 +265,7 @@ def _known_plan(m: Member, sample: Sample, score: float, target: int, cfg: PoolC
         moves.append("pool-wide burst: ratios relax toward equal")
     if wanted is not None:
         moves.append(f"limit {wanted} from the engine's capacity" + ("" if limit == wanted else f", held at {limit} (dead band)"))
-    elif limit != m.connection_limit and limit == (w.max_connections or 0) and burst:
+    elif limit != m.connection_limit and lifted:
         moves.append(f"limit {m.connection_limit} lifted: pool-wide burst (each engine queues its own share)")
     elif limit != m.connection_limit:
         moves.append(f"limit {m.connection_limit} -> {limit} from the engine's queue "
